@@ -1,0 +1,1 @@
+"""gim: an instant-messaging server in three processes (connect, logic, business)."""

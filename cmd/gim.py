@@ -1,0 +1,72 @@
+"""`gim`: one command for operators and newcomers.
+
+    gim run        start business, logic and connect on this machine (the embedded default)
+    gim migrate    create the schema in the configured database (idempotent)
+    gim migrate --sql   print the MySQL schema (sql/create_table.sql)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from gim.pkg import config, db, log
+from gim.pkg.schema import MessageShards
+
+
+async def migrate(cfg: config.LogicConfig) -> None:
+    await db.ensure_database(cfg.database_url)
+    engine = db.create_engine(cfg.database_url)
+    try:
+        await db.migrate(engine, MessageShards(cfg.message_shards))
+    finally:
+        await engine.dispose()
+
+
+def _migrate(args: argparse.Namespace) -> None:
+    cfg = config.load(config.LogicConfig, "logic")
+    if args.sql:
+        sys.stdout.write(db.mysql_ddl(MessageShards(cfg.message_shards)))
+        return
+    log.setup(cfg.log_level, cfg.log_format)
+    asyncio.run(migrate(cfg))
+    print(f"schema ready in {db.normalize_url(cfg.database_url).render_as_string(hide_password=True)}")
+
+
+def _run(args: argparse.Namespace) -> None:
+    from gim.internal.supervisor import run_all
+
+    run_all(dev_code=args.dev_code, var_dir=args.var)
+
+
+def _service(name: str) -> None:
+    from importlib import import_module
+
+    import_module(f"gim.cmd.{name}").main([])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="gim", description="gim instant-messaging server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start business, logic and connect on this machine")
+    run.add_argument("--dev-code", default="0000", help="development sign-in code (default 0000)")
+    run.add_argument("--var", default="var", help="folder for the embedded Redis data (default var/)")
+    run.set_defaults(func=_run)
+    mig = sub.add_parser("migrate", help="create the schema in the configured database")
+    mig.add_argument("--sql", action="store_true", help="print the MySQL schema instead")
+    mig.set_defaults(func=_migrate)
+    for name in ("business", "logic", "connect"):
+        svc = sub.add_parser(name, help=f"run the {name} service in this process")
+        svc.set_defaults(func=lambda _args, name=name: _service(name))
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except config.ConfigError as exc:
+        raise SystemExit(f"gim: bad configuration: {exc}") from None
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

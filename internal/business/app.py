@@ -1,0 +1,72 @@
+"""The business service's use cases: sign-in, profiles, search, token auth."""
+
+from __future__ import annotations
+
+from gim.internal.business.tokens import TokenStore
+from gim.internal.business.users import PHONE_MAX, User, UserStore
+from gim.internal.business.verifier import CodeVerifier
+from gim.pkg import log
+from gim.pkg.errors import Code, GimError, bad_request
+
+_log = log.get("business")
+
+
+class DeviceChecker:
+    """Asks logic whether a device exists (LogicInt.GetDevice); raises 10014 if not."""
+
+    async def check(self, device_id: int) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class BusinessApp:
+    def __init__(
+        self,
+        users: UserStore,
+        tokens: TokenStore,
+        verifier: CodeVerifier,
+        devices: DeviceChecker,
+        search_limit: int,
+    ) -> None:
+        self.users = users
+        self.tokens = tokens
+        self.verifier = verifier
+        self.devices = devices
+        self.search_limit = search_limit
+
+    async def sign_in(self, phone_number: str, code: str, device_id: int) -> tuple[User, bool, str]:
+        phone_number = phone_number.strip()
+        if not phone_number or len(phone_number) > PHONE_MAX:
+            raise bad_request(f"phone_number must be 1..{PHONE_MAX} characters")
+        if device_id <= 0:
+            raise bad_request("device_id must be positive (LogicExt.RegisterDevice gives one)")
+        await self.verifier.verify(phone_number, code)
+        await self.devices.check(device_id)
+        user, is_new = await self.users.get_or_create(phone_number)
+        token = await self.tokens.issue(user.user_id, device_id)
+        _log.info("signed_in", user_id=user.user_id, device_id=device_id, is_new=is_new)
+        return user, is_new, token
+
+    async def auth(self, user_id: int, device_id: int, token: str) -> None:
+        if user_id <= 0 or device_id <= 0 or not token:
+            raise GimError(Code.UNAUTHORIZED, "user_id, device_id and token are required")
+        await self.tokens.check(user_id, device_id, token)
+
+    async def get_user(self, user_id: int) -> User:
+        if user_id <= 0:
+            raise bad_request("user_id must be positive")
+        found = await self.users.get(user_id)
+        if found is None:
+            raise GimError(Code.USER_NOT_FOUND, f"user {user_id} not found")
+        return found
+
+    async def get_users(self, user_ids: list[int]) -> dict[int, User]:
+        return await self.users.get_many(i for i in user_ids if i > 0)
+
+    async def update_user(self, user_id: int, nickname: str, sex: int, avatar_url: str, extra: str) -> None:
+        await self.users.update(user_id, nickname, sex, avatar_url, extra)
+        _log.info("user_updated", user_id=user_id)
+
+    async def search(self, key: str) -> list[User]:
+        if len(key) > 64:
+            raise bad_request("search key is longer than 64 characters")
+        return await self.users.search(key, self.search_limit)

@@ -1,0 +1,89 @@
+"""The business process: UserExt/BusinessExt and UserInt/BusinessInt on their ports."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from grpc import aio
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gim.internal.business.api import UserExtServicer, UserIntServicer
+from gim.internal.business.app import BusinessApp, DeviceChecker
+from gim.internal.business.tokens import TokenStore
+from gim.internal.business.users import UserStore
+from gim.internal.business.verifier import from_config
+from gim.pkg import db, log, redis_client, rpc
+from gim.pkg.config import BusinessConfig
+from gim.pkg.errors import Code, GimError
+from gim.pkg.pb import logic_int_pb2, logic_int_pb2_grpc
+from gim.pkg.pb import user_ext_pb2_grpc as ext_grpc
+from gim.pkg.pb import user_int_pb2_grpc as int_grpc
+
+_log = log.get("business")
+
+
+class LogicDeviceChecker(DeviceChecker):
+    def __init__(self, logic: logic_int_pb2_grpc.LogicIntStub, timeout: float) -> None:
+        self._logic = logic
+        self._timeout = timeout
+
+    async def check(self, device_id: int) -> None:
+        resp = await rpc.call(self._logic.GetDevice, logic_int_pb2.GetDeviceReq(device_id=device_id), self._timeout)
+        if resp.device.device_id != device_id:
+            raise GimError(Code.DEVICE_NOT_FOUND, f"device {device_id} not found")
+
+
+class BusinessServer:
+    """Built from its dependencies; `start()` binds both ports, `stop()` closes all."""
+
+    def __init__(
+        self,
+        config: BusinessConfig,
+        engine: AsyncEngine,
+        redis: aioredis.Redis,
+        logic_channel: aio.Channel,
+    ) -> None:
+        self.config = config
+        self._engine = engine
+        self._redis = redis
+        self._logic_channel = logic_channel
+        self.app = BusinessApp(
+            users=UserStore(engine),
+            tokens=TokenStore(redis, config.redis_prefix, config.token_ttl),
+            verifier=from_config(config.dev_code),
+            devices=LogicDeviceChecker(logic_int_pb2_grpc.LogicIntStub(logic_channel), 5.0),
+            search_limit=config.search_limit,
+        )
+        self._int = rpc.new_server()
+        self._ext = rpc.new_server()
+        int_servicer = UserIntServicer(self.app)
+        int_grpc.add_UserIntServicer_to_server(int_servicer, self._int)
+        int_grpc.add_BusinessIntServicer_to_server(int_servicer, self._int)
+        ext_servicer = UserExtServicer(self.app)
+        ext_grpc.add_UserExtServicer_to_server(ext_servicer, self._ext)
+        ext_grpc.add_BusinessExtServicer_to_server(ext_servicer, self._ext)
+        self.int_port = 0
+        self.ext_port = 0
+
+    @classmethod
+    def from_config(cls, config: BusinessConfig) -> BusinessServer:
+        return cls(
+            config,
+            db.create_engine(config.database_url),
+            redis_client.connect(config.redis_url),
+            rpc.channel(config.logic_int_addr),
+        )
+
+    async def start(self) -> None:
+        self.int_port = rpc.bind(self._int, self.config.int_listen)
+        self.ext_port = rpc.bind(self._ext, self.config.ext_listen)
+        await self._int.start()
+        await self._ext.start()
+        _log.info("business_started", int_port=self.int_port, ext_port=self.ext_port)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        await self._ext.stop(grace)
+        await self._int.stop(grace)
+        await self._logic_channel.close()
+        await self._redis.aclose()
+        await self._engine.dispose()
+        _log.info("business_stopped")

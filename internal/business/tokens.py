@@ -1,0 +1,34 @@
+"""Sign-in tokens in Redis: random, bound to (user, device), expiring."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+
+import redis.asyncio as aioredis
+
+from gim.pkg.errors import unauthorized
+
+
+class TokenStore:
+    def __init__(self, redis: aioredis.Redis, prefix: str, ttl: int) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._ttl = ttl
+
+    def _key(self, user_id: int, device_id: int) -> str:
+        return f"{self._prefix}token:{user_id}:{device_id}"
+
+    async def issue(self, user_id: int, device_id: int) -> str:
+        """A new token for this user on this device; an older one stops working."""
+        token = secrets.token_urlsafe(24)
+        await self._redis.set(self._key(user_id, device_id), token, ex=self._ttl)
+        return token
+
+    async def check(self, user_id: int, device_id: int, token: str) -> None:
+        """Raise 10000 unless `token` is the live token of (user, device)."""
+        stored = await self._redis.get(self._key(user_id, device_id))
+        if stored is None:
+            raise unauthorized("token expired or unknown, sign in again")
+        if not hmac.compare_digest(stored, token.encode()):
+            raise unauthorized("wrong token, sign in again")

@@ -1,0 +1,57 @@
+"""The TCP frame codec, without I/O: a 2-byte big-endian length, then the body.
+
+`FrameDecoder.feed` takes whatever bytes a read returned (many packets, part of one,
+or both) and returns the complete bodies in order; a zero or oversize length raises
+`FrameError` and the decoder stays broken (the connection must be closed).
+"""
+
+from __future__ import annotations
+
+FRAME_MAX = 65_535
+_HEADER = 2
+
+
+class FrameError(Exception):
+    """The stream cannot be a sequence of gim frames."""
+
+
+def encode_frame(body: bytes) -> bytes:
+    if not 0 < len(body) <= FRAME_MAX:
+        raise FrameError(f"a frame body must be 1..{FRAME_MAX} bytes, got {len(body)}")
+    return len(body).to_bytes(_HEADER, "big") + body
+
+
+class FrameDecoder:
+    def __init__(self, max_body: int = FRAME_MAX) -> None:
+        self.max_body = min(max_body, FRAME_MAX)
+        self._buffer = bytearray()
+        self._broken = False
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held waiting for the rest of a frame."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if self._broken:
+            raise FrameError("stream already failed")
+        buffer = self._buffer
+        buffer += data
+        bodies: list[bytes] = []
+        start = 0
+        end = len(buffer)
+        while end - start >= _HEADER:
+            length = (buffer[start] << 8) | buffer[start + 1]
+            if length == 0 or length > self.max_body:
+                self._broken = True
+                del buffer[:]
+                raise FrameError(
+                    "zero-length frame" if length == 0
+                    else f"frame of {length} bytes is larger than {self.max_body}"
+                )
+            if end - start - _HEADER < length:
+                break
+            bodies.append(bytes(buffer[start + _HEADER : start + _HEADER + length]))
+            start += _HEADER + length
+        del buffer[:start]
+        return bodies

@@ -1,0 +1,249 @@
+"""One client connection's protocol state, the same for TCP and WebSocket.
+
+A transport hands the session complete packet bodies (`on_body`) and tells it when
+the connection is gone (`on_closed`); the session answers through `Transport.send`
+and `Transport.close`. Packets of one connection are handled in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+from collections import deque
+from collections.abc import Coroutine
+from typing import Any, Protocol
+
+from grpc import aio
+
+from gim.internal.connect.packets import KNOWN_TYPES, PacketError, output, parse_data, parse_input
+from gim.internal.connect.registry import Registry
+from gim.pkg import log, rpc
+from gim.pkg.config import ConnectConfig
+from gim.pkg.errors import Code, GimError
+from gim.pkg.pb import connect_ext_pb2 as cx
+from gim.pkg.pb import logic_int_pb2, logic_int_pb2_grpc
+
+_log = log.get("connect")
+_ids = itertools.count(1)
+
+# Packets waiting to be handled on one connection before it counts as a flood.
+INBOX_LIMIT = 64
+
+
+class Transport(Protocol):
+    client_addr: str
+
+    def send(self, body: bytes) -> None:
+        """Queue one Output body for the client (framing is the transport's)."""
+
+    def close(self) -> None:
+        """Close after what is queued has been written."""
+
+
+@dataclasses.dataclass
+class Node:
+    """What every session of this connect node shares."""
+
+    config: ConnectConfig
+    logic: logic_int_pb2_grpc.LogicIntStub
+    registry: Registry
+    conn_addr: str
+    stopping: bool = False
+    tasks: set[asyncio.Task[Any]] = dataclasses.field(default_factory=set)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+
+class Session:
+    def __init__(self, transport: Transport, node: Node) -> None:
+        self.transport = transport
+        self.node = node
+        self.conn_id = next(_ids)
+        self.user_id = 0
+        self.device_id = 0
+        self.closed = False
+        self.replaced = False
+        self._inbox: deque[cx.Input] = deque()
+        self._worker: asyncio.Task[None] | None = None
+        self._signing_in = False
+        loop = asyncio.get_running_loop()
+        self.last_active = loop.time()
+        self._deadline = loop.call_later(node.config.sign_in_timeout, self._sign_in_expired)
+        node.registry.connections.add(self)
+        self.log = _log.bind(conn_id=self.conn_id, client_addr=transport.client_addr)
+        self.log.debug("conn_opened")
+
+    @property
+    def signed_in(self) -> bool:
+        return self.device_id != 0
+
+    # -- input ---------------------------------------------------------------------
+
+    def on_body(self, body: bytes) -> None:
+        """A complete packet body arrived."""
+        if self.closed:
+            return
+        self.last_active = asyncio.get_running_loop().time()
+        try:
+            packet = parse_input(body)
+        except PacketError as exc:
+            self.fail(Code.BAD_REQUEST, str(exc))
+            return
+        if packet.type == cx.PT_HEARTBEAT and self.signed_in and not self._inbox:
+            self.transport.send(output(cx.PT_HEARTBEAT, packet.request_id))
+            return
+        if len(self._inbox) >= INBOX_LIMIT:
+            self.fail(Code.BAD_REQUEST, "too many packets waiting: slow down")
+            return
+        self._inbox.append(packet)
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self._inbox and not self.closed:
+                await self._handle(self._inbox.popleft())
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.log.exception("packet_failed")
+            self.close("internal error")
+        finally:
+            self._worker = None
+
+    async def _handle(self, packet: cx.Input) -> None:
+        if not self.signed_in:
+            if packet.type == cx.PT_SIGN_IN:
+                sign_in = parse_data(cx.SignInInput, packet.data)
+                await self.sign_in(sign_in.user_id, sign_in.device_id, sign_in.token, packet.request_id)  # type: ignore[attr-defined]
+            else:
+                self.fail(Code.UNAUTHORIZED, "sign in first", packet.type, packet.request_id)
+            return
+        if packet.type not in KNOWN_TYPES:
+            self.reply(packet, code=Code.BAD_REQUEST, message=f"unknown package type {packet.type}")
+        elif packet.type == cx.PT_HEARTBEAT:
+            self.reply(packet)
+        elif packet.type == cx.PT_SIGN_IN:
+            self.reply(packet, code=Code.BAD_REQUEST, message="already signed in")
+        elif packet.type == cx.PT_SYNC:
+            await self._sync(packet)
+        elif packet.type == cx.PT_MESSAGE:
+            await self._ack(packet)
+        elif packet.type == cx.PT_SUBSCRIBE_ROOM:
+            self.reply(packet, code=Code.BAD_REQUEST, message="rooms are not supported yet")
+
+    async def _call(self, method: Any, request: Any) -> Any:
+        return await rpc.call(method, request, self.node.config.rpc_timeout)
+
+    async def sign_in(self, user_id: int, device_id: int, token: str, request_id: int = 0) -> bool:
+        """Authenticate through logic and take over the device; False if refused."""
+        if self._signing_in or self.signed_in:
+            return False
+        self._signing_in = True
+        req = logic_int_pb2.ConnSignInReq(
+            user_id=user_id,
+            device_id=device_id,
+            token=token,
+            conn_addr=self.node.conn_addr,
+            client_addr=self.transport.client_addr,
+        )
+        try:
+            await self._call(self.node.logic.ConnSignIn, req)
+        except GimError as exc:
+            self.fail(exc.code, exc.message, cx.PT_SIGN_IN, request_id)
+            return False
+        except aio.AioRpcError as exc:
+            self.log.warning("sign_in_unavailable", status=exc.code().name)
+            self.close("logic unavailable")
+            return False
+        finally:
+            self._signing_in = False
+        if self.closed:  # the client left while logic was answering
+            self.node.spawn(self._offline(user_id, device_id))
+            return False
+        self._deadline.cancel()
+        self.user_id, self.device_id = user_id, device_id
+        self.log = self.log.bind(user_id=user_id, device_id=device_id)
+        old = self.node.registry.bind(device_id, self)
+        if old is not None:
+            old.replaced = True
+            old.close("replaced by a new connection of the same device")
+        self.transport.send(output(cx.PT_SIGN_IN, request_id))
+        self.log.info("signed_in")
+        return True
+
+    async def _sync(self, packet: cx.Input) -> None:
+        sync = parse_data(cx.SyncInput, packet.data)
+        req = logic_int_pb2.SyncReq(user_id=self.user_id, device_id=self.device_id, seq=sync.seq)  # type: ignore[attr-defined]
+        try:
+            resp = await self._call(self.node.logic.Sync, req)
+        except GimError as exc:
+            self.reply(packet, code=exc.code, message=exc.message)
+            return
+        data = cx.SyncOutput(messages=resp.messages, has_more=resp.has_more).SerializeToString()
+        self.reply(packet, data=data)
+
+    async def _ack(self, packet: cx.Input) -> None:
+        ack = parse_data(cx.MessageACK, packet.data)
+        req = logic_int_pb2.MessageACKReq(
+            user_id=self.user_id,
+            device_id=self.device_id,
+            device_ack=ack.device_ack,  # type: ignore[attr-defined]
+            receive_time=ack.receive_time,  # type: ignore[attr-defined]
+        )
+        await self._call(self.node.logic.MessageACK, req)
+
+    # -- output --------------------------------------------------------------------
+
+    def reply(self, packet: cx.Input, code: int = 0, message: str = "", data: bytes = b"") -> None:
+        self.transport.send(output(packet.type, packet.request_id, code, message, data))
+
+    def push(self, message_send: bytes) -> None:
+        """A message for this device (already serialized `MessageSend`)."""
+        if not self.closed:
+            self.transport.send(output(cx.PT_MESSAGE, data=message_send))
+
+    def fail(self, code: int, message: str, package_type: int = cx.PT_UNKNOWN, request_id: int = 0) -> None:
+        """Answer with an error code, then close the connection."""
+        if self.closed:
+            return
+        self.transport.send(output(package_type, request_id, int(code), message))
+        self.close(f"{int(code)}: {message}")
+
+    def close(self, reason: str) -> None:
+        if not self.closed:
+            self.log.info("conn_closing", reason=reason)
+            self.transport.close()
+            self.on_closed(reason)
+
+    def _sign_in_expired(self) -> None:
+        if not self.signed_in:
+            self.close("no sign-in in time")
+
+    # -- end -----------------------------------------------------------------------
+
+    def on_closed(self, reason: str = "closed by client") -> None:
+        """The connection is gone (either side); release the device."""
+        if self.closed:
+            return
+        self.closed = True
+        self._deadline.cancel()
+        self._inbox.clear()
+        if self._worker is not None and not self._signing_in:
+            self._worker.cancel()
+        registry = self.node.registry
+        registry.connections.discard(self)
+        if self.signed_in and registry.unbind(self.device_id, self) and not self.node.stopping:
+            self.node.spawn(self._offline(self.user_id, self.device_id))
+        self.log.info("conn_closed", reason=reason, replaced=self.replaced)
+
+    async def _offline(self, user_id: int, device_id: int) -> None:
+        req = logic_int_pb2.OfflineReq(user_id=user_id, device_id=device_id, client_addr=self.transport.client_addr)
+        try:
+            await self._call(self.node.logic.Offline, req)
+        except (GimError, aio.AioRpcError) as exc:
+            self.log.warning("offline_failed", error=str(exc))

@@ -1,0 +1,78 @@
+"""TCP long connections: an `asyncio.Protocol` per connection, no task per connection."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from gim.internal.connect.codec import FrameDecoder, FrameError, encode_frame
+from gim.internal.connect.session import Node, Session
+from gim.pkg.errors import Code
+
+
+def _addr(peer: object) -> str:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host, port = peer[0], peer[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(peer)
+
+
+class TcpConnection(asyncio.Protocol):
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.decoder = FrameDecoder(node.config.max_body_bytes)
+        self.client_addr = ""
+        self._transport: asyncio.Transport | None = None
+        self.session: Session | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self.client_addr = _addr(transport.get_extra_info("peername"))
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.session = Session(self, self.node)
+
+    def data_received(self, data: bytes) -> None:
+        assert self.session is not None
+        try:
+            bodies = self.decoder.feed(data)
+        except FrameError as exc:
+            self.session.fail(Code.BAD_REQUEST, str(exc))
+            return
+        for body in bodies:
+            self.session.on_body(body)
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.session is not None:
+            reason = "closed by client" if exc is None else f"connection lost: {exc}"
+            self.session.on_closed(reason)
+
+    # -- Transport for the session ------------------------------------------------
+
+    def send(self, body: bytes) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if transport.get_write_buffer_size() > self.node.config.write_buffer_limit:
+            # The client does not read: drop it rather than hold memory; it will resync.
+            transport.abort()
+            if self.session is not None:
+                self.session.on_closed("client too slow: write buffer full")
+            return
+        transport.write(encode_frame(body))
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+async def serve(node: Node, host: str, port: int) -> asyncio.Server:
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(
+        lambda: TcpConnection(node), host, port, backlog=4096, reuse_address=True
+    )

@@ -1,0 +1,116 @@
+"""gRPC servicers of logic: LogicExt (apps, business backends) and LogicInt (connect, business)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from grpc import aio
+
+from gim.internal.logic.devices import Device, DeviceStore
+from gim.internal.logic.messages import MessageService, Sender
+from gim.internal.logic.users import UserClient
+from gim.pkg import log, rpc
+from gim.pkg.errors import bad_request, unauthorized
+from gim.pkg.pb import connect_ext_pb2 as cx
+from gim.pkg.pb import logic_ext_pb2 as ext
+from gim.pkg.pb import logic_ext_pb2_grpc as ext_grpc
+from gim.pkg.pb import logic_int_pb2 as int_
+from gim.pkg.pb import logic_int_pb2_grpc as int_grpc
+
+Context = aio.ServicerContext[Any, Any]
+_log = log.get("logic")
+
+
+def device_pb(device: Device) -> int_.Device:
+    return int_.Device(
+        device_id=device.device_id,
+        user_id=device.user_id,
+        type=device.type,
+        brand=device.brand,
+        model=device.model,
+        system_version=device.system_version,
+        sdk_version=device.sdk_version,
+        status=device.status,
+        create_time=device.create_time,
+        update_time=device.update_time,
+    )
+
+
+class LogicExtServicer(ext_grpc.LogicExtServicer):
+    """For apps and business backends; everything but RegisterDevice needs a token."""
+
+    def __init__(self, devices: DeviceStore, messages: MessageService, users: UserClient) -> None:
+        self.devices = devices
+        self.messages = messages
+        self.users = users
+
+    async def _caller(self, context: Context) -> tuple[Sender, int]:
+        user_id, device_id, token, request_id = rpc.identity_of(context)
+        await self.users.auth(user_id, device_id, token)
+        return Sender(cx.ST_USER, user_id, device_id), request_id
+
+    async def RegisterDevice(self, request: ext.RegisterDeviceReq, context: Context) -> ext.RegisterDeviceResp:
+        device_id = await self.devices.register(
+            request.type,
+            brand=request.brand,
+            model=request.model,
+            system_version=request.system_version,
+            sdk_version=request.sdk_version,
+        )
+        _log.info("device_registered", device_id=device_id, type=request.type)
+        return ext.RegisterDeviceResp(device_id=device_id)
+
+    async def SendMessage(self, request: ext.SendMessageReq, context: Context) -> ext.SendMessageResp:
+        sender, request_id = await self._caller(context)
+        return ext.SendMessageResp(seq=await self.messages.send(sender, request, request_id))
+
+
+class LogicIntServicer(int_grpc.LogicIntServicer):
+    """For connect nodes and the business service, on the private network."""
+
+    def __init__(self, devices: DeviceStore, messages: MessageService, users: UserClient) -> None:
+        self.devices = devices
+        self.messages = messages
+        self.users = users
+
+    async def ConnSignIn(self, request: int_.ConnSignInReq, context: Context) -> int_.ConnSignInResp:
+        if request.user_id <= 0 or request.device_id <= 0 or not request.token:
+            raise unauthorized("user_id, device_id and token are required")
+        if not request.conn_addr:
+            raise bad_request("conn_addr is required")
+        await self.users.auth(request.user_id, request.device_id, request.token)
+        await self.devices.set_online(request.device_id, request.user_id, request.conn_addr, request.client_addr)
+        _log.info(
+            "device_online",
+            user_id=request.user_id,
+            device_id=request.device_id,
+            conn_addr=request.conn_addr,
+            client_addr=request.client_addr,
+        )
+        return int_.ConnSignInResp()
+
+    async def Sync(self, request: int_.SyncReq, context: Context) -> int_.SyncResp:
+        messages, has_more = await self.messages.sync(request.user_id, request.device_id, request.seq)
+        return int_.SyncResp(messages=messages, has_more=has_more)
+
+    async def MessageACK(self, request: int_.MessageACKReq, context: Context) -> int_.MessageACKResp:
+        await self.messages.ack(request.user_id, request.device_id, request.device_ack)
+        return int_.MessageACKResp()
+
+    async def Offline(self, request: int_.OfflineReq, context: Context) -> int_.OfflineResp:
+        changed = await self.devices.set_offline(request.device_id, request.user_id, request.client_addr)
+        _log.info("device_offline", device_id=request.device_id, user_id=request.user_id, changed=changed)
+        return int_.OfflineResp()
+
+    async def SendMessage(self, request: ext.SendMessageReq, context: Context) -> ext.SendMessageResp:
+        request_id = int(rpc.metadata_of(context).get("request_id", "0") or 0)
+        sender = Sender(cx.ST_BUSINESS, 0)
+        return ext.SendMessageResp(seq=await self.messages.send(sender, request, request_id))
+
+    async def GetDevice(self, request: int_.GetDeviceReq, context: Context) -> int_.GetDeviceResp:
+        return int_.GetDeviceResp(device=device_pb(await self.devices.get(request.device_id)))
+
+    async def ServerStop(self, request: int_.ServerStopReq, context: Context) -> int_.ServerStopResp:
+        count = await self.devices.node_stopped(request.conn_addr)
+        _log.info("node_stopped", conn_addr=request.conn_addr, devices_offline=count)
+        return int_.ServerStopResp()

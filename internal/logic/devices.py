@@ -1,0 +1,126 @@
+"""Devices: registration, online state per connect node, look-ups for delivery."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gim.pkg.db import epoch_seconds
+from gim.pkg.errors import Code, GimError, bad_request
+from gim.pkg.schema import DEVICE_OFFLINE, DEVICE_ONLINE
+from gim.pkg.schema import device as device_table
+
+DEVICE_TYPES = {1: "Android", 2: "iOS", 3: "Windows", 4: "macOS", 5: "Web"}
+_TEXT_LIMITS = {"brand": 50, "model": 50, "system_version": 20, "sdk_version": 20}
+
+
+@dataclasses.dataclass(frozen=True)
+class Device:
+    device_id: int
+    user_id: int
+    type: int
+    brand: str
+    model: str
+    system_version: str
+    sdk_version: str
+    status: int
+    conn_addr: str
+    client_addr: str
+    create_time: int
+    update_time: int
+
+
+@dataclasses.dataclass(frozen=True)
+class OnlineDevice:
+    device_id: int
+    user_id: int
+    conn_addr: str
+
+
+def _device(row: sa.Row[tuple[object, ...]]) -> Device:
+    m = row._mapping
+    return Device(
+        device_id=int(m["id"]),
+        user_id=int(m["user_id"]),
+        type=int(m["type"]),
+        brand=str(m["brand"]),
+        model=str(m["model"]),
+        system_version=str(m["system_version"]),
+        sdk_version=str(m["sdk_version"]),
+        status=int(m["status"]),
+        conn_addr=str(m["conn_addr"]),
+        client_addr=str(m["client_addr"]),
+        create_time=epoch_seconds(m["create_time"]),
+        update_time=epoch_seconds(m["update_time"]),
+    )
+
+
+class DeviceStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def register(self, type_: int, **texts: str) -> int:
+        if type_ not in DEVICE_TYPES:
+            raise bad_request(f"device type must be one of {sorted(DEVICE_TYPES)}, got {type_}")
+        for name, value in texts.items():
+            if len(value) > _TEXT_LIMITS[name]:
+                raise bad_request(f"{name} is longer than {_TEXT_LIMITS[name]} characters")
+        async with self._engine.begin() as conn:
+            result = await conn.execute(device_table.insert().values(type=type_, **texts))
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    async def get(self, device_id: int) -> Device:
+        if device_id <= 0:
+            raise bad_request("device_id must be positive")
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(sa.select(device_table).where(device_table.c.id == device_id))).first()
+        if row is None:
+            raise GimError(Code.DEVICE_NOT_FOUND, f"device {device_id} not found")
+        return _device(row)
+
+    async def set_online(self, device_id: int, user_id: int, conn_addr: str, client_addr: str) -> None:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                device_table.update()
+                .where(device_table.c.id == device_id)
+                .values(user_id=user_id, status=DEVICE_ONLINE, conn_addr=conn_addr, client_addr=client_addr)
+            )
+        if result.rowcount == 0:
+            raise GimError(Code.DEVICE_NOT_FOUND, f"device {device_id} not found")
+
+    async def set_offline(self, device_id: int, user_id: int, client_addr: str) -> bool:
+        """Mark offline only if this is still the connection the device last signed in with."""
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                device_table.update()
+                .where(
+                    device_table.c.id == device_id,
+                    device_table.c.user_id == user_id,
+                    device_table.c.client_addr == client_addr,
+                    device_table.c.status == DEVICE_ONLINE,
+                )
+                .values(status=DEVICE_OFFLINE)
+            )
+        return bool(result.rowcount)
+
+    async def node_stopped(self, conn_addr: str) -> int:
+        """Every device online at `conn_addr` goes offline; returns how many."""
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                device_table.update()
+                .where(device_table.c.conn_addr == conn_addr, device_table.c.status == DEVICE_ONLINE)
+                .values(status=DEVICE_OFFLINE)
+            )
+        return int(result.rowcount)
+
+    async def online(self, user_ids: list[int]) -> list[OnlineDevice]:
+        if not user_ids:
+            return []
+        query = sa.select(device_table.c.id, device_table.c.user_id, device_table.c.conn_addr).where(
+            device_table.c.user_id.in_(sorted(set(user_ids))),
+            device_table.c.status == DEVICE_ONLINE,
+        )
+        async with self._engine.connect() as conn:
+            return [OnlineDevice(int(r[0]), int(r[1]), str(r[2])) for r in await conn.execute(query)]

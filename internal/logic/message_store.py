@@ -1,0 +1,158 @@
+"""Message rows and per-user seq allocation, atomic in one transaction.
+
+A send stores one row per recipient user (write diffusion). The seqs of all
+recipients are allocated by one upsert on the `seq` table, inside the same
+transaction as the row inserts: the upsert locks each seq row until commit, so
+concurrent senders queue on it instead of reading the same value, and a failed
+insert rolls the increment back (no gap, no duplicate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import defaultdict
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gim.pkg import log
+from gim.pkg.schema import SEQ_OBJECT_USER, MessageShards
+from gim.pkg.schema import seq as seq_table
+
+_log = log.get("message_store")
+
+# MySQL errors after which the whole transaction may simply run again.
+_RETRYABLE = {1213, 1205}  # deadlock, lock wait timeout
+_ATTEMPTS = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class MessageRow:
+    """What is stored for one recipient, less its user_id and seq."""
+
+    request_id: int
+    sender_type: int
+    sender_id: int
+    receiver_type: int
+    receiver_id: int
+    to_user_ids: list[int]
+    message_type: int
+    content: bytes
+    send_time: int
+    status: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredMessage:
+    user_id: int
+    seq: int
+    row: MessageRow
+
+
+class MessageStore:
+    def __init__(self, engine: AsyncEngine, shards: MessageShards) -> None:
+        self._engine = engine
+        self._shards = shards
+        self._mysql = engine.dialect.name == "mysql"
+
+    async def store(self, row: MessageRow, user_ids: list[int]) -> dict[int, int]:
+        """Store `row` once for each user; returns each user's new seq."""
+        users = sorted(set(user_ids))
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                async with self._engine.begin() as conn:
+                    seqs = await self._allocate(conn, users)
+                    await self._insert(conn, row, seqs)
+                return seqs
+            except OperationalError as exc:
+                code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+                if code not in _RETRYABLE or attempt == _ATTEMPTS:
+                    raise
+                _log.warning("store_retry", code=code, attempt=attempt, users=len(users))
+                await asyncio.sleep(0.01 * attempt)
+        raise AssertionError("unreachable")
+
+    async def _allocate(self, conn: AsyncConnection, users: list[int]) -> dict[int, int]:
+        values = [{"object_type": SEQ_OBJECT_USER, "object_id": u, "seq": 1} for u in users]
+        if self._mysql:
+            upsert = mysql.insert(seq_table).values(values)
+            await conn.execute(upsert.on_duplicate_key_update(seq=seq_table.c.seq + 1))
+            result = await conn.execute(
+                sa.select(seq_table.c.object_id, seq_table.c.seq)
+                .where(seq_table.c.object_type == SEQ_OBJECT_USER, seq_table.c.object_id.in_(users))
+                .with_for_update()
+            )
+        else:
+            upsert = sqlite.insert(seq_table).values(values)
+            result = await conn.execute(
+                upsert.on_conflict_do_update(
+                    index_elements=[seq_table.c.object_type, seq_table.c.object_id],
+                    set_={"seq": seq_table.c.seq + 1},
+                ).returning(seq_table.c.object_id, seq_table.c.seq)
+            )
+        seqs = {int(object_id): int(value) for object_id, value in result}
+        assert len(seqs) == len(users), "every recipient gets a seq"
+        return seqs
+
+    async def _insert(self, conn: AsyncConnection, row: MessageRow, seqs: dict[int, int]) -> None:
+        common = {
+            "request_id": row.request_id,
+            "sender_type": row.sender_type,
+            "sender_id": row.sender_id,
+            "receiver_type": row.receiver_type,
+            "receiver_id": row.receiver_id,
+            "to_user_ids": ",".join(map(str, row.to_user_ids)),
+            "type": row.message_type,
+            "content": row.content,
+            "send_time": row.send_time,
+            "status": row.status,
+        }
+        by_shard: dict[sa.Table, list[dict[str, object]]] = defaultdict(list)
+        for user_id, seq in seqs.items():
+            by_shard[self._shards.table_for(user_id)].append({"user_id": user_id, "seq": seq, **common})
+        for table, rows in by_shard.items():
+            await conn.execute(table.insert(), rows)
+
+    async def after(self, user_id: int, seq: int, limit: int) -> list[StoredMessage]:
+        """The user's messages with seq greater than `seq`, in seq order, at most `limit`."""
+        table = self._shards.table_for(user_id)
+        query = (
+            sa.select(table)
+            .where(table.c.user_id == user_id, table.c.seq > seq)
+            .order_by(table.c.seq)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            return [_stored(r._mapping) for r in await conn.execute(query)]
+
+    async def max_seq(self, user_id: int) -> int:
+        async with self._engine.connect() as conn:
+            value = await conn.scalar(
+                sa.select(seq_table.c.seq).where(
+                    seq_table.c.object_type == SEQ_OBJECT_USER, seq_table.c.object_id == user_id
+                )
+            )
+        return int(value or 0)
+
+
+def _stored(m: sa.RowMapping) -> StoredMessage:
+    ids = str(m["to_user_ids"])
+    return StoredMessage(
+        user_id=int(m["user_id"]),
+        seq=int(m["seq"]),
+        row=MessageRow(
+            request_id=int(m["request_id"]),
+            sender_type=int(m["sender_type"]),
+            sender_id=int(m["sender_id"]),
+            receiver_type=int(m["receiver_type"]),
+            receiver_id=int(m["receiver_id"]),
+            to_user_ids=[int(x) for x in ids.split(",")] if ids else [],
+            message_type=int(m["type"]),
+            content=bytes(m["content"]),
+            send_time=int(m["send_time"]),
+            status=int(m["status"]),
+        ),
+    )

@@ -1,0 +1,161 @@
+"""Sending (persist, then deliver), offline sync and acks."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from gim.internal.logic.acks import AckStore
+from gim.internal.logic.delivery import Deliverer
+from gim.internal.logic.devices import DeviceStore
+from gim.internal.logic.message_store import MessageRow, MessageStore, StoredMessage
+from gim.internal.logic.users import UserClient
+from gim.pkg import log
+from gim.pkg.errors import bad_request
+from gim.pkg.pb import connect_ext_pb2 as cx
+from gim.pkg.pb import logic_ext_pb2, user_ext_pb2
+
+_log = log.get("messages")
+
+# Room for the Output envelope (type, request_id, code, data header) around a SyncOutput,
+# so that a sync answer always fits one 65,535-byte frame.
+FRAME_MAX = 65_535
+SYNC_BUDGET = FRAME_MAX - 64
+
+
+@dataclasses.dataclass(frozen=True)
+class Sender:
+    sender_type: int  # cx.SenderType
+    sender_id: int
+    device_id: int = 0  # the sending device, which is not delivered to
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class MessageService:
+    def __init__(
+        self,
+        store: MessageStore,
+        devices: DeviceStore,
+        users: UserClient,
+        acks: AckStore,
+        deliverer: Deliverer,
+        max_content_bytes: int,
+        sync_page_size: int,
+    ) -> None:
+        self.store = store
+        self.devices = devices
+        self.users = users
+        self.acks = acks
+        self.deliverer = deliverer
+        self.max_content_bytes = max_content_bytes
+        self.sync_page_size = sync_page_size
+
+    def _validate(self, req: logic_ext_pb2.SendMessageReq) -> None:
+        if req.receiver_type not in cx.ReceiverType.values() or req.receiver_type == cx.RT_UNKNOWN:
+            raise bad_request(f"unknown receiver_type {req.receiver_type}")
+        if req.receiver_id <= 0:
+            raise bad_request("receiver_id must be positive")
+        if req.message_type not in cx.MessageType.values() or req.message_type == cx.MT_UNKNOWN:
+            raise bad_request(f"unknown message_type {req.message_type}")
+        if not req.message_content:
+            raise bad_request("message_content is empty")
+        if len(req.message_content) > self.max_content_bytes:
+            raise bad_request(f"message_content is larger than {self.max_content_bytes} bytes")
+
+    async def send(self, sender: Sender, req: logic_ext_pb2.SendMessageReq, request_id: int) -> int:
+        """Send to the receiver; returns the sender's seq (0 when not persisted)."""
+        self._validate(req)
+        if req.receiver_type != cx.RT_USER:
+            raise bad_request("only receiver_type RT_USER is supported so far")
+        receiver = await self.users.get(req.receiver_id)  # 10016 if there is no such user
+        recipients = [receiver.user_id]
+        if sender.sender_type == cx.ST_USER and sender.sender_id != receiver.user_id:
+            recipients.append(sender.sender_id)
+        row = MessageRow(
+            request_id=request_id,
+            sender_type=sender.sender_type,
+            sender_id=sender.sender_id,
+            receiver_type=req.receiver_type,
+            receiver_id=req.receiver_id,
+            to_user_ids=list(req.to_user_ids),
+            message_type=req.message_type,
+            content=req.message_content,
+            send_time=req.send_time or now_ms(),
+        )
+        seqs = await self.store.store(row, recipients) if req.is_persist else dict.fromkeys(recipients, 0)
+        own_seq = seqs.get(sender.sender_id, 0) if sender.sender_type == cx.ST_USER else 0
+        if own_seq and sender.device_id:
+            await self.acks.ack(sender.sender_id, sender.device_id, own_seq)
+        await self._deliver(sender, row, seqs)
+        _log.debug("message_sent", sender_id=sender.sender_id, receiver_id=req.receiver_id, seqs=seqs)
+        return own_seq
+
+    async def _deliver(self, sender: Sender, row: MessageRow, seqs: dict[int, int]) -> None:
+        online = await self.devices.online(list(seqs))
+        online = [d for d in online if d.device_id != sender.device_id]
+        if not online:
+            return
+        users = await self._users_of([(sender.sender_type, sender.sender_id)])
+        sender_pb = _sender_pb(sender.sender_type, sender.sender_id, users)
+        sends = {
+            user_id: cx.MessageSend(message=_message_pb(StoredMessage(user_id, seq, row), sender_pb))
+            for user_id, seq in seqs.items()
+        }
+        await self.deliverer.deliver((d, sends[d.user_id]) for d in online)
+
+    async def _users_of(self, senders: list[tuple[int, int]]) -> dict[int, user_ext_pb2.User]:
+        """Current user info of the senders that are users (nickname, avatar, extra)."""
+        return await self.users.get_many([i for t, i in senders if t == cx.ST_USER])
+
+    async def sync(self, user_id: int, device_id: int, seq: int) -> tuple[list[cx.Message], bool]:
+        """Stored messages after `seq` (0: after the highest ack of any device), one page."""
+        if seq < 0:
+            raise bad_request("seq must not be negative")
+        if seq == 0:
+            seq = await self.acks.highest(user_id)
+        page = await self.store.after(user_id, seq, self.sync_page_size + 1)
+        has_more = len(page) > self.sync_page_size
+        page = page[: self.sync_page_size]
+        users = await self._users_of([(m.row.sender_type, m.row.sender_id) for m in page])
+        messages: list[cx.Message] = []
+        size = 2  # the has_more field
+        for stored in page:
+            message = _message_pb(stored, _sender_pb(stored.row.sender_type, stored.row.sender_id, users))
+            cost = message.ByteSize() + 4  # field tag + length prefix
+            if messages and size + cost > SYNC_BUDGET:
+                has_more = True
+                break
+            messages.append(message)
+            size += cost
+        return messages, has_more
+
+    async def ack(self, user_id: int, device_id: int, seq: int) -> None:
+        if seq < 0:
+            raise bad_request("device_ack must not be negative")
+        await self.acks.ack(user_id, device_id, seq)
+
+
+def _sender_pb(sender_type: int, sender_id: int, users: dict[int, user_ext_pb2.User]) -> cx.Sender:
+    sender = cx.Sender(sender_type=sender_type, sender_id=sender_id)  # type: ignore[arg-type]
+    user = users.get(sender_id) if sender_type == cx.ST_USER else None
+    if user is not None:
+        sender.nickname, sender.avatar_url, sender.extra = user.nickname, user.avatar_url, user.extra
+    return sender
+
+
+def _message_pb(stored: StoredMessage, sender: cx.Sender) -> cx.Message:
+    row = stored.row
+    return cx.Message(
+        sender=sender,
+        receiver_type=row.receiver_type,  # type: ignore[arg-type]
+        receiver_id=row.receiver_id,
+        to_user_ids=row.to_user_ids,
+        message_type=row.message_type,  # type: ignore[arg-type]
+        message_content=row.content,
+        seq=stored.seq,
+        send_time=row.send_time,
+        status=row.status,  # type: ignore[arg-type]
+    )

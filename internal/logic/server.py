@@ -1,0 +1,84 @@
+"""The logic process: LogicExt and LogicInt on their ports."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from grpc import aio
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gim.internal.logic.acks import AckStore
+from gim.internal.logic.api import LogicExtServicer, LogicIntServicer
+from gim.internal.logic.delivery import Deliverer
+from gim.internal.logic.devices import DeviceStore
+from gim.internal.logic.message_store import MessageStore
+from gim.internal.logic.messages import MessageService
+from gim.internal.logic.users import UserClient
+from gim.pkg import db, log, redis_client, rpc
+from gim.pkg.config import LogicConfig
+from gim.pkg.pb import logic_ext_pb2_grpc, logic_int_pb2_grpc, user_int_pb2_grpc
+from gim.pkg.schema import MessageShards
+
+_log = log.get("logic")
+
+
+class LogicServer:
+    """Built from its dependencies; `start()` binds both ports, `stop()` closes all."""
+
+    def __init__(
+        self,
+        config: LogicConfig,
+        engine: AsyncEngine,
+        redis: aioredis.Redis,
+        business_channel: aio.Channel,
+    ) -> None:
+        self.config = config
+        self._engine = engine
+        self._redis = redis
+        self._business_channel = business_channel
+        users = UserClient(user_int_pb2_grpc.UserIntStub(business_channel), config.rpc_timeout)
+        self.devices = DeviceStore(engine)
+        self.deliverer = Deliverer(config.rpc_timeout)
+        self.messages = MessageService(
+            store=MessageStore(engine, MessageShards(config.message_shards)),
+            devices=self.devices,
+            users=users,
+            acks=AckStore(redis, config.redis_prefix),
+            deliverer=self.deliverer,
+            max_content_bytes=config.max_content_bytes,
+            sync_page_size=config.sync_page_size,
+        )
+        self._int = rpc.new_server()
+        self._ext = rpc.new_server()
+        logic_int_pb2_grpc.add_LogicIntServicer_to_server(
+            LogicIntServicer(self.devices, self.messages, users), self._int
+        )
+        logic_ext_pb2_grpc.add_LogicExtServicer_to_server(
+            LogicExtServicer(self.devices, self.messages, users), self._ext
+        )
+        self.int_port = 0
+        self.ext_port = 0
+
+    @classmethod
+    def from_config(cls, config: LogicConfig) -> LogicServer:
+        return cls(
+            config,
+            db.create_engine(config.database_url),
+            redis_client.connect(config.redis_url),
+            rpc.channel(config.business_int_addr),
+        )
+
+    async def start(self) -> None:
+        self.int_port = rpc.bind(self._int, self.config.int_listen)
+        self.ext_port = rpc.bind(self._ext, self.config.ext_listen)
+        await self._int.start()
+        await self._ext.start()
+        _log.info("logic_started", int_port=self.int_port, ext_port=self.ext_port)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        await self._ext.stop(grace)
+        await self._int.stop(grace)
+        await self.deliverer.close()
+        await self._business_channel.close()
+        await self._redis.aclose()
+        await self._engine.dispose()
+        _log.info("logic_stopped")

@@ -1,0 +1,140 @@
+"""Database engines for MySQL/MariaDB (asyncmy) and SQLite (aiosqlite), and migration."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from gim.pkg import schema
+
+DRIVERS = {"mysql": "mysql+asyncmy", "sqlite": "sqlite+aiosqlite"}
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Accept `mysql://` and `sqlite://` as well as the async driver spellings."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend not in DRIVERS:
+        raise ValueError(f"database_url: unsupported database {backend!r} (mysql or sqlite)")
+    parsed = parsed.set(drivername=DRIVERS[backend])
+    if backend == "mysql" and "charset" not in parsed.query:
+        parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+    return parsed
+
+
+def epoch_seconds(value: dt.datetime | str | None) -> int:
+    """A DATETIME column (UTC, as CURRENT_TIMESTAMP writes it) as Unix seconds."""
+    if value is None:
+        return 0
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return int(value.replace(tzinfo=dt.timezone.utc).timestamp())
+
+
+def is_sqlite(engine: AsyncEngine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
+    """An async engine; SQLite gets WAL, a busy timeout and write-locking transactions."""
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "mysql":
+        options: dict[str, Any] = {"pool_size": 20, "max_overflow": 20, "pool_recycle": 3600}
+        options.update(kwargs)
+        return create_async_engine(parsed, pool_pre_ping=True, **options)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(parsed, connect_args={"timeout": 30}, **kwargs)
+    _serialize_sqlite_writers(engine)
+    return engine
+
+
+def _serialize_sqlite_writers(engine: AsyncEngine) -> None:
+    # logic and business are separate processes sharing one SQLite file: a deferred
+    # transaction that upgrades to a writer can fail at once with "database is locked",
+    # so every transaction takes the write lock up front and waits for it (busy_timeout).
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+async def ensure_database(url: str | URL) -> None:
+    """Create the MySQL database named in `url` if it is missing (SQLite: nothing to do)."""
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() != "mysql" or not parsed.database:
+        return
+    server = create_async_engine(parsed.set(database=None), poolclass=_null_pool())
+    try:
+        async with server.begin() as conn:
+            await conn.execute(
+                text(
+                    f"CREATE DATABASE IF NOT EXISTS `{parsed.database}` "
+                    "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+                )
+            )
+    finally:
+        await server.dispose()
+
+
+async def drop_database(url: str | URL) -> None:
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "mysql" and parsed.database:
+        server = create_async_engine(parsed.set(database=None), poolclass=_null_pool())
+        try:
+            async with server.begin() as conn:
+                await conn.execute(text(f"DROP DATABASE IF EXISTS `{parsed.database}`"))
+        finally:
+            await server.dispose()
+    elif parsed.database and parsed.database != ":memory:":
+        for suffix in ("", "-wal", "-shm"):
+            Path(parsed.database + suffix).unlink(missing_ok=True)
+
+
+def _null_pool() -> Any:
+    from sqlalchemy.pool import NullPool
+
+    return NullPool
+
+
+async def migrate(engine: AsyncEngine, shards: schema.MessageShards) -> None:
+    """Create every missing table (idempotent)."""
+    async with engine.begin() as conn:
+        await conn.run_sync(schema.metadata.create_all)
+        await conn.run_sync(shards.metadata.create_all)
+
+
+def _render(ddl: Any, dialect: Any) -> str:
+    lines = str(ddl.compile(dialect=dialect)).strip().splitlines()
+    return "\n".join(line.rstrip().replace("\t", "    ") for line in lines)
+
+
+def mysql_ddl(shards: schema.MessageShards) -> str:
+    """The schema as MySQL statements: the content of sql/create_table.sql."""
+    dialect = mysql.dialect()
+    statements = []
+    for meta in (schema.metadata, shards.metadata):
+        for table in meta.sorted_tables:
+            statements.append(_render(CreateTable(table), dialect))
+            for index in sorted(table.indexes, key=lambda i: str(i.name)):
+                statements.append(_render(CreateIndex(index), dialect))
+    header = (
+        "-- gim schema for MySQL 8 / MariaDB 10.11, generated by `gim migrate --sql`.\n"
+        "-- Keep in step with gim/pkg/schema.py (test/test_schema.py checks it).\n\n"
+    )
+    return header + ";\n\n".join(statements) + ";\n"

@@ -1,0 +1,58 @@
+"""The one error type domain code raises, carrying gim's numeric code (PROTOCOL.md §5)."""
+
+from __future__ import annotations
+
+import enum
+
+import grpc
+
+
+class Code(enum.IntEnum):
+    UNAUTHORIZED = 10000
+    BAD_REQUEST = 10001
+    WRONG_CODE = 10010
+    NOT_IN_GROUP = 10011
+    GROUP_NOT_FOUND = 10013
+    DEVICE_NOT_FOUND = 10014
+    ALREADY_FRIENDS = 10015
+    USER_NOT_FOUND = 10016
+
+
+# grpcio cannot carry 10000 on the wire: the nearest standard status goes out instead,
+# and the number itself travels in the `gim-code` trailer.
+GRPC_STATUS: dict[Code, grpc.StatusCode] = {
+    Code.UNAUTHORIZED: grpc.StatusCode.UNAUTHENTICATED,
+    Code.BAD_REQUEST: grpc.StatusCode.INVALID_ARGUMENT,
+    Code.WRONG_CODE: grpc.StatusCode.UNAUTHENTICATED,
+    Code.NOT_IN_GROUP: grpc.StatusCode.PERMISSION_DENIED,
+    Code.GROUP_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    Code.DEVICE_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    Code.ALREADY_FRIENDS: grpc.StatusCode.ALREADY_EXISTS,
+    Code.USER_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+}
+
+GIM_CODE_KEY = "gim-code"
+
+
+class GimError(Exception):
+    """A failure the caller is told about: a gim code and a human-readable reason."""
+
+    def __init__(self, code: Code, message: str = "") -> None:
+        super().__init__(message or code.name.lower().replace("_", " "))
+        self.code = code
+        self.message = self.args[0]
+
+    @property
+    def grpc_status(self) -> grpc.StatusCode:
+        return GRPC_STATUS[self.code]
+
+    def __repr__(self) -> str:
+        return f"GimError({int(self.code)}, {self.message!r})"
+
+
+def unauthorized(message: str = "unauthorized, sign in again") -> GimError:
+    return GimError(Code.UNAUTHORIZED, message)
+
+
+def bad_request(message: str) -> GimError:
+    return GimError(Code.BAD_REQUEST, message)

@@ -1,0 +1,153 @@
+from . import connect_ext_pb2 as _connect_ext_pb2
+from . import logic_ext_pb2 as _logic_ext_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ConnSignInReq(_message.Message):
+    __slots__ = ("device_id", "user_id", "token", "conn_addr", "client_addr")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CONN_ADDR_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ADDR_FIELD_NUMBER: _ClassVar[int]
+    device_id: int
+    user_id: int
+    token: str
+    conn_addr: str
+    client_addr: str
+    def __init__(self, device_id: _Optional[int] = ..., user_id: _Optional[int] = ..., token: _Optional[str] = ..., conn_addr: _Optional[str] = ..., client_addr: _Optional[str] = ...) -> None: ...
+
+class ConnSignInResp(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SyncReq(_message.Message):
+    __slots__ = ("user_id", "device_id", "seq")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    user_id: int
+    device_id: int
+    seq: int
+    def __init__(self, user_id: _Optional[int] = ..., device_id: _Optional[int] = ..., seq: _Optional[int] = ...) -> None: ...
+
+class SyncResp(_message.Message):
+    __slots__ = ("messages", "has_more")
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    HAS_MORE_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[_connect_ext_pb2.Message]
+    has_more: bool
+    def __init__(self, messages: _Optional[_Iterable[_Union[_connect_ext_pb2.Message, _Mapping]]] = ..., has_more: _Optional[bool] = ...) -> None: ...
+
+class MessageACKReq(_message.Message):
+    __slots__ = ("user_id", "device_id", "device_ack", "receive_time")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ACK_FIELD_NUMBER: _ClassVar[int]
+    RECEIVE_TIME_FIELD_NUMBER: _ClassVar[int]
+    user_id: int
+    device_id: int
+    device_ack: int
+    receive_time: int
+    def __init__(self, user_id: _Optional[int] = ..., device_id: _Optional[int] = ..., device_ack: _Optional[int] = ..., receive_time: _Optional[int] = ...) -> None: ...
+
+class MessageACKResp(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class OfflineReq(_message.Message):
+    __slots__ = ("user_id", "device_id", "client_addr")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ADDR_FIELD_NUMBER: _ClassVar[int]
+    user_id: int
+    device_id: int
+    client_addr: str
+    def __init__(self, user_id: _Optional[int] = ..., device_id: _Optional[int] = ..., client_addr: _Optional[str] = ...) -> None: ...
+
+class OfflineResp(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SubscribeRoomReq(_message.Message):
+    __slots__ = ("user_id", "device_id", "room_id", "seq", "conn_addr")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    ROOM_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    CONN_ADDR_FIELD_NUMBER: _ClassVar[int]
+    user_id: int
+    device_id: int
+    room_id: int
+    seq: int
+    conn_addr: str
+    def __init__(self, user_id: _Optional[int] = ..., device_id: _Optional[int] = ..., room_id: _Optional[int] = ..., seq: _Optional[int] = ..., conn_addr: _Optional[str] = ...) -> None: ...
+
+class SubscribeRoomResp(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PushAllReq(_message.Message):
+    __slots__ = ("message_type", "message_content", "send_time")
+    MESSAGE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_CONTENT_FIELD_NUMBER: _ClassVar[int]
+    SEND_TIME_FIELD_NUMBER: _ClassVar[int]
+    message_type: _connect_ext_pb2.MessageType
+    message_content: bytes
+    send_time: int
+    def __init__(self, message_type: _Optional[_Union[_connect_ext_pb2.MessageType, str]] = ..., message_content: _Optional[bytes] = ..., send_time: _Optional[int] = ...) -> None: ...
+
+class PushAllResp(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetDeviceReq(_message.Message):
+    __slots__ = ("device_id",)
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    device_id: int
+    def __init__(self, device_id: _Optional[int] = ...) -> None: ...
+
+class GetDeviceResp(_message.Message):
+    __slots__ = ("device",)
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    device: Device
+    def __init__(self, device: _Optional[_Union[Device, _Mapping]] = ...) -> None: ...
+
+class Device(_message.Message):
+    __slots__ = ("device_id", "user_id", "type", "brand", "model", "system_version", "sdk_version", "status", "create_time", "update_time")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    BRAND_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SDK_VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    device_id: int
+    user_id: int
+    type: int
+    brand: str
+    model: str
+    system_version: str
+    sdk_version: str
+    status: int
+    create_time: int
+    update_time: int
+    def __init__(self, device_id: _Optional[int] = ..., user_id: _Optional[int] = ..., type: _Optional[int] = ..., brand: _Optional[str] = ..., model: _Optional[str] = ..., system_version: _Optional[str] = ..., sdk_version: _Optional[str] = ..., status: _Optional[int] = ..., create_time: _Optional[int] = ..., update_time: _Optional[int] = ...) -> None: ...
+
+class ServerStopReq(_message.Message):
+    __slots__ = ("conn_addr",)
+    CONN_ADDR_FIELD_NUMBER: _ClassVar[int]
+    conn_addr: str
+    def __init__(self, conn_addr: _Optional[str] = ...) -> None: ...
+
+class ServerStopResp(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

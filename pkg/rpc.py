@@ -1,0 +1,121 @@
+"""gRPC plumbing shared by the services: the error interceptor, servers, channels,
+metadata, and turning a peer's `gim-code` trailer back into a `GimError`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from gim.pkg import log
+from gim.pkg.errors import GIM_CODE_KEY, Code, GimError, unauthorized
+
+_log = log.get("rpc")
+
+CHANNEL_OPTIONS = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+
+class ErrorInterceptor(aio.ServerInterceptor):
+    """The one place where errors become gRPC statuses.
+
+    `GimError` -> the nearest standard status plus the `gim-code` trailer; anything
+    else is logged with its traceback and answered INTERNAL without internals.
+    """
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        inner = handler.unary_unary
+        method = handler_call_details.method
+
+        async def guarded(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                return await inner(request, context)
+            except GimError as exc:
+                _log.info("rpc_rejected", method=method, code=int(exc.code), reason=exc.message)
+                await context.abort(
+                    exc.grpc_status, exc.message, ((GIM_CODE_KEY, str(int(exc.code))),)
+                )
+            except (asyncio.CancelledError, aio.AbortError):
+                raise
+            except Exception:
+                _log.exception("rpc_failed", method=method)
+                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+        return grpc.unary_unary_rpc_method_handler(
+            guarded,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def new_server() -> aio.Server:
+    return aio.server(interceptors=[ErrorInterceptor()], options=[("grpc.so_reuseport", 0)])
+
+
+def bind(server: aio.Server, addr: str) -> int:
+    """Listen on `addr` (port 0 picks a free one); returns the bound port."""
+    port = server.add_insecure_port(addr)
+    if port == 0:
+        raise OSError(f"cannot listen on {addr}")
+    return port
+
+
+def channel(addr: str) -> aio.Channel:
+    return aio.insecure_channel(addr, options=CHANNEL_OPTIONS)
+
+
+def gim_error_of(exc: aio.AioRpcError) -> GimError | None:
+    """The `GimError` a peer raised, from its `gim-code` trailer; None if it has none."""
+    for key, value in exc.trailing_metadata() or ():
+        if key == GIM_CODE_KEY:
+            try:
+                return GimError(Code(int(value)), exc.details() or "")
+            except ValueError:
+                return None
+    return None
+
+
+async def call(method: Any, request: Any, timeout: float, metadata: Sequence[tuple[str, str]] = ()) -> Any:
+    """Call a unary method of a peer, re-raising its gim errors as `GimError`."""
+    try:
+        return await method(request, timeout=timeout, metadata=metadata or None)
+    except aio.AioRpcError as exc:
+        error = gim_error_of(exc)
+        if error is not None:
+            raise error from None
+        raise
+
+
+def metadata_of(context: aio.ServicerContext[Any, Any]) -> dict[str, str]:
+    return {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
+
+
+def identity_of(context: aio.ServicerContext[Any, Any]) -> tuple[int, int, str, int]:
+    """(user_id, device_id, token, request_id) from the call's metadata, or 10000."""
+    md = metadata_of(context)
+    try:
+        user_id = int(md["user_id"])
+        device_id = int(md["device_id"])
+        token = md["token"]
+    except (KeyError, ValueError):
+        raise unauthorized("metadata user_id, device_id and token are required") from None
+    if user_id <= 0 or device_id <= 0 or not token:
+        raise unauthorized("metadata user_id, device_id and token are required")
+    try:
+        request_id = int(md.get("request_id", "0"))
+    except ValueError:
+        request_id = 0
+    return user_id, device_id, token, request_id
