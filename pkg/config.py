@@ -103,6 +103,8 @@ def load(
                 values[name] = _coerce(environ[var], field, var)
                 break
     values.update(overrides)
+    for name in values.keys() - fields.keys():
+        raise ConfigError(f"unknown key {name!r}")
     for name, value in values.items():
         values[name] = _coerce(value, fields[name], f"{path.name}: {name}")
     return cls(**values)
@@ -126,7 +128,7 @@ _TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
 
 
 def _coerce(value: Any, field: dataclasses.Field[Any], where: str) -> Any:
-    kind = _TYPES[str(field.type)]
+    kind = field.type if isinstance(field.type, type) else _TYPES[str(field.type)]
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -134,11 +136,16 @@ def _coerce(value: Any, field: dataclasses.Field[Any], where: str) -> Any:
             return True
         if str(value).lower() in ("0", "false", "no", "off"):
             return False
-    elif kind in (int, float):
-        if isinstance(value, bool):
-            raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}")
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
         try:
-            return kind(value)
+            return float(value)
         except (TypeError, ValueError):
             pass
     elif kind is str:
@@ -150,6 +157,6 @@ def _coerce(value: Any, field: dataclasses.Field[Any], where: str) -> Any:
 def split_host_port(addr: str, key: str = "address") -> tuple[str, int]:
     """'127.0.0.1:8080' -> ('127.0.0.1', 8080); '[::1]:80' works too."""
     host, sep, port = addr.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not port.isdigit() or int(port) > 65535:
         raise ConfigError(f"{key}: expected host:port, got {addr!r}")
     return host.strip("[]") or "0.0.0.0", int(port)

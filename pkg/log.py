@@ -32,4 +32,4 @@ def setup(level: str = "info", fmt: str = "console") -> None:
 
 
 def get(name: str) -> structlog.typing.FilteringBoundLogger:
-    return structlog.get_logger(logger=name)  # type: ignore[no-any-return]
+    return structlog.get_logger(component=name)  # type: ignore[no-any-return]

@@ -1,0 +1,1 @@
+"""gim.client: what apps, bots and our own tests use to talk to gim."""
