@@ -79,7 +79,7 @@ async def ensure_database(url: str | URL) -> None:
     parsed = normalize_url(url)
     if parsed.get_backend_name() != "mysql" or not parsed.database:
         return
-    server = create_async_engine(parsed.set(database=None), poolclass=_null_pool())
+    server = create_async_engine(_server_url(parsed), poolclass=_null_pool())
     try:
         async with server.begin() as conn:
             await conn.execute(
@@ -95,7 +95,7 @@ async def ensure_database(url: str | URL) -> None:
 async def drop_database(url: str | URL) -> None:
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "mysql" and parsed.database:
-        server = create_async_engine(parsed.set(database=None), poolclass=_null_pool())
+        server = create_async_engine(_server_url(parsed), poolclass=_null_pool())
         try:
             async with server.begin() as conn:
                 await conn.execute(text(f"DROP DATABASE IF EXISTS `{parsed.database}`"))
@@ -138,3 +138,8 @@ def mysql_ddl(shards: schema.MessageShards) -> str:
         "-- Keep in step with gim/pkg/schema.py (test/test_schema.py checks it).\n\n"
     )
     return header + ";\n\n".join(statements) + ";\n"
+
+
+def _server_url(url: URL) -> URL:
+    """The same server without a database (`URL.set(database=None)` would keep it)."""
+    return url._replace(database=None)

@@ -202,3 +202,13 @@ def message_rows(engine: AsyncEngine) -> object:
         return total
 
     return count
+
+
+@pytest.fixture
+async def empty_mysql() -> AsyncIterator[str]:
+    """A new, empty MySQL database (dropped afterwards); skipped outside CI without MySQL."""
+    url = await _mysql_database()
+    if url is None:
+        pytest.skip("no MySQL reachable (GIM_TEST_MYSQL_URL)")
+    yield url
+    await db.drop_database(url)

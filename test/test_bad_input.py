@@ -1,0 +1,127 @@
+"""Rejected requests on the foundation path: a named code, nothing else disturbed, nothing written."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from grpc import aio
+
+from gim.client.api import Credentials
+from gim.client.connection import TcpConnection, WsConnection
+from gim.pkg.errors import GIM_CODE_KEY, Code, GimError
+from gim.pkg.pb import connect_ext_pb2 as cx
+from gim.pkg.pb import logic_ext_pb2 as lx
+from gim.pkg.pb import user_ext_pb2 as ux
+
+TEXT = cx.Text(text="x").SerializeToString()
+
+
+async def expect_code(awaitable, code: Code) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(GimError) as info:
+        await awaitable
+    assert info.value.code == code, info.value
+
+
+async def test_grpc_error_carries_standard_status_and_gim_code_trailer(cluster) -> None:  # type: ignore[no-untyped-def]
+    req = lx.SendMessageReq(receiver_type=cx.RT_USER, receiver_id=1, message_type=cx.MT_TEXT, message_content=TEXT)
+    with pytest.raises(aio.AioRpcError) as info:
+        await cluster.api.logic.SendMessage(req, metadata=[("user_id", "1"), ("device_id", "1"), ("token", "nope")])
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert (GIM_CODE_KEY, "10000") in tuple(info.value.trailing_metadata())
+
+
+async def test_send_message_rejections_write_nothing(cluster, message_rows) -> None:  # type: ignore[no-untyped-def]
+    (alice,) = await cluster.new_user()
+    (bob,) = await cluster.new_user()
+    before = await message_rows()
+    api = cluster.api
+    forged = Credentials(alice.user_id, alice.device_id, "forged-token")
+    await expect_code(api.send_message(forged, cx.RT_USER, bob.user_id, TEXT), Code.UNAUTHORIZED)
+    other_device = Credentials(alice.user_id, bob.device_id, alice.token)
+    await expect_code(api.send_message(other_device, cx.RT_USER, bob.user_id, TEXT), Code.UNAUTHORIZED)
+    no_metadata = lx.SendMessageReq(receiver_type=cx.RT_USER, receiver_id=bob.user_id, message_type=1, message_content=TEXT)
+    await expect_code(api.call(api.logic.SendMessage, no_metadata), Code.UNAUTHORIZED)
+    await expect_code(api.send_message(alice, cx.RT_USER, 10**15, TEXT), Code.USER_NOT_FOUND)
+    await expect_code(api.send_message(alice, cx.RT_UNKNOWN, bob.user_id, TEXT), Code.BAD_REQUEST)
+    await expect_code(api.send_message(alice, 99, bob.user_id, TEXT), Code.BAD_REQUEST)
+    await expect_code(api.send_message(alice, cx.RT_USER, bob.user_id, TEXT, message_type=0), Code.BAD_REQUEST)
+    await expect_code(api.send_message(alice, cx.RT_USER, bob.user_id, TEXT, message_type=42), Code.BAD_REQUEST)
+    await expect_code(api.send_message(alice, cx.RT_USER, -5, TEXT), Code.BAD_REQUEST)
+    await expect_code(api.send_message(alice, cx.RT_USER, bob.user_id, b""), Code.BAD_REQUEST)
+    await expect_code(api.send_message(alice, cx.RT_USER, bob.user_id, b"x" * 70_000), Code.BAD_REQUEST)
+    assert await message_rows() == before
+    # and the path still works for them afterwards
+    assert await api.send_message(alice, cx.RT_USER, bob.user_id, TEXT) == 1
+
+
+async def test_sign_in_rejections(cluster) -> None:  # type: ignore[no-untyped-def]
+    api = cluster.api
+    device_id = await api.register_device()
+    await expect_code(api.sign_in("13900000000", "9999", device_id), Code.WRONG_CODE)
+    await expect_code(api.sign_in("13900000000", "0000", 10**12), Code.DEVICE_NOT_FOUND)
+    await expect_code(api.sign_in("", "0000", device_id), Code.BAD_REQUEST)
+    await expect_code(api.call(api.logic.RegisterDevice, lx.RegisterDeviceReq(type=9)), Code.BAD_REQUEST)
+    await expect_code(api.call(api.users.GetUser, ux.GetUserReq(user_id=1)), Code.UNAUTHORIZED)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
+async def test_long_connection_wrong_token_is_10000_then_closed(cluster, transport: str) -> None:  # type: ignore[no-untyped-def]
+    (user,) = await cluster.new_user()
+    conn = await (TcpConnection.open(*cluster.tcp) if transport == "tcp" else WsConnection.open(cluster.ws_url))
+    try:
+        out = await conn.sign_in(user.user_id, user.device_id, "wrong")
+        assert (out.type, out.code) == (cx.PT_SIGN_IN, Code.UNAUTHORIZED)
+        await conn.closed.wait()
+    finally:
+        await conn.close()
+
+
+async def test_expired_token_is_rejected(cluster, redis) -> None:  # type: ignore[no-untyped-def]
+    (user,) = await cluster.new_user()
+    await redis.delete(f"{cluster.storage.redis_prefix}token:{user.user_id}:{user.device_id}")  # as when it expires
+    conn = await TcpConnection.open(*cluster.tcp)
+    try:
+        out = await conn.sign_in(user.user_id, user.device_id, user.token)
+        assert out.code == Code.UNAUTHORIZED
+        await conn.closed.wait()
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
+async def test_packet_before_sign_in_is_10000_then_closed(cluster, transport: str) -> None:  # type: ignore[no-untyped-def]
+    conn = await (TcpConnection.open(*cluster.tcp) if transport == "tcp" else WsConnection.open(cluster.ws_url))
+    try:
+        out = await conn.request(cx.PT_SYNC, cx.SyncInput(seq=0).SerializeToString())
+        assert out.code == Code.UNAUTHORIZED
+        await conn.closed.wait()
+    finally:
+        await conn.close()
+
+
+async def test_invalid_protobuf_body_is_an_error_then_closed(cluster) -> None:  # type: ignore[no-untyped-def]
+    conn = await TcpConnection.open(*cluster.tcp)
+    try:
+        await conn.write_raw(b"\x00\x03\xff\xff\xff")
+        out = await conn.next_push()
+        assert out.code == Code.BAD_REQUEST
+        await conn.closed.wait()
+    finally:
+        await conn.close()
+
+
+async def test_oversize_and_zero_frames_close_only_that_connection(cluster) -> None:  # type: ignore[no-untyped-def]
+    (user,) = await cluster.new_user()
+    bystander = await TcpConnection.open(*cluster.tcp)
+    assert (await bystander.sign_in(user.user_id, user.device_id, user.token)).code == 0
+    try:
+        for raw in (b"\x00\x00", b"\xff\xff" + b"a" * 10):
+            conn = await TcpConnection.open(*cluster.tcp)
+            await conn.write_raw(raw)
+            out = await conn.next_push()
+            assert out.code == Code.BAD_REQUEST and out.message
+            await conn.closed.wait()
+            await conn.close()
+        assert (await bystander.request(cx.PT_HEARTBEAT)).code == 0
+    finally:
+        await bystander.close()
