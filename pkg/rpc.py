@@ -50,6 +50,11 @@ class ErrorInterceptor(aio.ServerInterceptor):
                 )
             except (asyncio.CancelledError, aio.AbortError):
                 raise
+            except NotImplementedError:
+                await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet")
+            except aio.AioRpcError as exc:  # a peer we depend on failed: pass its status on
+                _log.warning("rpc_dependency_failed", method=method, status=exc.code().name)
+                await context.abort(exc.code(), f"dependency failed: {exc.details()}")
             except Exception:
                 _log.exception("rpc_failed", method=method)
                 await context.abort(grpc.StatusCode.INTERNAL, "internal error")
@@ -114,8 +119,13 @@ def identity_of(context: aio.ServicerContext[Any, Any]) -> tuple[int, int, str, 
         raise unauthorized("metadata user_id, device_id and token are required") from None
     if user_id <= 0 or device_id <= 0 or not token:
         raise unauthorized("metadata user_id, device_id and token are required")
+    return user_id, device_id, token, request_id_of(context)
+
+
+def request_id_of(context: aio.ServicerContext[Any, Any]) -> int:
+    """The optional `request_id` metadata; 10001 if it is not a number."""
+    value = metadata_of(context).get("request_id", "0") or "0"
     try:
-        request_id = int(md.get("request_id", "0"))
+        return int(value)
     except ValueError:
-        request_id = 0
-    return user_id, device_id, token, request_id
+        raise GimError(Code.BAD_REQUEST, f"request_id must be a number, got {value!r}") from None

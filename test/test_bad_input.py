@@ -8,6 +8,7 @@ from grpc import aio
 
 from gim.client.api import Credentials
 from gim.client.connection import TcpConnection, WsConnection
+from gim.pkg import rpc
 from gim.pkg.errors import GIM_CODE_KEY, Code, GimError
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as lx
@@ -125,3 +126,60 @@ async def test_oversize_and_zero_frames_close_only_that_connection(cluster) -> N
         assert (await bystander.request(cx.PT_HEARTBEAT)).code == 0
     finally:
         await bystander.close()
+
+
+async def test_bad_packet_data_after_sign_in_is_answered_and_connection_stays(cluster) -> None:  # type: ignore[no-untyped-def]
+    (user,) = await cluster.new_user()
+    conn = await TcpConnection.open(*cluster.tcp)
+    try:
+        assert (await conn.sign_in(user.user_id, user.device_id, user.token)).code == 0
+        out = await conn.request(cx.PT_SYNC, b"\xff\xff")
+        assert (out.type, out.code) == (cx.PT_SYNC, Code.BAD_REQUEST)
+        out = await conn.request(cx.PT_SYNC, cx.SyncInput(seq=-1).SerializeToString())
+        assert out.code == Code.BAD_REQUEST
+        out = await conn.request(cx.PT_SIGN_IN, b"")
+        assert out.code == Code.BAD_REQUEST, "a second sign-in is refused"
+        assert (await conn.request(cx.PT_HEARTBEAT)).code == 0
+    finally:
+        await conn.close()
+
+
+async def test_answers_keep_request_order(cluster) -> None:  # type: ignore[no-untyped-def]
+    (user,) = await cluster.new_user()
+    conn = await TcpConnection.open(*cluster.tcp)
+    try:
+        assert (await conn.sign_in(user.user_id, user.device_id, user.token)).code == 0
+        await conn.send(cx.PT_SYNC, cx.SyncInput(seq=0).SerializeToString(), request_id=100)
+        await conn.send(cx.PT_HEARTBEAT, request_id=101)
+        first, second = await conn.next_push(), await conn.next_push()
+        assert [(first.type, first.request_id), (second.type, second.request_id)] == [
+            (cx.PT_SYNC, 100),
+            (cx.PT_HEARTBEAT, 101),
+        ]
+    finally:
+        await conn.close()
+
+
+async def test_websocket_query_ids_out_of_range_are_10000(cluster) -> None:  # type: ignore[no-untyped-def]
+    conn = await WsConnection.open(f"{cluster.ws_url}?user_id=99999999999999999999&device_id=1&token=x")
+    try:
+        out = await conn.next_push()
+        assert out.code == Code.UNAUTHORIZED
+        await conn.closed.wait()
+    finally:
+        await conn.close()
+
+
+async def test_unimplemented_method_is_unimplemented(cluster) -> None:  # type: ignore[no-untyped-def]
+    (user,) = await cluster.new_user()
+    with pytest.raises(aio.AioRpcError) as info:
+        await cluster.api.logic.GetFriends(lx.GetFriendsReq(), metadata=user.metadata())
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_bad_request_id_metadata_is_10001(cluster) -> None:  # type: ignore[no-untyped-def]
+    (alice,) = await cluster.new_user()
+    (bob,) = await cluster.new_user()
+    req = lx.SendMessageReq(receiver_type=cx.RT_USER, receiver_id=bob.user_id, message_type=1, message_content=TEXT)
+    md = alice.metadata() + [("request_id", "abc")]
+    await expect_code(rpc.call(cluster.api.logic.SendMessage, req, 10.0, md), Code.BAD_REQUEST)

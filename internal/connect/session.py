@@ -93,7 +93,7 @@ class Session:
         except PacketError as exc:
             self.fail(Code.BAD_REQUEST, str(exc))
             return
-        if packet.type == cx.PT_HEARTBEAT and self.signed_in and not self._inbox:
+        if packet.type == cx.PT_HEARTBEAT and self.signed_in and self._worker is None:
             self.transport.send(output(cx.PT_HEARTBEAT, packet.request_id))
             return
         if len(self._inbox) >= INBOX_LIMIT:
@@ -116,6 +116,18 @@ class Session:
             self._worker = None
 
     async def _handle(self, packet: cx.Input) -> None:
+        """One packet; a bad packet or a refused request is answered, the connection stays."""
+        try:
+            await self._dispatch(packet)
+        except PacketError as exc:
+            self.reply(packet, code=Code.BAD_REQUEST, message=str(exc))
+        except GimError as exc:
+            self.reply(packet, code=exc.code, message=exc.message)
+        except aio.AioRpcError as exc:
+            self.log.warning("logic_call_failed", type=packet.type, status=exc.code().name)
+            self.reply(packet, code=Code.BAD_REQUEST, message=f"temporarily unavailable ({exc.code().name}), retry")
+
+    async def _dispatch(self, packet: cx.Input) -> None:
         if not self.signed_in:
             if packet.type == cx.PT_SIGN_IN:
                 sign_in = parse_data(cx.SignInInput, packet.data)
@@ -142,6 +154,9 @@ class Session:
     async def sign_in(self, user_id: int, device_id: int, token: str, request_id: int = 0) -> bool:
         """Authenticate through logic and take over the device; False if refused."""
         if self._signing_in or self.signed_in:
+            return False
+        if not (0 < user_id < 2**63 and 0 < device_id < 2**63):
+            self.fail(Code.UNAUTHORIZED, "user_id and device_id must be positive 64-bit numbers", cx.PT_SIGN_IN, request_id)
             return False
         self._signing_in = True
         req = logic_int_pb2.ConnSignInReq(
@@ -179,11 +194,7 @@ class Session:
     async def _sync(self, packet: cx.Input) -> None:
         sync = parse_data(cx.SyncInput, packet.data)
         req = logic_int_pb2.SyncReq(user_id=self.user_id, device_id=self.device_id, seq=sync.seq)  # type: ignore[attr-defined]
-        try:
-            resp = await self._call(self.node.logic.Sync, req)
-        except GimError as exc:
-            self.reply(packet, code=exc.code, message=exc.message)
-            return
+        resp = await self._call(self.node.logic.Sync, req)
         data = cx.SyncOutput(messages=resp.messages, has_more=resp.has_more).SerializeToString()
         self.reply(packet, data=data)
 

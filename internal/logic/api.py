@@ -103,7 +103,7 @@ class LogicIntServicer(int_grpc.LogicIntServicer):
         return int_.OfflineResp()
 
     async def SendMessage(self, request: ext.SendMessageReq, context: Context) -> ext.SendMessageResp:
-        request_id = int(rpc.metadata_of(context).get("request_id", "0") or 0)
+        request_id = rpc.request_id_of(context)
         sender = Sender(cx.ST_BUSINESS, 0)
         return ext.SendMessageResp(seq=await self.messages.send(sender, request, request_id))
 

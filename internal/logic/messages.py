@@ -62,8 +62,9 @@ class MessageService:
             raise bad_request(f"unknown message_type {req.message_type}")
         if not req.message_content:
             raise bad_request("message_content is empty")
-        if len(req.message_content) > self.max_content_bytes:
-            raise bad_request(f"message_content is larger than {self.max_content_bytes} bytes")
+        # to_user_ids count too: the stored message must fit one frame when pushed or synced
+        if len(req.message_content) + 10 * len(req.to_user_ids) > self.max_content_bytes:
+            raise bad_request(f"message_content and to_user_ids are larger than {self.max_content_bytes} bytes")
 
     async def send(self, sender: Sender, req: logic_ext_pb2.SendMessageReq, request_id: int) -> int:
         """Send to the receiver; returns the sender's seq (0 when not persisted)."""
@@ -87,9 +88,13 @@ class MessageService:
         )
         seqs = await self.store.store(row, recipients) if req.is_persist else dict.fromkeys(recipients, 0)
         own_seq = seqs.get(sender.sender_id, 0) if sender.sender_type == cx.ST_USER else 0
-        if own_seq and sender.device_id:
-            await self.acks.ack(sender.sender_id, sender.device_id, own_seq)
-        await self._deliver(sender, row, seqs)
+        try:
+            # Stored: from here on nothing may fail the send, or a retry would store it twice.
+            if own_seq and sender.device_id:
+                await self.acks.ack(sender.sender_id, sender.device_id, own_seq)
+            await self._deliver(sender, row, seqs)
+        except Exception:
+            _log.exception("deliver_after_store_failed", sender_id=sender.sender_id, seqs=seqs)
         _log.debug("message_sent", sender_id=sender.sender_id, receiver_id=req.receiver_id, seqs=seqs)
         return own_seq
 
