@@ -7,7 +7,9 @@ or both) and returns the complete bodies in order; a zero or oversize length rai
 
 from __future__ import annotations
 
-FRAME_MAX = 65_535
+from gim.pkg.limits import FRAME_MAX
+
+__all__ = ["FRAME_MAX", "FrameDecoder", "FrameError", "encode_frame"]
 _HEADER = 2
 
 

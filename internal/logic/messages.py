@@ -12,6 +12,7 @@ from gim.internal.logic.message_store import MessageRow, MessageStore, StoredMes
 from gim.internal.logic.users import UserClient
 from gim.pkg import log
 from gim.pkg.errors import bad_request
+from gim.pkg.limits import FRAME_MAX
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2, user_ext_pb2
 
@@ -19,7 +20,6 @@ _log = log.get("messages")
 
 # Room for the Output envelope (type, request_id, code, data header) around a SyncOutput,
 # so that a sync answer always fits one 65,535-byte frame.
-FRAME_MAX = 65_535
 SYNC_BUDGET = FRAME_MAX - 64
 
 
