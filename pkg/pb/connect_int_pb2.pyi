@@ -1,7 +1,8 @@
 from . import connect_ext_pb2 as _connect_ext_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -17,6 +18,18 @@ class DeliverMessageReq(_message.Message):
 class DeliverMessageResp(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class DeliverMessagesReq(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[DeliverMessageReq]
+    def __init__(self, messages: _Optional[_Iterable[_Union[DeliverMessageReq, _Mapping]]] = ...) -> None: ...
+
+class DeliverMessagesResp(_message.Message):
+    __slots__ = ("absent_device_ids",)
+    ABSENT_DEVICE_IDS_FIELD_NUMBER: _ClassVar[int]
+    absent_device_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, absent_device_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class PushRoomMsg(_message.Message):
     __slots__ = ("room_id", "message_send")

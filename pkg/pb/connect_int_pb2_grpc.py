@@ -39,6 +39,11 @@ class ConnectIntStub:
                 request_serializer=connect__int__pb2.DeliverMessageReq.SerializeToString,
                 response_deserializer=connect__int__pb2.DeliverMessageResp.FromString,
                 _registered_method=True)
+        self.DeliverMessages = channel.unary_unary(
+                '/pb.ConnectInt/DeliverMessages',
+                request_serializer=connect__int__pb2.DeliverMessagesReq.SerializeToString,
+                response_deserializer=connect__int__pb2.DeliverMessagesResp.FromString,
+                _registered_method=True)
 
 
 class ConnectIntServicer:
@@ -50,6 +55,14 @@ class ConnectIntServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeliverMessages(self, request, context):
+        """Not in the original contract: many devices of one node in one call (logic's
+        fan-out sends one call per connect node). Answers the devices it does not hold.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConnectIntServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -57,6 +70,11 @@ def add_ConnectIntServicer_to_server(servicer, server):
                     servicer.DeliverMessage,
                     request_deserializer=connect__int__pb2.DeliverMessageReq.FromString,
                     response_serializer=connect__int__pb2.DeliverMessageResp.SerializeToString,
+            ),
+            'DeliverMessages': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeliverMessages,
+                    request_deserializer=connect__int__pb2.DeliverMessagesReq.FromString,
+                    response_serializer=connect__int__pb2.DeliverMessagesResp.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -86,6 +104,33 @@ class ConnectInt:
             '/pb.ConnectInt/DeliverMessage',
             connect__int__pb2.DeliverMessageReq.SerializeToString,
             connect__int__pb2.DeliverMessageResp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeliverMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pb.ConnectInt/DeliverMessages',
+            connect__int__pb2.DeliverMessagesReq.SerializeToString,
+            connect__int__pb2.DeliverMessagesResp.FromString,
             options,
             channel_credentials,
             insecure,
