@@ -36,6 +36,7 @@ class BaseConfig:
 class StorageConfig(BaseConfig):
     database_url: str = "sqlite+aiosqlite:///var/gim.db"
     message_shards: int = 10  # message_000 ... message_{N-1}, by user_id % N
+    cache_ttl: int = 300  # seconds a Redis cache entry (users, online devices, groups) lives
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,7 @@ class LogicConfig(StorageConfig):
     business_int_addr: str = "127.0.0.1:50300"
     sync_page_size: int = 50
     max_content_bytes: int = 60_000
+    max_group_members: int = 1000
     rpc_timeout: float = 5.0
 
 

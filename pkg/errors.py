@@ -56,3 +56,15 @@ def unauthorized(message: str = "unauthorized, sign in again") -> GimError:
 
 def bad_request(message: str) -> GimError:
     return GimError(Code.BAD_REQUEST, message)
+
+
+def check_length(name: str, value: str, limit: int) -> None:
+    """10001 if `value` is longer than its column allows."""
+    if len(value) > limit:
+        raise bad_request(f"{name} is longer than {limit} characters")
+
+
+def check_id(name: str, value: int) -> None:
+    """10001 unless `value` is a positive id."""
+    if value <= 0:
+        raise bad_request(f"{name} must be positive")

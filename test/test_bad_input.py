@@ -170,11 +170,16 @@ async def test_websocket_query_ids_out_of_range_are_10000(cluster) -> None:  # t
         await conn.close()
 
 
-async def test_unimplemented_method_is_unimplemented(cluster) -> None:  # type: ignore[no-untyped-def]
+async def test_unknown_method_is_unimplemented(cluster) -> None:  # type: ignore[no-untyped-def]
     (user,) = await cluster.new_user()
-    with pytest.raises(aio.AioRpcError) as info:
-        await cluster.api.logic.GetFriends(lx.GetFriendsReq(), metadata=user.metadata())
-    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    channel = rpc.channel(f"127.0.0.1:{cluster.logic.ext_port}")
+    try:
+        method = channel.unary_unary("/pb.LogicExt/NoSuchMethod")
+        with pytest.raises(aio.AioRpcError) as info:
+            await method(b"", metadata=user.metadata())
+        assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        await channel.close()
 
 
 async def test_bad_request_id_metadata_is_10001(cluster) -> None:  # type: ignore[no-untyped-def]

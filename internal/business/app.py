@@ -6,6 +6,7 @@ from gim.internal.business.tokens import TokenStore
 from gim.internal.business.users import PHONE_MAX, User, UserStore
 from gim.internal.business.verifier import CodeVerifier
 from gim.pkg import log
+from gim.pkg.cache import KIND_USER, Cache
 from gim.pkg.errors import Code, GimError, bad_request
 
 _log = log.get("business")
@@ -26,12 +27,14 @@ class BusinessApp:
         verifier: CodeVerifier,
         devices: DeviceChecker,
         search_limit: int,
+        cache: Cache,
     ) -> None:
         self.users = users
         self.tokens = tokens
         self.verifier = verifier
         self.devices = devices
         self.search_limit = search_limit
+        self.cache = cache
 
     async def sign_in(self, phone_number: str, code: str, device_id: int) -> tuple[User, bool, str]:
         phone_number = phone_number.strip()
@@ -64,6 +67,7 @@ class BusinessApp:
 
     async def update_user(self, user_id: int, nickname: str, sex: int, avatar_url: str, extra: str) -> None:
         await self.users.update(user_id, nickname, sex, avatar_url, extra)
+        await self.cache.invalidate(KIND_USER, [user_id])  # logic caches user info
         _log.info("user_updated", user_id=user_id)
 
     async def search(self, key: str) -> list[User]:

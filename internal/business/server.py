@@ -12,6 +12,7 @@ from gim.internal.business.tokens import TokenStore
 from gim.internal.business.users import UserStore
 from gim.internal.business.verifier import from_config
 from gim.pkg import db, log, redis_client, rpc
+from gim.pkg.cache import Cache
 from gim.pkg.config import BusinessConfig
 from gim.pkg.errors import Code, GimError
 from gim.pkg.pb import logic_int_pb2, logic_int_pb2_grpc
@@ -52,6 +53,7 @@ class BusinessServer:
             verifier=from_config(config.dev_code),
             devices=LogicDeviceChecker(logic_int_pb2_grpc.LogicIntStub(logic_channel), 5.0),
             search_limit=config.search_limit,
+            cache=Cache(redis, config.redis_prefix, config.cache_ttl),
         )
         self._int = rpc.new_server()
         self._ext = rpc.new_server()

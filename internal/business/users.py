@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gim.pkg.db import epoch_seconds
-from gim.pkg.errors import bad_request
+from gim.pkg.errors import bad_request, check_length
 from gim.pkg.schema import user as user_table
 
 NICKNAME_MAX = 50
@@ -43,11 +43,6 @@ def _user(row: sa.Row[tuple[object, ...]]) -> User:
         create_time=epoch_seconds(m["create_time"]),
         update_time=epoch_seconds(m["update_time"]),
     )
-
-
-def check_length(name: str, value: str, limit: int) -> None:
-    if len(value) > limit:
-        raise bad_request(f"{name} is longer than {limit} characters")
 
 
 class UserStore:

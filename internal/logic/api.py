@@ -7,6 +7,8 @@ from typing import Any
 from grpc import aio
 
 from gim.internal.logic.devices import Device, DeviceStore
+from gim.internal.logic.friends import FriendService
+from gim.internal.logic.groups import GroupService, group_pb
 from gim.internal.logic.messages import MessageService, Sender
 from gim.internal.logic.users import UserClient
 from gim.pkg import log, rpc
@@ -39,10 +41,19 @@ def device_pb(device: Device) -> int_.Device:
 class LogicExtServicer(ext_grpc.LogicExtServicer):
     """For apps and business backends; everything but RegisterDevice needs a token."""
 
-    def __init__(self, devices: DeviceStore, messages: MessageService, users: UserClient) -> None:
+    def __init__(
+        self,
+        devices: DeviceStore,
+        messages: MessageService,
+        users: UserClient,
+        friends: FriendService,
+        groups: GroupService,
+    ) -> None:
         self.devices = devices
         self.messages = messages
         self.users = users
+        self.friends = friends
+        self.groups = groups
 
     async def _caller(self, context: Context) -> tuple[Sender, int]:
         user_id, device_id, token, request_id = rpc.identity_of(context)
@@ -63,6 +74,69 @@ class LogicExtServicer(ext_grpc.LogicExtServicer):
     async def SendMessage(self, request: ext.SendMessageReq, context: Context) -> ext.SendMessageResp:
         sender, request_id = await self._caller(context)
         return ext.SendMessageResp(seq=await self.messages.send(sender, request, request_id))
+
+    # -- friends ---------------------------------------------------------------------
+
+    async def AddFriend(self, request: ext.AddFriendReq, context: Context) -> ext.AddFriendResp:
+        caller, _ = await self._caller(context)
+        await self.friends.add(caller.sender_id, request.friend_id, request.remarks, request.description)
+        return ext.AddFriendResp()
+
+    async def AgreeAddFriend(self, request: ext.AgreeAddFriendReq, context: Context) -> ext.AgreeAddFriendResp:
+        caller, _ = await self._caller(context)
+        await self.friends.agree(caller.sender_id, request.user_id, request.remarks)
+        return ext.AgreeAddFriendResp()
+
+    async def SetFriend(self, request: ext.SetFriendReq, context: Context) -> ext.SetFriendResp:
+        caller, _ = await self._caller(context)
+        await self.friends.set(caller.sender_id, request.friend_id, request.remarks, request.extra)
+        return ext.SetFriendResp(friend_id=request.friend_id, remarks=request.remarks, extra=request.extra)
+
+    async def GetFriends(self, request: ext.GetFriendsReq, context: Context) -> ext.GetFriendsResp:
+        caller, _ = await self._caller(context)
+        return ext.GetFriendsResp(friends=await self.friends.list(caller.sender_id))
+
+    # -- groups ----------------------------------------------------------------------
+
+    async def CreateGroup(self, request: ext.CreateGroupReq, context: Context) -> ext.CreateGroupResp:
+        caller, _ = await self._caller(context)
+        return ext.CreateGroupResp(group_id=await self.groups.create(caller.sender_id, request))
+
+    async def UpdateGroup(self, request: ext.UpdateGroupReq, context: Context) -> ext.UpdateGroupResp:
+        caller, _ = await self._caller(context)
+        await self.groups.update(caller.sender_id, request)
+        return ext.UpdateGroupResp()
+
+    async def GetGroup(self, request: ext.GetGroupReq, context: Context) -> ext.GetGroupResp:
+        await self._caller(context)
+        return ext.GetGroupResp(group=group_pb(await self.groups.get(request.group_id)))
+
+    async def GetGroups(self, request: ext.GetGroupsReq, context: Context) -> ext.GetGroupsResp:
+        caller, _ = await self._caller(context)
+        return ext.GetGroupsResp(groups=[group_pb(g) for g in await self.groups.of_user(caller.sender_id)])
+
+    async def AddGroupMembers(self, request: ext.AddGroupMembersReq, context: Context) -> ext.AddGroupMembersResp:
+        caller, _ = await self._caller(context)
+        existing = await self.groups.add_members(caller.sender_id, request.group_id, list(request.user_ids))
+        return ext.AddGroupMembersResp(user_ids=existing)
+
+    async def UpdateGroupMember(
+        self, request: ext.UpdateGroupMemberReq, context: Context
+    ) -> ext.UpdateGroupMemberResp:
+        caller, _ = await self._caller(context)
+        await self.groups.update_member(caller.sender_id, request)
+        return ext.UpdateGroupMemberResp()
+
+    async def DeleteGroupMember(
+        self, request: ext.DeleteGroupMemberReq, context: Context
+    ) -> ext.DeleteGroupMemberResp:
+        caller, _ = await self._caller(context)
+        await self.groups.delete_member(caller.sender_id, request.group_id, request.user_id)
+        return ext.DeleteGroupMemberResp()
+
+    async def GetGroupMembers(self, request: ext.GetGroupMembersReq, context: Context) -> ext.GetGroupMembersResp:
+        caller, _ = await self._caller(context)
+        return ext.GetGroupMembersResp(members=await self.groups.member_list(caller.sender_id, request.group_id))
 
 
 class LogicIntServicer(int_grpc.LogicIntServicer):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from collections.abc import Iterable
 
+import grpc
 from grpc import aio
 
 from gim.internal.logic.devices import OnlineDevice
@@ -13,14 +15,21 @@ from gim.pkg.pb import connect_ext_pb2, connect_int_pb2, connect_int_pb2_grpc
 
 _log = log.get("delivery")
 
+Target = tuple[OnlineDevice, connect_ext_pb2.MessageSend]
+
 
 class Deliverer:
-    """One channel per connect node address, created on first use."""
+    """One channel per connect node address, created on first use.
+
+    All the devices of one node go in one `DeliverMessages` call. A node that does not
+    know that call (an older connect) gets one `DeliverMessage` per device instead.
+    """
 
     def __init__(self, timeout: float) -> None:
         self._timeout = timeout
         self._stubs: dict[str, connect_int_pb2_grpc.ConnectIntStub] = {}
         self._channels: dict[str, aio.Channel] = {}
+        self._single_only: set[str] = set()
 
     def _stub(self, conn_addr: str) -> connect_int_pb2_grpc.ConnectIntStub:
         stub = self._stubs.get(conn_addr)
@@ -29,32 +38,48 @@ class Deliverer:
             stub = self._stubs[conn_addr] = connect_int_pb2_grpc.ConnectIntStub(channel)
         return stub
 
-    async def deliver(
-        self, targets: Iterable[tuple[OnlineDevice, connect_ext_pb2.MessageSend]]
-    ) -> int:
+    async def deliver(self, targets: Iterable[Target]) -> int:
         """Deliver each message to its device; returns how many deliveries succeeded.
 
         A failed delivery is logged, not raised: the message is already stored and the
         device gets it through sync when it (re)connects.
         """
-        calls = [self._deliver_one(device, message) for device, message in targets]
-        results = await asyncio.gather(*calls)
+        by_node: dict[str, list[connect_int_pb2.DeliverMessageReq]] = defaultdict(list)
+        for device, message in targets:
+            by_node[device.conn_addr].append(
+                connect_int_pb2.DeliverMessageReq(device_id=device.device_id, message_send=message)
+            )
+        results = await asyncio.gather(*(self._to_node(addr, reqs) for addr, reqs in by_node.items()))
         return sum(results)
 
-    async def _deliver_one(self, device: OnlineDevice, message: connect_ext_pb2.MessageSend) -> bool:
-        req = connect_int_pb2.DeliverMessageReq(device_id=device.device_id, message_send=message)
+    async def _to_node(self, conn_addr: str, reqs: list[connect_int_pb2.DeliverMessageReq]) -> int:
+        stub = self._stub(conn_addr)
         try:
-            await self._stub(device.conn_addr).DeliverMessage(req, timeout=self._timeout)
-            return True
+            if len(reqs) > 1 and conn_addr not in self._single_only:
+                try:
+                    resp = await stub.DeliverMessages(
+                        connect_int_pb2.DeliverMessagesReq(messages=reqs), timeout=self._timeout
+                    )
+                    return len(reqs) - len(resp.absent_device_ids)
+                except aio.AioRpcError as exc:
+                    if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                        raise
+                    self._single_only.add(conn_addr)
+            calls = [stub.DeliverMessage(req, timeout=self._timeout) for req in reqs]
+            results = await asyncio.gather(*calls, return_exceptions=True)
+            failed = [r for r in results if isinstance(r, BaseException)]
+            if failed:
+                raise failed[0]
+            return len(reqs)
         except aio.AioRpcError as exc:
             _log.warning(
                 "deliver_failed",
-                device_id=device.device_id,
-                conn_addr=device.conn_addr,
+                conn_addr=conn_addr,
+                devices=len(reqs),
                 status=exc.code().name,
                 reason=exc.details(),
             )
-            return False
+            return 0
 
     async def close(self) -> None:
         for channel in self._channels.values():

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gim.pkg.cache import KIND_ONLINE, Cache
 from gim.pkg.db import epoch_seconds
 from gim.pkg.errors import Code, GimError, bad_request
 from gim.pkg.schema import DEVICE_OFFLINE, DEVICE_ONLINE
@@ -58,8 +60,11 @@ def _device(row: sa.Row[tuple[object, ...]]) -> Device:
 
 
 class DeviceStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    """Devices in the database; each user's online devices cached in Redis."""
+
+    def __init__(self, engine: AsyncEngine, cache: Cache) -> None:
         self._engine = engine
+        self._cache = cache
 
     async def register(self, type_: int, **texts: str) -> int:
         if type_ not in DEVICE_TYPES:
@@ -81,14 +86,17 @@ class DeviceStore:
         return _device(row)
 
     async def set_online(self, device_id: int, user_id: int, conn_addr: str, client_addr: str) -> None:
+        where = device_table.c.id == device_id
         async with self._engine.begin() as conn:
-            result = await conn.execute(
+            previous = await conn.scalar(sa.select(device_table.c.user_id).where(where))
+            if previous is None:
+                raise GimError(Code.DEVICE_NOT_FOUND, f"device {device_id} not found")
+            await conn.execute(
                 device_table.update()
-                .where(device_table.c.id == device_id)
+                .where(where)
                 .values(user_id=user_id, status=DEVICE_ONLINE, conn_addr=conn_addr, client_addr=client_addr)
             )
-        if result.rowcount == 0:
-            raise GimError(Code.DEVICE_NOT_FOUND, f"device {device_id} not found")
+        await self._cache.invalidate(KIND_ONLINE, {user_id, int(previous)})
 
     async def set_offline(self, device_id: int, user_id: int, client_addr: str) -> bool:
         """Mark offline only if this is still the connection the device last signed in with."""
@@ -103,24 +111,35 @@ class DeviceStore:
                 )
                 .values(status=DEVICE_OFFLINE)
             )
+        if result.rowcount:
+            await self._cache.invalidate(KIND_ONLINE, [user_id])
         return bool(result.rowcount)
 
     async def node_stopped(self, conn_addr: str) -> int:
         """Every device online at `conn_addr` goes offline; returns how many."""
+        at_node = (device_table.c.conn_addr == conn_addr, device_table.c.status == DEVICE_ONLINE)
         async with self._engine.begin() as conn:
-            result = await conn.execute(
-                device_table.update()
-                .where(device_table.c.conn_addr == conn_addr, device_table.c.status == DEVICE_ONLINE)
-                .values(status=DEVICE_OFFLINE)
-            )
+            users = [int(u) for u in await conn.scalars(sa.select(device_table.c.user_id).where(*at_node))]
+            result = await conn.execute(device_table.update().where(*at_node).values(status=DEVICE_OFFLINE))
+        await self._cache.invalidate(KIND_ONLINE, users)
         return int(result.rowcount)
 
     async def online(self, user_ids: list[int]) -> list[OnlineDevice]:
-        if not user_ids:
-            return []
+        """The online devices of these users (cached per user)."""
+        cached = await self._cache.load(KIND_ONLINE, user_ids, self._online_rows)
+        return [
+            OnlineDevice(device_id, user_id, conn_addr)
+            for user_id, value in cached.items()
+            for device_id, conn_addr in json.loads(value)
+        ]
+
+    async def _online_rows(self, user_ids: list[int]) -> dict[int, bytes]:
         query = sa.select(device_table.c.id, device_table.c.user_id, device_table.c.conn_addr).where(
-            device_table.c.user_id.in_(sorted(set(user_ids))),
+            device_table.c.user_id.in_(sorted(user_ids)),
             device_table.c.status == DEVICE_ONLINE,
         )
+        by_user: dict[int, list[tuple[int, str]]] = {u: [] for u in user_ids}
         async with self._engine.connect() as conn:
-            return [OnlineDevice(int(r[0]), int(r[1]), str(r[2])) for r in await conn.execute(query)]
+            for device_id, user_id, conn_addr in await conn.execute(query):
+                by_user[int(user_id)].append((int(device_id), str(conn_addr)))
+        return {u: json.dumps(devices).encode() for u, devices in by_user.items()}

@@ -5,13 +5,16 @@ from __future__ import annotations
 import dataclasses
 import time
 
+from google.protobuf.message import Message
+
 from gim.internal.logic.acks import AckStore
 from gim.internal.logic.delivery import Deliverer
 from gim.internal.logic.devices import DeviceStore
+from gim.internal.logic.group_store import GroupStore
 from gim.internal.logic.message_store import MessageRow, MessageStore, StoredMessage
 from gim.internal.logic.users import UserClient
 from gim.pkg import log
-from gim.pkg.errors import bad_request
+from gim.pkg.errors import Code, GimError, bad_request
 from gim.pkg.limits import FRAME_MAX
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2, user_ext_pb2
@@ -39,6 +42,7 @@ class MessageService:
         self,
         store: MessageStore,
         devices: DeviceStore,
+        groups: GroupStore,
         users: UserClient,
         acks: AckStore,
         deliverer: Deliverer,
@@ -47,6 +51,7 @@ class MessageService:
     ) -> None:
         self.store = store
         self.devices = devices
+        self.groups = groups
         self.users = users
         self.acks = acks
         self.deliverer = deliverer
@@ -54,7 +59,7 @@ class MessageService:
         self.sync_page_size = sync_page_size
 
     def _validate(self, req: logic_ext_pb2.SendMessageReq) -> None:
-        if req.receiver_type not in cx.ReceiverType.values() or req.receiver_type == cx.RT_UNKNOWN:
+        if req.receiver_type not in (cx.RT_USER, cx.RT_GROUP, cx.RT_ROOM):
             raise bad_request(f"unknown receiver_type {req.receiver_type}")
         if req.receiver_id <= 0:
             raise bad_request("receiver_id must be positive")
@@ -67,14 +72,14 @@ class MessageService:
             raise bad_request(f"message_content and to_user_ids are larger than {self.max_content_bytes} bytes")
 
     async def send(self, sender: Sender, req: logic_ext_pb2.SendMessageReq, request_id: int) -> int:
-        """Send to the receiver; returns the sender's seq (0 when not persisted)."""
+        """Send to the receiver; returns the sender's seq (0 when not persisted).
+
+        The message is stored for every recipient in one transaction, or for none (the
+        call then fails and may be retried). Delivery to online devices comes after and
+        is best effort: a device that misses its push gets the message by sync.
+        """
         self._validate(req)
-        if req.receiver_type != cx.RT_USER:
-            raise bad_request("only receiver_type RT_USER is supported so far")
-        receiver = await self.users.get(req.receiver_id)  # 10016 if there is no such user
-        recipients = [receiver.user_id]
-        if sender.sender_type == cx.ST_USER and sender.sender_id != receiver.user_id:
-            recipients.append(sender.sender_id)
+        recipients = await self._recipients(sender, req)
         row = MessageRow(
             request_id=request_id,
             sender_type=sender.sender_type,
@@ -86,7 +91,42 @@ class MessageService:
             content=req.message_content,
             send_time=req.send_time or now_ms(),
         )
-        seqs = await self.store.store(row, recipients) if req.is_persist else dict.fromkeys(recipients, 0)
+        return await self.dispatch(sender, row, recipients, req.is_persist)
+
+    async def _recipients(self, sender: Sender, req: logic_ext_pb2.SendMessageReq) -> list[int]:
+        """The users the message is stored for and delivered to."""
+        if req.receiver_type == cx.RT_USER:
+            receiver = await self.users.get(req.receiver_id)  # 10016 if there is no such user
+            if sender.sender_type == cx.ST_USER and sender.sender_id != receiver.user_id:
+                return [receiver.user_id, sender.sender_id]
+            return [receiver.user_id]
+        if req.receiver_type == cx.RT_GROUP:
+            await self.groups.get(req.receiver_id)  # 10013 if there is no such group
+            members = [m.user_id for m in await self.groups.members(req.receiver_id)]
+            if sender.sender_type == cx.ST_USER and sender.sender_id not in members:
+                raise GimError(Code.NOT_IN_GROUP, f"user {sender.sender_id} is not in group {req.receiver_id}")
+            return members
+        raise bad_request("rooms take PushRoom, not SendMessage")
+
+    async def push_command(self, receiver_type: int, receiver_id: int, user_ids: list[int], code: int, data: Message) -> None:
+        """A server event (PROTOCOL.md push codes) stored for and delivered to `user_ids`."""
+        content = cx.Command(code=code, data=data.SerializeToString()).SerializeToString()
+        row = MessageRow(
+            request_id=0,
+            sender_type=cx.ST_SYSTEM,
+            sender_id=0,
+            receiver_type=receiver_type,
+            receiver_id=receiver_id,
+            to_user_ids=[],
+            message_type=cx.MT_COMMAND,
+            content=content,
+            send_time=now_ms(),
+        )
+        await self.dispatch(Sender(cx.ST_SYSTEM, 0), row, user_ids, persist=True)
+
+    async def dispatch(self, sender: Sender, row: MessageRow, recipients: list[int], persist: bool) -> int:
+        """Store (if `persist`) for every recipient, then deliver; the sender's own seq."""
+        seqs = await self.store.store(row, recipients) if persist else dict.fromkeys(recipients, 0)
         own_seq = seqs.get(sender.sender_id, 0) if sender.sender_type == cx.ST_USER else 0
         try:
             # Stored: from here on nothing may fail the send, or a retry would store it twice.
@@ -94,8 +134,8 @@ class MessageService:
                 await self.acks.ack(sender.sender_id, sender.device_id, own_seq)
             await self._deliver(sender, row, seqs)
         except Exception:
-            _log.exception("deliver_after_store_failed", sender_id=sender.sender_id, seqs=seqs)
-        _log.debug("message_sent", sender_id=sender.sender_id, receiver_id=req.receiver_id, seqs=seqs)
+            _log.exception("deliver_after_store_failed", sender_id=sender.sender_id, recipients=len(seqs))
+        _log.debug("message_sent", sender_id=sender.sender_id, receiver_id=row.receiver_id, recipients=len(seqs))
         return own_seq
 
     async def _deliver(self, sender: Sender, row: MessageRow, seqs: dict[int, int]) -> None:

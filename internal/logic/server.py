@@ -10,10 +10,14 @@ from gim.internal.logic.acks import AckStore
 from gim.internal.logic.api import LogicExtServicer, LogicIntServicer
 from gim.internal.logic.delivery import Deliverer
 from gim.internal.logic.devices import DeviceStore
+from gim.internal.logic.friends import FriendService
+from gim.internal.logic.group_store import GroupStore
+from gim.internal.logic.groups import GroupService
 from gim.internal.logic.message_store import MessageStore
 from gim.internal.logic.messages import MessageService
 from gim.internal.logic.users import UserClient
 from gim.pkg import db, log, redis_client, rpc
+from gim.pkg.cache import Cache
 from gim.pkg.config import LogicConfig
 from gim.pkg.pb import logic_ext_pb2_grpc, logic_int_pb2_grpc, user_int_pb2_grpc
 from gim.pkg.schema import MessageShards
@@ -35,12 +39,15 @@ class LogicServer:
         self._engine = engine
         self._redis = redis
         self._business_channel = business_channel
-        users = UserClient(user_int_pb2_grpc.UserIntStub(business_channel), config.rpc_timeout)
-        self.devices = DeviceStore(engine)
+        cache = Cache(redis, config.redis_prefix, config.cache_ttl)
+        users = UserClient(user_int_pb2_grpc.UserIntStub(business_channel), config.rpc_timeout, cache)
+        self.devices = DeviceStore(engine, cache)
         self.deliverer = Deliverer(config.rpc_timeout)
+        group_store = GroupStore(engine, cache)
         self.messages = MessageService(
             store=MessageStore(engine, MessageShards(config.message_shards)),
             devices=self.devices,
+            groups=group_store,
             users=users,
             acks=AckStore(redis, config.redis_prefix),
             deliverer=self.deliverer,
@@ -52,8 +59,10 @@ class LogicServer:
         logic_int_pb2_grpc.add_LogicIntServicer_to_server(
             LogicIntServicer(self.devices, self.messages, users), self._int
         )
+        friends = FriendService(engine, users, self.messages)
+        groups = GroupService(group_store, users, self.messages, config.max_group_members)
         logic_ext_pb2_grpc.add_LogicExtServicer_to_server(
-            LogicExtServicer(self.devices, self.messages, users), self._ext
+            LogicExtServicer(self.devices, self.messages, users, friends, groups), self._ext
         )
         self.int_port = 0
         self.ext_port = 0

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from gim.pkg import rpc
+from gim.pkg.cache import KIND_USER, Cache
 from gim.pkg.errors import Code, GimError
 from gim.pkg.pb import user_ext_pb2, user_int_pb2, user_int_pb2_grpc
 
 
 class UserClient:
-    def __init__(self, stub: user_int_pb2_grpc.UserIntStub, timeout: float) -> None:
+    """UserInt calls; user info is cached in Redis (the business service invalidates it)."""
+
+    def __init__(self, stub: user_int_pb2_grpc.UserIntStub, timeout: float, cache: Cache) -> None:
         self._stub = stub
         self._timeout = timeout
+        self._cache = cache
 
     async def auth(self, user_id: int, device_id: int, token: str) -> None:
         """Return if the token is valid for (user, device); raise 10000 otherwise."""
@@ -25,8 +29,11 @@ class UserClient:
         return users[user_id]
 
     async def get_many(self, user_ids: list[int]) -> dict[int, user_ext_pb2.User]:
-        ids = {i: 0 for i in user_ids if i > 0}
-        if not ids:
-            return {}
-        resp = await rpc.call(self._stub.GetUsers, user_int_pb2.GetUsersReq(user_ids=ids), self._timeout)
-        return dict(resp.users)
+        """The users that exist among `user_ids`."""
+        cached = await self._cache.load(KIND_USER, (i for i in user_ids if i > 0), self._fetch)
+        return {i: user_ext_pb2.User.FromString(value) for i, value in cached.items()}
+
+    async def _fetch(self, user_ids: list[int]) -> dict[int, bytes]:
+        req = user_int_pb2.GetUsersReq(user_ids=dict.fromkeys(user_ids, 0))
+        resp = await rpc.call(self._stub.GetUsers, req, self._timeout)
+        return {i: user.SerializeToString() for i, user in resp.users.items()}

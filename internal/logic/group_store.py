@@ -1,0 +1,192 @@
+"""Groups and their members in the database, cached in Redis (group row, member rows)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gim.pkg.cache import KIND_GROUP, KIND_MEMBERS, Cache
+from gim.pkg.db import epoch_seconds
+from gim.pkg.errors import Code, GimError
+from gim.pkg.schema import group as group_table
+from gim.pkg.schema import group_user as member_table
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupInfo:
+    group_id: int
+    name: str
+    avatar_url: str
+    introduction: str
+    user_num: int
+    extra: str
+    create_time: int
+    update_time: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    user_id: int
+    member_type: int
+    remarks: str = ""
+    extra: str = ""
+
+
+def _group(m: sa.RowMapping) -> GroupInfo:
+    return GroupInfo(
+        group_id=int(m["id"]),
+        name=str(m["name"]),
+        avatar_url=str(m["avatar_url"]),
+        introduction=str(m["introduction"]),
+        user_num=int(m["user_num"]),
+        extra=str(m["extra"]),
+        create_time=epoch_seconds(m["create_time"]),
+        update_time=epoch_seconds(m["update_time"]),
+    )
+
+
+class GroupStore:
+    def __init__(self, engine: AsyncEngine, cache: Cache) -> None:
+        self._engine = engine
+        self._cache = cache
+        self._mysql = engine.dialect.name == "mysql"
+
+    # -- groups ----------------------------------------------------------------------
+
+    async def create(self, fields: dict[str, str], members: list[Member]) -> int:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(group_table.insert().values(**fields, user_num=len(members)))
+            group_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+            await conn.execute(member_table.insert(), [_member_row(group_id, m) for m in members])
+        # a look-up of this id before it existed may have cached "no such group"
+        await self._cache.invalidate(KIND_GROUP, [group_id])
+        await self._cache.invalidate(KIND_MEMBERS, [group_id])
+        return group_id
+
+    async def get(self, group_id: int) -> GroupInfo:
+        """The group, or 10013."""
+        cached = await self._cache.load(KIND_GROUP, [group_id], self._load_groups)
+        if group_id not in cached:
+            raise GimError(Code.GROUP_NOT_FOUND, f"group {group_id} not found")
+        return GroupInfo(**json.loads(cached[group_id]))
+
+    async def _load_groups(self, group_ids: list[int]) -> dict[int, bytes]:
+        query = sa.select(group_table).where(group_table.c.id.in_(group_ids))
+        async with self._engine.connect() as conn:
+            groups = [_group(r._mapping) for r in await conn.execute(query)]
+        return {g.group_id: json.dumps(dataclasses.asdict(g)).encode() for g in groups}
+
+    async def update(self, group_id: int, fields: dict[str, str]) -> None:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(group_table.update().where(group_table.c.id == group_id).values(**fields))
+        if not result.rowcount:
+            raise GimError(Code.GROUP_NOT_FOUND, f"group {group_id} not found")
+        await self._cache.invalidate(KIND_GROUP, [group_id])
+
+    async def of_user(self, user_id: int) -> list[GroupInfo]:
+        query = (
+            sa.select(group_table)
+            .join(member_table, member_table.c.group_id == group_table.c.id)
+            .where(member_table.c.user_id == user_id)
+            .order_by(group_table.c.id)
+        )
+        async with self._engine.connect() as conn:
+            return [_group(r._mapping) for r in await conn.execute(query)]
+
+    # -- members ---------------------------------------------------------------------
+
+    async def members(self, group_id: int) -> list[Member]:
+        """The group's members in join order ([] for a group that does not exist)."""
+        cached = await self._cache.load(KIND_MEMBERS, [group_id], self._load_members)
+        return [Member(*fields) for fields in json.loads(cached[group_id])]
+
+    async def _load_members(self, group_ids: list[int]) -> dict[int, bytes]:
+        columns = member_table.c
+        query = (
+            sa.select(columns.group_id, columns.user_id, columns.member_type, columns.remarks, columns.extra)
+            .where(columns.group_id.in_(group_ids))
+            .order_by(columns.id)
+        )
+        found: dict[int, list[list[object]]] = {g: [] for g in group_ids}
+        async with self._engine.connect() as conn:
+            for group_id, user_id, member_type, remarks, extra in await conn.execute(query):
+                found[int(group_id)].append([int(user_id), int(member_type), str(remarks), str(extra)])
+        return {g: json.dumps(rows).encode() for g, rows in found.items()}
+
+    async def add_members(self, group_id: int, members: list[Member]) -> list[int]:
+        """Add those not in yet; returns the user ids that already were members."""
+        ids = [m.user_id for m in members]
+        async with self._engine.begin() as conn:
+            await self._lock_group(conn, group_id)
+            existing = {
+                int(u)
+                for u in await conn.scalars(
+                    sa.select(member_table.c.user_id).where(
+                        member_table.c.group_id == group_id, member_table.c.user_id.in_(ids)
+                    )
+                )
+            }
+            new = [_member_row(group_id, m) for m in members if m.user_id not in existing]
+            if new:
+                await conn.execute(self._insert_ignore(), new)
+                await self._recount(conn, group_id)
+        await self._cache.invalidate(KIND_MEMBERS, [group_id])
+        await self._cache.invalidate(KIND_GROUP, [group_id])
+        return [u for u in ids if u in existing]
+
+    async def update_member(self, group_id: int, member: Member) -> bool:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                member_table.update()
+                .where(member_table.c.group_id == group_id, member_table.c.user_id == member.user_id)
+                .values(member_type=member.member_type, remarks=member.remarks, extra=member.extra)
+            )
+        await self._cache.invalidate(KIND_MEMBERS, [group_id])
+        return bool(result.rowcount)
+
+    async def delete_member(self, group_id: int, user_id: int) -> bool:
+        async with self._engine.begin() as conn:
+            await self._lock_group(conn, group_id)
+            result = await conn.execute(
+                member_table.delete().where(member_table.c.group_id == group_id, member_table.c.user_id == user_id)
+            )
+            await self._recount(conn, group_id)
+        await self._cache.invalidate(KIND_MEMBERS, [group_id])
+        await self._cache.invalidate(KIND_GROUP, [group_id])
+        return bool(result.rowcount)
+
+    async def _lock_group(self, conn: AsyncConnection, group_id: int) -> None:
+        """Serialize member changes of one group (10013 if there is no such group)."""
+        query = sa.select(group_table.c.id).where(group_table.c.id == group_id)
+        if self._mysql:
+            query = query.with_for_update()
+        if await conn.scalar(query) is None:
+            raise GimError(Code.GROUP_NOT_FOUND, f"group {group_id} not found")
+
+    async def _recount(self, conn: AsyncConnection, group_id: int) -> None:
+        count = (
+            sa.select(sa.func.count())
+            .select_from(member_table)
+            .where(member_table.c.group_id == group_id)
+            .scalar_subquery()
+        )
+        await conn.execute(group_table.update().where(group_table.c.id == group_id).values(user_num=count))
+
+    def _insert_ignore(self) -> sa.Insert:
+        if self._mysql:
+            return mysql.insert(member_table).prefix_with("IGNORE")
+        return sqlite.insert(member_table).on_conflict_do_nothing()
+
+
+def _member_row(group_id: int, member: Member) -> dict[str, object]:
+    return {
+        "group_id": group_id,
+        "user_id": member.user_id,
+        "member_type": member.member_type,
+        "remarks": member.remarks,
+        "extra": member.extra,
+    }

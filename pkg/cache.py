@@ -1,0 +1,88 @@
+"""Redis caches in front of the database, safe against stale fills.
+
+Cache-aside with a generation counter per entry: a writer commits to the database, then
+`invalidate`s (bumps the entry's generation and deletes the value). A reader that misses
+notes the generation *before* it reads the database and fills the value only if the
+generation is still the same, so a reader that read the old row can never put it back
+after a writer's invalidation. Values are bytes; callers choose the encoding.
+
+The same key names are used by every service (business invalidates the user entries
+that logic reads), so the kinds live here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+
+import redis.asyncio as aioredis
+
+KIND_USER = "user"  # user_ext.User, filled by logic from UserInt.GetUsers
+KIND_ONLINE = "online"  # the user's online devices
+KIND_GROUP = "group"  # one group's row
+KIND_MEMBERS = "members"  # one group's member rows
+
+# Set the value only if nobody invalidated the entry since the reader looked.
+_FILL = """
+local gen = redis.call('GET', KEYS[2]) or ''
+if gen == ARGV[2] then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+GEN_TTL = 86400  # far longer than any database read between a reader's look and fill
+
+Loader = Callable[[list[int]], Awaitable[dict[int, bytes]]]
+
+
+class Cache:
+    def __init__(self, redis: aioredis.Redis, prefix: str, ttl: int) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._ttl = ttl
+        self._fill = redis.register_script(_FILL)
+
+    def _key(self, kind: str, id_: int) -> str:
+        return f"{self._prefix}cache:{kind}:{id_}"
+
+    def _gen_key(self, kind: str, id_: int) -> str:
+        return f"{self._prefix}cache:{kind}:{id_}:gen"
+
+    async def load(self, kind: str, ids: Iterable[int], loader: Loader) -> dict[int, bytes]:
+        """The cached values of `ids`; misses come from `loader` (absent ids stay uncached)."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return {}
+        keys = [self._key(kind, i) for i in wanted] + [self._gen_key(kind, i) for i in wanted]
+        values = await self._redis.mget(keys)
+        found: dict[int, bytes] = {}
+        gens: dict[int, bytes] = {}
+        for index, id_ in enumerate(wanted):
+            value = values[index]
+            if value is None:
+                gens[id_] = values[len(wanted) + index] or b""
+            else:
+                found[id_] = value
+        if gens:
+            loaded = await loader(list(gens))
+            if loaded:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for id_, value in loaded.items():
+                        await self._fill(
+                            keys=[self._key(kind, id_), self._gen_key(kind, id_)],
+                            args=[value, gens[id_], self._ttl],
+                            client=pipe,
+                        )
+                    await pipe.execute()
+            found.update(loaded)
+        return found
+
+    async def invalidate(self, kind: str, ids: Iterable[int]) -> None:
+        """Call after the database write has committed."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for id_ in set(ids):
+                pipe.incr(self._gen_key(kind, id_))
+                pipe.expire(self._gen_key(kind, id_), GEN_TTL)
+                pipe.delete(self._key(kind, id_))
+            await pipe.execute()
