@@ -10,19 +10,25 @@ from __future__ import annotations
 import dataclasses
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
 
 import pytest
 import redis.asyncio as aioredis
+from google.protobuf.message import Message
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gim.client.api import Credentials, GimApi
+from gim.client.connection import LongConnection, TcpConnection, WsConnection
 from gim.internal.business.server import BusinessServer
 from gim.internal.connect.server import ConnectServer
 from gim.internal.logic.server import LogicServer
 from gim.pkg import db, log, redis_client
 from gim.pkg.config import BusinessConfig, ConnectConfig, LogicConfig
+from gim.pkg.errors import Code, GimError
+from gim.pkg.pb import connect_ext_pb2 as cx
+from gim.pkg.pb import user_ext_pb2 as ux
 from gim.pkg.schema import MessageShards
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -30,6 +36,8 @@ DEV_CODE = "0000"
 SHARDS = 4
 
 log.setup("warning")
+
+M = TypeVar("M", bound=Message)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,14 +141,38 @@ class Cluster:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.connect.ws_port}/ws"
 
-    async def new_user(self, devices: int = 1) -> list[Credentials]:
-        """A fresh user signed in on `devices` new devices."""
+    async def new_user(self, devices: int = 1, nickname: str = "") -> list[Credentials]:
+        """A fresh user signed in on `devices` new devices (and given `nickname`)."""
         phone = "1" + uuid.uuid4().int.__str__()[:10]
         creds = []
         for _ in range(devices):
             device_id = await self.api.register_device()
             creds.append(await self.api.sign_in(phone, DEV_CODE, device_id))
+        if nickname:
+            await self.api.call(self.api.users.UpdateUser, ux.UpdateUserReq(nickname=nickname), creds[0])
         return creds
+
+    async def online(self, creds: Credentials, transport: str = "tcp") -> LongConnection:
+        """A long connection of this device, signed in."""
+        if transport == "tcp":
+            conn: LongConnection = await TcpConnection.open(*self.tcp)
+        else:
+            conn = await WsConnection.open(self.ws_url)
+        out = await conn.sign_in(creds.user_id, creds.device_id, creds.token)
+        assert (out.type, out.code) == (cx.PT_SIGN_IN, 0), out.message
+        return conn
+
+    @staticmethod
+    async def sync_all(conn: LongConnection, seq: int) -> list[cx.Message]:
+        """Page through PT_SYNC until has_more is false."""
+        messages: list[cx.Message] = []
+        while True:
+            page = await conn.sync(seq)
+            messages.extend(page.messages)
+            if not page.has_more:
+                return messages
+            assert page.messages, "has_more with an empty page would loop forever"
+            seq = page.messages[-1].seq
 
 
 def _addr(port: int) -> str:
@@ -188,6 +220,32 @@ async def cluster(storage: Storage) -> AsyncIterator[Cluster]:
     await api.close()
     for server in (connect, logic, business):
         await server.stop(1.0)
+
+
+@pytest.fixture
+def expect_code() -> object:
+    """await expect_code(awaitable, Code.X): it must fail with that gim code."""
+
+    async def check(awaitable: Awaitable[object], code: Code) -> GimError:
+        with pytest.raises(GimError) as info:
+            await awaitable
+        assert info.value.code == code, info.value
+        return info.value
+
+    return check
+
+
+def decode_command(message: cx.Message, data_type: type[M]) -> tuple[int, M]:
+    """A server push (ST_SYSTEM, MT_COMMAND): its push code and decoded data."""
+    assert (message.sender.sender_type, message.message_type) == (cx.ST_SYSTEM, cx.MT_COMMAND), message
+    command = cx.Command.FromString(message.message_content)
+    return command.code, data_type.FromString(command.data)
+
+
+@pytest.fixture
+def command() -> object:
+    """command(message, PushType) -> (push code, decoded data) of a server push."""
+    return decode_command
 
 
 @pytest.fixture

@@ -5,37 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from gim.client.api import Credentials
-from gim.client.connection import LongConnection, TcpConnection, WsConnection
+from gim.client.connection import WsConnection
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import user_ext_pb2 as ux
 
 TEXT = cx.Text(text="hello 你好").SerializeToString()
-
-
-async def open_conn(cluster, transport: str) -> LongConnection:  # type: ignore[no-untyped-def]
-    if transport == "tcp":
-        return await TcpConnection.open(*cluster.tcp)
-    return await WsConnection.open(cluster.ws_url)
-
-
-async def signed_in(cluster, creds: Credentials, transport: str) -> LongConnection:  # type: ignore[no-untyped-def]
-    conn = await open_conn(cluster, transport)
-    out = await conn.sign_in(creds.user_id, creds.device_id, creds.token)
-    assert (out.type, out.code) == (cx.PT_SIGN_IN, 0), out.message
-    return conn
-
-
-async def sync_all(conn: LongConnection, seq: int) -> list[cx.Message]:
-    """Page through PT_SYNC until has_more is false."""
-    messages: list[cx.Message] = []
-    while True:
-        page = await conn.sync(seq)
-        messages.extend(page.messages)
-        if not page.has_more:
-            return messages
-        assert page.messages, "has_more with an empty page would loop forever"
-        seq = page.messages[-1].seq
 
 
 @pytest.mark.parametrize("transport", ["tcp", "ws"])
@@ -44,8 +18,8 @@ async def test_single_chat_delivery_sync_and_ack(cluster, transport: str) -> Non
     (bob,) = await cluster.new_user()
     await cluster.api.call(cluster.api.users.UpdateUser, ux.UpdateUserReq(nickname="Alice"), alice_phone1)
     await cluster.api.call(cluster.api.users.UpdateUser, ux.UpdateUserReq(nickname="Bob"), bob)
-    a1 = await signed_in(cluster, alice_phone1, transport)
-    b1 = await signed_in(cluster, bob, transport)
+    a1 = await cluster.online(alice_phone1, transport)
+    b1 = await cluster.online(bob, transport)
     try:
         # Alice -> Bob: stored for both, pushed to Bob's device, not to the sending device.
         seq = await cluster.api.send_message(alice_phone1, cx.RT_USER, bob.user_id, TEXT, request_id=77)
@@ -64,10 +38,10 @@ async def test_single_chat_delivery_sync_and_ack(cluster, transport: str) -> Non
         assert [m.seq for m in pushed] == list(range(seq + 1, seq + 121)), "Alice's seqs follow her own send"
         assert all(m.sender.sender_id == bob.user_id for m in pushed)
 
-        a2 = await signed_in(cluster, alice_phone2, transport)
+        a2 = await cluster.online(alice_phone2, transport)
         try:
             # seq 0 = after the highest ack of any of Alice's devices; the sending device acked `seq`.
-            synced = await sync_all(a2, 0)
+            synced = await cluster.sync_all(a2, 0)
             assert [m.seq for m in synced] == [m.seq for m in pushed]
             assert all(m.message_content == TEXT for m in synced)
             assert all(m.sender.nickname == "Bob" for m in synced), "sync fills in the sender's nickname"
@@ -77,7 +51,7 @@ async def test_single_chat_delivery_sync_and_ack(cluster, transport: str) -> Non
             assert (hb.type, hb.code) == (cx.PT_HEARTBEAT, 0)
             assert (await a2.sync(0)).messages == []
             # An explicit seq ignores acks.
-            assert [m.seq for m in await sync_all(a2, seq)] == [m.seq for m in pushed]
+            assert [m.seq for m in await cluster.sync_all(a2, seq)] == [m.seq for m in pushed]
         finally:
             await a2.close()
     finally:
@@ -87,7 +61,7 @@ async def test_single_chat_delivery_sync_and_ack(cluster, transport: str) -> Non
 
 async def test_heartbeat_echoes_request_id(cluster) -> None:  # type: ignore[no-untyped-def]
     (user,) = await cluster.new_user()
-    conn = await signed_in(cluster, user, "tcp")
+    conn = await cluster.online(user, "tcp")
     try:
         await conn.send(cx.PT_HEARTBEAT, request_id=4242)
         out = await conn.next_push()
@@ -114,8 +88,8 @@ async def test_websocket_sign_in_by_query_parameters(cluster) -> None:  # type: 
 async def test_reconnect_replaces_old_connection(cluster) -> None:  # type: ignore[no-untyped-def]
     (alice,) = await cluster.new_user()
     (bob,) = await cluster.new_user()
-    old = await signed_in(cluster, bob, "tcp")
-    new = await signed_in(cluster, bob, "ws")
+    old = await cluster.online(bob, "tcp")
+    new = await cluster.online(bob, "ws")
     try:
         await old.closed.wait()  # the server closed the replaced connection
         await cluster.api.send_message(alice, cx.RT_USER, bob.user_id, TEXT)

@@ -77,11 +77,11 @@ class GroupService:
         if self._member(members, user_id, group_id).member_type != ext.GMT_ADMIN:
             raise GimError(Code.NOT_IN_GROUP, f"only an admin of group {group_id} may {action}")
 
-    async def _new_users(self, user_ids: list[int], exclude: int) -> list[int]:
-        """Distinct, existing users (10016 names the first that is not)."""
+    async def _new_users(self, user_ids: list[int], exclude: int, current: set[int]) -> list[int]:
+        """Distinct, existing users (10016 names the first that is not), within the group size."""
         ids = list(dict.fromkeys(i for i in user_ids if i != exclude))
-        if len(ids) > self.max_members:
-            raise bad_request(f"at most {self.max_members} members at a time, got {len(ids)}")
+        if len(current | set(ids)) > self.max_members:
+            raise bad_request(f"a group has at most {self.max_members} members")
         for user_id in ids:
             check_id("user id", user_id)
         users = await self._users.get_many(ids)
@@ -101,9 +101,7 @@ class GroupService:
 
     async def create(self, creator_id: int, req: ext.CreateGroupReq) -> int:
         fields = _profile(req.name, req.avatar_url, req.introduction, req.extra)
-        member_ids = await self._new_users(list(req.member_ids), exclude=creator_id)
-        if len(member_ids) + 1 > self.max_members:
-            raise bad_request(f"a group has at most {self.max_members} members")
+        member_ids = await self._new_users(list(req.member_ids), exclude=creator_id, current={creator_id})
         members = [Member(creator_id, ext.GMT_ADMIN)] + [Member(u, ext.GMT_MEMBER) for u in member_ids]
         group_id = await self.store.create(fields, members)
         _log.info("group_created", group_id=group_id, creator_id=creator_id, members=len(members))
@@ -135,10 +133,8 @@ class GroupService:
         """Add users (a member may add); returns those who already were members."""
         members = await self._members(group_id)
         self._member(members, user_id, group_id)
-        ids = await self._new_users(user_ids, exclude=0)
         current = {m.user_id for m in members}
-        if len(current | set(ids)) > self.max_members:
-            raise bad_request(f"a group has at most {self.max_members} members")
+        ids = await self._new_users(user_ids, exclude=0, current=current)
         existing = await self.store.add_members(group_id, [Member(u, ext.GMT_MEMBER) for u in ids])
         added = [u for u in ids if u not in existing]
         if added:

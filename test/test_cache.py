@@ -1,0 +1,68 @@
+"""The Redis caches: writes invalidate what they change, and a stale read never refills."""
+
+from __future__ import annotations
+
+import uuid
+
+from gim.pkg.cache import Cache
+from gim.pkg.pb import connect_ext_pb2 as cx
+from gim.pkg.pb import logic_ext_pb2 as lx
+from gim.pkg.pb import user_ext_pb2 as ux
+
+
+async def test_changed_nickname_shows_in_next_sync_and_member_list(cluster) -> None:  # type: ignore[no-untyped-def]
+    api = cluster.api
+    (alice,) = await cluster.new_user(nickname="Alice")
+    bob_phone, bob_laptop = await cluster.new_user(devices=2, nickname="Bob")
+    group_id = (await api.call(api.logic.CreateGroup, lx.CreateGroupReq(name="g", member_ids=[bob_phone.user_id]), alice)).group_id
+    body = cx.Text(text="hi").SerializeToString()
+    await api.send_message(alice, cx.RT_USER, bob_phone.user_id, body)
+    conn = await cluster.online(bob_laptop)
+    try:
+        first = await cluster.sync_all(conn, 0)
+        assert first[-1].sender.nickname == "Alice"  # the user cache now holds Alice
+        members = await api.call(api.logic.GetGroupMembers, lx.GetGroupMembersReq(group_id=group_id), bob_phone)
+        assert {m.nickname for m in members.members} == {"Alice", "Bob"}
+
+        await api.call(api.users.UpdateUser, ux.UpdateUserReq(nickname="Alicia", avatar_url="a.png"), alice)
+
+        again = await cluster.sync_all(conn, first[-1].seq - 1)
+        assert (again[-1].sender.nickname, again[-1].sender.avatar_url) == ("Alicia", "a.png")
+        members = await api.call(api.logic.GetGroupMembers, lx.GetGroupMembersReq(group_id=group_id), bob_phone)
+        assert {m.nickname for m in members.members} == {"Alicia", "Bob"}
+    finally:
+        await conn.close()
+
+
+async def test_member_changes_show_at_once(cluster) -> None:  # type: ignore[no-untyped-def]
+    api = cluster.api
+    (owner,) = await cluster.new_user()
+    (newcomer,) = await cluster.new_user()
+    group_id = (await api.call(api.logic.CreateGroup, lx.CreateGroupReq(name="g"), owner)).group_id
+    before = await api.call(api.logic.GetGroupMembers, lx.GetGroupMembersReq(group_id=group_id), owner)
+    assert [m.user_id for m in before.members] == [owner.user_id]  # now cached
+    await api.call(api.logic.AddGroupMembers, lx.AddGroupMembersReq(group_id=group_id, user_ids=[newcomer.user_id]), owner)
+    # The newcomer may send at once: the cached member list was invalidated.
+    assert await api.send_message(newcomer, cx.RT_GROUP, group_id, b"\n\x02hi") > 0
+    group = (await api.call(api.logic.GetGroup, lx.GetGroupReq(group_id=group_id), owner)).group
+    assert group.user_mum == 2
+
+
+async def test_a_read_racing_a_write_does_not_refill_stale_data(redis, storage) -> None:  # type: ignore[no-untyped-def]
+    cache = Cache(redis, f"{storage.redis_prefix}{uuid.uuid4().hex}:", ttl=60)  # dropped with the prefix
+    loads: list[list[int]] = []
+
+    async def stale_loader(ids: list[int]) -> dict[int, bytes]:
+        loads.append(ids)
+        await cache.invalidate("thing", ids)  # a writer commits while this reader is reading
+        return {i: b"old" for i in ids}
+
+    assert await cache.load("thing", [1], stale_loader) == {1: b"old"}
+
+    async def fresh_loader(ids: list[int]) -> dict[int, bytes]:
+        loads.append(ids)
+        return {i: b"new" for i in ids}
+
+    assert await cache.load("thing", [1], fresh_loader) == {1: b"new"}, "the stale value was not cached"
+    assert await cache.load("thing", [1], fresh_loader) == {1: b"new"}
+    assert loads == [[1], [1]], "the fresh value was cached: the third load read nothing"
