@@ -24,10 +24,11 @@ from gim.client.connection import LongConnection, TcpConnection, WsConnection
 from gim.internal.business.server import BusinessServer
 from gim.internal.connect.server import ConnectServer
 from gim.internal.logic.server import LogicServer
-from gim.pkg import db, log, redis_client
+from gim.pkg import db, log, redis_client, rpc
 from gim.pkg.config import BusinessConfig, ConnectConfig, LogicConfig
 from gim.pkg.errors import Code, GimError
 from gim.pkg.pb import connect_ext_pb2 as cx
+from gim.pkg.pb import logic_int_pb2_grpc, user_int_pb2_grpc
 from gim.pkg.pb import user_ext_pb2 as ux
 from gim.pkg.schema import MessageShards
 
@@ -132,6 +133,8 @@ class Cluster:
     logic: LogicServer
     connect: ConnectServer
     api: GimApi
+    logic_int: logic_int_pb2_grpc.LogicIntStub
+    user_int: user_int_pb2_grpc.UserIntStub
 
     @property
     def tcp(self) -> tuple[str, int]:
@@ -216,8 +219,12 @@ async def cluster(storage: Storage) -> AsyncIterator[Cluster]:
     for server in (business, logic, connect):
         await server.start()
     api = GimApi(_addr(ports["l_ext"]), _addr(ports["b_ext"]))
-    yield Cluster(storage, business, logic, connect, api)
+    internal = [rpc.channel(_addr(ports["l_int"])), rpc.channel(_addr(ports["b_int"]))]
+    logic_int = logic_int_pb2_grpc.LogicIntStub(internal[0])
+    yield Cluster(storage, business, logic, connect, api, logic_int, user_int_pb2_grpc.UserIntStub(internal[1]))
     await api.close()
+    for channel in internal:
+        await channel.close()
     for server in (connect, logic, business):
         await server.stop(1.0)
 

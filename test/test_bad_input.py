@@ -9,18 +9,12 @@ from grpc import aio
 from gim.client.api import Credentials
 from gim.client.connection import TcpConnection, WsConnection
 from gim.pkg import rpc
-from gim.pkg.errors import GIM_CODE_KEY, Code, GimError
+from gim.pkg.errors import GIM_CODE_KEY, Code
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as lx
 from gim.pkg.pb import user_ext_pb2 as ux
 
 TEXT = cx.Text(text="x").SerializeToString()
-
-
-async def expect_code(awaitable, code: Code) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(GimError) as info:
-        await awaitable
-    assert info.value.code == code, info.value
 
 
 async def test_grpc_error_carries_standard_status_and_gim_code_trailer(cluster) -> None:  # type: ignore[no-untyped-def]
@@ -31,7 +25,7 @@ async def test_grpc_error_carries_standard_status_and_gim_code_trailer(cluster) 
     assert (GIM_CODE_KEY, "10000") in tuple(info.value.trailing_metadata())
 
 
-async def test_send_message_rejections_write_nothing(cluster, message_rows) -> None:  # type: ignore[no-untyped-def]
+async def test_send_message_rejections_write_nothing(cluster, message_rows, expect_code) -> None:  # type: ignore[no-untyped-def]
     (alice,) = await cluster.new_user()
     (bob,) = await cluster.new_user()
     before = await message_rows()
@@ -55,7 +49,7 @@ async def test_send_message_rejections_write_nothing(cluster, message_rows) -> N
     assert await api.send_message(alice, cx.RT_USER, bob.user_id, TEXT) == 1
 
 
-async def test_sign_in_rejections(cluster) -> None:  # type: ignore[no-untyped-def]
+async def test_sign_in_rejections(cluster, expect_code) -> None:  # type: ignore[no-untyped-def]
     api = cluster.api
     device_id = await api.register_device()
     await expect_code(api.sign_in("13900000000", "9999", device_id), Code.WRONG_CODE)
@@ -182,7 +176,7 @@ async def test_unknown_method_is_unimplemented(cluster) -> None:  # type: ignore
         await channel.close()
 
 
-async def test_bad_request_id_metadata_is_10001(cluster) -> None:  # type: ignore[no-untyped-def]
+async def test_bad_request_id_metadata_is_10001(cluster, expect_code) -> None:  # type: ignore[no-untyped-def]
     (alice,) = await cluster.new_user()
     (bob,) = await cluster.new_user()
     req = lx.SendMessageReq(receiver_type=cx.RT_USER, receiver_id=bob.user_id, message_type=1, message_content=TEXT)

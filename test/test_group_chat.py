@@ -11,7 +11,6 @@ from gim.pkg.errors import Code
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as lx
 from gim.pkg.pb import logic_int_pb2 as li
-from gim.pkg.pb import logic_int_pb2_grpc as li_grpc
 
 MEMBERS = 200
 MESSAGES = 3
@@ -94,15 +93,11 @@ async def test_a_dead_node_does_not_stop_delivery_to_the_others(cluster) -> None
     group_id = (
         await api.call(api.logic.CreateGroup, lx.CreateGroupReq(name="g", member_ids=[alive.user_id, stranded.user_id]), sender)
     ).group_id
-    channel = rpc.channel(f"127.0.0.1:{cluster.logic.int_port}")
-    try:
-        dead_node = f"127.0.0.1:{redis_client.free_port()}"
-        sign_in = li.ConnSignInReq(
-            user_id=stranded.user_id, device_id=stranded.device_id, token=stranded.token, conn_addr=dead_node, client_addr="x"
-        )
-        await rpc.call(li_grpc.LogicIntStub(channel).ConnSignIn, sign_in, 10.0)
-    finally:
-        await channel.close()
+    dead_node = f"127.0.0.1:{redis_client.free_port()}"
+    sign_in = li.ConnSignInReq(
+        user_id=stranded.user_id, device_id=stranded.device_id, token=stranded.token, conn_addr=dead_node, client_addr="x"
+    )
+    await rpc.call(cluster.logic_int.ConnSignIn, sign_in, 10.0)
     conn = await cluster.online(alive)
     try:
         seq = await api.send_message(sender, cx.RT_GROUP, group_id, text("still here"))
