@@ -4,6 +4,7 @@ metadata, and turning a peer's `gim-code` trailer back into a `GimError`."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from gim.pkg.errors import GIM_CODE_KEY, Code, GimError, unauthorized
 _log = log.get("rpc")
 
 CHANNEL_OPTIONS = [
+    ("grpc.lb_policy_name", "round_robin"),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
@@ -78,8 +80,31 @@ def bind(server: aio.Server, addr: str) -> int:
     return port
 
 
+def target(addr: str) -> str:
+    """The gRPC target for a peer address setting.
+
+    One `host:port` (a DNS name resolving to several addresses reaches all of them), or a
+    comma-separated list of `IP:port` peers (`10.0.0.1:50000,10.0.0.2:50000`). Calls are
+    balanced round-robin over whatever the target resolves to, skipping peers that are down.
+    """
+    peers = [p.strip() for p in addr.split(",") if p.strip()]
+    if len(peers) <= 1:
+        return peers[0] if peers else addr
+    for peer in peers:
+        host = peer.rsplit(":", 1)[0].strip("[]")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(
+                f"peer list {addr!r}: {peer!r} is not IP:port; list IP addresses, "
+                "or give one DNS name that resolves to every peer"
+            ) from None
+    scheme = "ipv6" if peers[0].startswith("[") else "ipv4"
+    return f"{scheme}:{','.join(peers)}"
+
+
 def channel(addr: str) -> aio.Channel:
-    return aio.insecure_channel(addr, options=CHANNEL_OPTIONS)
+    return aio.insecure_channel(target(addr), options=CHANNEL_OPTIONS)
 
 
 def gim_error_of(exc: aio.AioRpcError) -> GimError | None:
