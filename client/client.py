@@ -22,6 +22,7 @@ import time
 from collections.abc import Coroutine, Iterable
 from typing import Any
 
+from google.protobuf.message import DecodeError
 from websockets.exceptions import WebSocketException
 
 from gim.client.api import Credentials, GimApi
@@ -50,7 +51,9 @@ class Timing:
     heartbeat_interval: float = 60.0  # well inside the server's idle timeout (11 min)
     heartbeat_timeout: float = 10.0  # no answer within this: the connection is dead
     request_timeout: float = 10.0  # connect + sign-in, each sync page, gRPC calls
-    resync_interval: float | None = None  # also sync every so often (catches lost pushes)
+    # Also sync every so often: a push the server could not deliver (say, while a connect
+    # node restarted) is otherwise only found by the next gap or reconnect. None: never.
+    resync_interval: float | None = 300.0
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
 
@@ -101,6 +104,7 @@ class Client:
         self._rooms = RoomSeqs()
         self._events: asyncio.Queue[Event | _End] = asyncio.Queue()
         self._consumed = last_seq or 0
+        self._acked = 0  # the last ack sent on the current connection
         self._ack_wanted = asyncio.Event()
         self._sync_wanted = asyncio.Event()
         self._conn: LongConnection | None = None
@@ -138,6 +142,8 @@ class Client:
             await asyncio.shield(self._ready)
 
     async def close(self) -> None:
+        """Ack what the application took, then close everything."""
+        await self._flush_ack()
         if self._runner is not None:
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
@@ -286,7 +292,7 @@ class Client:
         async with asyncio.timeout(self.timing.request_timeout):
             conn = await self._open()
         try:
-            out = await conn.sign_in(creds.user_id, creds.device_id, creds.token)
+            out = await conn.sign_in(creds.user_id, creds.device_id, creds.token, self.timing.request_timeout)
             if out.code:
                 raise _error(out)
             self._conn = conn
@@ -345,7 +351,7 @@ class Client:
             send = cx.MessageSend()
             try:
                 send.ParseFromString(out.data)
-            except Exception as exc:  # DecodeError: a frame we cannot trust
+            except DecodeError as exc:  # a frame we cannot trust
                 raise ProtocolError(f"bad MessageSend: {exc}") from None
             self._on_message(send.message)
 
@@ -373,11 +379,7 @@ class Client:
         """PT_SYNC page by page until has_more is false; pushes meanwhile are held."""
         seq = self._seqs.begin_sync()
         while True:
-            out = await conn.request(cx.PT_SYNC, cx.SyncInput(seq=seq).SerializeToString(), self.timing.request_timeout)
-            if out.code:
-                raise ConnectionError(f"sync refused: {out.code} {out.message}")
-            page = cx.SyncOutput()
-            page.ParseFromString(out.data)
+            page = await conn.sync(seq, self.timing.request_timeout)
             self._emit(self._seqs.page(list(page.messages)))
             if not page.has_more:
                 break
@@ -402,14 +404,28 @@ class Client:
 
     async def _acker(self, conn: LongConnection) -> None:
         """Ack the highest seq the application took, whenever it grows."""
-        acked = 0
+        self._acked = 0
         while True:
-            if self._consumed > acked:
-                acked = self._consumed
-                await conn.ack(acked, now_ms())
+            if self._consumed > self._acked:
+                self._acked = self._consumed
+                await conn.ack(self._acked, now_ms())
             else:
                 self._ack_wanted.clear()
                 await self._ack_wanted.wait()
+
+    async def _flush_ack(self) -> None:
+        """Make sure the server has the last ack: acks have no answer, but packets are
+        handled in order, so a heartbeat answered after it means it was handled."""
+        conn = self._conn
+        if conn is None or self._consumed == 0:
+            return
+        try:
+            if self._consumed > self._acked:
+                self._acked = self._consumed
+                await conn.ack(self._acked, now_ms())
+            await conn.request(cx.PT_HEARTBEAT, timeout=self.timing.heartbeat_timeout)
+        except RETRYABLE as exc:
+            _log.info("final_ack_failed", error=repr(exc))
 
 
 def _error(out: cx.Output) -> GimError:

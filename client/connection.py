@@ -98,16 +98,20 @@ class LongConnection:
         async with asyncio.timeout(timeout):
             return await waiter
 
-    async def sign_in(self, user_id: int, device_id: int, token: str) -> cx.Output:
+    async def sign_in(self, user_id: int, device_id: int, token: str, timeout: float = 10.0) -> cx.Output:
         data = cx.SignInInput(user_id=user_id, device_id=device_id, token=token).SerializeToString()
-        return await self.request(cx.PT_SIGN_IN, data)
+        return await self.request(cx.PT_SIGN_IN, data, timeout)
 
-    async def sync(self, seq: int) -> cx.SyncOutput:
-        out = await self.request(cx.PT_SYNC, cx.SyncInput(seq=seq).SerializeToString())
+    async def sync(self, seq: int, timeout: float = 10.0) -> cx.SyncOutput:
+        """One page; ConnectionError if the server refuses it."""
+        out = await self.request(cx.PT_SYNC, cx.SyncInput(seq=seq).SerializeToString(), timeout)
         if out.code:
             raise ConnectionError(f"sync failed: {out.code} {out.message}")
         result = cx.SyncOutput()
-        result.ParseFromString(out.data)
+        try:
+            result.ParseFromString(out.data)
+        except DecodeError as exc:
+            raise ProtocolError(f"bad SyncOutput: {exc}") from None
         return result
 
     async def ack(self, seq: int, receive_time: int = 0) -> None:
