@@ -70,6 +70,12 @@ class GimApi:
         resp = await self.call(self.users.SignIn, req)
         return Credentials(resp.user_id, device_id, resp.token)
 
+    async def sign_in_by_phone(self, phone_number: str, code: str, device_id: int | None = None) -> Credentials:
+        """Sign in on `device_id`, or on a newly registered device when it is None."""
+        if device_id is None:
+            device_id = await self.register_device(type_=3, brand="gim", model="gim.client")
+        return await self.sign_in(phone_number, code, device_id)
+
     # -- UserExt -------------------------------------------------------------------------
 
     async def get_user(self, creds: Credentials, user_id: int) -> ux.User:

@@ -134,7 +134,8 @@ class Client:
     async def start(self, timeout: float | None = 30.0) -> None:
         """Sign in and wait for the first long-connection sign-in (retrying while unreachable)."""
         if self._creds is None:
-            self._creds = await self._sign_in_by_phone()
+            assert self._phone is not None
+            self._creds = await self.api.sign_in_by_phone(self._phone, self._code, self._device_id)
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
         self._runner = loop.create_task(self._run())
@@ -161,11 +162,6 @@ class Client:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-    async def _sign_in_by_phone(self) -> Credentials:
-        assert self._phone is not None
-        device_id = self._device_id or await self.api.register_device(type_=3, brand="gim", model="gim.client")
-        return await self.api.sign_in(self._phone, self._code, device_id)
 
     # -- events ------------------------------------------------------------------------
 
