@@ -82,7 +82,7 @@ def main(args: argparse.Namespace) -> None:
     command = {"send": _send, "listen": _listen}.get(args.client_command or "", _chat)
     try:
         sys.exit(asyncio.run(command(args)))
-    except (GimError, aio.AioRpcError, ConfigError, OSError) as exc:
+    except (GimError, aio.AioRpcError, ConfigError, OSError, TimeoutError) as exc:
         raise SystemExit(f"gim client: {_reason(exc)}") from None
 
 
@@ -90,7 +90,10 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, GimError):
         return f"error {int(exc.code)}: {exc.message}"
     if isinstance(exc, aio.AioRpcError):
-        return f"{exc.code().name}: {exc.details()}"
+        hint = " (is the server running? `make run` starts one)" if exc.code().name == "UNAVAILABLE" else ""
+        return f"{exc.code().name}: {exc.details()}{hint}"
+    if isinstance(exc, TimeoutError):
+        return "no long connection to connect within the time allowed (is connect running?)"
     return str(exc) or type(exc).__name__
 
 

@@ -79,7 +79,8 @@ class Sequencer:
                 return out
             low = min(self._held)
             if after_sync and low <= self._floor:
-                _log.warning("seq_gap_skipped", after=self.last, next=low)
+                if self.last is not None:  # (None: the first push sets the start, no gap)
+                    _log.warning("seq_gap_skipped", after=self.last, next=low)
                 self.last = low - 1
                 continue
             self.needs_sync = True
