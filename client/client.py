@@ -20,7 +20,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Coroutine, Iterable
-from typing import Any
+from typing import Any, Self
 
 from google.protobuf.message import DecodeError
 from websockets.exceptions import WebSocketException
@@ -152,7 +152,7 @@ class Client:
         if self._own_api:
             await self.api.close()
 
-    async def __aenter__(self) -> Client:
+    async def __aenter__(self) -> Self:
         try:
             await self.start()
         except BaseException:
@@ -165,7 +165,7 @@ class Client:
 
     # -- events ------------------------------------------------------------------------
 
-    def __aiter__(self) -> Client:
+    def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> Event:
@@ -265,7 +265,7 @@ class Client:
                 return
             except RETRYABLE as exc:
                 _log.info("connection_lost", error=repr(exc))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a bug: surface it, do not spin
                 _log.exception("client_failed")
                 self._fail(exc)
                 return

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from typing import Union
 
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as Proto
@@ -18,7 +17,7 @@ from google.protobuf.message import Message as Proto
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import push_ext_pb2 as px
 
-Content = Union[cx.Text, cx.Face, cx.Voice, cx.Image, cx.File, cx.Location, cx.Command, cx.Custom]
+Content = cx.Text | cx.Face | cx.Voice | cx.Image | cx.File | cx.Location | cx.Command | cx.Custom
 
 CONTENT_TYPES: dict[int, type[Proto]] = {
     cx.MT_TEXT: cx.Text,
@@ -52,12 +51,12 @@ def _parse(kind: type[Proto], data: bytes) -> Proto | None:
 def decode_content(message_type: int, data: bytes) -> Content | None:
     """The content as its protobuf message; None for unknown types or bytes that do not parse."""
     kind = CONTENT_TYPES.get(message_type)
-    return None if kind is None else _parse(kind, data)  # type: ignore[return-value]
+    return None if kind is None else _parse(kind, data)  # type: ignore[return-value,unused-ignore]
 
 
 def text(value: str) -> bytes:
     """The `message_content` of an MT_TEXT message."""
-    return cx.Text(text=value).SerializeToString()
+    return bytes(cx.Text(text=value).SerializeToString())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +72,8 @@ class Sender:
         """The nickname, or a stand-in naming the kind of sender."""
         if self.nickname:
             return self.nickname
-        return {cx.ST_SYSTEM: "system", cx.ST_BUSINESS: "business"}.get(self.type, f"user {self.id}")
+        names: dict[int, str] = {cx.ST_SYSTEM: "system", cx.ST_BUSINESS: "business"}
+        return names.get(self.type, f"user {self.id}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,7 +111,7 @@ class Event:
 
     @property
     def time(self) -> datetime.datetime:
-        return datetime.datetime.fromtimestamp(self.send_time / 1000, tz=datetime.timezone.utc)
+        return datetime.datetime.fromtimestamp(self.send_time / 1000, tz=datetime.UTC)
 
     @property
     def push(self) -> Proto | None:
@@ -151,6 +151,6 @@ def describe(event: Event) -> str:
         body = f"[{cx.MessageType.Name(event.message_type)}] {event.content}".replace("\n", " ").strip()
     else:
         body = f"[type {event.message_type}, {len(event.raw)} bytes]"
-    where = {cx.RT_GROUP: f" in group {event.receiver_id}", cx.RT_ROOM: f" in room {event.receiver_id}"}
+    where: dict[int, str] = {cx.RT_GROUP: f" in group {event.receiver_id}", cx.RT_ROOM: f" in room {event.receiver_id}"}
     stamp = event.time.astimezone().strftime("%H:%M:%S")
     return f"[{stamp}] {event.sender.name} ({event.sender.id}){where.get(event.receiver_type, '')}: {body}"
