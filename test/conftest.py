@@ -369,6 +369,10 @@ class ConnectProcess:
     def tcp(self) -> tuple[str, int]:
         return "127.0.0.1", self.ports["tcp"]
 
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.ports['ws']}/ws"
+
     async def start(self, timeout: float = 60.0) -> None:
         import sys
         from pathlib import Path

@@ -216,8 +216,12 @@ async def test_client_signs_in_by_phone_registering_a_device(cluster) -> None:  
     assert info.value.code == Code.WRONG_CODE
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
-async def test_connect_process_restart_mid_stream_is_gapless(cluster, sdk_client, connect_process, sig: int) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("sig", "transport"),
+    [(signal.SIGKILL, "tcp"), (signal.SIGTERM, "tcp"), (signal.SIGKILL, "ws")],
+    ids=["sigkill-tcp", "sigterm-tcp", "sigkill-ws"],
+)
+async def test_connect_process_restart_mid_stream_is_gapless(cluster, sdk_client, connect_process, sig: int, transport: str) -> None:  # type: ignore[no-untyped-def]
     """The acceptance test: a steady stream of N messages, the connect process killed and
     started again on the same ports while it flows; the SDK yields exactly 1..N."""
     total = 200
@@ -226,7 +230,8 @@ async def test_connect_process_restart_mid_stream_is_gapless(cluster, sdk_client
     await connect_process.start()
     # resync_interval: after the restart, logic's gRPC channel to the node sits in reconnect
     # backoff for a while and the pushes of the stream's tail fail; only a sync finds them.
-    bob = await sdk_client(bob_creds, tcp=connect_process.tcp, resync_interval=0.5)
+    where = {"ws_url": connect_process.ws_url} if transport == "ws" else {"tcp": connect_process.tcp}
+    bob = await sdk_client(bob_creds, resync_interval=0.5, **where)
     killed, down_sent, restarted = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
     async def stream() -> None:
