@@ -2,8 +2,9 @@
 
 Requests (`request`) wait for the `Output` carrying their `request_id`; everything
 else the server sends (pushed messages, errors without a request) arrives on
-`pushes`. When the server closes the connection, `closed` is set and waiting
-requests fail with `ConnectionError`.
+`pushes`. When the server closes the connection, or sends something that cannot be
+parsed, `closed` is set (`error` says why) and waiting requests fail with
+`ConnectionError`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import itertools
 from typing import Any
 
+from google.protobuf.message import DecodeError
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
@@ -21,6 +23,10 @@ from gim.pkg.pb import connect_ext_pb2 as cx
 _HEADER = 2
 
 
+class ProtocolError(ConnectionError):
+    """The server sent something this client cannot parse; the connection is dropped."""
+
+
 class LongConnection:
     def __init__(self) -> None:
         self.pushes: asyncio.Queue[cx.Output] = asyncio.Queue()
@@ -28,6 +34,7 @@ class LongConnection:
         self._pending: dict[int, asyncio.Future[cx.Output]] = {}
         self._ids = itertools.count(1)
         self._reader: asyncio.Task[None] | None = None
+        self.error: ConnectionError | None = None
 
     # -- transport, implemented by the subclasses ------------------------------------
 
@@ -40,6 +47,10 @@ class LongConnection:
     async def close(self) -> None:
         raise NotImplementedError
 
+    def _abort(self) -> None:
+        """Drop the connection at once (after a protocol error)."""
+        raise NotImplementedError
+
     # -- protocol ----------------------------------------------------------------------
 
     def _start(self) -> None:
@@ -50,18 +61,25 @@ class LongConnection:
             while (body := await self._read()) is not None:
                 out = cx.Output()
                 out.ParseFromString(body)
+                if not out.type and not out.request_id and not out.code:
+                    raise ProtocolError(f"not an Output: {body[:16]!r}")
                 waiter = self._pending.pop(out.request_id, None) if out.request_id else None
                 if waiter is not None and not waiter.done():
                     waiter.set_result(out)
                 else:
                     self.pushes.put_nowait(out)
+        except (DecodeError, ProtocolError) as exc:
+            self.error = exc if isinstance(exc, ProtocolError) else ProtocolError(f"bad Output: {exc}")
+            self._abort()
         except (OSError, asyncio.IncompleteReadError, ConnectionClosed):
             pass
         finally:
             self.closed.set()
+            if self.error is None:
+                self.error = ConnectionError("connection closed by the server")
             for waiter in self._pending.values():
                 if not waiter.done():
-                    waiter.set_exception(ConnectionError("connection closed by the server"))
+                    waiter.set_exception(self.error)
             self._pending.clear()
 
     async def send(self, package_type: int, data: bytes = b"", request_id: int = 0) -> None:
@@ -71,6 +89,8 @@ class LongConnection:
 
     async def request(self, package_type: int, data: bytes = b"", timeout: float = 10.0) -> cx.Output:
         """Send one `Input` and return the `Output` that answers it."""
+        if self.closed.is_set():
+            raise self.error or ConnectionError("connection closed")
         request_id = next(self._ids)
         waiter: asyncio.Future[cx.Output] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = waiter
@@ -78,16 +98,20 @@ class LongConnection:
         async with asyncio.timeout(timeout):
             return await waiter
 
-    async def sign_in(self, user_id: int, device_id: int, token: str) -> cx.Output:
+    async def sign_in(self, user_id: int, device_id: int, token: str, timeout: float = 10.0) -> cx.Output:
         data = cx.SignInInput(user_id=user_id, device_id=device_id, token=token).SerializeToString()
-        return await self.request(cx.PT_SIGN_IN, data)
+        return await self.request(cx.PT_SIGN_IN, data, timeout)
 
-    async def sync(self, seq: int) -> cx.SyncOutput:
-        out = await self.request(cx.PT_SYNC, cx.SyncInput(seq=seq).SerializeToString())
+    async def sync(self, seq: int, timeout: float = 10.0) -> cx.SyncOutput:
+        """One page; ConnectionError if the server refuses it."""
+        out = await self.request(cx.PT_SYNC, cx.SyncInput(seq=seq).SerializeToString(), timeout)
         if out.code:
             raise ConnectionError(f"sync failed: {out.code} {out.message}")
         result = cx.SyncOutput()
-        result.ParseFromString(out.data)
+        try:
+            result.ParseFromString(out.data)
+        except DecodeError as exc:
+            raise ProtocolError(f"bad SyncOutput: {exc}") from None
         return result
 
     async def ack(self, seq: int, receive_time: int = 0) -> None:
@@ -134,6 +158,9 @@ class TcpConnection(LongConnection):
         except asyncio.IncompleteReadError:
             return None
 
+    def _abort(self) -> None:
+        self._w.transport.abort()
+
     async def close(self) -> None:
         self._w.close()
         try:
@@ -163,7 +190,12 @@ class WsConnection(LongConnection):
             message = await self.ws.recv()
         except ConnectionClosed:
             return None
-        return message if isinstance(message, bytes) else message.encode()
+        if not isinstance(message, bytes):
+            raise ProtocolError("a text frame (the protocol has binary frames only)")
+        return message
+
+    def _abort(self) -> None:
+        self.ws.transport.abort()
 
     async def close(self) -> None:
         await self.ws.close()

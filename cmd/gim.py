@@ -3,6 +3,7 @@
     gim run        start business, logic and connect on this machine (the embedded default)
     gim migrate    create the schema in the configured database (idempotent)
     gim migrate --sql   print the MySQL schema (sql/create_table.sql)
+    gim client     chat from the terminal; `gim client send|listen` for scripts
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import asyncio
 import sys
 
+from gim.client import cli as client_cli
 from gim.pkg import config, db, log
 from gim.pkg.schema import MessageShards
 
@@ -56,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     mig = sub.add_parser("migrate", help="create the schema in the configured database")
     mig.add_argument("--sql", action="store_true", help="print the MySQL schema instead")
     mig.set_defaults(func=_migrate)
+    client_cli.add_parser(sub)
     for name in ("business", "logic", "connect"):
         svc = sub.add_parser(name, help=f"run the {name} service in this process")
         svc.set_defaults(func=lambda _args, name=name: _service(name))

@@ -7,6 +7,7 @@ Outside CI a missing server falls back to the embedded one; in CI (CI=true) it f
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import uuid
@@ -277,3 +278,207 @@ async def empty_mysql() -> AsyncIterator[str]:
         pytest.skip("no MySQL reachable (GIM_TEST_MYSQL_URL)")
     yield url
     await db.drop_database(url)
+
+
+# -- client SDK: clients against the cluster, a fault-injecting proxy, a connect process --
+
+FAST = dict(heartbeat_interval=5.0, heartbeat_timeout=5.0, request_timeout=5.0, backoff_initial=0.02, backoff_max=0.3)
+
+
+@pytest.fixture
+async def sdk_client(cluster: Cluster) -> AsyncIterator[object]:
+    """sdk_client(creds, tcp=..., ws_url=..., **Timing fields) -> a started `Client`
+    (TCP to the cluster unless told otherwise, quick reconnects), closed afterwards."""
+    from gim.client import Client, Timing
+
+    clients: list[Client] = []
+
+    async def make(creds: Credentials, *, tcp: tuple[str, int] | None = None, ws_url: str | None = None,
+                   last_seq: int | None = None, start: bool = True, **timing: float) -> Client:  # fmt: skip
+        client = Client(
+            credentials=creds,
+            api=cluster.api,
+            tcp=tcp or cluster.tcp,
+            ws_url=ws_url,
+            last_seq=last_seq,
+            timing=Timing(**{**FAST, **timing}),
+        )
+        clients.append(client)
+        if start:
+            await client.start(timeout=20)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+class FaultProxy:
+    """A TCP proxy in front of connect's TCP port that can break what it carries:
+    `drop()` closes every connection, `inject(body)` sends the clients a frame,
+    `blackhole()` silently swallows both directions of the current connections.
+    New connections after a fault work normally."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.port = 0
+        self.accepted = 0
+        self._server: asyncio.Server | None = None
+        self._pairs: list[dict[str, object]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def addr(self) -> tuple[str, int]:
+        return "127.0.0.1", self.port
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        pair: dict[str, object] = {"client": writer, "server": up_writer, "muted": False}
+        self._pairs.append(pair)
+        loop = asyncio.get_running_loop()
+        for job in (self._upstream(reader, up_writer, pair), self._downstream(up_reader, writer, pair)):
+            task = loop.create_task(job)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _upstream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pair: dict[str, object]) -> None:
+        try:
+            while chunk := await reader.read(65536):
+                if not pair["muted"]:
+                    writer.write(chunk)
+        except OSError:
+            pass
+        finally:
+            self._close(pair)
+
+    async def _downstream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pair: dict[str, object]) -> None:
+        """Whole frames only, so that an injected frame never lands inside another."""
+        try:
+            while True:
+                header = await reader.readexactly(2)
+                body = await reader.readexactly(int.from_bytes(header, "big"))
+                if not pair["muted"]:
+                    writer.write(header + body)
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._close(pair)
+
+    def _close(self, pair: dict[str, object]) -> None:
+        for side in ("client", "server"):
+            pair[side].close()  # type: ignore[attr-defined]
+        if pair in self._pairs:
+            self._pairs.remove(pair)
+
+    def drop(self) -> None:
+        for pair in list(self._pairs):
+            self._close(pair)
+
+    def inject(self, body: bytes) -> None:
+        for pair in self._pairs:
+            pair["client"].write(len(body).to_bytes(2, "big") + body)  # type: ignore[attr-defined]
+
+    def blackhole(self) -> None:
+        for pair in self._pairs:
+            pair["muted"] = True
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        self.drop()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+
+@pytest.fixture
+async def fault_proxy(cluster: Cluster) -> AsyncIterator[FaultProxy]:
+    """A `FaultProxy` in front of the cluster's connect TCP port."""
+    proxy = FaultProxy(cluster.tcp)
+    await proxy.start()
+    yield proxy
+    await proxy.stop()
+
+
+class ConnectProcess:
+    """`gim-connect` as a child process on fixed ports, in front of the cluster's logic:
+    `start()` waits for it to listen, `kill(sig)` ends it (by PID), `start()` again
+    brings it back on the same ports."""
+
+    def __init__(self, cluster: Cluster, config_dir: str) -> None:
+        self.ports = {name: redis_client.free_port() for name in ("tcp", "ws", "int")}
+        self.env = dict(
+            os.environ,
+            GIM_CONFIG_DIR=config_dir,
+            GIM_CONNECT_TCP_LISTEN=_addr(self.ports["tcp"]),
+            GIM_CONNECT_WS_LISTEN=_addr(self.ports["ws"]),
+            GIM_CONNECT_INT_LISTEN=_addr(self.ports["int"]),
+            GIM_CONNECT_LOGIC_INT_ADDR=_addr(cluster.logic.int_port),
+            GIM_CONNECT_REDIS_URL=cluster.storage.redis_url,
+            GIM_CONNECT_REDIS_PREFIX=cluster.storage.redis_prefix,
+            GIM_LOG_LEVEL="info",
+            GIM_LOG_FORMAT="console",
+        )
+        self.proc: asyncio.subprocess.Process | None = None
+        self.starts = 0
+        self.log: list[str] = []
+        self._drain: asyncio.Task[None] | None = None
+
+    @property
+    def tcp(self) -> tuple[str, int]:
+        return "127.0.0.1", self.ports["tcp"]
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.ports['ws']}/ws"
+
+    async def start(self, timeout: float = 60.0) -> None:
+        import sys
+        from pathlib import Path
+
+        executable = Path(sys.executable).with_name("gim-connect")
+        self.proc = await asyncio.create_subprocess_exec(
+            str(executable), env=self.env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )  # fmt: skip
+        assert self.proc.stderr is not None
+        async with asyncio.timeout(timeout):
+            while True:
+                line = (await self.proc.stderr.readline()).decode(errors="replace")
+                self.log.append(line)
+                assert line, "gim-connect exited early:\n" + "".join(self.log)
+                if "connect_started" in line:
+                    break
+        self.starts += 1
+        self._drain = asyncio.get_running_loop().create_task(self._read_rest(self.proc.stderr))
+
+    async def _read_rest(self, stream: asyncio.StreamReader) -> None:
+        while line := await stream.readline():
+            self.log.append(line.decode(errors="replace"))
+
+    async def kill(self, sig: int = 9) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            os.kill(self.proc.pid, sig)
+            async with asyncio.timeout(30):
+                await self.proc.wait()
+        if self._drain is not None:
+            await asyncio.gather(self._drain, return_exceptions=True)
+            self._drain = None
+
+
+@pytest.fixture
+async def connect_process(cluster: Cluster, tmp_path: object) -> AsyncIterator[ConnectProcess]:
+    """A not yet started `ConnectProcess`; killed at the end whatever happened."""
+    import signal
+
+    node = ConnectProcess(cluster, str(tmp_path))
+    try:
+        yield node
+    finally:
+        await node.kill(signal.SIGKILL)

@@ -1,0 +1,432 @@
+"""`Client`: a long connection kept alive, and the user's messages as an async iterator.
+
+    async with Client(phone="18800000001", code="0000") as client:
+        await client.send_text(other_user_id, "hello")
+        async for event in client:
+            print(event.sender.name, event.text)
+
+It signs in (registering a device when it has only a phone number), opens the long
+connection (TCP, or WebSocket with `ws_url`), signs in on it, syncs until `has_more` is
+false, heartbeats, acks what the application took, and on any failure of the
+connection reconnects with capped exponential backoff and syncs again from the last
+seq it delivered. Events come out in seq order, each once (see `ordering.Sequencer`).
+A sign-in the server refuses (10000: a bad or expired token) ends the iteration with
+that `GimError`; nothing is retried then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Coroutine, Iterable
+from typing import Any, Self
+
+from google.protobuf.message import DecodeError
+from websockets.exceptions import WebSocketException
+
+from gim.client.api import Credentials, GimApi
+from gim.client.backoff import Backoff
+from gim.client.connection import LongConnection, ProtocolError, TcpConnection, WsConnection
+from gim.client.events import Event, Message, event_of, text
+from gim.client.ordering import RoomSeqs, Sequencer
+from gim.pkg import log
+from gim.pkg.errors import Code, GimError
+from gim.pkg.pb import connect_ext_pb2 as cx
+
+_log = log.get("client")
+
+# The addresses `make run` listens on.
+DEFAULT_LOGIC = "127.0.0.1:50001"
+DEFAULT_USER = "127.0.0.1:50301"
+DEFAULT_TCP = ("127.0.0.1", 8080)
+DEFAULT_WS = "ws://127.0.0.1:8081/ws"
+
+# What makes a connection worth retrying (as opposed to a refusal or a bug).
+RETRYABLE = (ConnectionError, OSError, TimeoutError, WebSocketException)
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    heartbeat_interval: float = 60.0  # well inside the server's idle timeout (11 min)
+    heartbeat_timeout: float = 10.0  # no answer within this: the connection is dead
+    request_timeout: float = 10.0  # connect + sign-in, each sync page, gRPC calls
+    # Also sync every so often: a push the server could not deliver (say, while a connect
+    # node restarted) is otherwise only found by the next gap or reconnect. None: never.
+    resync_interval: float | None = 300.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+
+
+class _End:
+    """Marks the end of the event stream."""
+
+
+_END = _End()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Client:
+    def __init__(
+        self,
+        *,
+        credentials: Credentials | None = None,
+        phone: str | None = None,
+        code: str = "",
+        device_id: int | None = None,
+        logic_addr: str = DEFAULT_LOGIC,
+        user_addr: str = DEFAULT_USER,
+        tcp: tuple[str, int] = DEFAULT_TCP,
+        ws_url: str | None = None,
+        last_seq: int | None = None,
+        timing: Timing = Timing(),
+        api: GimApi | None = None,
+    ) -> None:
+        """`credentials`, or `phone` + `code` to sign in (on `device_id`, or a new device).
+
+        `last_seq`: the highest seq the application already has (say, saved from
+        `client.last_seq` last time); None starts after what any of the user's devices
+        acknowledged. `api`: share one `GimApi` (not closed by this client).
+        """
+        if credentials is None and not phone:
+            raise ValueError("Client needs credentials or a phone number")
+        self.api = api or GimApi(logic_addr, user_addr, timing.request_timeout)
+        self._own_api = api is None
+        self._creds = credentials
+        self._phone, self._code, self._device_id = phone, code, device_id
+        self._tcp, self._ws_url = tcp, ws_url
+        self.timing = timing
+        self._backoff = Backoff(timing.backoff_initial, timing.backoff_max)
+        self._seqs = Sequencer(last_seq)
+        self._rooms = RoomSeqs()
+        self._events: asyncio.Queue[Event | _End] = asyncio.Queue()
+        self._consumed = last_seq or 0
+        self._acked = 0  # the last ack sent on the current connection
+        self._ack_wanted = asyncio.Event()
+        self._sync_wanted = asyncio.Event()
+        self._conn: LongConnection | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._ready: asyncio.Future[None] | None = None
+        self.failure: BaseException | None = None
+        self.connected = asyncio.Event()  # set while signed in on a long connection
+        self.sign_ins = 0  # successful long-connection sign-ins so far
+
+    # -- life cycle --------------------------------------------------------------------
+
+    @property
+    def credentials(self) -> Credentials:
+        if self._creds is None:
+            raise RuntimeError("not signed in yet: call start() first")
+        return self._creds
+
+    @property
+    def user_id(self) -> int:
+        return self.credentials.user_id
+
+    @property
+    def last_seq(self) -> int:
+        """The highest seq the application has taken (what to pass as `last_seq` next time)."""
+        return self._consumed
+
+    async def start(self, timeout: float | None = 30.0) -> None:
+        """Sign in and wait for the first long-connection sign-in (retrying while unreachable)."""
+        if self._creds is None:
+            assert self._phone is not None
+            self._creds = await self.api.sign_in_by_phone(self._phone, self._code, self._device_id)
+        loop = asyncio.get_running_loop()
+        self._ready = loop.create_future()
+        self._runner = loop.create_task(self._run())
+        async with asyncio.timeout(timeout):
+            await asyncio.shield(self._ready)
+
+    async def close(self) -> None:
+        """Ack what the application took, then close everything."""
+        await self._flush_ack()
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+        self._events.put_nowait(_END)
+        if self._own_api:
+            await self.api.close()
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- events ------------------------------------------------------------------------
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Event:
+        item = await self._events.get()
+        if isinstance(item, _End):
+            self._events.put_nowait(item)  # every later call ends too
+            if self.failure is not None:
+                raise self.failure
+            raise StopAsyncIteration
+        if isinstance(item, Message) and item.seq > self._consumed:
+            self._consumed = item.seq
+            self._ack_wanted.set()
+        return item
+
+    async def next_event(self, timeout: float | None = None) -> Event:
+        """The next event; TimeoutError if none comes within `timeout` seconds."""
+        async with asyncio.timeout(timeout):
+            return await anext(self)
+
+    def pending(self) -> int:
+        """Events received and waiting for the application."""
+        return self._events.qsize()
+
+    # -- sending -----------------------------------------------------------------------
+
+    async def send(
+        self,
+        receiver_type: int,
+        receiver_id: int,
+        content: bytes,
+        message_type: int = cx.MT_TEXT,
+        persist: bool = True,
+        to_user_ids: Iterable[int] = (),
+    ) -> int:
+        """Send through LogicExt; returns this user's seq of the message (0 if not persisted).
+
+        The sending device gets no push of its own message, so the client puts the sent
+        message into its own stream itself, at that seq.
+        """
+        to_user_ids = list(to_user_ids)
+        sent_at = now_ms()
+        seq = await self.api.send_message(
+            self.credentials, receiver_type, receiver_id, content, message_type, persist,
+            to_user_ids=to_user_ids, send_time=sent_at,
+        )  # fmt: skip
+        if seq:
+            own = cx.Message(
+                sender=cx.Sender(sender_type=cx.ST_USER, sender_id=self.user_id),
+                receiver_type=receiver_type,  # type: ignore[arg-type]
+                receiver_id=receiver_id,
+                to_user_ids=to_user_ids,
+                message_type=message_type,  # type: ignore[arg-type]
+                message_content=content,
+                seq=seq,
+                send_time=sent_at,
+                status=cx.MS_NORMAL,
+            )
+            self._on_message(own)
+        return seq
+
+    async def send_text(self, user_id: int, value: str) -> int:
+        return await self.send(cx.RT_USER, user_id, text(value))
+
+    async def send_group_text(self, group_id: int, value: str) -> int:
+        return await self.send(cx.RT_GROUP, group_id, text(value))
+
+    # -- rooms -------------------------------------------------------------------------
+
+    async def subscribe_room(self, room_id: int) -> None:
+        """Receive the room's messages (room_id 0: leave the room); kept across reconnects."""
+        previous = self._rooms.room_id
+        after = self._rooms.subscribe(room_id)
+        conn = self._conn
+        if conn is None:
+            return  # subscribed when the connection is back
+        try:
+            await self._subscribe(conn, room_id, after)
+        except GimError:
+            self._rooms.subscribe(previous)
+            raise
+
+    async def _subscribe(self, conn: LongConnection, room_id: int, after: int) -> None:
+        data = cx.SubscribeRoomInput(room_id=room_id, seq=after).SerializeToString()
+        out = await conn.request(cx.PT_SUBSCRIBE_ROOM, data, self.timing.request_timeout)
+        if out.code:
+            raise _error(out)
+
+    # -- the connection loop -------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._session()
+            except GimError as exc:  # the server refused us: retrying would not help
+                _log.warning("client_refused", code=int(exc.code), reason=exc.message)
+                self._fail(exc)
+                return
+            except RETRYABLE as exc:
+                _log.info("connection_lost", error=repr(exc))
+            except Exception as exc:  # noqa: BLE001 - a bug: surface it, do not spin
+                _log.exception("client_failed")
+                self._fail(exc)
+                return
+            await asyncio.sleep(self._backoff.next())
+
+    def _fail(self, exc: BaseException) -> None:
+        self.failure = exc
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(exc)
+        self._events.put_nowait(_END)
+
+    async def _open(self) -> LongConnection:
+        if self._ws_url:
+            return await WsConnection.open(self._ws_url, open_timeout=self.timing.request_timeout)
+        return await TcpConnection.open(*self._tcp)
+
+    async def _session(self) -> None:
+        """One long connection, from opening to its end (which always raises)."""
+        creds = self.credentials
+        async with asyncio.timeout(self.timing.request_timeout):
+            conn = await self._open()
+        try:
+            out = await conn.sign_in(creds.user_id, creds.device_id, creds.token, self.timing.request_timeout)
+            if out.code:
+                raise _error(out)
+            self._conn = conn
+            self.sign_ins += 1
+            self._backoff.reset()
+            self.connected.set()
+            _log.info("client_signed_in", user_id=creds.user_id, device_id=creds.device_id, n=self.sign_ins)
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_result(None)
+            if self._rooms.room_id:
+                await self._resubscribe(conn)
+            self._seqs.needs_sync = True  # pushes may have been missed while away
+            await self._serve(conn)
+        finally:
+            self.connected.clear()
+            self._conn = None
+            if self._seqs.syncing:
+                self._seqs.abort_sync()
+            await conn.close()
+
+    async def _resubscribe(self, conn: LongConnection) -> None:
+        try:
+            await self._subscribe(conn, self._rooms.room_id, self._rooms.last)
+        except GimError as exc:
+            _log.warning("room_resubscribe_refused", room_id=self._rooms.room_id, code=int(exc.code))
+
+    async def _serve(self, conn: LongConnection) -> None:
+        """Run the connection's jobs until one fails or the connection closes."""
+        jobs: list[Coroutine[Any, Any, None]] = [
+            self._pump(conn), self._syncer(conn), self._heartbeat(conn), self._acker(conn),
+        ]  # fmt: skip
+        if self.timing.resync_interval:
+            jobs.append(self._resync_timer(self.timing.resync_interval))
+        loop = asyncio.get_running_loop()
+        tasks = [loop.create_task(job) for job in jobs]
+        closed = loop.create_task(conn.closed.wait())
+        try:
+            done, _ = await asyncio.wait([*tasks, closed], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in [*tasks, closed]:
+                task.cancel()
+            await asyncio.gather(*tasks, closed, return_exceptions=True)
+        for task in done:
+            if task is not closed and (exc := task.exception()) is not None:
+                raise exc
+        raise conn.error or ConnectionError("connection closed")
+
+    async def _pump(self, conn: LongConnection) -> None:
+        """Pushed packets: messages into the sequencer, stray errors into the log."""
+        while True:
+            out = await conn.pushes.get()
+            if out.type != cx.PT_MESSAGE:
+                if out.code:
+                    _log.warning("server_error", type=out.type, code=out.code, reason=out.message)
+                continue
+            send = cx.MessageSend()
+            try:
+                send.ParseFromString(out.data)
+            except DecodeError as exc:  # a frame we cannot trust
+                raise ProtocolError(f"bad MessageSend: {exc}") from None
+            self._on_message(send.message)
+
+    def _on_message(self, message: cx.Message) -> None:
+        if message.receiver_type == cx.RT_ROOM:
+            if self._rooms.accept(message):
+                self._events.put_nowait(event_of(message))
+            return
+        self._emit(self._seqs.push(message))
+        if self._seqs.needs_sync:
+            self._sync_wanted.set()
+
+    def _emit(self, messages: list[cx.Message]) -> None:
+        for message in messages:
+            self._events.put_nowait(event_of(message))
+
+    async def _syncer(self, conn: LongConnection) -> None:
+        while True:
+            while not self._seqs.needs_sync:
+                self._sync_wanted.clear()
+                await self._sync_wanted.wait()
+            await self._sync(conn)
+
+    async def _sync(self, conn: LongConnection) -> None:
+        """PT_SYNC page by page until has_more is false; pushes meanwhile are held."""
+        seq = self._seqs.begin_sync()
+        while True:
+            page = await conn.sync(seq, self.timing.request_timeout)
+            self._emit(self._seqs.page(list(page.messages)))
+            if not page.has_more:
+                break
+            if not page.messages:
+                raise ProtocolError("sync answered has_more with an empty page")
+            seq = page.messages[-1].seq
+        self._emit(self._seqs.end_sync())
+
+    async def _heartbeat(self, conn: LongConnection) -> None:
+        while True:
+            await asyncio.sleep(self.timing.heartbeat_interval)
+            try:
+                await conn.request(cx.PT_HEARTBEAT, timeout=self.timing.heartbeat_timeout)
+            except TimeoutError:
+                raise ConnectionError("no heartbeat answer in time") from None
+
+    async def _resync_timer(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self._seqs.needs_sync = True
+            self._sync_wanted.set()
+
+    async def _acker(self, conn: LongConnection) -> None:
+        """Ack the highest seq the application took, whenever it grows."""
+        self._acked = 0
+        while True:
+            if self._consumed > self._acked:
+                self._acked = self._consumed
+                await conn.ack(self._acked, now_ms())
+            else:
+                self._ack_wanted.clear()
+                await self._ack_wanted.wait()
+
+    async def _flush_ack(self) -> None:
+        """Make sure the server has the last ack: acks have no answer, but packets are
+        handled in order, so a heartbeat answered after it means it was handled."""
+        conn = self._conn
+        if conn is None or self._consumed == 0:
+            return
+        try:
+            if self._consumed > self._acked:
+                self._acked = self._consumed
+                await conn.ack(self._acked, now_ms())
+            await conn.request(cx.PT_HEARTBEAT, timeout=self.timing.heartbeat_timeout)
+        except RETRYABLE as exc:
+            _log.info("final_ack_failed", error=repr(exc))
+
+
+def _error(out: cx.Output) -> GimError:
+    try:
+        code = Code(out.code)
+    except ValueError:
+        code = Code.BAD_REQUEST
+    return GimError(code, out.message or f"refused with code {out.code}")
