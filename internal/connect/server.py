@@ -9,6 +9,7 @@ from websockets.asyncio.server import Server as WsServer
 
 from gim.internal.connect import tcp, ws
 from gim.internal.connect.api import ConnectIntServicer
+from gim.internal.connect.broadcast import BroadcastSubscriber
 from gim.internal.connect.registry import Registry
 from gim.internal.connect.session import Node
 from gim.pkg import log, rpc
@@ -31,7 +32,8 @@ class ConnectServer:
         self._tcp: asyncio.Server | None = None
         self._ws: WsServer | None = None
         self.tcp_port = self.ws_port = self.int_port = 0
-        self._sweeper: asyncio.Task[None] | None = None
+        self.broadcasts: BroadcastSubscriber | None = None
+        self._chores: list[asyncio.Task[None]] = []
 
     @classmethod
     def from_config(cls, config: ConnectConfig) -> ConnectServer:
@@ -48,11 +50,16 @@ class ConnectServer:
             conn_addr=conn_addr,
         )
         await self._grpc.start()
+        self.broadcasts = BroadcastSubscriber(
+            self.config.redis_url, self.config.redis_prefix, self.registry, f"gim-connect@{conn_addr}"
+        )
+        await self.broadcasts.start(timeout=self.config.rpc_timeout)
         self._tcp = await tcp.serve(self.node, *split_host_port(self.config.tcp_listen, "tcp_listen"))
         self.tcp_port = self._tcp.sockets[0].getsockname()[1]
         self._ws = await ws.serve(self.node, *split_host_port(self.config.ws_listen, "ws_listen"))
         self.ws_port = next(iter(self._ws.sockets)).getsockname()[1]
-        self._sweeper = asyncio.get_running_loop().create_task(self._evict_idle())
+        loop = asyncio.get_running_loop()
+        self._chores = [loop.create_task(self._evict_idle()), loop.create_task(self._log_stats())]
         _log.info(
             "connect_started",
             tcp_port=self.tcp_port,
@@ -60,6 +67,18 @@ class ConnectServer:
             int_port=self.int_port,
             conn_addr=conn_addr,
         )
+
+    def stats(self) -> dict[str, int]:
+        """Live connections (all, signed in), rooms with local members, room memberships."""
+        return self.registry.stats()
+
+    async def _log_stats(self) -> None:
+        last: dict[str, int] = {}
+        while True:
+            await asyncio.sleep(self.config.stats_interval)
+            if (current := self.stats()) != last:
+                _log.info("conn_stats", **current)
+                last = current
 
     async def _evict_idle(self) -> None:
         """Close connections that have sent nothing for the idle timeout."""
@@ -73,15 +92,25 @@ class ConnectServer:
                 session.close("idle timeout")
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Stop accepting, tell logic this node's devices are offline, close, stop gRPC."""
+        """Stop accepting and signing in, close every session, then tell logic.
+
+        ServerStop goes last so that a sign-in racing with the shutdown cannot leave a
+        device online here: sign-ins already at logic are waited for (bounded), later
+        ones are refused, and ServerStop marks every device of this node offline.
+        """
         assert self.node is not None
         self.node.stopping = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for chore in self._chores:
+            chore.cancel()
         if self._tcp is not None:
             self._tcp.close()
         if self._ws is not None:
             self._ws.close(close_connections=False)
+        await self.node.sign_ins_done(self.config.rpc_timeout + 1.0)
+        sessions = list(self.registry.connections)
+        for session in sessions:
+            session.close("server shutting down")
+        _log.info("connect_stopping", closed=len(sessions))
         try:
             await rpc.call(
                 self.node.logic.ServerStop,
@@ -90,8 +119,8 @@ class ConnectServer:
             )
         except Exception as exc:  # logic may already be gone; devices then time out
             _log.warning("server_stop_failed", error=str(exc))
-        for session in list(self.registry.connections):
-            session.close("server shutting down")
+        if self.broadcasts is not None:
+            await self.broadcasts.stop()
         if self._ws is not None:
             await self._ws.wait_closed()
         await self._grpc.stop(grace)
