@@ -33,6 +33,7 @@ class ConnectServer:
         self._ws: WsServer | None = None
         self.tcp_port = self.ws_port = self.int_port = 0
         self.broadcasts: BroadcastSubscriber | None = None
+        self.stopped = False
         self._chores: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -68,6 +69,14 @@ class ConnectServer:
             conn_addr=conn_addr,
         )
 
+    async def settle(self, timeout: float = 10.0) -> None:
+        """Wait (bounded) for background work in flight: packets, offline calls, closes."""
+        assert self.node is not None
+        while self.node.tasks:
+            done, _ = await asyncio.wait(set(self.node.tasks), timeout=timeout)
+            if not done:
+                raise TimeoutError("connect background tasks did not finish")
+
     def stats(self) -> dict[str, int]:
         """Live connections (all, signed in), rooms with local members, room memberships."""
         return self.registry.stats()
@@ -98,7 +107,9 @@ class ConnectServer:
         device online here: sign-ins already at logic are waited for (bounded), later
         ones are refused, and ServerStop marks every device of this node offline.
         """
-        assert self.node is not None
+        if self.stopped or self.node is None:
+            return
+        self.stopped = True
         self.node.stopping = True
         for chore in self._chores:
             chore.cancel()

@@ -12,6 +12,7 @@ from gim.internal.logic.delivery import Deliverer
 from gim.internal.logic.devices import DeviceStore
 from gim.internal.logic.message_store import MessageStore
 from gim.internal.logic.messages import MessageService
+from gim.internal.logic.rooms import RoomService
 from gim.internal.logic.users import UserClient
 from gim.pkg import db, log, redis_client, rpc
 from gim.pkg.config import LogicConfig
@@ -47,13 +48,22 @@ class LogicServer:
             max_content_bytes=config.max_content_bytes,
             sync_page_size=config.sync_page_size,
         )
+        self.rooms = RoomService(
+            engine,
+            redis,
+            config.redis_prefix,
+            users,
+            self.deliverer,
+            max_content_bytes=config.max_content_bytes,
+            keep_seconds=config.room_keep_seconds,
+        )
         self._int = rpc.new_server()
         self._ext = rpc.new_server()
         logic_int_pb2_grpc.add_LogicIntServicer_to_server(
-            LogicIntServicer(self.devices, self.messages, users), self._int
+            LogicIntServicer(self.devices, self.messages, users, self.rooms), self._int
         )
         logic_ext_pb2_grpc.add_LogicExtServicer_to_server(
-            LogicExtServicer(self.devices, self.messages, users), self._ext
+            LogicExtServicer(self.devices, self.messages, users, self.rooms), self._ext
         )
         self.int_port = 0
         self.ext_port = 0
