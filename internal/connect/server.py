@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from grpc import aio
 from websockets.asyncio.server import Server as WsServer
@@ -34,6 +37,7 @@ class ConnectServer:
         self.tcp_port = self.ws_port = self.int_port = 0
         self.broadcasts: BroadcastSubscriber | None = None
         self.stopped = False
+        self._restore_handler: Callable[[], None] = lambda: None
         self._chores: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -59,6 +63,8 @@ class ConnectServer:
         self.tcp_port = self._tcp.sockets[0].getsockname()[1]
         self._ws = await ws.serve(self.node, *split_host_port(self.config.ws_listen, "ws_listen"))
         self.ws_port = next(iter(self._ws.sockets)).getsockname()[1]
+        _deepen_backlog([*self._tcp.sockets, *self._ws.sockets])
+        self._install_accept_guard()
         loop = asyncio.get_running_loop()
         self._chores = [loop.create_task(self._evict_idle()), loop.create_task(self._log_stats())]
         _log.info(
@@ -80,6 +86,35 @@ class ConnectServer:
     def stats(self) -> dict[str, int]:
         """Live connections (all, signed in), rooms with local members, room memberships."""
         return self.registry.stats()
+
+    def _install_accept_guard(self) -> None:
+        """Log "out of file descriptors on accept" as one line a second, not a traceback each.
+
+        On EMFILE asyncio's selector loop pauses the listening socket for a second, but
+        (CPython 3.11-3.13) it keeps trying the rest of its accept loop: up to `backlog`
+        failed accepts, each reported with a traceback through the loop's exception
+        handler. This handler keeps those reports to one log line a second (with a
+        count) and passes every other report on.
+        """
+        loop = asyncio.get_running_loop()
+        previous = loop.get_exception_handler()
+        state = {"last": 0.0, "count": 0}
+
+        def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            if context.get("message") != "socket.accept() out of system resource":
+                if previous is not None:
+                    previous(loop, context)
+                else:
+                    loop.default_exception_handler(context)
+                return
+            state["count"] += 1
+            if loop.time() - state["last"] >= 1.0:
+                _log.warning("accept_failed", error=str(context.get("exception")), failures=state["count"],
+                             connections=len(self.registry.connections))
+                state["last"], state["count"] = loop.time(), 0
+
+        loop.set_exception_handler(handler)
+        self._restore_handler = lambda: loop.set_exception_handler(previous)
 
     async def _log_stats(self) -> None:
         last: dict[str, int] = {}
@@ -138,4 +173,18 @@ class ConnectServer:
         if self.node.tasks:
             await asyncio.wait(self.node.tasks, timeout=grace)
         await self._logic_channel.close()
+        self._restore_handler()
         _log.info("connect_stopped")
+
+
+# asyncio accepts at most `backlog` connections per loop iteration and, on EMFILE, tries
+# all of them (each failing); the servers are therefore created with a small backlog
+# (tcp.ACCEPT_BATCH) and the kernel's listen queue is then deepened to LISTEN_BACKLOG
+# (through a duplicate of the socket: listen() again only changes the queue length).
+LISTEN_BACKLOG = 4096
+
+
+def _deepen_backlog(sockets: Iterable[Any]) -> None:
+    for sock in sockets:
+        with socket.fromfd(sock.fileno(), sock.family, sock.type) as dup:
+            dup.listen(LISTEN_BACKLOG)

@@ -80,8 +80,13 @@ class TcpConnection(asyncio.Protocol):
         self._abort_timer = loop.call_later(self.node.config.close_timeout, transport.abort)
 
 
+# Connections accepted per loop iteration (also asyncio's retry count on EMFILE); the
+# server deepens the kernel's listen queue afterwards (server.LISTEN_BACKLOG).
+ACCEPT_BATCH = 64
+
+
 async def serve(node: Node, host: str, port: int) -> asyncio.Server:
     loop = asyncio.get_running_loop()
     return await loop.create_server(
-        lambda: TcpConnection(node), host, port, backlog=4096, reuse_address=True
+        lambda: TcpConnection(node), host, port, backlog=ACCEPT_BATCH, reuse_address=True
     )

@@ -13,6 +13,7 @@ from websockets.http11 import Request, Response
 
 from gim.internal.connect.packets import Encoded
 from gim.internal.connect.session import Node, Session
+from gim.internal.connect.tcp import ACCEPT_BATCH
 from gim.pkg import log
 from gim.pkg.errors import Code
 
@@ -128,5 +129,5 @@ async def serve(node: Node, host: str, port: int) -> Server:
         max_queue=16,
         close_timeout=node.config.close_timeout,
         ping_interval=None,  # the application heartbeat and idle eviction keep watch
-        backlog=4096,
+        backlog=ACCEPT_BATCH,  # see tcp.ACCEPT_BATCH
     )
