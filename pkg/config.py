@@ -58,6 +58,7 @@ class LogicConfig(StorageConfig):
     max_content_bytes: int = 60_000
     max_group_members: int = 1000
     rpc_timeout: float = 5.0
+    room_keep_seconds: int = 120  # persisted room messages stay replayable this long
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +72,8 @@ class ConnectConfig(BaseConfig):
     sign_in_timeout: float = 10.0
     idle_timeout: float = 660.0
     write_buffer_limit: int = 1 << 20
+    close_timeout: float = 5.0  # a closing connection still not drained after this is aborted
+    stats_interval: float = 60.0  # log connection and room counts this often (when changed)
     rpc_timeout: float = 5.0
 
     @property

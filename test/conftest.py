@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from typing import Any, TypeVar
 
 import pytest
 import redis.asyncio as aioredis
+import structlog.testing
 from google.protobuf.message import Message
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -482,3 +484,93 @@ async def connect_process(cluster: Cluster, tmp_path: object) -> AsyncIterator[C
         yield node
     finally:
         await node.kill(signal.SIGKILL)
+
+
+# -- connect: extra nodes, long connections, log capture (issue 3) ---------------------
+
+
+@pytest.fixture
+async def connect_node(cluster: Cluster) -> AsyncIterator[Any]:
+    """connect_node(**config) -> a started extra ConnectServer against the cluster's logic
+    (same Redis), e.g. with a short idle_timeout; stopped after the test."""
+    started: list[ConnectServer] = []
+
+    async def start(**overrides: Any) -> ConnectServer:
+        values: dict[str, Any] = dict(
+            redis_url=cluster.storage.redis_url,
+            redis_prefix=cluster.storage.redis_prefix,
+            tcp_listen="127.0.0.1:0",
+            ws_listen="127.0.0.1:0",
+            int_listen="127.0.0.1:0",
+            logic_int_addr=_addr(cluster.logic.int_port),
+        )
+        values.update(overrides)
+        server = ConnectServer.from_config(ConnectConfig(**values))
+        await server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        await server.stop(1.0)
+
+
+class Conns:
+    """Opens long connections (TCP or WebSocket) to a connect node; closes them all at the end."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.opened: list[LongConnection] = []
+
+    async def open(
+        self, transport: str = "tcp", creds: Credentials | None = None, server: ConnectServer | None = None
+    ) -> LongConnection:
+        server = server or self.cluster.connect
+        conn: LongConnection
+        if transport == "tcp":
+            conn = await TcpConnection.open("127.0.0.1", server.tcp_port)
+        else:
+            conn = await WsConnection.open(f"ws://127.0.0.1:{server.ws_port}/ws")
+        self.opened.append(conn)
+        if creds is not None:
+            out = await conn.sign_in(creds.user_id, creds.device_id, creds.token)
+            assert (out.type, out.code) == (cx.PT_SIGN_IN, 0), out.message
+        return conn
+
+    async def close_all(self) -> None:
+        await asyncio.gather(*(conn.close() for conn in self.opened), return_exceptions=True)
+
+
+@pytest.fixture
+async def conns(cluster: Cluster) -> AsyncIterator[Conns]:
+    """conns.open(transport, creds=None, server=None): a (signed-in) long connection."""
+    opened = Conns(cluster)
+    yield opened
+    await opened.close_all()
+
+
+@pytest.fixture
+def logic_int(cluster: Cluster) -> logic_int_pb2_grpc.LogicIntStub:
+    """A LogicInt stub for the cluster's logic (what business backends call)."""
+    return cluster.logic_int
+
+
+@pytest.fixture
+def crashes(caplog: pytest.LogCaptureFixture) -> Iterator[Any]:
+    """crashes() -> the error-level structlog events and stdlib log records (e.g. asyncio's
+    "Exception in callback") logged during the test so far: there should be none."""
+    with structlog.testing.capture_logs() as events:
+
+        def found() -> list[object]:
+            errors: list[object] = [e for e in events if e.get("log_level") in ("error", "critical", "exception")]
+            errors += [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+            return errors
+
+        yield found
+
+
+@pytest.fixture
+def log_events() -> Iterator[list[dict[str, Any]]]:
+    """The structlog events (warning and above, the tests' level) logged during the test."""
+    with structlog.testing.capture_logs() as events:
+        yield events

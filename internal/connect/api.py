@@ -1,4 +1,4 @@
-"""ConnectInt: logic pushes a message to a device held by this node."""
+"""ConnectInt: logic pushes messages to devices held by this node."""
 
 from __future__ import annotations
 
@@ -17,13 +17,27 @@ class ConnectIntServicer(connect_int_pb2_grpc.ConnectIntServicer):
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
 
+    def _push(self, request: connect_int_pb2.DeliverMessageReq) -> bool:
+        """Queue the message on the device's connection; False if this node has none."""
+        session = self.registry.get(request.device_id)
+        if session is None:
+            return False
+        session.push(request.message_send.SerializeToString())
+        return True
+
     async def DeliverMessage(
         self, request: connect_int_pb2.DeliverMessageReq, context: aio.ServicerContext[Any, Any]
     ) -> connect_int_pb2.DeliverMessageResp:
-        session = self.registry.get(request.device_id)
-        if session is None:
+        if not self._push(request):
             # The device left (or moved to another node): it gets the message by sync.
             _log.info("deliver_no_connection", device_id=request.device_id)
-        else:
-            session.push(request.message_send.SerializeToString())
         return connect_int_pb2.DeliverMessageResp()
+
+    async def DeliverMessages(
+        self, request: connect_int_pb2.DeliverMessagesReq, context: aio.ServicerContext[Any, Any]
+    ) -> connect_int_pb2.DeliverMessagesResp:
+        """Push each message, in order, to its device; list the devices this node does not hold."""
+        absent = [m.device_id for m in request.messages if not self._push(m)]
+        if absent:
+            _log.info("deliver_no_connection", device_ids=absent[:20], absent=len(absent))
+        return connect_int_pb2.DeliverMessagesResp(absent_device_ids=absent)

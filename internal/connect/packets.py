@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from google.protobuf.message import DecodeError
 
+from gim.internal.connect.codec import encode_frame
 from gim.pkg.pb import connect_ext_pb2 as cx
 
 KNOWN_TYPES = frozenset(cx.PackageType.values()) - {cx.PT_UNKNOWN}
@@ -41,3 +42,23 @@ def output(
         message=message,
         data=data,
     ).SerializeToString()
+
+
+class Encoded:
+    """One serialized `Output`, framed for TCP at most once, to be written to many sockets.
+
+    A room or push-all broadcast builds one `Encoded` and hands the same bytes to every
+    connection: WebSocket sends `body`, TCP writes `frame` (length prefix + body).
+    """
+
+    __slots__ = ("body", "_frame")
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self._frame: bytes | None = None
+
+    @property
+    def frame(self) -> bytes:
+        if self._frame is None:
+            self._frame = encode_frame(self.body)
+        return self._frame

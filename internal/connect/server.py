@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from grpc import aio
 from websockets.asyncio.server import Server as WsServer
 
 from gim.internal.connect import tcp, ws
 from gim.internal.connect.api import ConnectIntServicer
+from gim.internal.connect.broadcast import BroadcastSubscriber
 from gim.internal.connect.registry import Registry
 from gim.internal.connect.session import Node
 from gim.pkg import log, rpc
@@ -31,7 +35,10 @@ class ConnectServer:
         self._tcp: asyncio.Server | None = None
         self._ws: WsServer | None = None
         self.tcp_port = self.ws_port = self.int_port = 0
-        self._sweeper: asyncio.Task[None] | None = None
+        self.broadcasts: BroadcastSubscriber | None = None
+        self.stopped = False
+        self._restore_handler: Callable[[], None] = lambda: None
+        self._chores: list[asyncio.Task[None]] = []
 
     @classmethod
     def from_config(cls, config: ConnectConfig) -> ConnectServer:
@@ -48,11 +55,18 @@ class ConnectServer:
             conn_addr=conn_addr,
         )
         await self._grpc.start()
+        self.broadcasts = BroadcastSubscriber(
+            self.config.redis_url, self.config.redis_prefix, self.registry, f"gim-connect@{conn_addr}"
+        )
+        await self.broadcasts.start(timeout=self.config.rpc_timeout)
         self._tcp = await tcp.serve(self.node, *split_host_port(self.config.tcp_listen, "tcp_listen"))
         self.tcp_port = self._tcp.sockets[0].getsockname()[1]
         self._ws = await ws.serve(self.node, *split_host_port(self.config.ws_listen, "ws_listen"))
         self.ws_port = next(iter(self._ws.sockets)).getsockname()[1]
-        self._sweeper = asyncio.get_running_loop().create_task(self._evict_idle())
+        _deepen_backlog([*self._tcp.sockets, *self._ws.sockets])
+        self._install_accept_guard()
+        loop = asyncio.get_running_loop()
+        self._chores = [loop.create_task(self._evict_idle()), loop.create_task(self._log_stats())]
         _log.info(
             "connect_started",
             tcp_port=self.tcp_port,
@@ -60,6 +74,55 @@ class ConnectServer:
             int_port=self.int_port,
             conn_addr=conn_addr,
         )
+
+    async def settle(self, timeout: float = 10.0) -> None:
+        """Wait (bounded) for background work in flight: packets, offline calls, closes."""
+        assert self.node is not None
+        while self.node.tasks:
+            done, _ = await asyncio.wait(set(self.node.tasks), timeout=timeout)
+            if not done:
+                raise TimeoutError("connect background tasks did not finish")
+
+    def stats(self) -> dict[str, int]:
+        """Live connections (all, signed in), rooms with local members, room memberships."""
+        return self.registry.stats()
+
+    def _install_accept_guard(self) -> None:
+        """Log "out of file descriptors on accept" as one line a second, not a traceback each.
+
+        On EMFILE asyncio's selector loop pauses the listening socket for a second, but
+        (CPython 3.11-3.13) it keeps trying the rest of its accept loop: up to `backlog`
+        failed accepts, each reported with a traceback through the loop's exception
+        handler. This handler keeps those reports to one log line a second (with a
+        count) and passes every other report on.
+        """
+        loop = asyncio.get_running_loop()
+        previous = loop.get_exception_handler()
+        state = {"last": 0.0, "count": 0}
+
+        def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            if context.get("message") != "socket.accept() out of system resource":
+                if previous is not None:
+                    previous(loop, context)
+                else:
+                    loop.default_exception_handler(context)
+                return
+            state["count"] += 1
+            if loop.time() - state["last"] >= 1.0:
+                _log.warning("accept_failed", error=str(context.get("exception")), failures=state["count"],
+                             connections=len(self.registry.connections))
+                state["last"], state["count"] = loop.time(), 0
+
+        loop.set_exception_handler(handler)
+        self._restore_handler = lambda: loop.set_exception_handler(previous)
+
+    async def _log_stats(self) -> None:
+        last: dict[str, int] = {}
+        while True:
+            await asyncio.sleep(self.config.stats_interval)
+            if (current := self.stats()) != last:
+                _log.info("conn_stats", **current)
+                last = current
 
     async def _evict_idle(self) -> None:
         """Close connections that have sent nothing for the idle timeout."""
@@ -73,15 +136,27 @@ class ConnectServer:
                 session.close("idle timeout")
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Stop accepting, tell logic this node's devices are offline, close, stop gRPC."""
-        assert self.node is not None
+        """Stop accepting and signing in, close every session, then tell logic.
+
+        ServerStop goes last so that a sign-in racing with the shutdown cannot leave a
+        device online here: sign-ins already at logic are waited for (bounded), later
+        ones are refused, and ServerStop marks every device of this node offline.
+        """
+        if self.stopped or self.node is None:
+            return
+        self.stopped = True
         self.node.stopping = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for chore in self._chores:
+            chore.cancel()
         if self._tcp is not None:
             self._tcp.close()
         if self._ws is not None:
             self._ws.close(close_connections=False)
+        await self.node.sign_ins_done(self.config.rpc_timeout + 1.0)
+        sessions = list(self.registry.connections)
+        for session in sessions:
+            session.close("server shutting down")
+        _log.info("connect_stopping", closed=len(sessions))
         try:
             await rpc.call(
                 self.node.logic.ServerStop,
@@ -90,12 +165,26 @@ class ConnectServer:
             )
         except Exception as exc:  # logic may already be gone; devices then time out
             _log.warning("server_stop_failed", error=str(exc))
-        for session in list(self.registry.connections):
-            session.close("server shutting down")
+        if self.broadcasts is not None:
+            await self.broadcasts.stop()
         if self._ws is not None:
             await self._ws.wait_closed()
         await self._grpc.stop(grace)
         if self.node.tasks:
             await asyncio.wait(self.node.tasks, timeout=grace)
         await self._logic_channel.close()
+        self._restore_handler()
         _log.info("connect_stopped")
+
+
+# asyncio accepts at most `backlog` connections per loop iteration and, on EMFILE, tries
+# all of them (each failing); the servers are therefore created with a small backlog
+# (tcp.ACCEPT_BATCH) and the kernel's listen queue is then deepened to LISTEN_BACKLOG
+# (through a duplicate of the socket: listen() again only changes the queue length).
+LISTEN_BACKLOG = 4096
+
+
+def _deepen_backlog(sockets: Iterable[Any]) -> None:
+    for sock in sockets:
+        with socket.fromfd(sock.fileno(), sock.family, sock.type) as dup:
+            dup.listen(LISTEN_BACKLOG)

@@ -8,15 +8,17 @@ and `Transport.close`. Packets of one connection are handled in order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
+import random
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any, Protocol
 
 from grpc import aio
 
-from gim.internal.connect.packets import KNOWN_TYPES, PacketError, output, parse_data, parse_input
+from gim.internal.connect.packets import KNOWN_TYPES, Encoded, PacketError, output, parse_data, parse_input
 from gim.internal.connect.registry import Registry
 from gim.pkg import log, rpc
 from gim.pkg.config import ConnectConfig
@@ -25,20 +27,26 @@ from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_int_pb2, logic_int_pb2_grpc
 
 _log = log.get("connect")
-_ids = itertools.count(1)
+# Connection ids start at a random point so that `client_addr` (peer#conn_id) of two
+# nodes, or of one node before and after a restart, do not repeat.
+_ids = itertools.count(random.randrange(1, 1 << 31))
 
 # Packets waiting to be handled on one connection before it counts as a flood.
 INBOX_LIMIT = 64
 
 
 class Transport(Protocol):
-    client_addr: str
+    peer: str  # "ip:port" of the client
 
-    def send(self, body: bytes) -> None:
-        """Queue one Output body for the client (framing is the transport's)."""
+    def send(self, out: Encoded) -> None:
+        """Queue one encoded Output for the client; never blocks."""
 
     def close(self) -> None:
-        """Close after what is queued has been written."""
+        """Close after what is queued has been written (aborted after close_timeout)."""
+
+
+class ShuttingDown(Exception):
+    """Sign-in refused: this node is stopping."""
 
 
 @dataclasses.dataclass
@@ -51,11 +59,49 @@ class Node:
     conn_addr: str
     stopping: bool = False
     tasks: set[asyncio.Task[Any]] = dataclasses.field(default_factory=set)
+    _device_locks: dict[int, tuple[asyncio.Lock, list[int]]] = dataclasses.field(default_factory=dict)
+    _sign_ins: int = 0
+    _no_sign_ins: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def __post_init__(self) -> None:
+        self._no_sign_ins.set()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task
+
+    @contextlib.asynccontextmanager
+    async def signing_in(self, device_id: int) -> AsyncIterator[None]:
+        """One sign-in of a device at a time on this node, none once stopping.
+
+        Serializing per device makes "ConnSignIn at logic, then bind here" atomic, so
+        that the device's connection here is always the one logic recorded last.
+        """
+        if self.stopping:
+            raise ShuttingDown
+        self._sign_ins += 1
+        self._no_sign_ins.clear()
+        lock, users = self._device_locks.setdefault(device_id, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                if self.stopping:
+                    raise ShuttingDown
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._device_locks[device_id]
+            self._sign_ins -= 1
+            if not self._sign_ins:
+                self._no_sign_ins.set()
+
+    async def sign_ins_done(self, timeout: float) -> None:
+        """Wait (bounded) for sign-ins already talking to logic."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._no_sign_ins.wait(), timeout)
 
 
 class Session:
@@ -63,8 +109,12 @@ class Session:
         self.transport = transport
         self.node = node
         self.conn_id = next(_ids)
+        # Unique per connection, so that logic's Offline for an old connection of a
+        # device never matches the new one (ConnSignIn/Offline compare client_addr).
+        self.client_addr = f"{transport.peer}#{self.conn_id}"
         self.user_id = 0
         self.device_id = 0
+        self.room_id = 0
         self.closed = False
         self.replaced = False
         self._inbox: deque[cx.Input] = deque()
@@ -74,8 +124,8 @@ class Session:
         self.last_active = loop.time()
         self._deadline = loop.call_later(node.config.sign_in_timeout, self._sign_in_expired)
         node.registry.connections.add(self)
-        self.log = _log.bind(conn_id=self.conn_id, client_addr=transport.client_addr)
-        self.log.debug("conn_opened")
+        self.log = _log.bind(conn_id=self.conn_id, client_addr=self.client_addr)
+        self.log.info("conn_opened")
 
     @property
     def signed_in(self) -> bool:
@@ -94,19 +144,22 @@ class Session:
             self.fail(Code.BAD_REQUEST, str(exc))
             return
         if packet.type == cx.PT_HEARTBEAT and self.signed_in and self._worker is None:
-            self.transport.send(output(cx.PT_HEARTBEAT, packet.request_id))
+            self.reply(packet)
             return
         if len(self._inbox) >= INBOX_LIMIT:
             self.fail(Code.BAD_REQUEST, "too many packets waiting: slow down")
             return
         self._inbox.append(packet)
         if self._worker is None:
-            self._worker = asyncio.get_running_loop().create_task(self._drain())
+            self._worker = self.node.spawn(self._drain())
 
     async def _drain(self) -> None:
+        """Handle waiting packets in order; once closed, only acks are still sent to logic."""
         try:
-            while self._inbox and not self.closed:
-                await self._handle(self._inbox.popleft())
+            while self._inbox:
+                packet = self._inbox.popleft()
+                if not self.closed or (packet.type == cx.PT_MESSAGE and self.signed_in):
+                    await self._handle(packet)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -114,6 +167,7 @@ class Session:
             self.close("internal error")
         finally:
             self._worker = None
+            self._inbox.clear()
 
     async def _handle(self, packet: cx.Input) -> None:
         """One packet; a bad packet or a refused request is answered, the connection stays."""
@@ -146,7 +200,7 @@ class Session:
         elif packet.type == cx.PT_MESSAGE:
             await self._ack(packet)
         elif packet.type == cx.PT_SUBSCRIBE_ROOM:
-            self.reply(packet, code=Code.BAD_REQUEST, message="rooms are not supported yet")
+            await self._subscribe_room(packet)
 
     async def _call(self, method: Any, request: Any) -> Any:
         return await rpc.call(method, request, self.node.config.rpc_timeout)
@@ -159,12 +213,24 @@ class Session:
             self.fail(Code.UNAUTHORIZED, "user_id and device_id must be positive 64-bit numbers", cx.PT_SIGN_IN, request_id)
             return False
         self._signing_in = True
+        try:
+            async with self.node.signing_in(device_id):
+                return await self._sign_in(user_id, device_id, token, request_id)
+        except ShuttingDown:
+            self.fail(Code.BAD_REQUEST, "server is shutting down: connect again (to another node)", cx.PT_SIGN_IN, request_id)
+            return False
+        finally:
+            self._signing_in = False
+
+    async def _sign_in(self, user_id: int, device_id: int, token: str, request_id: int) -> bool:
+        if self.closed:  # the client left while waiting for the device's previous sign-in
+            return False
         req = logic_int_pb2.ConnSignInReq(
             user_id=user_id,
             device_id=device_id,
             token=token,
             conn_addr=self.node.conn_addr,
-            client_addr=self.transport.client_addr,
+            client_addr=self.client_addr,
         )
         try:
             await self._call(self.node.logic.ConnSignIn, req)
@@ -173,10 +239,9 @@ class Session:
             return False
         except aio.AioRpcError as exc:
             self.log.warning("sign_in_unavailable", status=exc.code().name)
-            self.close("logic unavailable")
+            message = f"sign-in temporarily unavailable ({exc.code().name}): connect again later"
+            self.fail(Code.BAD_REQUEST, message, cx.PT_SIGN_IN, request_id)
             return False
-        finally:
-            self._signing_in = False
         if self.closed:  # the client left while logic was answering
             self.node.spawn(self._offline(user_id, device_id))
             return False
@@ -187,8 +252,8 @@ class Session:
         if old is not None:
             old.replaced = True
             old.close("replaced by a new connection of the same device")
-        self.transport.send(output(cx.PT_SIGN_IN, request_id))
-        self.log.info("signed_in")
+        self.transport.send(Encoded(output(cx.PT_SIGN_IN, request_id)))
+        self.log.info("signed_in", replaced_conn_id=old.conn_id if old else None)
         return True
 
     async def _sync(self, packet: cx.Input) -> None:
@@ -208,44 +273,74 @@ class Session:
         )
         await self._call(self.node.logic.MessageACK, req)
 
+    async def _subscribe_room(self, packet: cx.Input) -> None:
+        """Join one room (leaving any other), or leave with room_id 0; replay if seq > 0."""
+        sub = parse_data(cx.SubscribeRoomInput, packet.data)
+        room_id, seq = sub.room_id, sub.seq  # type: ignore[attr-defined]
+        if room_id < 0 or seq < 0:
+            raise PacketError("room_id and seq must not be negative")
+        self._set_room(room_id)
+        self.log.debug("room_subscribed", room_id=room_id, seq=seq)
+        if room_id and seq > 0:
+            # Logic pushes the kept messages after `seq` to this device through
+            # ConnectInt before it answers, so they arrive before the reply.
+            req = logic_int_pb2.SubscribeRoomReq(
+                user_id=self.user_id, device_id=self.device_id, room_id=room_id, seq=seq, conn_addr=self.node.conn_addr
+            )
+            await self._call(self.node.logic.SubscribeRoom, req)
+        self.reply(packet)
+
+    def _set_room(self, room_id: int) -> None:
+        registry = self.node.registry
+        if self.room_id:
+            registry.leave(self.room_id, self)
+        self.room_id = room_id
+        if room_id:
+            registry.join(room_id, self)
+
     # -- output --------------------------------------------------------------------
 
     def reply(self, packet: cx.Input, code: int = 0, message: str = "", data: bytes = b"") -> None:
-        self.transport.send(output(packet.type, packet.request_id, code, message, data))
+        self.transport.send(Encoded(output(packet.type, packet.request_id, code, message, data)))
 
     def push(self, message_send: bytes) -> None:
         """A message for this device (already serialized `MessageSend`)."""
+        self.push_encoded(Encoded(output(cx.PT_MESSAGE, data=message_send)))
+
+    def push_encoded(self, out: Encoded) -> None:
+        """An Output encoded once for many connections (room and push-all broadcasts)."""
         if not self.closed:
-            self.transport.send(output(cx.PT_MESSAGE, data=message_send))
+            self.transport.send(out)
 
     def fail(self, code: int, message: str, package_type: int = cx.PT_UNKNOWN, request_id: int = 0) -> None:
         """Answer with an error code, then close the connection."""
         if self.closed:
             return
-        self.transport.send(output(package_type, request_id, int(code), message))
+        self.transport.send(Encoded(output(package_type, request_id, int(code), message)))
         self.close(f"{int(code)}: {message}")
 
     def close(self, reason: str) -> None:
         if not self.closed:
-            self.log.info("conn_closing", reason=reason)
             self.transport.close()
             self.on_closed(reason)
 
     def _sign_in_expired(self) -> None:
-        if not self.signed_in:
+        if not self.signed_in and not self._signing_in:
             self.close("no sign-in in time")
 
     # -- end -----------------------------------------------------------------------
 
     def on_closed(self, reason: str = "closed by client") -> None:
-        """The connection is gone (either side); release the device."""
+        """The connection is gone (either side); release the device and the room.
+
+        Acks already received are still sent to logic (see `_drain`); anything else
+        still waiting is dropped.
+        """
         if self.closed:
             return
         self.closed = True
         self._deadline.cancel()
-        self._inbox.clear()
-        if self._worker is not None and not self._signing_in:
-            self._worker.cancel()
+        self._set_room(0)
         registry = self.node.registry
         registry.connections.discard(self)
         if self.signed_in and registry.unbind(self.device_id, self) and not self.node.stopping:
@@ -253,7 +348,7 @@ class Session:
         self.log.info("conn_closed", reason=reason, replaced=self.replaced)
 
     async def _offline(self, user_id: int, device_id: int) -> None:
-        req = logic_int_pb2.OfflineReq(user_id=user_id, device_id=device_id, client_addr=self.transport.client_addr)
+        req = logic_int_pb2.OfflineReq(user_id=user_id, device_id=device_id, client_addr=self.client_addr)
         try:
             await self._call(self.node.logic.Offline, req)
         except (GimError, aio.AioRpcError) as exc:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from gim.internal.connect.codec import FrameDecoder, FrameError, encode_frame
+from gim.internal.connect.codec import FrameDecoder, FrameError
+from gim.internal.connect.packets import Encoded
 from gim.internal.connect.session import Node, Session
 from gim.pkg.errors import Code
 
@@ -21,14 +22,15 @@ class TcpConnection(asyncio.Protocol):
     def __init__(self, node: Node) -> None:
         self.node = node
         self.decoder = FrameDecoder(node.config.max_body_bytes)
-        self.client_addr = ""
+        self.peer = ""
         self._transport: asyncio.Transport | None = None
+        self._abort_timer: asyncio.TimerHandle | None = None
         self.session: Session | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
-        self.client_addr = _addr(transport.get_extra_info("peername"))
+        self.peer = _addr(transport.get_extra_info("peername"))
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -48,13 +50,15 @@ class TcpConnection(asyncio.Protocol):
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
         if self.session is not None:
             reason = "closed by client" if exc is None else f"connection lost: {exc}"
             self.session.on_closed(reason)
 
     # -- Transport for the session ------------------------------------------------
 
-    def send(self, body: bytes) -> None:
+    def send(self, out: Encoded) -> None:
         transport = self._transport
         if transport is None or transport.is_closing():
             return
@@ -64,15 +68,25 @@ class TcpConnection(asyncio.Protocol):
             if self.session is not None:
                 self.session.on_closed("client too slow: write buffer full")
             return
-        transport.write(encode_frame(body))
+        transport.write(out.frame)
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
+        """Close once the buffer is written; a client that never reads is aborted."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        transport.close()
+        loop = asyncio.get_running_loop()
+        self._abort_timer = loop.call_later(self.node.config.close_timeout, transport.abort)
+
+
+# Connections accepted per loop iteration (also asyncio's retry count on EMFILE); the
+# server deepens the kernel's listen queue afterwards (server.LISTEN_BACKLOG).
+ACCEPT_BATCH = 64
 
 
 async def serve(node: Node, host: str, port: int) -> asyncio.Server:
     loop = asyncio.get_running_loop()
     return await loop.create_server(
-        lambda: TcpConnection(node), host, port, backlog=4096, reuse_address=True
+        lambda: TcpConnection(node), host, port, backlog=ACCEPT_BATCH, reuse_address=True
     )

@@ -11,57 +11,79 @@ from websockets.asyncio.server import Server, ServerConnection, serve as ws_serv
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from gim.internal.connect.packets import Encoded
 from gim.internal.connect.session import Node, Session
+from gim.internal.connect.tcp import ACCEPT_BATCH
 from gim.pkg import log
 from gim.pkg.errors import Code
 
 _log = log.get("ws")
 
 PATH = "/ws"
-OUTBOX_LIMIT = 1024  # queued packets before a client that does not read is dropped
 
 
 class WsConnection:
-    """The session's transport over one WebSocket; writes go through a small outbox."""
+    """The session's transport over one WebSocket; writes go through an outbox.
 
-    def __init__(self, ws: ServerConnection) -> None:
+    The outbox and the socket's write buffer together are bounded by
+    `write_buffer_limit` bytes, as for TCP: a client that does not read is aborted.
+    """
+
+    def __init__(self, ws: ServerConnection, node: Node) -> None:
         self.ws = ws
+        self.node = node
         host, port = ws.remote_address[:2] if ws.remote_address else ("?", 0)
-        self.client_addr = f"{host}:{port}"
+        self.peer = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
         self._outbox: deque[bytes] = deque()
+        self._queued = 0  # bytes in the outbox
         self._writer: asyncio.Task[None] | None = None
+        self._closing = False
         self.session: Session | None = None
 
-    def send(self, body: bytes) -> None:
-        if len(self._outbox) >= OUTBOX_LIMIT:
-            self._outbox.clear()
-            if self.session is not None:
-                self.session.close("client too slow: outbox full")
+    def _buffered(self) -> int:
+        return self._queued + self.ws.transport.get_write_buffer_size()
+
+    def send(self, out: Encoded) -> None:
+        if self._closing:
             return
-        self._outbox.append(body)
+        if self._buffered() + len(out.body) > self.node.config.write_buffer_limit:
+            self._closing = True
+            self._outbox.clear()
+            self._queued = 0
+            self.ws.transport.abort()
+            if self.session is not None:
+                self.session.on_closed("client too slow: write buffer full")
+            return
+        self._outbox.append(out.body)
+        self._queued += len(out.body)
         if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._write())
+            self._writer = self.node.spawn(self._write())
 
     async def _write(self) -> None:
         try:
             while self._outbox:
-                await self.ws.send(self._outbox.popleft())
+                body = self._outbox.popleft()
+                self._queued -= len(body)
+                await self.ws.send(body)
         except ConnectionClosed:
             self._outbox.clear()
+            self._queued = 0
         finally:
             self._writer = None
 
-    async def drain(self, timeout: float = 5.0) -> None:
+    async def drain(self) -> None:
         """Wait (bounded) until what is queued has been handed to the socket."""
         if self._writer is not None:
-            await asyncio.wait([self._writer], timeout=timeout)
+            await asyncio.wait([self._writer], timeout=self.node.config.close_timeout)
 
     def close(self) -> None:
-        asyncio.get_running_loop().create_task(self._close())
+        if not self._closing:
+            self._closing = True
+            self.node.spawn(self._close())
 
     async def _close(self) -> None:
         await self.drain()
-        await self.ws.close()
+        await self.ws.close()  # the closing handshake is bounded by close_timeout
 
 
 def _only_ws_path(connection: ServerConnection, request: Request) -> Response | None:
@@ -71,7 +93,7 @@ def _only_ws_path(connection: ServerConnection, request: Request) -> Response | 
 
 
 async def _handle(node: Node, ws: ServerConnection) -> None:
-    conn = WsConnection(ws)
+    conn = WsConnection(ws, node)
     session = conn.session = Session(conn, node)
     try:
         query = parse_qs(urlsplit(ws.request.path).query) if ws.request else {}
@@ -105,6 +127,7 @@ async def serve(node: Node, host: str, port: int) -> Server:
         compression=None,
         max_size=node.config.max_body_bytes,
         max_queue=16,
+        close_timeout=node.config.close_timeout,
         ping_interval=None,  # the application heartbeat and idle eviction keep watch
-        backlog=4096,
+        backlog=ACCEPT_BATCH,  # see tcp.ACCEPT_BATCH
     )

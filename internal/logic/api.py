@@ -10,6 +10,7 @@ from gim.internal.logic.devices import Device, DeviceStore
 from gim.internal.logic.friends import FriendService
 from gim.internal.logic.groups import GroupService, group_pb
 from gim.internal.logic.messages import MessageService, Sender
+from gim.internal.logic.rooms import RoomService
 from gim.internal.logic.users import UserClient
 from gim.pkg import log, rpc
 from gim.pkg.errors import bad_request, unauthorized
@@ -46,12 +47,14 @@ class LogicExtServicer(ext_grpc.LogicExtServicer):
         devices: DeviceStore,
         messages: MessageService,
         users: UserClient,
+        rooms: RoomService,
         friends: FriendService,
         groups: GroupService,
     ) -> None:
         self.devices = devices
         self.messages = messages
         self.users = users
+        self.rooms = rooms
         self.friends = friends
         self.groups = groups
 
@@ -74,6 +77,11 @@ class LogicExtServicer(ext_grpc.LogicExtServicer):
     async def SendMessage(self, request: ext.SendMessageReq, context: Context) -> ext.SendMessageResp:
         sender, request_id = await self._caller(context)
         return ext.SendMessageResp(seq=await self.messages.send(sender, request, request_id))
+
+    async def PushRoom(self, request: ext.PushRoomReq, context: Context) -> ext.PushRoomResp:
+        sender, _ = await self._caller(context)
+        await push_room(self.rooms, sender, request)
+        return ext.PushRoomResp()
 
     # -- friends ---------------------------------------------------------------------
 
@@ -139,13 +147,26 @@ class LogicExtServicer(ext_grpc.LogicExtServicer):
         return ext.GetGroupMembersResp(members=await self.groups.member_list(caller.sender_id, request.group_id))
 
 
+async def push_room(rooms: RoomService, sender: Sender, request: ext.PushRoomReq) -> int:
+    return await rooms.push(
+        sender.sender_type,
+        sender.sender_id,
+        request.room_id,
+        request.message_type,
+        request.message_content,
+        request.send_time,
+        request.is_persist,
+    )
+
+
 class LogicIntServicer(int_grpc.LogicIntServicer):
     """For connect nodes and the business service, on the private network."""
 
-    def __init__(self, devices: DeviceStore, messages: MessageService, users: UserClient) -> None:
+    def __init__(self, devices: DeviceStore, messages: MessageService, users: UserClient, rooms: RoomService) -> None:
         self.devices = devices
         self.messages = messages
         self.users = users
+        self.rooms = rooms
 
     async def ConnSignIn(self, request: int_.ConnSignInReq, context: Context) -> int_.ConnSignInResp:
         if request.user_id <= 0 or request.device_id <= 0 or not request.token:
@@ -188,3 +209,15 @@ class LogicIntServicer(int_grpc.LogicIntServicer):
         count = await self.devices.node_stopped(request.conn_addr)
         _log.info("node_stopped", conn_addr=request.conn_addr, devices_offline=count)
         return int_.ServerStopResp()
+
+    async def PushRoom(self, request: ext.PushRoomReq, context: Context) -> ext.PushRoomResp:
+        await push_room(self.rooms, Sender(cx.ST_BUSINESS, 0), request)
+        return ext.PushRoomResp()
+
+    async def PushAll(self, request: int_.PushAllReq, context: Context) -> int_.PushAllResp:
+        await self.rooms.push_all(request.message_type, request.message_content, request.send_time)
+        return int_.PushAllResp()
+
+    async def SubscribeRoom(self, request: int_.SubscribeRoomReq, context: Context) -> int_.SubscribeRoomResp:
+        await self.rooms.subscribe(request.user_id, request.device_id, request.room_id, request.seq, request.conn_addr)
+        return int_.SubscribeRoomResp()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 
 from google.protobuf.message import Message
 
@@ -12,7 +11,9 @@ from gim.internal.logic.delivery import Deliverer
 from gim.internal.logic.devices import DeviceStore
 from gim.internal.logic.group_store import GroupStore
 from gim.internal.logic.message_store import MessageRow, MessageStore, StoredMessage
+from gim.internal.logic.rooms import RoomService
 from gim.internal.logic.users import UserClient
+from gim.internal.logic.wire import message_pb, now_ms, sender_pb, validate_content
 from gim.pkg import log
 from gim.pkg.errors import Code, GimError, bad_request
 from gim.pkg.limits import FRAME_MAX
@@ -33,16 +34,13 @@ class Sender:
     device_id: int = 0  # the sending device, which is not delivered to
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class MessageService:
     def __init__(
         self,
         store: MessageStore,
         devices: DeviceStore,
         groups: GroupStore,
+        rooms: RoomService,
         users: UserClient,
         acks: AckStore,
         deliverer: Deliverer,
@@ -52,6 +50,7 @@ class MessageService:
         self.store = store
         self.devices = devices
         self.groups = groups
+        self.rooms = rooms
         self.users = users
         self.acks = acks
         self.deliverer = deliverer
@@ -63,10 +62,7 @@ class MessageService:
             raise bad_request(f"unknown receiver_type {req.receiver_type}")
         if req.receiver_id <= 0:
             raise bad_request("receiver_id must be positive")
-        if req.message_type not in cx.MessageType.values() or req.message_type == cx.MT_UNKNOWN:
-            raise bad_request(f"unknown message_type {req.message_type}")
-        if not req.message_content:
-            raise bad_request("message_content is empty")
+        validate_content(req.message_type, req.message_content, self.max_content_bytes)
         # to_user_ids count too: the stored message must fit one frame when pushed or synced
         if len(req.message_content) + 10 * len(req.to_user_ids) > self.max_content_bytes:
             raise bad_request(f"message_content and to_user_ids are larger than {self.max_content_bytes} bytes")
@@ -79,6 +75,16 @@ class MessageService:
         is best effort: a device that misses its push gets the message by sync.
         """
         self._validate(req)
+        if req.receiver_type == cx.RT_ROOM:  # read diffusion: not stored per user; the room's seq
+            return await self.rooms.push(
+                sender.sender_type,
+                sender.sender_id,
+                req.receiver_id,
+                req.message_type,
+                req.message_content,
+                req.send_time,
+                req.is_persist,
+            )
         recipients = await self._recipients(sender, req)
         row = MessageRow(
             request_id=request_id,
@@ -106,7 +112,7 @@ class MessageService:
             if sender.sender_type == cx.ST_USER and sender.sender_id not in members:
                 raise GimError(Code.NOT_IN_GROUP, f"user {sender.sender_id} is not in group {req.receiver_id}")
             return members
-        raise bad_request("rooms take PushRoom, not SendMessage")
+        raise AssertionError(f"receiver_type {req.receiver_type} was validated")
 
     async def push_command(self, receiver_type: int, receiver_id: int, user_ids: list[int], code: int, data: Message) -> None:
         """A server event (PROTOCOL.md push codes) stored for and delivered to `user_ids`."""
@@ -144,9 +150,9 @@ class MessageService:
         if not online:
             return
         users = await self._users_of([(sender.sender_type, sender.sender_id)])
-        sender_pb = _sender_pb(sender.sender_type, sender.sender_id, users)
+        from_ = sender_pb(sender.sender_type, sender.sender_id, users)
         sends = {
-            user_id: cx.MessageSend(message=_message_pb(StoredMessage(user_id, seq, row), sender_pb))
+            user_id: cx.MessageSend(message=message_pb(StoredMessage(user_id, seq, row), from_))
             for user_id, seq in seqs.items()
         }
         await self.deliverer.deliver((d, sends[d.user_id]) for d in online)
@@ -168,7 +174,7 @@ class MessageService:
         messages: list[cx.Message] = []
         size = 2  # the has_more field
         for stored in page:
-            message = _message_pb(stored, _sender_pb(stored.row.sender_type, stored.row.sender_id, users))
+            message = message_pb(stored, sender_pb(stored.row.sender_type, stored.row.sender_id, users))
             cost = message.ByteSize() + 4  # field tag + length prefix
             if messages and size + cost > SYNC_BUDGET:
                 has_more = True
@@ -181,26 +187,3 @@ class MessageService:
         if seq < 0:
             raise bad_request("device_ack must not be negative")
         await self.acks.ack(user_id, device_id, seq)
-
-
-def _sender_pb(sender_type: int, sender_id: int, users: dict[int, user_ext_pb2.User]) -> cx.Sender:
-    sender = cx.Sender(sender_type=sender_type, sender_id=sender_id)  # type: ignore[arg-type]
-    user = users.get(sender_id) if sender_type == cx.ST_USER else None
-    if user is not None:
-        sender.nickname, sender.avatar_url, sender.extra = user.nickname, user.avatar_url, user.extra
-    return sender
-
-
-def _message_pb(stored: StoredMessage, sender: cx.Sender) -> cx.Message:
-    row = stored.row
-    return cx.Message(
-        sender=sender,
-        receiver_type=row.receiver_type,  # type: ignore[arg-type]
-        receiver_id=row.receiver_id,
-        to_user_ids=row.to_user_ids,
-        message_type=row.message_type,  # type: ignore[arg-type]
-        message_content=row.content,
-        seq=stored.seq,
-        send_time=row.send_time,
-        status=row.status,  # type: ignore[arg-type]
-    )

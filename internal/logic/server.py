@@ -15,6 +15,7 @@ from gim.internal.logic.group_store import GroupStore
 from gim.internal.logic.groups import GroupService
 from gim.internal.logic.message_store import MessageStore
 from gim.internal.logic.messages import MessageService
+from gim.internal.logic.rooms import RoomService
 from gim.internal.logic.users import UserClient
 from gim.pkg import db, log, redis_client, rpc
 from gim.pkg.cache import Cache
@@ -44,10 +45,20 @@ class LogicServer:
         self.devices = DeviceStore(engine, cache)
         self.deliverer = Deliverer(config.rpc_timeout)
         group_store = GroupStore(engine, cache)
+        self.rooms = RoomService(
+            engine,
+            redis,
+            config.redis_prefix,
+            users,
+            self.deliverer,
+            max_content_bytes=config.max_content_bytes,
+            keep_seconds=config.room_keep_seconds,
+        )
         self.messages = MessageService(
             store=MessageStore(engine, MessageShards(config.message_shards)),
             devices=self.devices,
             groups=group_store,
+            rooms=self.rooms,
             users=users,
             acks=AckStore(redis, config.redis_prefix),
             deliverer=self.deliverer,
@@ -57,12 +68,12 @@ class LogicServer:
         self._int = rpc.new_server()
         self._ext = rpc.new_server()
         logic_int_pb2_grpc.add_LogicIntServicer_to_server(
-            LogicIntServicer(self.devices, self.messages, users), self._int
+            LogicIntServicer(self.devices, self.messages, users, self.rooms), self._int
         )
         friends = FriendService(engine, users, self.messages)
         groups = GroupService(group_store, users, self.messages, config.max_group_members)
         logic_ext_pb2_grpc.add_LogicExtServicer_to_server(
-            LogicExtServicer(self.devices, self.messages, users, friends, groups), self._ext
+            LogicExtServicer(self.devices, self.messages, users, self.rooms, friends, groups), self._ext
         )
         self.int_port = 0
         self.ext_port = 0
