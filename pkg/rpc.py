@@ -18,6 +18,10 @@ _log = log.get("rpc")
 
 CHANNEL_OPTIONS = [
     ("grpc.lb_policy_name", "round_robin"),
+    # a peer that restarts is reached again within a second, not after minutes of backoff
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
@@ -103,8 +107,12 @@ def target(addr: str) -> str:
     return f"{scheme}:{','.join(peers)}"
 
 
-def channel(addr: str) -> aio.Channel:
-    return aio.insecure_channel(target(addr), options=CHANNEL_OPTIONS)
+def channel(addr: str, *, private: bool = False) -> aio.Channel:
+    """A channel to `addr` (see `target`). `private`: its own connections, not shared with
+    other channels to the same address, so that closing it and opening a new one really
+    connects afresh (gRPC otherwise reuses a shared connection still in reconnect backoff)."""
+    options = CHANNEL_OPTIONS + ([("grpc.use_local_subchannel_pool", 1)] if private else [])
+    return aio.insecure_channel(target(addr), options=options)
 
 
 def gim_error_of(exc: aio.AioRpcError) -> GimError | None:

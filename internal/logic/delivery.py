@@ -34,7 +34,7 @@ class Deliverer:
     def _stub(self, conn_addr: str) -> connect_int_pb2_grpc.ConnectIntStub:
         stub = self._stubs.get(conn_addr)
         if stub is None:
-            channel = self._channels[conn_addr] = rpc.channel(conn_addr)
+            channel = self._channels[conn_addr] = rpc.channel(conn_addr, private=True)
             stub = self._stubs[conn_addr] = connect_int_pb2_grpc.ConnectIntStub(channel)
         return stub
 
@@ -53,33 +53,49 @@ class Deliverer:
         return sum(results)
 
     async def _to_node(self, conn_addr: str, reqs: list[connect_int_pb2.DeliverMessageReq]) -> int:
+        """Deliver to one node; a channel that failed is replaced and tried once more, so a
+        node that restarted on the same address is reached at once, not after the old
+        channel's reconnect backoff."""
+        for attempt in (1, 2):
+            try:
+                return await self._call_node(conn_addr, reqs)
+            except aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                    await self._drop(conn_addr)
+                    if attempt == 1:
+                        continue
+                _log.warning(
+                    "deliver_failed",
+                    conn_addr=conn_addr,
+                    devices=len(reqs),
+                    status=exc.code().name,
+                    reason=exc.details(),
+                )
+        return 0
+
+    async def _call_node(self, conn_addr: str, reqs: list[connect_int_pb2.DeliverMessageReq]) -> int:
         stub = self._stub(conn_addr)
-        try:
-            if len(reqs) > 1 and conn_addr not in self._single_only:
-                try:
-                    resp = await stub.DeliverMessages(
-                        connect_int_pb2.DeliverMessagesReq(messages=reqs), timeout=self._timeout
-                    )
-                    return len(reqs) - len(resp.absent_device_ids)
-                except aio.AioRpcError as exc:
-                    if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
-                        raise
-                    self._single_only.add(conn_addr)
-            calls = [stub.DeliverMessage(req, timeout=self._timeout) for req in reqs]
-            results = await asyncio.gather(*calls, return_exceptions=True)
-            failed = [r for r in results if isinstance(r, BaseException)]
-            if failed:
-                raise failed[0]
-            return len(reqs)
-        except aio.AioRpcError as exc:
-            _log.warning(
-                "deliver_failed",
-                conn_addr=conn_addr,
-                devices=len(reqs),
-                status=exc.code().name,
-                reason=exc.details(),
-            )
-            return 0
+        if len(reqs) > 1 and conn_addr not in self._single_only:
+            try:
+                resp = await stub.DeliverMessages(connect_int_pb2.DeliverMessagesReq(messages=reqs), timeout=self._timeout)
+                return len(reqs) - len(resp.absent_device_ids)
+            except aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                    raise
+                self._single_only.add(conn_addr)
+        results = await asyncio.gather(
+            *(stub.DeliverMessage(req, timeout=self._timeout) for req in reqs), return_exceptions=True
+        )
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise failed[0]
+        return len(reqs)
+
+    async def _drop(self, conn_addr: str) -> None:
+        self._stubs.pop(conn_addr, None)
+        channel = self._channels.pop(conn_addr, None)
+        if channel is not None:
+            await channel.close()
 
     async def close(self) -> None:
         for channel in self._channels.values():
