@@ -94,7 +94,7 @@ async def test_subscribe_with_seq_replays_only_later_kept_messages(cluster, conn
     replayed = []
     while not late.pushes.empty():
         replayed.append(await late.next_message())
-    assert sorted(m.seq for m in replayed) == [seen[1].seq, seen[3].seq], "after seq, kept ones only"
+    assert [m.seq for m in replayed] == [seen[1].seq, seen[3].seq], "after seq, kept ones only, in order"
     assert {m.message_content for m in replayed} == {text("r1"), text("r3")}
     # and it now receives live pushes too
     await push_room(logic_int, room, text("live"))
@@ -165,3 +165,18 @@ async def test_broadcasts_resubscribe_after_redis_drops_the_connection(cluster, 
     await asyncio.wait_for(subscriber.wait_subscriptions(before + 1), 10)
     await push_room(logic_int, room, text("after reconnect"))
     assert (await conn.next_message()).message_content == text("after reconnect")
+
+
+async def test_send_message_to_a_room_is_a_room_push(cluster, conns, message_rows) -> None:  # type: ignore[no-untyped-def]
+    """SendMessage with RT_ROOM is read diffusion too: broadcast, the room's seq, nothing
+    stored per user."""
+    room = new_room()
+    sender, listener_creds = await cluster.new_user(devices=2, nickname="Speaker")
+    listener = await conns.open("tcp", listener_creds)
+    await subscribe(listener, room)
+    before = await message_rows()
+    seq = await cluster.api.send_message(sender, cx.RT_ROOM, room, text("to the room"))
+    got = await listener.next_message()
+    assert (got.receiver_type, got.receiver_id, got.seq) == (cx.RT_ROOM, room, seq)
+    assert (got.sender.sender_id, got.sender.nickname, got.message_content) == (sender.user_id, "Speaker", text("to the room"))
+    assert await message_rows() == before
