@@ -7,6 +7,8 @@ import sys
 import uuid
 from pathlib import Path
 
+from gim.pkg.pb import connect_ext_pb2 as cx
+
 GIM = str(Path(sys.executable).with_name("gim"))
 
 
@@ -101,3 +103,44 @@ async def test_interactive_chat(cluster, sdk_client) -> None:  # type: ignore[no
 async def test_bad_sign_in_is_reported(cluster) -> None:  # type: ignore[no-untyped-def]
     code, out = await gim_client("listen", "--phone", phone(), "--code", "1234", *flags(cluster))
     assert code == 1 and "error 10010" in out, out
+
+
+async def test_interactive_friends_groups_and_rooms(cluster, sdk_client) -> None:  # type: ignore[no-untyped-def]
+    api = cluster.api
+    number = phone()
+    alice = await api.sign_in(number, "0000", await api.register_device())
+    (bob_creds,) = await cluster.new_user(nickname="Bob")
+    bob = await sdk_client(bob_creds)
+    await api.add_friend(bob_creds, alice.user_id)
+    await api.agree_add_friend(alice, bob_creds.user_id)
+    group_id = await api.create_group(bob_creds, "Club", [alice.user_id])
+    room = int(uuid.uuid4().int % (1 << 40)) + 1
+    proc = await asyncio.create_subprocess_exec(
+        GIM, "client", "--phone", number, *flags(cluster),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    seen: list[str] = []
+    try:
+        await read_until(proc.stdout, "/help lists the commands", seen)
+        proc.stdin.write(f"/friends\n/groups\n/group {group_id} hello club\n/room {room}\n".encode())
+        await proc.stdin.drain()
+        await read_until(proc.stdout, f"> in room {room}", seen)
+        await api.push_room(bob_creds, room, cx.Text(text="room news").SerializeToString())
+        await read_until(proc.stdout, "room news", seen)
+        proc.stdin.write(b"/quit\n")
+        await proc.stdin.drain()
+        async with asyncio.timeout(30):
+            rest, _ = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    out = "".join(seen) + rest.decode()
+    assert proc.returncode == 0, out
+    assert f"  {bob_creds.user_id}  Bob" in out and "> 1 friends" in out, out
+    assert f"  {group_id}  Club  (2 members)" in out and "> 1 groups" in out, out
+    assert f"> sent to group {group_id}" in out, out
+    texts = []
+    while "hello club" not in texts:  # after the friend and group pushes
+        texts.append((await bob.next_event(20)).text)
