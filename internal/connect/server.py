@@ -7,6 +7,7 @@ import socket
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import redis.asyncio as aioredis
 from grpc import aio
 from websockets.asyncio.server import Server as WsServer
 
@@ -15,7 +16,7 @@ from gim.internal.connect.api import ConnectIntServicer
 from gim.internal.connect.broadcast import BroadcastSubscriber
 from gim.internal.connect.registry import Registry
 from gim.internal.connect.session import Node
-from gim.pkg import log, rpc
+from gim.pkg import log, nodes, redis_client, rpc
 from gim.pkg.config import ConnectConfig, split_host_port
 from gim.pkg.pb import connect_int_pb2_grpc, logic_int_pb2, logic_int_pb2_grpc
 
@@ -39,6 +40,7 @@ class ConnectServer:
         self.stopped = False
         self._restore_handler: Callable[[], None] = lambda: None
         self._chores: list[asyncio.Task[None]] = []
+        self._redis: aioredis.Redis | None = None
 
     @classmethod
     def from_config(cls, config: ConnectConfig) -> ConnectServer:
@@ -55,6 +57,8 @@ class ConnectServer:
             conn_addr=conn_addr,
         )
         await self._grpc.start()
+        self._redis = redis_client.connect(self.config.redis_url)
+        await nodes.announce(self._redis, self.config.redis_prefix, conn_addr)  # before any sign-in
         self.broadcasts = BroadcastSubscriber(
             self.config.redis_url, self.config.redis_prefix, self.registry, f"gim-connect@{conn_addr}"
         )
@@ -66,7 +70,11 @@ class ConnectServer:
         _deepen_backlog([*self._tcp.sockets, *self._ws.sockets])
         self._install_accept_guard()
         loop = asyncio.get_running_loop()
-        self._chores = [loop.create_task(self._evict_idle()), loop.create_task(self._log_stats())]
+        self._chores = [
+            loop.create_task(self._evict_idle()),
+            loop.create_task(self._log_stats()),
+            loop.create_task(nodes.keep_alive(self._redis, self.config.redis_prefix, conn_addr)),
+        ]
         _log.info(
             "connect_started",
             tcp_port=self.tcp_port,
@@ -165,6 +173,9 @@ class ConnectServer:
             )
         except Exception as exc:  # logic may already be gone; devices then time out
             _log.warning("server_stop_failed", error=str(exc))
+        if self._redis is not None:
+            await nodes.leave(self._redis, self.config.redis_prefix, self.node.conn_addr)
+            await self._redis.aclose()
         if self.broadcasts is not None:
             await self.broadcasts.stop()
         if self._ws is not None:

@@ -15,6 +15,7 @@ from gim.internal.logic.rooms import RoomService
 from gim.internal.logic.users import UserClient
 from gim.internal.logic.wire import message_pb, now_ms, sender_pb, validate_content
 from gim.pkg import log
+from gim.pkg.nodes import NodeLiveness
 from gim.pkg.errors import Code, GimError, bad_request
 from gim.pkg.limits import FRAME_MAX
 from gim.pkg.pb import connect_ext_pb2 as cx
@@ -41,6 +42,7 @@ class MessageService:
         devices: DeviceStore,
         groups: GroupStore,
         rooms: RoomService,
+        nodes: NodeLiveness,
         users: UserClient,
         acks: AckStore,
         deliverer: Deliverer,
@@ -51,6 +53,7 @@ class MessageService:
         self.devices = devices
         self.groups = groups
         self.rooms = rooms
+        self.nodes = nodes
         self.users = users
         self.acks = acks
         self.deliverer = deliverer
@@ -146,7 +149,8 @@ class MessageService:
 
     async def _deliver(self, sender: Sender, row: MessageRow, seqs: dict[int, int]) -> None:
         online = await self.devices.online(list(seqs))
-        online = [d for d in online if d.device_id != sender.device_id]
+        alive = await self.nodes.alive(d.conn_addr for d in online)  # a killed node is skipped
+        online = [d for d in online if d.device_id != sender.device_id and d.conn_addr in alive]
         if not online:
             return
         users = await self._users_of([(sender.sender_type, sender.sender_id)])

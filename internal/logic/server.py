@@ -20,6 +20,7 @@ from gim.internal.logic.users import UserClient
 from gim.pkg import db, log, redis_client, rpc
 from gim.pkg.cache import Cache
 from gim.pkg.config import LogicConfig
+from gim.pkg.nodes import NodeLiveness
 from gim.pkg.pb import logic_ext_pb2_grpc, logic_int_pb2_grpc, user_int_pb2_grpc
 from gim.pkg.schema import MessageShards
 
@@ -59,6 +60,7 @@ class LogicServer:
             devices=self.devices,
             groups=group_store,
             rooms=self.rooms,
+            nodes=NodeLiveness(redis, config.redis_prefix),
             users=users,
             acks=AckStore(redis, config.redis_prefix),
             deliverer=self.deliverer,

@@ -1,0 +1,77 @@
+"""Connect-node liveness in Redis: a node that dies without ServerStop stops counting.
+
+Every connect node keeps the key `{prefix}node:{conn_addr}` alive, refreshing it every
+`NODE_REFRESH` seconds with a time-to-live of `NODE_TTL`. Logic treats a device whose
+node key is gone as offline: no delivery is attempted to a node that is not there (a
+killed node costs at most NODE_TTL seconds of pushes into the void, never a lost
+message: everything stays stored and the client syncs when it reconnects).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from gim.pkg import log
+
+_log = log.get("nodes")
+
+NODE_TTL = 15
+NODE_REFRESH = 5.0
+CHECK_CACHE_SECONDS = 1.0  # how long logic trusts one look at a node's key
+
+
+def node_key(prefix: str, conn_addr: str) -> str:
+    return f"{prefix}node:{conn_addr}"
+
+
+async def announce(redis: aioredis.Redis, prefix: str, conn_addr: str) -> None:
+    await redis.set(node_key(prefix, conn_addr), str(int(time.time())), ex=NODE_TTL)
+
+
+async def keep_alive(redis: aioredis.Redis, prefix: str, conn_addr: str) -> None:
+    """Run for the life of a connect node (cancel it to stop; `leave` removes the key)."""
+    while True:
+        await asyncio.sleep(NODE_REFRESH)
+        try:
+            await announce(redis, prefix, conn_addr)
+        except RedisError as exc:
+            _log.warning("node_keep_alive_failed", conn_addr=conn_addr, error=str(exc))
+
+
+async def leave(redis: aioredis.Redis, prefix: str, conn_addr: str) -> None:
+    await redis.delete(node_key(prefix, conn_addr))
+
+
+class NodeLiveness:
+    """Logic's view of which connect nodes are alive.
+
+    A node seen alive is trusted for a second (a push to a node that died meanwhile just
+    fails fast); a node seen dead is looked up again every time, so one that comes back
+    gets its pushes at once.
+    """
+
+    def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._alive_until: dict[str, float] = {}
+        self._dead: set[str] = set()  # logged once each
+
+    async def alive(self, conn_addrs: Iterable[str]) -> set[str]:
+        now = time.monotonic()
+        addrs = set(conn_addrs)
+        unknown = [a for a in addrs if self._alive_until.get(a, 0.0) < now]
+        if unknown:
+            values = await self._redis.mget([node_key(self._prefix, a) for a in unknown])
+            for addr, value in zip(unknown, values, strict=True):
+                if value is not None:
+                    self._alive_until[addr] = now + CHECK_CACHE_SECONDS
+                    self._dead.discard(addr)
+                elif addr not in self._dead:
+                    self._dead.add(addr)
+                    _log.warning("node_not_alive", conn_addr=addr)
+        return {a for a in addrs if self._alive_until.get(a, 0.0) >= now}

@@ -1,0 +1,43 @@
+"""Connect-node liveness: a node announces itself in Redis while it runs; logic skips the
+devices of a node that is not there instead of calling it."""
+
+from __future__ import annotations
+
+import uuid
+
+from gim.pkg import nodes, redis_client, rpc
+from gim.pkg.pb import connect_ext_pb2 as cx
+from gim.pkg.pb import logic_int_pb2 as li
+
+
+async def test_a_node_is_alive_while_it_runs(cluster, connect_node, redis) -> None:  # type: ignore[no-untyped-def]
+    prefix = cluster.storage.redis_prefix
+    assert await redis.exists(nodes.node_key(prefix, cluster.connect.node.conn_addr))
+    extra = await connect_node()
+    key = nodes.node_key(prefix, extra.node.conn_addr)
+    assert 0 < await redis.ttl(key) <= nodes.NODE_TTL
+    await extra.stop(1.0)
+    assert not await redis.exists(key), "a node that stops leaves at once"
+
+
+async def test_devices_of_a_dead_node_are_skipped(cluster, log_events) -> None:  # type: ignore[no-untyped-def]
+    (sender,) = await cluster.new_user()
+    (receiver,) = await cluster.new_user()
+    dead_node = f"127.0.0.1:{redis_client.free_port()}"  # was killed: never said ServerStop
+    sign_in = li.ConnSignInReq(
+        user_id=receiver.user_id, device_id=receiver.device_id, token=receiver.token, conn_addr=dead_node, client_addr="x"
+    )
+    await rpc.call(cluster.logic_int.ConnSignIn, sign_in, 10.0)
+    seq = await cluster.api.send_message(sender, cx.RT_USER, receiver.user_id, cx.Text(text="later").SerializeToString())
+    assert seq > 0, "the send succeeds; the message waits for the device's sync"
+    events = [(e["event"], e.get("conn_addr")) for e in log_events]
+    assert ("node_not_alive", dead_node) in events
+    assert ("deliver_failed", dead_node) not in events, "no call is made to a node that is not there"
+
+
+async def test_a_node_that_comes_back_counts_at_once(redis, storage) -> None:  # type: ignore[no-untyped-def]
+    prefix = f"{storage.redis_prefix}{uuid.uuid4().hex}:"
+    liveness = nodes.NodeLiveness(redis, prefix)
+    assert await liveness.alive(["10.0.0.1:50100"]) == set()
+    await nodes.announce(redis, prefix, "10.0.0.1:50100")
+    assert await liveness.alive(["10.0.0.1:50100", "10.0.0.2:50100"]) == {"10.0.0.1:50100"}
