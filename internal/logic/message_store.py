@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gim.pkg import log
+from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.schema import SEQ_OBJECT_USER, MessageShards
 from gim.pkg.schema import seq as seq_table
 
@@ -27,6 +28,16 @@ _log = log.get("message_store")
 # MySQL errors after which the whole transaction may simply run again.
 _RETRYABLE = {1213, 1205}  # deadlock, lock wait timeout
 _ATTEMPTS = 5
+
+RETRY_WINDOW = 1000  # a retried send is looked for among the sender's last this many messages
+
+
+class DuplicateSend(Exception):
+    """This send repeats one already stored (same sender, request_id, receiver, content)."""
+
+    def __init__(self, seq: int) -> None:
+        super().__init__(f"already stored as the sender's seq {seq}")
+        self.seq = seq
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,12 +70,20 @@ class MessageStore:
         self._mysql = engine.dialect.name == "mysql"
 
     async def store(self, row: MessageRow, user_ids: list[int]) -> dict[int, int]:
-        """Store `row` once for each user; returns each user's new seq."""
+        """Store `row` once for each user; returns each user's new seq.
+
+        A retry is recognised (`DuplicateSend`, nothing stored) when a user sender gives a
+        request_id: see `_earlier_copy`.
+        """
         users = sorted(set(user_ids))
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 async with self._engine.begin() as conn:
-                    seqs = await self._allocate(conn, users)
+                    seqs = await self._allocate(conn, users)  # locks the sender's seq row too
+                    if row.request_id and row.sender_type == cx.ST_USER and row.sender_id in seqs:
+                        earlier = await self._earlier_copy(conn, row, seqs[row.sender_id])
+                        if earlier:
+                            raise DuplicateSend(earlier)  # rolls the allocation back
                     await self._insert(conn, row, seqs)
                 return seqs
             except OperationalError as exc:
@@ -74,6 +93,34 @@ class MessageStore:
                 _log.warning("store_retry", code=code, attempt=attempt, users=len(users))
                 await asyncio.sleep(0.01 * attempt)
         raise AssertionError("unreachable")
+
+    async def _earlier_copy(self, conn: AsyncConnection, row: MessageRow, new_seq: int) -> int:
+        """The sender's seq of the same message already stored by an earlier attempt, or 0.
+
+        The same message: same request_id, receiver and content, among the sender's last
+        RETRY_WINDOW messages (a client that reuses request_ids later is not mistaken for a
+        retry). Concurrent attempts queue on the sender's seq row, so the later one sees
+        the earlier one's rows; the read locks, so it sees the latest commit on MySQL.
+        """
+        table = self._shards.table_for(row.sender_id)
+        c = table.c
+        query = (
+            sa.select(c.seq)
+            .where(
+                c.user_id == row.sender_id,
+                c.seq > new_seq - RETRY_WINDOW,
+                c.seq < new_seq,
+                c.request_id == row.request_id,
+                c.sender_type == row.sender_type,
+                c.sender_id == row.sender_id,
+                c.receiver_type == row.receiver_type,
+                c.receiver_id == row.receiver_id,
+                c.content == row.content,
+            )
+            .limit(1)
+            .with_for_update(read=True)
+        )
+        return int(await conn.scalar(query) or 0)
 
     async def _allocate(self, conn: AsyncConnection, users: list[int]) -> dict[int, int]:
         values = [{"object_type": SEQ_OBJECT_USER, "object_id": u, "seq": 1} for u in users]

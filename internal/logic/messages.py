@@ -10,7 +10,7 @@ from gim.internal.logic.acks import AckStore
 from gim.internal.logic.delivery import Deliverer
 from gim.internal.logic.devices import DeviceStore
 from gim.internal.logic.group_store import GroupStore
-from gim.internal.logic.message_store import MessageRow, MessageStore, StoredMessage
+from gim.internal.logic.message_store import DuplicateSend, MessageRow, MessageStore, StoredMessage
 from gim.internal.logic.rooms import RoomService
 from gim.internal.logic.users import UserClient
 from gim.internal.logic.wire import message_pb, now_ms, sender_pb, validate_content
@@ -135,7 +135,11 @@ class MessageService:
 
     async def dispatch(self, sender: Sender, row: MessageRow, recipients: list[int], persist: bool) -> int:
         """Store (if `persist`) for every recipient, then deliver; the sender's own seq."""
-        seqs = await self.store.store(row, recipients) if persist else dict.fromkeys(recipients, 0)
+        try:
+            seqs = await self.store.store(row, recipients) if persist else dict.fromkeys(recipients, 0)
+        except DuplicateSend as retry:  # delivered (or synced) the first time
+            _log.info("send_retry_recognised", sender_id=sender.sender_id, request_id=row.request_id, seq=retry.seq)
+            return retry.seq
         own_seq = seqs.get(sender.sender_id, 0) if sender.sender_type == cx.ST_USER else 0
         try:
             # Stored: from here on nothing may fail the send, or a retry would store it twice.
