@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gim.pkg import db
 from gim.pkg.db import epoch_seconds
 from gim.pkg.errors import bad_request, check_length
 from gim.pkg.schema import user as user_table
@@ -70,7 +71,7 @@ class UserStore:
         return found, False
 
     async def _by_phone(self, phone_number: str) -> User | None:
-        async with self._engine.connect() as conn:
+        async with db.reading(self._engine) as conn:
             row = (
                 await conn.execute(
                     sa.select(user_table).where(user_table.c.phone_number == phone_number)
@@ -85,7 +86,7 @@ class UserStore:
         ids = sorted(set(user_ids))
         if not ids:
             return {}
-        async with self._engine.connect() as conn:
+        async with db.reading(self._engine) as conn:
             rows = await conn.execute(sa.select(user_table).where(user_table.c.id.in_(ids)))
             return {u.user_id: u for u in map(_user, rows)}
 
@@ -119,5 +120,5 @@ class UserStore:
             .order_by(user_table.c.id)
             .limit(limit)
         )
-        async with self._engine.connect() as conn:
+        async with db.reading(self._engine) as conn:
             return [_user(row) for row in await conn.execute(query)]

@@ -8,6 +8,7 @@ import json
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gim.pkg import db
 from gim.pkg.cache import KIND_ONLINE, Cache
 from gim.pkg.db import epoch_seconds
 from gim.pkg.errors import Code, GimError, bad_request
@@ -79,7 +80,7 @@ class DeviceStore:
     async def get(self, device_id: int) -> Device:
         if device_id <= 0:
             raise bad_request("device_id must be positive")
-        async with self._engine.connect() as conn:
+        async with db.reading(self._engine) as conn:
             row = (await conn.execute(sa.select(device_table).where(device_table.c.id == device_id))).first()
         if row is None:
             raise GimError(Code.DEVICE_NOT_FOUND, f"device {device_id} not found")
@@ -139,7 +140,7 @@ class DeviceStore:
             device_table.c.status == DEVICE_ONLINE,
         )
         by_user: dict[int, list[tuple[int, str]]] = {u: [] for u in user_ids}
-        async with self._engine.connect() as conn:
+        async with db.reading(self._engine) as conn:
             for device_id, user_id, conn_addr in await conn.execute(query):
                 by_user[int(user_id)].append((int(device_id), str(conn_addr)))
         return {u: json.dumps(devices).encode() for u, devices in by_user.items()}

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gim.internal.logic.messages import MessageService
 from gim.internal.logic.users import UserClient
-from gim.pkg import log
+from gim.pkg import db, log
 from gim.pkg.errors import Code, GimError, bad_request, check_id, check_length
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as ext
@@ -131,7 +131,7 @@ class FriendService:
         query = sa.select(c.friend_id, c.remarks, c.extra, c.status).where(
             c.user_id == user_id, c.status == FRIEND_AGREED
         )
-        async with self._engine.connect() as conn:
+        async with db.reading(self._engine) as conn:
             rows = [FriendRow(int(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in await conn.execute(query.order_by(c.id))]
         users = await self._users.get_many([r.friend_id for r in rows])
         friends = []

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gim.pkg import db
 from gim.pkg.cache import KIND_GROUP, KIND_MEMBERS, Cache
 from gim.pkg.db import epoch_seconds
 from gim.pkg.errors import Code, GimError
@@ -76,7 +77,7 @@ class GroupStore:
 
     async def _load_groups(self, group_ids: list[int]) -> dict[int, bytes]:
         query = sa.select(group_table).where(group_table.c.id.in_(group_ids))
-        async with self._engine.connect() as conn:
+        async with db.reading(self._engine) as conn:
             groups = [_group(r._mapping) for r in await conn.execute(query)]
         return {g.group_id: json.dumps(dataclasses.asdict(g)).encode() for g in groups}
 
@@ -94,7 +95,7 @@ class GroupStore:
             .where(member_table.c.user_id == user_id)
             .order_by(group_table.c.id)
         )
-        async with self._engine.connect() as conn:
+        async with db.reading(self._engine) as conn:
             return [_group(r._mapping) for r in await conn.execute(query)]
 
     # -- members ---------------------------------------------------------------------
@@ -112,7 +113,7 @@ class GroupStore:
             .order_by(columns.id)
         )
         found: dict[int, list[list[object]]] = {g: [] for g in group_ids}
-        async with self._engine.connect() as conn:
+        async with db.reading(self._engine) as conn:
             for group_id, user_id, member_type, remarks, extra in await conn.execute(query):
                 found[int(group_id)].append([int(user_id), int(member_type), str(remarks), str(extra)])
         return {g: json.dumps(rows).encode() for g, rows in found.items()}

@@ -18,7 +18,7 @@ from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gim.pkg import log
+from gim.pkg import db, log
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.schema import SEQ_OBJECT_USER, MessageShards
 from gim.pkg.schema import seq as seq_table
@@ -172,11 +172,11 @@ class MessageStore:
             .order_by(table.c.seq)
             .limit(limit)
         )
-        async with self._engine.connect() as conn:
+        async with db.reading(self._engine) as conn:
             return [_stored(r._mapping) for r in await conn.execute(query)]
 
     async def max_seq(self, user_id: int) -> int:
-        async with self._engine.connect() as conn:
+        async with db.reading(self._engine) as conn:
             value = await conn.scalar(
                 sa.select(seq_table.c.seq).where(
                     seq_table.c.object_type == SEQ_OBJECT_USER, seq_table.c.object_id == user_id
