@@ -57,6 +57,7 @@ class LogicConfig(StorageConfig):
     sync_page_size: int = 50
     max_content_bytes: int = 60_000
     max_group_members: int = 1000
+    auth_cache_seconds: float = 10.0  # an API caller's token, once checked, is trusted this long
     rpc_timeout: float = 5.0
     room_keep_seconds: int = 120  # persisted room messages stay replayable this long
 

@@ -182,3 +182,18 @@ async def test_bad_request_id_metadata_is_10001(cluster, expect_code) -> None:  
     req = lx.SendMessageReq(receiver_type=cx.RT_USER, receiver_id=bob.user_id, message_type=1, message_content=TEXT)
     md = alice.metadata() + [("request_id", "abc")]
     await expect_code(rpc.call(cluster.api.logic.SendMessage, req, 10.0, md), Code.BAD_REQUEST)
+
+
+async def test_long_connection_sign_in_never_trusts_the_auth_cache(cluster, redis) -> None:  # type: ignore[no-untyped-def]
+    (user,) = await cluster.new_user()
+    await cluster.api.call(cluster.api.logic.GetFriends, lx.GetFriendsReq(), user)  # checked, then trusted a while
+    await redis.delete(f"{cluster.storage.redis_prefix}token:{user.user_id}:{user.device_id}")
+    # API calls may ride on the short auth cache (auth_cache_seconds) ...
+    await cluster.api.call(cluster.api.logic.GetFriends, lx.GetFriendsReq(), user)
+    # ... a sign-in on a long connection always asks the business service.
+    conn = await TcpConnection.open(*cluster.tcp)
+    try:
+        out = await conn.sign_in(user.user_id, user.device_id, user.token)
+        assert out.code == Code.UNAUTHORIZED
+    finally:
+        await conn.close()

@@ -60,7 +60,7 @@ class LogicExtServicer(ext_grpc.LogicExtServicer):
 
     async def _caller(self, context: Context) -> tuple[Sender, int]:
         user_id, device_id, token, request_id = rpc.identity_of(context)
-        await self.users.auth(user_id, device_id, token)
+        await self.users.auth(user_id, device_id, token, cached=True)
         return Sender(cx.ST_USER, user_id, device_id), request_id
 
     async def RegisterDevice(self, request: ext.RegisterDeviceReq, context: Context) -> ext.RegisterDeviceResp:

@@ -42,7 +42,9 @@ class LogicServer:
         self._redis = redis
         self._business_channel = business_channel
         cache = Cache(redis, config.redis_prefix, config.cache_ttl)
-        users = UserClient(user_int_pb2_grpc.UserIntStub(business_channel), config.rpc_timeout, cache)
+        users = UserClient(
+            user_int_pb2_grpc.UserIntStub(business_channel), config.rpc_timeout, cache, config.auth_cache_seconds
+        )
         self.devices = DeviceStore(engine, cache)
         self.deliverer = Deliverer(config.rpc_timeout)
         group_store = GroupStore(engine, cache)

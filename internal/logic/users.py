@@ -2,24 +2,45 @@
 
 from __future__ import annotations
 
+import time
+
 from gim.pkg import rpc
 from gim.pkg.cache import KIND_USER, Cache
 from gim.pkg.errors import Code, GimError
 from gim.pkg.pb import user_ext_pb2, user_int_pb2, user_int_pb2_grpc
 
 
+AUTH_CACHE_MAX = 100_000  # tokens remembered at most (then forgotten all at once)
+
+
 class UserClient:
     """UserInt calls; user info is cached in Redis (the business service invalidates it)."""
 
-    def __init__(self, stub: user_int_pb2_grpc.UserIntStub, timeout: float, cache: Cache) -> None:
+    def __init__(
+        self, stub: user_int_pb2_grpc.UserIntStub, timeout: float, cache: Cache, auth_cache_seconds: float = 0.0
+    ) -> None:
         self._stub = stub
         self._timeout = timeout
         self._cache = cache
+        self._auth_cache_seconds = auth_cache_seconds
+        self._authed: dict[tuple[int, int, str], float] = {}  # -> trusted until (monotonic)
 
-    async def auth(self, user_id: int, device_id: int, token: str) -> None:
-        """Return if the token is valid for (user, device); raise 10000 otherwise."""
+    async def auth(self, user_id: int, device_id: int, token: str, *, cached: bool = False) -> None:
+        """Return if the token is valid for (user, device); raise 10000 otherwise.
+
+        `cached`: a token that passed within `auth_cache_seconds` passes again without
+        asking (API calls); a sign-in on a long connection always asks.
+        """
+        key = (user_id, device_id, token)
+        now = time.monotonic()
+        if cached and self._authed.get(key, 0.0) > now:
+            return
         req = user_int_pb2.AuthReq(user_id=user_id, device_id=device_id, token=token)
         await rpc.call(self._stub.Auth, req, self._timeout)
+        if self._auth_cache_seconds > 0:
+            if len(self._authed) >= AUTH_CACHE_MAX:
+                self._authed.clear()
+            self._authed[key] = now + self._auth_cache_seconds
 
     async def get(self, user_id: int) -> user_ext_pb2.User:
         """The user, or 10016."""
