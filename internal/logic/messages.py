@@ -88,7 +88,7 @@ class MessageService:
                 req.send_time,
                 req.is_persist,
             )
-        recipients = await self._recipients(sender, req)
+        recipients, users = await self._recipients(sender, req)
         row = MessageRow(
             request_id=request_id,
             sender_type=sender.sender_type,
@@ -100,21 +100,26 @@ class MessageService:
             content=req.message_content,
             send_time=req.send_time or now_ms(),
         )
-        return await self.dispatch(sender, row, recipients, req.is_persist)
+        return await self.dispatch(sender, row, recipients, req.is_persist, users)
 
-    async def _recipients(self, sender: Sender, req: logic_ext_pb2.SendMessageReq) -> list[int]:
-        """The users the message is stored for and delivered to."""
+    async def _recipients(
+        self, sender: Sender, req: logic_ext_pb2.SendMessageReq
+    ) -> tuple[list[int], dict[int, user_ext_pb2.User]]:
+        """The users the message is stored for and delivered to (and those looked up)."""
         if req.receiver_type == cx.RT_USER:
-            receiver = await self.users.get(req.receiver_id)  # 10016 if there is no such user
-            if sender.sender_type == cx.ST_USER and sender.sender_id != receiver.user_id:
-                return [receiver.user_id, sender.sender_id]
-            return [receiver.user_id]
+            by_user = sender.sender_type == cx.ST_USER
+            users = await self.users.get_many([req.receiver_id, sender.sender_id] if by_user else [req.receiver_id])
+            if req.receiver_id not in users:
+                raise GimError(Code.USER_NOT_FOUND, f"user {req.receiver_id} not found")
+            if by_user and sender.sender_id != req.receiver_id:
+                return [req.receiver_id, sender.sender_id], users
+            return [req.receiver_id], users
         if req.receiver_type == cx.RT_GROUP:
             await self.groups.get(req.receiver_id)  # 10013 if there is no such group
             members = [m.user_id for m in await self.groups.members(req.receiver_id)]
             if sender.sender_type == cx.ST_USER and sender.sender_id not in members:
                 raise GimError(Code.NOT_IN_GROUP, f"user {sender.sender_id} is not in group {req.receiver_id}")
-            return members
+            return members, {}
         raise AssertionError(f"receiver_type {req.receiver_type} was validated")
 
     async def push_command(self, receiver_type: int, receiver_id: int, user_ids: list[int], code: int, data: Message) -> None:
@@ -133,8 +138,16 @@ class MessageService:
         )
         await self.dispatch(Sender(cx.ST_SYSTEM, 0), row, user_ids, persist=True)
 
-    async def dispatch(self, sender: Sender, row: MessageRow, recipients: list[int], persist: bool) -> int:
-        """Store (if `persist`) for every recipient, then deliver; the sender's own seq."""
+    async def dispatch(
+        self,
+        sender: Sender,
+        row: MessageRow,
+        recipients: list[int],
+        persist: bool,
+        users: dict[int, user_ext_pb2.User] | None = None,
+    ) -> int:
+        """Store (if `persist`) for every recipient, then deliver; the sender's own seq.
+        `users`: user info already at hand (the sender's is pushed with the message)."""
         try:
             seqs = await self.store.store(row, recipients) if persist else dict.fromkeys(recipients, 0)
         except DuplicateSend as retry:  # delivered (or synced) the first time
@@ -145,19 +158,22 @@ class MessageService:
             # Stored: from here on nothing may fail the send, or a retry would store it twice.
             if own_seq and sender.device_id:
                 await self.acks.ack(sender.sender_id, sender.device_id, own_seq)
-            await self._deliver(sender, row, seqs)
+            await self._deliver(sender, row, seqs, users or {})
         except Exception:
             _log.exception("deliver_after_store_failed", sender_id=sender.sender_id, recipients=len(seqs))
         _log.debug("message_sent", sender_id=sender.sender_id, receiver_id=row.receiver_id, recipients=len(seqs))
         return own_seq
 
-    async def _deliver(self, sender: Sender, row: MessageRow, seqs: dict[int, int]) -> None:
+    async def _deliver(
+        self, sender: Sender, row: MessageRow, seqs: dict[int, int], users: dict[int, user_ext_pb2.User]
+    ) -> None:
         online = await self.devices.online(list(seqs))
         alive = await self.nodes.alive(d.conn_addr for d in online)  # a killed node is skipped
         online = [d for d in online if d.device_id != sender.device_id and d.conn_addr in alive]
         if not online:
             return
-        users = await self._users_of([(sender.sender_type, sender.sender_id)])
+        if sender.sender_id not in users:
+            users = await self._users_of([(sender.sender_type, sender.sender_id)])
         from_ = sender_pb(sender.sender_type, sender.sender_id, users)
         sends = {
             user_id: cx.MessageSend(message=message_pb(StoredMessage(user_id, seq, row), from_))

@@ -42,13 +42,6 @@ class UserClient:
                 self._authed.clear()
             self._authed[key] = now + self._auth_cache_seconds
 
-    async def get(self, user_id: int) -> user_ext_pb2.User:
-        """The user, or 10016."""
-        users = await self.get_many([user_id])
-        if user_id not in users:
-            raise GimError(Code.USER_NOT_FOUND, f"user {user_id} not found")
-        return users[user_id]
-
     async def get_many(self, user_ids: list[int]) -> dict[int, user_ext_pb2.User]:
         """The users that exist among `user_ids`."""
         cached = await self._cache.load(KIND_USER, (i for i in user_ids if i > 0), self._fetch)
