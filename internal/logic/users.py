@@ -6,7 +6,6 @@ import time
 
 from gim.pkg import rpc
 from gim.pkg.cache import KIND_USER, Cache
-from gim.pkg.errors import Code, GimError
 from gim.pkg.pb import user_ext_pb2, user_int_pb2, user_int_pb2_grpc
 
 
