@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from gim.pkg.pb import connect_ext_pb2 as cx
@@ -66,32 +68,47 @@ async def read_until(stream: asyncio.StreamReader, needle: str, seen: list[str])
             seen.append(line.decode())
 
 
+@contextlib.asynccontextmanager
+async def interactive(cluster, number: str) -> AsyncIterator[asyncio.subprocess.Process]:  # type: ignore[no-untyped-def]
+    """`gim client` typed at by a person: write to its stdin, read its stdout; killed if left running."""
+    proc = await asyncio.create_subprocess_exec(
+        GIM, "client", "--phone", number, *flags(cluster),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def finish(proc: asyncio.subprocess.Process, seen: list[str]) -> str:
+    """Type /quit; everything the session printed."""
+    assert proc.stdin is not None
+    proc.stdin.write(b"/quit\n")
+    await proc.stdin.drain()
+    async with asyncio.timeout(30):
+        rest, _ = await proc.communicate()
+    assert proc.returncode == 0, "".join(seen) + rest.decode()
+    return "".join(seen) + rest.decode()
+
+
 async def test_interactive_chat(cluster, sdk_client) -> None:  # type: ignore[no-untyped-def]
     (bob,) = await cluster.new_user()
     await cluster.api.update_user(bob, nickname="Bob")
     listener = await sdk_client(bob)
-    proc = await asyncio.create_subprocess_exec(
-        GIM, "client", "--phone", phone(), *flags(cluster),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    assert proc.stdin is not None and proc.stdout is not None
     seen: list[str] = []
-    try:
+    async with interactive(cluster, phone()) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
         await read_until(proc.stdout, "/help lists the commands", seen)
         alice_id = int(seen[-1].split("(user ")[1].split(",")[0])
         await listener.send_text(alice_id, "hello alice")  # arrives while the chat is open
         await read_until(proc.stdout, ": hello alice", seen)
         assert "Bob (" in seen[-1], seen
-        proc.stdin.write(f"/help\n/to {bob.user_id} hi bob\nand again\n/to x\n/bogus\n/quit\n".encode())
-        await proc.stdin.drain()
-        async with asyncio.timeout(30):
-            rest, _ = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    out = "".join(seen) + rest.decode()
-    assert proc.returncode == 0, out
+        proc.stdin.write(f"/help\n/to {bob.user_id} hi bob\nand again\n/to x\n/bogus\n".encode())
+        out = await finish(proc, seen)
     assert "/group GROUP text" in out
     assert f"> sent to user {bob.user_id} (seq 2)" in out and f"> sent to user {bob.user_id} (seq 3)" in out
     assert "! usage: /to USER_ID text" in out and "! unknown command /bogus" in out
@@ -115,29 +132,16 @@ async def test_interactive_friends_groups_and_rooms(cluster, sdk_client) -> None
     await api.agree_add_friend(alice, bob_creds.user_id)
     group_id = await api.create_group(bob_creds, "Club", [alice.user_id])
     room = int(uuid.uuid4().int % (1 << 40)) + 1
-    proc = await asyncio.create_subprocess_exec(
-        GIM, "client", "--phone", number, *flags(cluster),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    assert proc.stdin is not None and proc.stdout is not None
     seen: list[str] = []
-    try:
+    async with interactive(cluster, number) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
         await read_until(proc.stdout, "/help lists the commands", seen)
         proc.stdin.write(f"/friends\n/groups\n/group {group_id} hello club\n/room {room}\n".encode())
         await proc.stdin.drain()
         await read_until(proc.stdout, f"> in room {room}", seen)
         await api.push_room(bob_creds, room, cx.Text(text="room news").SerializeToString())
         await read_until(proc.stdout, "room news", seen)
-        proc.stdin.write(b"/quit\n")
-        await proc.stdin.drain()
-        async with asyncio.timeout(30):
-            rest, _ = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    out = "".join(seen) + rest.decode()
-    assert proc.returncode == 0, out
+        out = await finish(proc, seen)
     assert f"  {bob_creds.user_id}  Bob" in out and "> 1 friends" in out, out
     assert f"  {group_id}  Club  (2 members)" in out and "> 1 groups" in out, out
     assert f"> sent to group {group_id}" in out, out
