@@ -32,6 +32,7 @@ from gim.pkg import config, db, redis_client, rpc
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_int_pb2 as li
 from gim.pkg.pb import logic_int_pb2_grpc
+from gim.pkg.schema import MessageShards
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = REPO / "docker-compose.yml"
@@ -362,3 +363,63 @@ def _order(label: str) -> tuple[int, int]:
     if phase == "after":
         return (2, 0)
     return (1, int(phase.removeprefix("during")))
+
+
+async def _stored(database_url: str, user_id: int) -> list[tuple[int, str]]:
+    """(seq, text) of every message row of the user, in seq order."""
+    table = MessageShards(config.LogicConfig().message_shards).table_for(user_id)  # compose keeps the default
+    engine = db.create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            query = table.select().where(table.c.user_id == user_id).order_by(table.c.seq)
+            rows = (await conn.execute(query)).all()
+    finally:
+        await engine.dispose()
+    return [(row.seq, cx.Text.FromString(row.content).text) for row in rows]
+
+
+@pytest.mark.parametrize("storage", ["mysql"], indirect=True)
+async def test_a_logic_node_killed_mid_traffic_leaves_no_half_written_message(
+    deployment: Launcher, compose_database: str
+) -> None:
+    """Every send returns a seq or an error; retried until it succeeds (without request_id,
+    so a send whose answer was lost may be stored twice), and whatever is stored is
+    stored for sender and receiver alike, under gapless seqs."""
+    nodes = deployment
+    api = GimApi(",".join(nodes.addrs("logic", "ext")), nodes.addr("business", "ext"), timeout=10)
+    try:
+        alice = await api.sign_in_by_phone("1" + str(uuid.uuid4().int)[:10], DEV_CODE)
+        bob = await api.sign_in_by_phone("1" + str(uuid.uuid4().int)[:10], DEV_CODE)
+        failures = 0
+        returned: dict[str, int] = {}
+        enough = asyncio.Event()
+
+        async def sender(k: int) -> None:  # 4 of them: the kill finds sends in flight
+            nonlocal failures
+            for i in range(10):
+                label = f"m{k}-{i}"
+                for _attempt in range(5):
+                    try:
+                        returned[label] = await api.send_message(alice, cx.RT_USER, bob.user_id, text(label))
+                        break
+                    except Exception:  # noqa: BLE001 - the error a client retries on
+                        failures += 1
+                assert label in returned, f"{label}: no send succeeded in 5 attempts"
+                if len(returned) >= 8:
+                    enough.set()
+
+        senders = asyncio.gather(*(sender(k) for k in range(4)))
+        await asyncio.wait_for(enough.wait(), WAIT)
+        assert await nodes.kill("logic-1") == -signal.SIGKILL
+        await asyncio.wait_for(senders, WAIT)
+        assert len(returned) == 40
+        mine, theirs = await _stored(compose_database, alice.user_id), await _stored(compose_database, bob.user_id)
+        for rows in (mine, theirs):
+            assert [seq for seq, _ in rows] == list(range(1, len(rows) + 1)), "gapless"
+        labels = Counter(label for _, label in mine)
+        assert labels == Counter(label for _, label in theirs), "every message stored for both or neither"
+        assert set(labels) == set(returned), "every send that returned is stored"
+        assert set(mine) >= {(seq, label) for label, seq in returned.items()}, "the returned seq is the sender's"
+        assert sum(labels.values()) - len(returned) <= failures, "a duplicate only where a send was retried"
+    finally:
+        await api.close()
