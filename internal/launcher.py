@@ -270,7 +270,7 @@ def local_nodes(
     logics = [ports("int", "ext") for _ in range(logic)]
     connects = [ports("int", "tcp", "ws") for _ in range(connect)]
     logic_peers = ",".join(listen["int"] for listen in logics)
-    storage = dict(database_url=database_url, redis_url=redis_url, redis_prefix=redis_prefix)
+    storage = {"database_url": database_url, "redis_url": redis_url, "redis_prefix": redis_prefix}
     common = dict(extra or {})
 
     def spec(name: str, service: str, listen: dict[str, str], **keys: object) -> NodeSpec:
@@ -285,8 +285,10 @@ def local_nodes(
         for i, listen in enumerate(logics, 1)
     ]
     specs += [
-        spec(f"connect-{i}", "connect", listen, redis_url=redis_url, redis_prefix=redis_prefix,
-             logic_int_addr=logic_peers, conn_addr=listen["int"])  # fmt: skip
+        spec(
+            f"connect-{i}", "connect", listen,
+            redis_url=redis_url, redis_prefix=redis_prefix, logic_int_addr=logic_peers, conn_addr=listen["int"],
+        )  # fmt: skip
         for i, listen in enumerate(connects, 1)
     ]
     return specs

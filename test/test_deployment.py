@@ -149,13 +149,13 @@ def test_compose_environment_is_real_configuration() -> None:
         assert inside == {listen_ports("connect", env)[k] for k in ("tcp", "ws")}, "TCP and WebSocket published"
 
 
-def test_gim_health(capsys: pytest.CaptureFixture[str]) -> None:
+def test_gim_health() -> None:
     import socket
 
     with socket.socket() as listening:
         listening.bind(("127.0.0.1", 0))
         listening.listen()
-        up = "127.0.0.1:%d" % listening.getsockname()[1]
+        up = f"127.0.0.1:{listening.getsockname()[1]}"
         gim_main(["health", up])  # returns: exit code 0
         with pytest.raises(SystemExit, match="not listening"):
             gim_main(["health", up, f"127.0.0.1:{redis_client.free_port()}"])
@@ -254,13 +254,16 @@ class Device:
 
 
 async def _wait_for(predicate: Any, what: str) -> None:
-    async with asyncio.timeout(WAIT):
-        while not predicate():
-            await asyncio.sleep(0.02)
+    try:
+        async with asyncio.timeout(WAIT):
+            while not predicate():
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 @pytest.mark.parametrize("storage", ["mysql"], indirect=True)
-async def test_cluster_delivers_across_nodes_and_survives_a_killed_connect_node(deployment: Launcher) -> None:  # noqa: PLR0915
+async def test_cluster_delivers_across_nodes_and_survives_a_killed_connect_node(deployment: Launcher) -> None:
     nodes = deployment
     tcp = [config.split_host_port(a) for a in nodes.addrs("connect", "tcp")]
     api = GimApi(",".join(nodes.addrs("logic", "ext")), nodes.addr("business", "ext"), timeout=10)
