@@ -19,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Coroutine, Iterable
-from typing import Any, Self
+from collections.abc import Coroutine, Iterable, Sequence
+from typing import Any, Self, cast
 
 from google.protobuf.message import DecodeError
 from websockets.exceptions import WebSocketException
@@ -79,8 +79,8 @@ class Client:
         device_id: int | None = None,
         logic_addr: str = DEFAULT_LOGIC,
         user_addr: str = DEFAULT_USER,
-        tcp: tuple[str, int] = DEFAULT_TCP,
-        ws_url: str | None = None,
+        tcp: tuple[str, int] | Sequence[tuple[str, int]] = DEFAULT_TCP,
+        ws_url: str | Sequence[str] | None = None,
         last_seq: int | None = None,
         timing: Timing = Timing(),
         api: GimApi | None = None,
@@ -90,6 +90,11 @@ class Client:
         `last_seq`: the highest seq the application already has (say, saved from
         `client.last_seq` last time); None starts after what any of the user's devices
         acknowledged. `api`: share one `GimApi` (not closed by this client).
+
+        `tcp` is one `(host, port)` or a list of them, `ws_url` one URL or a list (used
+        instead of `tcp`): the connect nodes to try in turn. The client stays on a node
+        while it works and moves to the next one whenever a connection fails or a node
+        refuses the sign-in because it is shutting down.
         """
         if credentials is None and not phone:
             raise ValueError("Client needs credentials or a phone number")
@@ -97,7 +102,8 @@ class Client:
         self._own_api = api is None
         self._creds = credentials
         self._phone, self._code, self._device_id = phone, code, device_id
-        self._tcp, self._ws_url = tcp, ws_url
+        self.endpoints = _endpoints(tcp, ws_url)
+        self._at = 0  # index of the endpoint in use
         self.timing = timing
         self._backoff = Backoff(timing.backoff_initial, timing.backoff_max)
         self._seqs = Sequencer(last_seq)
@@ -264,7 +270,8 @@ class Client:
                 self._fail(exc)
                 return
             except RETRYABLE as exc:
-                _log.info("connection_lost", error=repr(exc))
+                _log.info("connection_lost", endpoint=self.endpoint, error=repr(exc))
+                self._at = (self._at + 1) % len(self.endpoints)
             except Exception as exc:  # noqa: BLE001 - a bug: surface it, do not spin
                 _log.exception("client_failed")
                 self._fail(exc)
@@ -277,10 +284,16 @@ class Client:
             self._ready.set_exception(exc)
         self._events.put_nowait(_END)
 
+    @property
+    def endpoint(self) -> tuple[str, int] | str:
+        """The connect node in use (or tried next): `(host, port)` or a WebSocket URL."""
+        return self.endpoints[self._at]
+
     async def _open(self) -> LongConnection:
-        if self._ws_url:
-            return await WsConnection.open(self._ws_url, open_timeout=self.timing.request_timeout)
-        return await TcpConnection.open(*self._tcp)
+        endpoint = self.endpoint
+        if isinstance(endpoint, str):
+            return await WsConnection.open(endpoint, open_timeout=self.timing.request_timeout)
+        return await TcpConnection.open(*endpoint)
 
     async def _session(self) -> None:
         """One long connection, from opening to its end (which always raises)."""
@@ -289,6 +302,8 @@ class Client:
             conn = await self._open()
         try:
             out = await conn.sign_in(creds.user_id, creds.device_id, creds.token, self.timing.request_timeout)
+            if out.code == Code.BAD_REQUEST:  # this node is shutting down: try another
+                raise ConnectionRefusedError(f"sign-in refused: {out.message}")
             if out.code:
                 raise _error(out)
             self._conn = conn
@@ -422,6 +437,21 @@ class Client:
             await conn.request(cx.PT_HEARTBEAT, timeout=self.timing.heartbeat_timeout)
         except RETRYABLE as exc:
             _log.info("final_ack_failed", error=repr(exc))
+
+
+def _endpoints(
+    tcp: tuple[str, int] | Sequence[tuple[str, int]], ws_url: str | Sequence[str] | None
+) -> list[tuple[str, int] | str]:
+    """The connect nodes to try, in order: WebSocket URLs if given, else TCP addresses."""
+    if ws_url:
+        return [ws_url] if isinstance(ws_url, str) else list(ws_url)
+    if tcp and isinstance(tcp[0], str):  # one (host, port)
+        host, port = cast(tuple[str, int], tcp)
+        return [(host, int(port))]
+    found: list[tuple[str, int] | str] = [(host, int(port)) for host, port in cast(Sequence[tuple[str, int]], tcp)]
+    if not found:
+        raise ValueError("Client needs at least one connect address")
+    return found
 
 
 def _error(out: cx.Output) -> GimError:

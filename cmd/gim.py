@@ -4,6 +4,7 @@
     gim migrate    create the schema in the configured database (idempotent)
     gim migrate --sql   print the MySQL schema (sql/create_table.sql)
     gim client     chat from the terminal; `gim client send|listen` for scripts
+    gim health HOST:PORT ...   exit 0 if every address accepts a connection (health checks)
 """
 
 from __future__ import annotations
@@ -42,6 +43,15 @@ def _run(args: argparse.Namespace) -> None:
     run_all(dev_code=args.dev_code, var_dir=args.var)
 
 
+def _health(args: argparse.Namespace) -> None:
+    """A container health check: every listener of the node accepts a TCP connection."""
+    from gim.pkg.redis_client import port_open
+
+    down = [addr for addr in args.addrs if not port_open(*config.split_host_port(addr))]
+    if down:
+        raise SystemExit(f"gim health: not listening: {', '.join(down)}")
+
+
 def _service(name: str) -> None:
     from importlib import import_module
 
@@ -59,6 +69,9 @@ def main(argv: list[str] | None = None) -> None:
     mig.add_argument("--sql", action="store_true", help="print the MySQL schema instead")
     mig.set_defaults(func=_migrate)
     client_cli.add_parser(sub)
+    health = sub.add_parser("health", help="exit 0 if every HOST:PORT accepts a connection")
+    health.add_argument("addrs", nargs="+", metavar="HOST:PORT")
+    health.set_defaults(func=_health)
     for name in ("business", "logic", "connect"):
         svc = sub.add_parser(name, help=f"run the {name} service in this process")
         svc.set_defaults(func=lambda _args, name=name: _service(name))

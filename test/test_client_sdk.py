@@ -13,6 +13,7 @@ import pytest
 from gim.client import Client, Credentials, Message, Timing
 from gim.client.events import text
 from gim.pkg.errors import Code, GimError
+from gim.pkg.redis_client import free_port
 from gim.pkg.pb import connect_ext_pb2 as cx
 
 WAIT = 20.0  # bound on any single wait for an event
@@ -262,3 +263,24 @@ async def test_connect_process_restart_mid_stream_is_gapless(cluster, sdk_client
     assert [e.text for e in events] == [f"n{i}" for i in range(total)]
     assert bob.sign_ins == 2 and connect_process.starts == 2
     assert bob.pending() == 0
+
+
+async def test_a_list_of_connect_nodes_is_tried_in_turn(cluster, sdk_client, connect_node) -> None:  # type: ignore[no-untyped-def]
+    (alice,) = await cluster.new_user()
+    (bob,) = await cluster.new_user()
+    nowhere = ("127.0.0.1", free_port())
+    client = await sdk_client(bob, tcp=[nowhere, cluster.tcp])
+    assert client.endpoint == cluster.tcp, "an address where nothing listens is skipped"
+    extra = await connect_node()
+    (carol,) = await cluster.new_user()
+    moving = await sdk_client(carol, tcp=[("127.0.0.1", extra.tcp_port), cluster.tcp])
+    assert moving.endpoint == ("127.0.0.1", extra.tcp_port)
+    await extra.stop(1.0)  # closes its connections: the client moves to the next node
+    async with asyncio.timeout(WAIT):
+        while not (moving.sign_ins == 2 and moving.connected.is_set()):
+            await asyncio.sleep(0.02)
+    assert moving.endpoint == cluster.tcp
+    await send_texts(cluster.api, alice, carol.user_id, ["after the move"])
+    await send_texts(cluster.api, alice, bob.user_id, ["still here"])
+    assert [e.text for e in await take(moving, 1)] == ["after the move"]
+    assert [e.text for e in await take(client, 1)] == ["still here"]

@@ -41,3 +41,29 @@ async def test_a_node_that_comes_back_counts_at_once(redis, storage) -> None:  #
     assert await liveness.alive(["10.0.0.1:50100"]) == set()
     await nodes.announce(redis, prefix, "10.0.0.1:50100")
     assert await liveness.alive(["10.0.0.1:50100", "10.0.0.2:50100"]) == {"10.0.0.1:50100"}
+
+
+async def test_delivery_channels_open_on_demand_and_close_when_idle(cluster, connect_node, conns) -> None:  # type: ignore[no-untyped-def]
+    from gim.internal.logic.delivery import Deliverer
+    from gim.internal.logic.devices import OnlineDevice
+
+    extra = await connect_node()
+    (a,) = await cluster.new_user()
+    (b,) = await cluster.new_user()
+    await conns.open("tcp", a)
+    await conns.open("tcp", b, server=extra)
+    now = [0.0]
+    deliverer = Deliverer(5.0, idle_after=60.0, clock=lambda: now[0])
+    push = cx.MessageSend(message=cx.Message(seq=1, message_type=cx.MT_TEXT))
+    on_a = OnlineDevice(a.device_id, a.user_id, cluster.connect.node.conn_addr)
+    on_b = OnlineDevice(b.device_id, b.user_id, extra.node.conn_addr)
+    try:
+        assert await deliverer.deliver([(on_a, push)]) == 1
+        assert deliverer.nodes == {on_a.conn_addr}
+        now[0] += 61
+        assert await deliverer.deliver([(on_b, push)]) == 1
+        assert deliverer.nodes == {on_b.conn_addr}, "the idle channel to the first node is closed"
+        assert await deliverer.deliver([(on_a, push), (on_b, push)]) == 2, "and opened again on demand"
+        assert deliverer.nodes == {on_a.conn_addr, on_b.conn_addr}
+    finally:
+        await deliverer.close()

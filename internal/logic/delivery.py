@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import grpc
 from grpc import aio
@@ -19,24 +20,42 @@ Target = tuple[OnlineDevice, connect_ext_pb2.MessageSend]
 
 
 class Deliverer:
-    """One channel per connect node address, created on first use.
+    """One channel per connect node address, created on first use, replaced when it fails
+    and closed when no delivery used it for `idle_after` seconds (nodes come and go).
 
     All the devices of one node go in one `DeliverMessages` call. A node that does not
     know that call (an older connect) gets one `DeliverMessage` per device instead.
     """
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(
+        self, timeout: float, idle_after: float = 300.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._timeout = timeout
+        self._idle_after = idle_after
+        self._clock = clock
         self._stubs: dict[str, connect_int_pb2_grpc.ConnectIntStub] = {}
         self._channels: dict[str, aio.Channel] = {}
+        self._used: dict[str, float] = {}
         self._single_only: set[str] = set()
 
+    @property
+    def nodes(self) -> set[str]:
+        """The connect node addresses with an open channel."""
+        return set(self._channels)
+
     def _stub(self, conn_addr: str) -> connect_int_pb2_grpc.ConnectIntStub:
+        self._used[conn_addr] = self._clock()
         stub = self._stubs.get(conn_addr)
         if stub is None:
             channel = self._channels[conn_addr] = rpc.channel(conn_addr, private=True)
             stub = self._stubs[conn_addr] = connect_int_pb2_grpc.ConnectIntStub(channel)
         return stub
+
+    async def _close_idle(self) -> None:
+        cutoff = self._clock() - self._idle_after
+        for conn_addr in [a for a, used in self._used.items() if used < cutoff]:
+            _log.info("deliver_channel_idle", conn_addr=conn_addr)
+            await self._drop(conn_addr)
 
     async def deliver(self, targets: Iterable[Target]) -> int:
         """Deliver each message to its device; returns how many deliveries succeeded.
@@ -50,6 +69,7 @@ class Deliverer:
                 connect_int_pb2.DeliverMessageReq(device_id=device.device_id, message_send=message)
             )
         results = await asyncio.gather(*(self._to_node(addr, reqs) for addr, reqs in by_node.items()))
+        await self._close_idle()
         return sum(results)
 
     async def _to_node(self, conn_addr: str, reqs: list[connect_int_pb2.DeliverMessageReq]) -> int:
@@ -92,6 +112,7 @@ class Deliverer:
         return len(reqs)
 
     async def _drop(self, conn_addr: str) -> None:
+        self._used.pop(conn_addr, None)
         self._stubs.pop(conn_addr, None)
         channel = self._channels.pop(conn_addr, None)
         if channel is not None:
@@ -102,3 +123,4 @@ class Deliverer:
             await channel.close()
         self._channels.clear()
         self._stubs.clear()
+        self._used.clear()
