@@ -1,10 +1,11 @@
 """Connect-node liveness in Redis: a node that dies without ServerStop stops counting.
 
 Every connect node keeps the key `{prefix}node:{conn_addr}` alive, refreshing it every
-`NODE_REFRESH` seconds with a time-to-live of `NODE_TTL`. Logic treats a device whose
-node key is gone as offline: no delivery is attempted to a node that is not there (a
-killed node costs at most NODE_TTL seconds of pushes into the void, never a lost
-message: everything stays stored and the client syncs when it reconnects).
+`NODE_REFRESH` seconds with a time-to-live of `NODE_TTL`. Logic gives a node whose key is
+gone one short try (`delivery.SUSPECT_TIMEOUT`) instead of the usual deadline and retry:
+a dead host cannot hold sends up, and a live node whose key was lost (Redis restarted
+empty) still gets its pushes until it announces itself again. Nothing is lost either
+way: messages are stored first, and a client syncs when it reconnects.
 """
 
 from __future__ import annotations

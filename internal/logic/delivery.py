@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 import grpc
 from grpc import aio
@@ -17,6 +17,9 @@ from gim.pkg.pb import connect_ext_pb2, connect_int_pb2, connect_int_pb2_grpc
 _log = log.get("delivery")
 
 Target = tuple[OnlineDevice, connect_ext_pb2.MessageSend]
+
+# A node whose liveness key is gone (pkg/nodes.py) is most likely dead: one short try.
+SUSPECT_TIMEOUT = 1.0
 
 
 class Deliverer:
@@ -57,32 +60,39 @@ class Deliverer:
             _log.info("deliver_channel_idle", conn_addr=conn_addr)
             await self._drop(conn_addr)
 
-    async def deliver(self, targets: Iterable[Target]) -> int:
+    async def deliver(self, targets: Iterable[Target], suspects: Collection[str] = ()) -> int:
         """Deliver each message to its device; returns how many deliveries succeeded.
 
         A failed delivery is logged, not raised: the message is already stored and the
-        device gets it through sync when it (re)connects.
+        device gets it through sync when it (re)connects. Nodes in `suspects` (no sign of
+        life) get one try with a short deadline, so a dead host never holds a send up for
+        long, while a live node whose liveness key was lost (say, Redis restarted) still
+        gets its pushes.
         """
         by_node: dict[str, list[connect_int_pb2.DeliverMessageReq]] = defaultdict(list)
         for device, message in targets:
             by_node[device.conn_addr].append(
                 connect_int_pb2.DeliverMessageReq(device_id=device.device_id, message_send=message)
             )
-        results = await asyncio.gather(*(self._to_node(addr, reqs) for addr, reqs in by_node.items()))
+        results = await asyncio.gather(
+            *(self._to_node(addr, reqs, addr in suspects) for addr, reqs in by_node.items())
+        )
         await self._close_idle()
         return sum(results)
 
-    async def _to_node(self, conn_addr: str, reqs: list[connect_int_pb2.DeliverMessageReq]) -> int:
+    async def _to_node(self, conn_addr: str, reqs: list[connect_int_pb2.DeliverMessageReq], suspect: bool) -> int:
         """Deliver to one node; a channel that failed is replaced and tried once more, so a
         node that restarted on the same address is reached at once, not after the old
         channel's reconnect backoff."""
-        for attempt in (1, 2):
+        attempts = 1 if suspect else 2
+        timeout = min(self._timeout, SUSPECT_TIMEOUT) if suspect else self._timeout
+        for attempt in range(1, attempts + 1):
             try:
-                return await self._call_node(conn_addr, reqs)
+                return await self._call_node(conn_addr, reqs, timeout)
             except aio.AioRpcError as exc:
-                if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     await self._drop(conn_addr)
-                    if attempt == 1:
+                    if attempt < attempts:
                         continue
                 _log.warning(
                     "deliver_failed",
@@ -93,18 +103,18 @@ class Deliverer:
                 )
         return 0
 
-    async def _call_node(self, conn_addr: str, reqs: list[connect_int_pb2.DeliverMessageReq]) -> int:
+    async def _call_node(self, conn_addr: str, reqs: list[connect_int_pb2.DeliverMessageReq], timeout: float) -> int:
         stub = self._stub(conn_addr)
         if len(reqs) > 1 and conn_addr not in self._single_only:
             try:
-                resp = await stub.DeliverMessages(connect_int_pb2.DeliverMessagesReq(messages=reqs), timeout=self._timeout)
+                resp = await stub.DeliverMessages(connect_int_pb2.DeliverMessagesReq(messages=reqs), timeout=timeout)
                 return len(reqs) - len(resp.absent_device_ids)
             except aio.AioRpcError as exc:
                 if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
                     raise
                 self._single_only.add(conn_addr)
         results = await asyncio.gather(
-            *(stub.DeliverMessage(req, timeout=self._timeout) for req in reqs), return_exceptions=True
+            *(stub.DeliverMessage(req, timeout=timeout) for req in reqs), return_exceptions=True
         )
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:

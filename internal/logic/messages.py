@@ -167,11 +167,11 @@ class MessageService:
     async def _deliver(
         self, sender: Sender, row: MessageRow, seqs: dict[int, int], users: dict[int, user_ext_pb2.User]
     ) -> None:
-        online = await self.devices.online(list(seqs))
-        alive = await self.nodes.alive(d.conn_addr for d in online)  # a killed node is skipped
-        online = [d for d in online if d.device_id != sender.device_id and d.conn_addr in alive]
+        online = [d for d in await self.devices.online(list(seqs)) if d.device_id != sender.device_id]
         if not online:
             return
+        addrs = {d.conn_addr for d in online}
+        suspects = addrs - await self.nodes.alive(addrs)  # probably killed: one short try
         if sender.sender_id not in users:
             users = await self._users_of([(sender.sender_type, sender.sender_id)])
         from_ = sender_pb(sender.sender_type, sender.sender_id, users)
@@ -179,7 +179,7 @@ class MessageService:
             user_id: cx.MessageSend(message=message_pb(StoredMessage(user_id, seq, row), from_))
             for user_id, seq in seqs.items()
         }
-        await self.deliverer.deliver((d, sends[d.user_id]) for d in online)
+        await self.deliverer.deliver(((d, sends[d.user_id]) for d in online), suspects)
 
     async def _users_of(self, senders: list[tuple[int, int]]) -> dict[int, user_ext_pb2.User]:
         """Current user info of the senders that are users (nickname, avatar, extra)."""
