@@ -12,16 +12,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from gim.internal.launcher import LISTENERS, SERVICES, LaunchError, Launcher, NodeSpec
 from gim.pkg import config, log, redis_client, rpc
 from gim.pkg.pb import logic_ext_pb2, logic_ext_pb2_grpc, user_ext_pb2, user_ext_pb2_grpc
 
 _log = log.get("run")
-SERVICES = ("business", "logic", "connect")
 DEMO_PHONES = ("18800000001", "18800000002")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -43,7 +41,9 @@ async def _supervise(configs: dict[str, config.BaseConfig], dev_code: str, var: 
     logic = configs["logic"]
     assert isinstance(logic, config.LogicConfig)
     redis = await _embedded_redis_if_needed(logic.redis_url, var / "redis")
-    children: dict[str, subprocess.Popen[bytes]] = {}
+    env = dict(os.environ)
+    env.setdefault("GIM_BUSINESS_DEV_CODE", dev_code)
+    nodes = Launcher(_specs(configs), env=env)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -52,26 +52,42 @@ async def _supervise(configs: dict[str, config.BaseConfig], dev_code: str, var: 
         from gim.cmd.gim import migrate
 
         await migrate(logic)
-        env = dict(os.environ)
-        env.setdefault("GIM_BUSINESS_DEV_CODE", dev_code)
-        for name in SERVICES:
-            children[name] = subprocess.Popen(
-                [sys.executable, "-P", "-m", f"gim.cmd.{name}"],
-                env=env,
-                start_new_session=True,
-            )
-        await _wait_ready(configs, children)
+        try:
+            await nodes.start()
+        except LaunchError as exc:
+            raise SystemExit(f"gim: {exc}") from None
         demo = await _demo(configs, dev_code)
         _print_banner(configs, demo)
-        watcher = loop.create_task(_watch(children, stop))
-        await stop.wait()
-        watcher.cancel()
+        await _until_stopped(nodes, stop)
     finally:
-        for name in reversed(SERVICES):
-            _stop_child(name, children.get(name))
+        await nodes.stop()
         if redis is not None:
             redis.stop()
         print("gim: stopped", flush=True)
+
+
+def _specs(configs: dict[str, config.BaseConfig]) -> list[NodeSpec]:
+    """One node of each service, listening where its configuration says."""
+    specs = []
+    for name in SERVICES:
+        cfg = configs[name]
+        listen = {listener: getattr(cfg, f"{listener}_listen") for listener in LISTENERS[name]}
+        specs.append(NodeSpec(name, name, listen))
+    return specs
+
+
+async def _until_stopped(nodes: Launcher, stop: asyncio.Event) -> None:
+    """Until Ctrl-C/SIGTERM, or until a service exits on its own."""
+    stopped = asyncio.ensure_future(stop.wait())
+    exited = asyncio.ensure_future(nodes.exited())
+    try:
+        await asyncio.wait([stopped, exited], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        exited.cancel()
+    if exited.done() and not exited.cancelled():
+        node = exited.result()
+        _log.error("service_exited", service=node.name, code=node.returncode)
 
 
 async def _embedded_redis_if_needed(url: str, folder: Path) -> redis_client.EmbeddedRedis | None:
@@ -82,23 +98,6 @@ async def _embedded_redis_if_needed(url: str, folder: Path) -> redis_client.Embe
     embedded = redis_client.EmbeddedRedis(folder, port, host="127.0.0.1")
     await embedded.start()
     return embedded
-
-
-async def _wait_ready(configs: dict[str, config.BaseConfig], children: dict[str, subprocess.Popen[bytes]]) -> None:
-    addrs = [
-        configs["business"].int_listen,  # type: ignore[attr-defined]
-        configs["logic"].ext_listen,  # type: ignore[attr-defined]
-        configs["connect"].tcp_listen,  # type: ignore[attr-defined]
-        configs["connect"].ws_listen,  # type: ignore[attr-defined]
-    ]
-    async with asyncio.timeout(60):
-        for addr in addrs:
-            host, port = config.split_host_port(addr)
-            while not redis_client.port_open("127.0.0.1" if host == "0.0.0.0" else host, port):
-                for name, child in children.items():
-                    if child.poll() is not None:
-                        raise SystemExit(f"gim: {name} exited with code {child.returncode}")
-                await asyncio.sleep(0.1)
 
 
 async def _demo(configs: dict[str, config.BaseConfig], dev_code: str) -> list[tuple[str, int, int, str]]:
@@ -143,25 +142,3 @@ def _print_banner(configs: dict[str, config.BaseConfig], demo: list[tuple[str, i
         lines.append(f"  phone {phone}  user_id {user_id}  device_id {device_id}  token {token}")
     lines.append("")
     print("\n".join(lines), flush=True)
-
-
-async def _watch(children: dict[str, subprocess.Popen[bytes]], stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        for name, child in children.items():
-            if child.poll() is not None:
-                _log.error("service_exited", service=name, code=child.returncode)
-                stop.set()
-                return
-        await asyncio.sleep(0.5)
-
-
-def _stop_child(name: str, child: subprocess.Popen[bytes] | None, timeout: float = 15.0) -> None:
-    if child is None or child.poll() is not None:
-        return
-    child.send_signal(signal.SIGTERM)
-    try:
-        child.wait(timeout)
-    except subprocess.TimeoutExpired:
-        _log.warning("service_killed", service=name)
-        child.kill()
-        child.wait()

@@ -1,0 +1,292 @@
+"""A local deployment: business, logic and connect nodes as child processes.
+
+    specs = local_nodes(database_url=db, redis_url=redis, logic=2, connect=2, dev_code="0000")
+    async with Launcher(specs, log_dir=tmp) as cluster:
+        cluster.addr("connect-1", "tcp")           # '127.0.0.1:41234'
+        await cluster.kill("connect-1")            # SIGKILL, by PID
+        await cluster.restart("connect-1")         # same ports, same environment
+
+Each node runs `python -P -m gim.cmd.<service>` in its own session (so a Ctrl-C reaches
+only the parent), configured by environment variables (`GIM_<SERVICE>_<KEY>`), and
+counts as started once every one of its listeners accepts connections. `gim run` and the
+multi-node tests both start their nodes here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import signal
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+from gim.pkg import config, log
+from gim.pkg.redis_client import free_port
+
+_log = log.get("launcher")
+
+SERVICES = ("business", "logic", "connect")  # start order; stopped in reverse
+LISTENERS = {"business": ("int", "ext"), "logic": ("int", "ext"), "connect": ("int", "tcp", "ws")}
+
+
+class LaunchError(RuntimeError):
+    """A node exited or did not listen in time."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeSpec:
+    """One node: its `listen` addresses (listener name -> host:port, what it binds) and the
+    environment it gets on top of the launcher's."""
+
+    name: str
+    service: str
+    listen: Mapping[str, str]
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def addr(self, listener: str) -> str:
+        """Where to reach `listener` from this machine (a wildcard bind -> loopback)."""
+        host, port = config.split_host_port(self.listen[listener], listener)
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class Node:
+    """A running (or stopped) node process."""
+
+    def __init__(self, spec: NodeSpec) -> None:
+        self.spec = spec
+        self.process: asyncio.subprocess.Process | None = None
+        self.starts = 0
+        self.log_path: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    def addr(self, listener: str) -> str:
+        return self.spec.addr(listener)
+
+    async def spawn(self, env: Mapping[str, str], log_dir: Path | None, python: str) -> None:
+        output: IO[bytes] | None = None
+        if log_dir is not None:
+            self.log_path = log_dir / f"{self.name}.log"
+            output = self.log_path.open("ab")
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                python, "-P", "-m", f"gim.cmd.{self.spec.service}",
+                env={**env, **self.spec.env}, stdin=asyncio.subprocess.DEVNULL,
+                stdout=output, stderr=output, start_new_session=True,
+            )  # fmt: skip
+        finally:
+            if output is not None:
+                output.close()  # the child has its own copy
+        self.starts += 1
+        _log.info("node_spawned", node=self.name, pid=self.process.pid)
+
+    async def wait_ready(self) -> None:
+        """Until every listener accepts a connection; LaunchError if the process exits."""
+        for listener in LISTENERS[self.spec.service]:
+            host, port = config.split_host_port(self.addr(listener))
+            while not await _accepts(host, port):
+                if not self.running:
+                    raise LaunchError(f"{self.name} exited with code {self.returncode}{self._log_tail()}")
+                await asyncio.sleep(0.05)
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.returncode if self.process is not None else None
+
+    async def signal(self, sig: int, timeout: float) -> int | None:
+        """Send `sig` by PID and wait (bounded) for the exit; returns the exit code."""
+        if self.process is None:
+            return None
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, sig)
+            async with asyncio.timeout(timeout):
+                await self.process.wait()
+        return self.process.returncode
+
+    async def stop(self, timeout: float) -> int | None:
+        """SIGTERM, then SIGKILL if it has not exited within `timeout`."""
+        try:
+            return await self.signal(signal.SIGTERM, timeout)
+        except TimeoutError:
+            _log.warning("node_killed", node=self.name, pid=self.pid)
+            return await self.signal(signal.SIGKILL, timeout)
+
+    def _log_tail(self, lines: int = 30) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        tail = self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        return "\n" + "\n".join(tail)
+
+
+async def _accepts(host: str, port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection(host, port)
+    except OSError:
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+class Launcher:
+    """Starts, kills, restarts and stops a set of nodes (see the module docstring).
+
+    `env`: the environment every node starts from (default: this process's); `log_dir`:
+    each node's stdout and stderr go to `<log_dir>/<name>.log` (default: inherited).
+    """
+
+    def __init__(
+        self,
+        specs: Iterable[NodeSpec],
+        *,
+        env: Mapping[str, str] | None = None,
+        log_dir: Path | None = None,
+        python: str = sys.executable,
+    ) -> None:
+        self.nodes = {spec.name: Node(spec) for spec in sorted(specs, key=lambda s: SERVICES.index(s.service))}
+        self.env = dict(os.environ if env is None else env)
+        self.log_dir = log_dir
+        self.python = python
+
+    def __getitem__(self, name: str) -> Node:
+        return self.nodes[name]
+
+    def of(self, service: str) -> list[Node]:
+        return [node for node in self.nodes.values() if node.spec.service == service]
+
+    def addr(self, name: str, listener: str) -> str:
+        return self.nodes[name].addr(listener)
+
+    def addrs(self, service: str, listener: str) -> list[str]:
+        """`listener` of every node of `service`, e.g. addrs("connect", "tcp")."""
+        return [node.addr(listener) for node in self.of(service)]
+
+    async def start(self, timeout: float = 60.0) -> None:
+        """Spawn every node, then wait until all listen; on failure stop what started."""
+        try:
+            for node in self.nodes.values():
+                await node.spawn(self.env, self.log_dir, self.python)
+            async with asyncio.timeout(timeout):
+                for node in self.nodes.values():
+                    await node.wait_ready()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def kill(self, name: str, sig: int = signal.SIGKILL, timeout: float = 30.0) -> int | None:
+        """Send `sig` (default SIGKILL) to one node and wait for it to exit."""
+        return await self.nodes[name].signal(sig, timeout)
+
+    async def terminate(self, name: str, timeout: float = 30.0) -> int | None:
+        return await self.nodes[name].stop(timeout)
+
+    async def restart(self, name: str, timeout: float = 60.0) -> None:
+        """Stop the node if it runs (SIGTERM), start it again, wait until it listens."""
+        node = self.nodes[name]
+        await node.stop(timeout)
+        await node.spawn(self.env, self.log_dir, self.python)
+        async with asyncio.timeout(timeout):
+            await node.wait_ready()
+
+    async def exited(self) -> Node:
+        """Wait until some running node exits on its own; returns it."""
+        waits = {
+            asyncio.ensure_future(node.process.wait()): node
+            for node in self.nodes.values()
+            if node.process is not None and node.running
+        }
+        if not waits:
+            raise LaunchError("no node is running")
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+        return waits[next(iter(done))]
+
+    async def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM connect nodes, then logic, then business (each group together);
+        whatever does not exit within `timeout` is killed."""
+        for service in reversed(SERVICES):
+            await asyncio.gather(*(node.stop(timeout) for node in self.of(service)))
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+
+def service_env(service: str, values: Mapping[str, object]) -> dict[str, str]:
+    """Config keys as the environment variables one service reads: {"int_listen": ..} ->
+    {"GIM_LOGIC_INT_LISTEN": ..}. Service-specific names win over any shared `GIM_<KEY>`."""
+    return {f"GIM_{service.upper()}_{key.upper()}": str(value) for key, value in values.items()}
+
+
+def local_nodes(
+    *,
+    database_url: str,
+    redis_url: str,
+    redis_prefix: str = "gim:",
+    logic: int = 1,
+    connect: int = 1,
+    dev_code: str = "",
+    host: str = "127.0.0.1",
+    extra: Mapping[str, str] | None = None,
+) -> list[NodeSpec]:
+    """business, `logic` logic nodes and `connect` connect nodes on free ports of `host`.
+
+    Logic and business get each other's internal addresses as peer lists; every connect
+    node gets the logic list and advertises its own ConnectInt address as `conn_addr`.
+    `extra`: more environment for every node (e.g. GIM_MESSAGE_SHARDS, GIM_LOG_LEVEL).
+    """
+
+    def ports(*names: str) -> dict[str, str]:
+        return {name: f"{host}:{free_port(host)}" for name in names}
+
+    business = ports("int", "ext")
+    logics = [ports("int", "ext") for _ in range(logic)]
+    connects = [ports("int", "tcp", "ws") for _ in range(connect)]
+    logic_peers = ",".join(listen["int"] for listen in logics)
+    storage = dict(database_url=database_url, redis_url=redis_url, redis_prefix=redis_prefix)
+    common = dict(extra or {})
+
+    def spec(name: str, service: str, listen: dict[str, str], **keys: object) -> NodeSpec:
+        listen_keys = {f"{listener}_listen": addr for listener, addr in listen.items()}
+        return NodeSpec(name, service, listen, {**common, **service_env(service, {**listen_keys, **keys})})
+
+    specs = [
+        spec("business", "business", business, **storage, logic_int_addr=logic_peers, dev_code=dev_code)
+    ]
+    specs += [
+        spec(f"logic-{i}", "logic", listen, **storage, business_int_addr=business["int"])
+        for i, listen in enumerate(logics, 1)
+    ]
+    specs += [
+        spec(f"connect-{i}", "connect", listen, redis_url=redis_url, redis_prefix=redis_prefix,
+             logic_int_addr=logic_peers, conn_addr=listen["int"])  # fmt: skip
+        for i, listen in enumerate(connects, 1)
+    ]
+    return specs
