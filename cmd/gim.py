@@ -4,6 +4,7 @@
     gim migrate    create the schema in the configured database (idempotent)
     gim migrate --sql   print the MySQL schema (sql/create_table.sql)
     gim client     chat from the terminal; `gim client send|listen` for scripts
+    gim bench      benchmark scenarios with their ceilings (BENCHMARKS.md)
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import asyncio
 import sys
 
+from gim.bench import cli as bench_cli
 from gim.client import cli as client_cli
 from gim.pkg import config, db, log
 from gim.pkg.schema import MessageShards
@@ -59,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     mig.add_argument("--sql", action="store_true", help="print the MySQL schema instead")
     mig.set_defaults(func=_migrate)
     client_cli.add_parser(sub)
+    bench_cli.add_parser(sub)
     for name in ("business", "logic", "connect"):
         svc = sub.add_parser(name, help=f"run the {name} service in this process")
         svc.set_defaults(func=lambda _args, name=name: _service(name))
