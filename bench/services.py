@@ -31,6 +31,7 @@ from gim.pkg.schema import user as user_table
 
 DEV_CODE = "0000"
 SEED_CHUNK = 1000
+TOKEN_BATCH = 50  # tokens issued concurrently (the Redis client's pool is bounded)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +101,9 @@ class Deployment:
     def __init__(self, store: Storage, launcher: Launcher) -> None:
         self.storage = store
         self.launcher = launcher
-        self.api = GimApi(launcher.addrs("logic", "ext")[0], launcher.addrs("business", "ext")[0], timeout=30)
+        # calls are balanced over every logic node
+        logic = ",".join(launcher.addrs("logic", "ext"))
+        self.api = GimApi(logic, launcher.addrs("business", "ext")[0], timeout=30)
 
     def pids(self, service: str) -> list[int]:
         return [node.pid for node in self.launcher.of(service) if node.pid is not None]
@@ -134,8 +137,8 @@ class Deployment:
         tokens = TokenStore(redis, self.storage.redis_prefix, ttl=3600)
         try:
             out: list[Device] = []
-            for i in range(0, count, SEED_CHUNK):
-                pairs = list(zip(users[i : i + SEED_CHUNK], device_ids[i : i + SEED_CHUNK], strict=True))
+            for i in range(0, count, TOKEN_BATCH):
+                pairs = list(zip(users[i : i + TOKEN_BATCH], device_ids[i : i + TOKEN_BATCH], strict=True))
                 issued = await asyncio.gather(*(tokens.issue(u, d) for u, d in pairs))
                 out.extend(Device(u, d, t) for (u, d), t in zip(pairs, issued, strict=True))
         finally:
