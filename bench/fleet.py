@@ -136,6 +136,7 @@ class Fleet:
         self.latencies = array("q")  # ns from send to arrival, one per bench delivery
         self.last_arrival: dict[int, int] = {}  # tag -> latest arrival (ns)
         self.lost_connections = 0
+        self.refused_sign_ins = 0
         self.delivered = 0
         self._target = 0
         self._reached: asyncio.Event | None = None
@@ -169,18 +170,24 @@ class Fleet:
         return client
 
     async def open(
-        self, devices: Sequence[Device], endpoints: Sequence[Endpoint], concurrency: int = 200, timeout: float = 60.0
+        self, devices: Sequence[Device], endpoints: Sequence[Endpoint], concurrency: int = 200, timeout: float = 60.0,
+        attempts: int = 3,
     ) -> list[LeanClient]:
         """Connect and sign in every device (device i at endpoint i % len); all or an error."""
         gate = asyncio.Semaphore(concurrency)
 
         async def one(i: int, device: Device) -> LeanClient:
             async with gate:
-                client = await self.connect(device, endpoints[i % len(endpoints)])
-                reply = await client.signed_in
-                if reply.code:
-                    raise RefusedError(f"sign-in of device {device.device_id}: {reply.code} {reply.message}")
-                return client
+                for attempt in range(1, attempts + 1):  # a refused sign-in connects again, like a client
+                    client = await self.connect(device, endpoints[i % len(endpoints)])
+                    reply = await client.signed_in
+                    if not reply.code:
+                        return client
+                    self.refused_sign_ins += 1
+                    client.close()
+                    if attempt == attempts:
+                        raise RefusedError(f"sign-in of device {device.device_id}: {reply.code} {reply.message}")
+            raise AssertionError("unreachable")
 
         async with asyncio.timeout(timeout):
             return list(await asyncio.gather(*(one(i, d) for i, d in enumerate(devices))))

@@ -72,6 +72,7 @@ async def run_room(opts: StorageOptions, p: RoomParams, connect_nodes: int = 1, 
         rep.results["deliveries_per_s"] = round(fleet.delivered / (time.perf_counter() - start))
         rep.results.update(ms_percentiles(fleet.latencies, "latency"))
         rep.results["push_failures"] = failures
+        rep.results["refused_sign_ins"] = fleet.refused_sign_ins
         rep.accounting = dataclasses.replace(fleet.accounting.summary(), sent=p.pushes)
         fleet.close()
     rep.set_ratio("deliveries_per_socket", "deliveries_per_s", "socket_writes_per_s")
