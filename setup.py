@@ -8,7 +8,7 @@ installed, so every folder is installed as a sub-package of one namespace: `gim.
 
 from setuptools import find_packages, setup
 
-SOURCE_FOLDERS = ["client", "cmd", "internal", "pkg"]
+SOURCE_FOLDERS = ["bench", "client", "cmd", "internal", "pkg"]
 
 packages = ["gim"] + [
     f"gim.{name}"

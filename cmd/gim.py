@@ -5,6 +5,7 @@
     gim migrate --sql   print the MySQL schema (sql/create_table.sql)
     gim client     chat from the terminal; `gim client send|listen` for scripts
     gim health HOST:PORT ...   exit 0 if every address accepts a connection (health checks)
+    gim bench      benchmark scenarios with their ceilings (BENCHMARKS.md)
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import asyncio
 import sys
 
+from gim.bench import cli as bench_cli
 from gim.client import cli as client_cli
 from gim.pkg import config, db, log
 from gim.pkg.schema import MessageShards
@@ -72,6 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     health = sub.add_parser("health", help="exit 0 if every HOST:PORT accepts a connection")
     health.add_argument("addrs", nargs="+", metavar="HOST:PORT")
     health.set_defaults(func=_health)
+    bench_cli.add_parser(sub)
     for name in ("business", "logic", "connect"):
         svc = sub.add_parser(name, help=f"run the {name} service in this process")
         svc.set_defaults(func=lambda _args, name=name: _service(name))

@@ -1,0 +1,97 @@
+"""`gim bench SCENARIO [options] --json PATH` (docs: BENCHMARKS.md, README "Performance").
+
+Exit code 0 only when every expected delivery arrived exactly once and in order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import resource
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from gim.bench.chat import GroupParams, SingleParams, SyncParams, run_group, run_single, run_sync
+from gim.bench.conn import ConnParams, run_conn
+from gim.bench.report import Report, progress
+from gim.bench.room import RoomParams, run_room
+from gim.bench.services import StorageOptions
+from gim.pkg import log
+
+PARAMS: dict[str, type] = {
+    "conn": ConnParams,
+    "single": SingleParams,
+    "group": GroupParams,
+    "room": RoomParams,
+    "sync": SyncParams,
+}
+SCENARIOS = [*PARAMS, "cluster"]
+
+
+def add_parser(sub: Any) -> None:
+    bench = sub.add_parser("bench", help="benchmark the services on this machine (BENCHMARKS.md)")
+    bench.add_argument("scenario", choices=SCENARIOS)
+    bench.add_argument("--json", default="", metavar="PATH", help="write the JSON document here ('-': stdout)")
+    bench.add_argument("--mysql", default="", metavar="URL", help="MySQL server (a fresh database, dropped after)")
+    bench.add_argument("--redis", default="", metavar="URL", help="Redis (a fresh key prefix, deleted after)")
+    bench.add_argument("--shards", type=int, default=10, help="message tables")
+    seen: set[str] = set()
+    for params in PARAMS.values():
+        for field in dataclasses.fields(params):
+            if field.name in seen:
+                continue
+            seen.add(field.name)
+            bench.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=None)
+    bench.set_defaults(func=main)
+
+
+def _params(cls: type, args: argparse.Namespace) -> Any:
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name) is not None}
+    return cls(**given)
+
+
+async def _cluster(opts: StorageOptions, args: argparse.Namespace) -> Report:
+    """single and room with 2 connect and 2 logic nodes; one report with both."""
+    from gim.bench.chat import run_single_on
+
+    single = await run_single_on(opts, _params(SingleParams, args), connect_nodes=2, logic_nodes=2)
+    room = await run_room(opts, _params(RoomParams, args), connect_nodes=2, logic_nodes=2)
+    rep = Report("cluster", {"single": single.params, "room": room.params})
+    for part, name in ((single, "single"), (room, "room")):
+        rep.results.update({f"{name}_{k}": v for k, v in part.results.items()})
+        rep.limit.update({f"{name}_{k}": v for k, v in part.limit.items()})
+        rep.ratio.update({f"{name}_{k}": v for k, v in part.ratio.items()})
+    rep.accounting = single.accounting + room.accounting
+    return rep
+
+
+def run(args: argparse.Namespace) -> Report:
+    opts = StorageOptions(mysql=args.mysql, redis=args.redis, shards=args.shards)
+    runners: dict[str, Callable[[], Awaitable[Report]]] = {
+        "conn": lambda: run_conn(opts, _params(ConnParams, args)),
+        "single": lambda: run_single(opts, _params(SingleParams, args)),
+        "group": lambda: run_group(opts, _params(GroupParams, args)),
+        "room": lambda: run_room(opts, _params(RoomParams, args)),
+        "sync": lambda: run_sync(opts, _params(SyncParams, args)),
+        "cluster": lambda: _cluster(opts, args),
+    }
+    return asyncio.run(runners[args.scenario]())
+
+
+def main(args: argparse.Namespace) -> None:
+    log.setup("warning")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    progress(f"scenario {args.scenario}")
+    rep = run(args)
+    print(rep.table(), flush=True)
+    if args.json:
+        rep.write_json(args.json)
+    if not rep.accounting.ok:
+        a = rep.accounting
+        sys.exit(
+            f"gim bench: delivery errors: lost {a.lost}, duplicated {a.duplicated}, "
+            f"out of order {a.out_of_order}, unexpected {a.unexpected}"
+        )

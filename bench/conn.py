@@ -1,0 +1,64 @@
+"""The `conn` scenario: N devices sign in (TCP, every `ws_every`-th over WebSocket) and
+stay connected; sign-ins/s, connect RSS per connection, heartbeat round trips at full load.
+
+The load generator runs in worker processes of at most `per_worker` connections (a
+process has 20,000 descriptors), each from its own source address 127.0.0.(2+i); the
+devices are spread over `nodes` connect processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from gim.bench.accounting import Summary
+from gim.bench.report import Report, ms_percentiles, progress, rss_kib
+from gim.bench.services import StorageOptions, deployment, storage
+from gim.bench.worker import WorkerPool
+
+
+@dataclasses.dataclass(frozen=True)
+class ConnParams:
+    devices: int = 19000  # N
+    nodes: int = 1  # connect processes
+    ws_every: int = 10  # every 10th connection over WebSocket (0: TCP only)
+    per_worker: int = 10000  # connections per load-generator process
+    concurrency: int = 200  # sign-ins in flight per worker
+    heartbeat_spread: float = 3.0  # seconds over which each connection sends one heartbeat
+
+
+async def run_conn(opts: StorageOptions, p: ConnParams) -> Report:
+    rep = Report("conn", dataclasses.asdict(p))
+    workers = -(-p.devices // p.per_worker)
+    async with storage(opts) as store, deployment(store, connect=p.nodes) as dep:
+        devices = await dep.seed(p.devices)
+        pids = dep.pids("connect")
+        rss_before = sum(map(rss_kib, pids))
+        progress(f"{p.devices} devices over {p.nodes} connect node(s), {workers} load-generator process(es)")
+        async with WorkerPool(workers) as pool:
+            commands = []
+            for w in range(workers):
+                source = f"127.0.0.{2 + w}"
+                tcp, ws = dep.endpoints(), dep.endpoints(ws=True)
+                endpoints = [[t.host, t.port, w.host, w.port, w.ws_url, source] for t, w in zip(tcp, ws, strict=True)]
+                share = devices[w :: workers]
+                commands.append({
+                    "op": "open", "endpoints": endpoints, "ws_every": p.ws_every, "concurrency": p.concurrency,
+                    "devices": [[d.user_id, d.device_id, d.token] for d in share],
+                })  # fmt: skip
+            opened = await pool.ask(commands, timeout=110)
+            signed = sum(o["signed"] for o in opened)
+            ramp = max(o["end"] for o in opened) - min(o["start"] for o in opened)
+            rss_after = sum(map(rss_kib, pids))
+            progress(f"{signed} signed in over {ramp:.1f} s; heartbeats over {p.heartbeat_spread:g} s")
+            beats = await pool.ask([{"op": "heartbeat", "spread": p.heartbeat_spread}] * workers, timeout=120)
+            rtts = [r for b in beats for r in b["rtts_ns"]]
+        rep.results["signed_in"] = signed
+        rep.results["sign_ins_per_s"] = round(signed / ramp) if ramp else 0
+        rep.results["connect_rss_mib"] = round(rss_after / 1024)
+        rep.results["rss_kib_per_conn"] = round((rss_after - rss_before) / max(signed, 1), 2)
+        rep.results.update(ms_percentiles(rtts, "heartbeat_rtt"))
+    failed = sum(o["failed"] for o in opened) + sum(b["failed"] for b in beats)
+    rep.accounting = Summary(
+        sent=p.devices + signed, expected=p.devices + signed, delivered=signed + len(rtts), lost=failed
+    )
+    return rep

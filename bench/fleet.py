@@ -1,0 +1,242 @@
+"""Many lean long connections in one process: an `asyncio.Protocol` each, no task each.
+
+`Fleet.open` connects and signs in devices with bounded concurrency; pushed messages go
+straight into the fleet's `Accounting` and latency samples; `request` sends one packet
+and waits for its answer (heartbeat, sync, subscribe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import socket
+import time
+from array import array
+from collections.abc import Sequence
+
+from gim.bench import wire
+from gim.bench.accounting import Accounting
+from gim.pkg.pb import connect_ext_pb2 as cx
+
+
+@dataclasses.dataclass(frozen=True)
+class Device:
+    user_id: int
+    device_id: int
+    token: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    """Where a client connects: TCP (host, port) or a WebSocket URL, from `source` (an IP)."""
+
+    host: str
+    port: int
+    ws_url: str = ""
+    source: str = ""
+
+
+class RefusedError(Exception):
+    """The server answered a request with an error code."""
+
+
+class LeanClient(asyncio.Protocol):
+    def __init__(self, fleet: Fleet, device: Device, framing: wire.Framing) -> None:
+        self.fleet = fleet
+        self.device = device
+        self.framing = framing
+        self.transport: asyncio.Transport | None = None
+        self.signed_in: asyncio.Future[wire.Reply] = fleet.loop.create_future()
+        self.closed: asyncio.Future[None] = fleet.loop.create_future()
+        self._waiting: dict[int, asyncio.Future[wire.Reply]] = {}
+        self._ids = itertools.count(2)
+        self._ws_open = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        opening = self.framing.opening()
+        if opening:
+            transport.write(opening)  # WebSocket handshake first; sign in once it is open
+        else:
+            self._sign_in()
+
+    def _sign_in(self) -> None:
+        d = self.device
+        self._waiting[1] = self.signed_in
+        self._write(wire.sign_in_body(d.user_id, d.device_id, d.token))
+
+    def _write(self, body: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(self.framing.frame(body))
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            bodies = self.framing.feed(data)
+        except Exception as exc:  # noqa: BLE001 - a broken stream ends this connection
+            self._fail(exc)
+            return
+        if isinstance(self.framing, wire.WsFraming):
+            pending = self.framing.take_pending()
+            if pending and self.transport is not None:
+                self.transport.write(pending)
+            if not self._ws_open:
+                self._ws_open = True
+                self._sign_in()
+        now = time.time_ns()
+        parse = self.fleet.downstream.parse
+        for body in bodies:
+            event = parse(body)
+            if type(event) is wire.Pushed:
+                self.fleet.on_push(self.device.device_id, event, now)
+            else:
+                waiter = self._waiting.pop(event.request_id, None)  # type: ignore[union-attr]
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(event)  # type: ignore[arg-type]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(exc or ConnectionResetError("connection closed"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+        self.fleet.lost_connections += 1
+
+    def _fail(self, exc: BaseException) -> None:
+        for waiter in [self.signed_in, *self._waiting.values()]:
+            if not waiter.done():
+                waiter.set_exception(exc)
+                waiter.exception()  # retrieved: a closed idle client is not an error by itself
+        self._waiting.clear()
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def request(self, package_type: int, data: bytes = b"") -> wire.Reply:
+        request_id = next(self._ids)
+        waiter = self.fleet.loop.create_future()
+        self._waiting[request_id] = waiter
+        self._write(wire.input_body(package_type, request_id, data))
+        reply: wire.Reply = await waiter
+        if reply.code:
+            raise RefusedError(f"{reply.code}: {reply.message}")
+        return reply
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class Fleet:
+    """Clients of one process; deliveries counted in `accounting`, latencies in ns."""
+
+    def __init__(self, accounting: Accounting | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.accounting = accounting or Accounting()
+        self.downstream = wire.Downstream()
+        self.clients: list[LeanClient] = []
+        self.latencies = array("q")  # ns from send to arrival, one per bench delivery
+        self.last_arrival: dict[int, int] = {}  # tag -> latest arrival (ns)
+        self.lost_connections = 0
+        self.refused_sign_ins = 0
+        self.delivered = 0
+        self._target = 0
+        self._reached: asyncio.Event | None = None
+
+    def on_push(self, device_id: int, event: wire.Pushed, now_ns: int) -> None:
+        self.accounting.delivered(device_id, event.seq)
+        if event.sent_ns:
+            self.latencies.append(now_ns - event.sent_ns)
+            if now_ns > self.last_arrival.get(event.tag, 0):
+                self.last_arrival[event.tag] = now_ns
+        self.delivered += 1
+        if self.delivered >= self._target and self._reached is not None:
+            self._reached.set()
+
+    async def connect(self, device: Device, endpoint: Endpoint) -> LeanClient:
+        framing: wire.Framing = wire.WsFraming(endpoint.ws_url) if endpoint.ws_url else wire.TcpFraming()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if endpoint.source:
+                # port chosen at connect time, per destination: more than 28k sockets per source IP
+                sock.setsockopt(socket.IPPROTO_IP, 24, 1)  # IP_BIND_ADDRESS_NO_PORT
+                sock.bind((endpoint.source, 0))
+            await self.loop.sock_connect(sock, (endpoint.host, endpoint.port))
+        except BaseException:
+            sock.close()
+            raise
+        _, client = await self.loop.create_connection(lambda: LeanClient(self, device, framing), sock=sock)
+        self.clients.append(client)
+        return client
+
+    async def open(
+        self, devices: Sequence[Device], endpoints: Sequence[Endpoint], concurrency: int = 200, timeout: float = 60.0,
+        attempts: int = 3,
+    ) -> list[LeanClient]:
+        """Connect and sign in every device (device i at endpoint i % len); all or an error."""
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(i: int, device: Device) -> LeanClient:
+            async with gate:
+                for attempt in range(1, attempts + 1):  # a refused sign-in connects again, like a client
+                    client = await self.connect(device, endpoints[i % len(endpoints)])
+                    reply = await client.signed_in
+                    if not reply.code:
+                        return client
+                    self.refused_sign_ins += 1
+                    client.close()
+                    if attempt == attempts:
+                        raise RefusedError(f"sign-in of device {device.device_id}: {reply.code} {reply.message}")
+            raise AssertionError("unreachable")
+
+        async with asyncio.timeout(timeout):
+            return list(await asyncio.gather(*(one(i, d) for i, d in enumerate(devices))))
+
+    async def subscribe_room(self, clients: Sequence[LeanClient], room_id: int, concurrency: int = 500) -> None:
+        data = cx.SubscribeRoomInput(room_id=room_id).SerializeToString()
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(client: LeanClient) -> None:
+            async with gate:
+                await client.request(cx.PT_SUBSCRIBE_ROOM, data)
+
+        await asyncio.gather(*(one(c) for c in clients))
+
+    async def heartbeats(self, clients: Sequence[LeanClient], spread: float) -> array[int]:
+        """One heartbeat per client, started evenly over `spread` seconds; round trips in ns."""
+        rtts = array("q")
+        step = spread / max(len(clients), 1)
+        start = self.loop.time()
+
+        async def one(i: int, client: LeanClient) -> None:
+            await asyncio.sleep(max(0.0, start + i * step - self.loop.time()))
+            t0 = time.perf_counter_ns()
+            await client.request(cx.PT_HEARTBEAT)
+            rtts.append(time.perf_counter_ns() - t0)
+
+        await asyncio.gather(*(one(i, c) for i, c in enumerate(clients)))
+        return rtts
+
+    async def wait_delivered(self, timeout: float) -> bool:
+        """Until as many deliveries as expected pairs have arrived, or `timeout` (False)."""
+        return await self.wait_count(self.accounting.expected_count(), timeout)
+
+    async def wait_count(self, target: int, timeout: float) -> bool:
+        """Until `target` deliveries in all have arrived, or `timeout` (then False)."""
+        self._target = target
+        self._reached = asyncio.Event()
+        if self.delivered >= target:
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                await self._reached.wait()
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._reached = None
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+        self.clients.clear()

@@ -1,0 +1,109 @@
+"""A benchmark's outcome: figures, ceilings, ratios, accounting; printed and as JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from gim.bench.accounting import Summary
+
+
+def percentile(samples: Iterable[int | float], q: float) -> float:
+    """The q-th percentile (0..100) by nearest rank; 0 for no samples."""
+    ordered = sorted(samples)
+    if not ordered:
+        return 0.0
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return float(ordered[rank])
+
+
+def ms_percentiles(samples_ns: Iterable[int], prefix: str) -> dict[str, float]:
+    ordered = sorted(samples_ns)
+    return {f"{prefix}_p50_ms": round(percentile(ordered, 50) / 1e6, 2), f"{prefix}_p99_ms": round(percentile(ordered, 99) / 1e6, 2)}
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process (Linux /proc), KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+@dataclasses.dataclass
+class Report:
+    scenario: str
+    params: dict[str, Any]
+    results: dict[str, float] = dataclasses.field(default_factory=dict)
+    limit: dict[str, float] = dataclasses.field(default_factory=dict)
+    ratio: dict[str, float] = dataclasses.field(default_factory=dict)
+    accounting: Summary = dataclasses.field(default_factory=lambda: Summary(0, 0, 0))
+
+    def set_ratio(self, name: str, figure: str, limit: str) -> None:
+        if self.limit.get(limit):
+            self.ratio[name] = round(self.results[figure] / self.limit[limit], 3)
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "params": self.params,
+            "results": self.results,
+            "limit": self.limit,
+            "ratio": self.ratio,
+            "accounting": self.accounting.as_dict(),
+            "machine": machine(),
+        }
+
+    def write_json(self, path: str) -> None:
+        text = json.dumps(self.document(), indent=2) + "\n"
+        if path == "-":
+            sys.stdout.write(text)
+        else:
+            Path(path).write_text(text)
+
+    def table(self) -> str:
+        rows: list[tuple[str, str]] = [("scenario", self.scenario)]
+        rows += [(f"param {k}", str(v)) for k, v in self.params.items()]
+        rows += [(k, _fmt(v)) for k, v in self.results.items()]
+        rows += [(f"limit {k}", _fmt(v)) for k, v in self.limit.items()]
+        rows += [(f"ratio {k}", _fmt(v)) for k, v in self.ratio.items()]
+        rows += [(f"accounting {k}", str(v)) for k, v in self.accounting.as_dict().items()]
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:g}"
+
+
+def combined_table(reports: Mapping[str, Report]) -> str:
+    """One line per scenario: the figures and ratios side by side (for the README)."""
+    lines = ["| scenario | figures | limits | ratio | lost/dup/ooo |", "|---|---|---|---|---|"]
+    for name, rep in reports.items():
+        figures = ", ".join(f"{k} {_fmt(v)}" for k, v in rep.results.items())
+        limits = ", ".join(f"{k} {_fmt(v)}" for k, v in rep.limit.items()) or "-"
+        ratios = ", ".join(f"{k} {_fmt(v)}" for k, v in rep.ratio.items()) or "-"
+        a = rep.accounting
+        lines.append(f"| {name} | {figures} | {limits} | {ratios} | {a.lost}/{a.duplicated}/{a.out_of_order} |")
+    return "\n".join(lines)
+
+
+def progress(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)

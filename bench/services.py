@@ -1,0 +1,187 @@
+"""What a benchmark runs against: its own storage and its own gim nodes.
+
+`Storage` is a fresh database (a temporary SQLite file by default, or a new MySQL
+database on `--mysql`) and a fresh Redis key prefix (an embedded redis-server by default,
+or `--redis`), both removed afterwards. `Deployment` starts business, logic and connect
+nodes on loopback with `gim.internal.launcher` and seeds users, devices and tokens
+directly in storage (the set-up is not what is measured).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gim.bench.fleet import Device, Endpoint
+from gim.client.api import Credentials, GimApi
+from gim.internal.business.tokens import TokenStore
+from gim.internal.launcher import Launcher, local_nodes
+from gim.pkg import db, redis_client
+from gim.pkg.schema import MessageShards
+from gim.pkg.schema import device as device_table
+from gim.pkg.schema import user as user_table
+
+DEV_CODE = "0000"
+SEED_CHUNK = 1000
+TOKEN_BATCH = 50  # tokens issued concurrently (the Redis client's pool is bounded)
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageOptions:
+    mysql: str = ""  # server URL; empty = a temporary SQLite file
+    redis: str = ""  # URL; empty = an embedded redis-server
+    shards: int = 10
+
+
+@dataclasses.dataclass
+class Storage:
+    database_url: str
+    redis_url: str
+    redis_prefix: str
+    shards: MessageShards
+    engine: AsyncEngine
+    folder: Path
+
+
+@contextlib.asynccontextmanager
+async def storage(options: StorageOptions) -> AsyncIterator[Storage]:
+    run = uuid.uuid4().hex[:10]
+    with tempfile.TemporaryDirectory(prefix="gim-bench-") as tmp:
+        folder = Path(tmp)
+        if options.mysql:
+            url = db.normalize_url(options.mysql).set(database=f"gim_bench_{run}")
+            database_url = url.render_as_string(hide_password=False)
+        else:
+            database_url = f"sqlite+aiosqlite:///{folder / 'gim.db'}"
+        embedded = None
+        redis_url = options.redis
+        if not redis_url:
+            embedded = redis_client.EmbeddedRedis(folder / "redis", redis_client.free_port(), persist=False)
+            await embedded.start()
+            redis_url = embedded.url
+        prefix = f"gimbench:{run}:"
+        shards = MessageShards(options.shards)
+        engine = None
+        try:
+            await db.ensure_database(database_url)
+            engine = db.create_engine(database_url)
+            await db.migrate(engine, shards)
+            yield Storage(database_url, redis_url, prefix, shards, engine, folder)
+        finally:
+            if engine is not None:
+                await engine.dispose()
+            await db.drop_database(database_url)
+            if embedded is not None:
+                embedded.stop()
+            elif redis_url:
+                await _drop_prefix(redis_url, prefix)
+
+
+async def _drop_prefix(url: str, prefix: str) -> None:
+    client = redis_client.connect(url)
+    try:
+        keys = [key async for key in client.scan_iter(match=prefix + "*", count=1000)]
+        for i in range(0, len(keys), 1000):
+            await client.delete(*keys[i : i + 1000])
+    finally:
+        await client.aclose()
+
+
+class Deployment:
+    """Nodes started by the launcher, and the seeding and API helpers a scenario needs."""
+
+    def __init__(self, store: Storage, launcher: Launcher) -> None:
+        self.storage = store
+        self.launcher = launcher
+        # calls are balanced over every logic node
+        logic = ",".join(launcher.addrs("logic", "ext"))
+        self.api = GimApi(logic, launcher.addrs("business", "ext")[0], timeout=30)
+
+    def pids(self, service: str) -> list[int]:
+        return [node.pid for node in self.launcher.of(service) if node.pid is not None]
+
+    def endpoints(self, ws: bool = False, source: str = "") -> list[Endpoint]:
+        """One endpoint per connect node: its TCP listener, or its WebSocket one."""
+        out = []
+        for node in self.launcher.of("connect"):
+            addr = node.addr("ws" if ws else "tcp")
+            host, port = addr.rsplit(":", 1)
+            out.append(Endpoint(host, int(port), f"ws://{addr}/ws" if ws else "", source))
+        return out
+
+    async def seed(self, count: int) -> list[Device]:
+        """`count` new users, one device each, each with a live token."""
+        engine = self.storage.engine
+        run = uuid.uuid4().hex[:6]
+        phones = [f"b{run}{i:09d}" for i in range(count)]
+        async with engine.begin() as conn:
+            for i in range(0, count, SEED_CHUNK):
+                chunk = phones[i : i + SEED_CHUNK]
+                await conn.execute(user_table.insert().values([{"phone_number": p, "nickname": p[-6:]} for p in chunk]))
+                await conn.execute(device_table.insert().values([{"type": 1, "brand": run} for _ in chunk]))
+            query = sa.select(user_table.c.phone_number, user_table.c.id).where(user_table.c.phone_number.like(f"b{run}%"))
+            by_phone = dict((await conn.execute(query)).all())
+            device_ids = list(
+                await conn.scalars(sa.select(device_table.c.id).where(device_table.c.brand == run).order_by(device_table.c.id))
+            )
+        users = [int(by_phone[p]) for p in phones]
+        redis = redis_client.connect(self.storage.redis_url)
+        tokens = TokenStore(redis, self.storage.redis_prefix, ttl=3600)
+        try:
+            out: list[Device] = []
+            for i in range(0, count, TOKEN_BATCH):
+                pairs = list(zip(users[i : i + TOKEN_BATCH], device_ids[i : i + TOKEN_BATCH], strict=True))
+                issued = await asyncio.gather(*(tokens.issue(u, d) for u, d in pairs))
+                out.extend(Device(u, d, t) for (u, d), t in zip(pairs, issued, strict=True))
+        finally:
+            await redis.aclose()
+        return out
+
+    async def close(self) -> None:
+        await self.api.close()
+
+
+def credentials(device: Device) -> Credentials:
+    return Credentials(device.user_id, device.device_id, device.token)
+
+
+@contextlib.asynccontextmanager
+async def deployment(
+    store: Storage, logic: int = 1, connect: int = 1, log_level: str = "warning"
+) -> AsyncIterator[Deployment]:
+    specs = local_nodes(
+        database_url=store.database_url,
+        redis_url=store.redis_url,
+        redis_prefix=store.redis_prefix,
+        logic=logic,
+        connect=connect,
+        dev_code=DEV_CODE,
+        extra={"GIM_MESSAGE_SHARDS": str(store.shards.count), "GIM_LOG_LEVEL": log_level},
+    )
+    async with Launcher(specs, log_dir=store.folder) as launcher:
+        deployed = Deployment(store, launcher)
+        try:
+            yield deployed
+        finally:
+            await deployed.close()
+
+
+async def current_seqs(store: Storage, user_ids: list[int]) -> dict[int, int]:
+    """Each user's highest seq so far (0 for none)."""
+    from gim.pkg.schema import SEQ_OBJECT_USER
+    from gim.pkg.schema import seq as seq_table
+
+    query = sa.select(seq_table.c.object_id, seq_table.c.seq).where(
+        seq_table.c.object_type == SEQ_OBJECT_USER, seq_table.c.object_id.in_(user_ids)
+    )
+    async with store.engine.connect() as conn:
+        found = {int(u): int(s) for u, s in await conn.execute(query)}
+    return {u: found.get(u, 0) for u in user_ids}
