@@ -76,8 +76,15 @@ async def test_concurrent_group_sends_keep_every_member_gapless(cluster) -> None
     create = lx.CreateGroupReq(name="busy", member_ids=[m.user_id for m in members[1:]])
     group_id = (await api.call(api.logic.CreateGroup, create, members[0])).group_id
     senders = members[:6]
-    sends = [api.send_message(s, cx.RT_GROUP, group_id, text(f"{s.user_id}/{i}")) for s in senders for i in range(5)]
-    await asyncio.gather(*sends)
+    watchers = await asyncio.gather(*(cluster.online(m) for m in members[-3:]))
+    try:
+        sends = [api.send_message(s, cx.RT_GROUP, group_id, text(f"{s.user_id}/{i}")) for s in senders for i in range(5)]
+        await asyncio.gather(*sends)
+        for conn in watchers:  # pushes leave logic in seq order, whatever the senders' timing
+            seqs = [(await conn.next_message()).seq for _ in range(len(sends))]
+            assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), seqs
+    finally:
+        await asyncio.gather(*(c.close() for c in watchers))
     for member in members:
         history = await stored(cluster, member.user_id)
         assert_gapless(history)

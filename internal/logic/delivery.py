@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Hashable, Iterable
 
 import grpc
 from grpc import aio
@@ -20,6 +20,65 @@ Target = tuple[OnlineDevice, connect_ext_pb2.MessageSend]
 
 # A node whose liveness key is gone (pkg/nodes.py) is most likely dead: one short try.
 SUSPECT_TIMEOUT = 1.0
+
+
+class _Job:
+    def __init__(self, keys: list[Hashable]) -> None:
+        loop = asyncio.get_running_loop()
+        self.keys = keys
+        self.seqs: dict[Hashable, int] | None = None  # None until the job has its seqs
+        self.known: asyncio.Future[None] = loop.create_future()
+        self.done: asyncio.Future[None] = loop.create_future()
+
+
+class SeqOrder:
+    """Deliveries of one logic process leave in seq order, per user (or room).
+
+    Concurrent sends to one user commit in seq order, but their deliveries run in
+    independent tasks; a later seq could overtake an earlier one on the way to the socket.
+    A send registers (`start`) before it allocates seqs, then `turn` waits for every other
+    registered send sharing a key that has no seqs yet or a lower seq for that key, and
+    `finish` lets the later ones go. Waits only point at lower seqs, so they cannot form a
+    cycle. Pushes from two logic nodes may still cross: clients order by seq.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: dict[Hashable, list[_Job]] = defaultdict(list)
+
+    def start(self, keys: Iterable[Hashable]) -> _Job:
+        job = _Job(list(dict.fromkeys(keys)))
+        for key in job.keys:
+            self._jobs[key].append(job)
+        return job
+
+    async def turn(self, job: _Job, seqs: dict[Hashable, int]) -> None:
+        job.seqs = {k: v for k, v in seqs.items() if v}  # seq 0 (not stored): no order
+        job.known.set_result(None)
+        while waits := self._blockers(job):
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+
+    def _blockers(self, job: _Job) -> set[asyncio.Future[None]]:
+        assert job.seqs is not None
+        waits = set()
+        for key, seq in job.seqs.items():
+            for other in self._jobs[key]:
+                if other is job or other.done.done():
+                    continue
+                if other.seqs is None:
+                    waits.add(other.known)
+                elif other.seqs.get(key, seq) < seq:
+                    waits.add(other.done)
+        return waits
+
+    def finish(self, job: _Job) -> None:
+        if not job.known.done():
+            job.known.set_result(None)
+        job.done.set_result(None)
+        for key in job.keys:
+            jobs = self._jobs[key]
+            jobs.remove(job)
+            if not jobs:
+                del self._jobs[key]
 
 
 class Deliverer:

@@ -7,7 +7,7 @@ import dataclasses
 from google.protobuf.message import Message
 
 from gim.internal.logic.acks import AckStore
-from gim.internal.logic.delivery import Deliverer
+from gim.internal.logic.delivery import Deliverer, SeqOrder
 from gim.internal.logic.devices import DeviceStore
 from gim.internal.logic.group_store import GroupStore
 from gim.internal.logic.message_store import DuplicateSend, MessageRow, MessageStore, StoredMessage
@@ -54,6 +54,7 @@ class MessageService:
         self.groups = groups
         self.rooms = rooms
         self.nodes = nodes
+        self._order = SeqOrder()
         self.users = users
         self.acks = acks
         self.deliverer = deliverer
@@ -148,19 +149,24 @@ class MessageService:
     ) -> int:
         """Store (if `persist`) for every recipient, then deliver; the sender's own seq.
         `users`: user info already at hand (the sender's is pushed with the message)."""
+        job = self._order.start(recipients)
         try:
-            seqs = await self.store.store(row, recipients) if persist else dict.fromkeys(recipients, 0)
-        except DuplicateSend as retry:  # delivered (or synced) the first time
-            _log.info("send_retry_recognised", sender_id=sender.sender_id, request_id=row.request_id, seq=retry.seq)
-            return retry.seq
-        own_seq = seqs.get(sender.sender_id, 0) if sender.sender_type == cx.ST_USER else 0
-        try:
-            # Stored: from here on nothing may fail the send, or a retry would store it twice.
-            if own_seq and sender.device_id:
-                await self.acks.ack(sender.sender_id, sender.device_id, own_seq)
-            await self._deliver(sender, row, seqs, users or {})
-        except Exception:
-            _log.exception("deliver_after_store_failed", sender_id=sender.sender_id, recipients=len(seqs))
+            try:
+                seqs = await self.store.store(row, recipients) if persist else dict.fromkeys(recipients, 0)
+            except DuplicateSend as retry:  # delivered (or synced) the first time
+                _log.info("send_retry_recognised", sender_id=sender.sender_id, request_id=row.request_id, seq=retry.seq)
+                return retry.seq
+            own_seq = seqs.get(sender.sender_id, 0) if sender.sender_type == cx.ST_USER else 0
+            try:
+                # Stored: from here on nothing may fail the send, or a retry would store it twice.
+                await self._order.turn(job, dict(seqs))
+                if own_seq and sender.device_id:
+                    await self.acks.ack(sender.sender_id, sender.device_id, own_seq)
+                await self._deliver(sender, row, seqs, users or {})
+            except Exception:
+                _log.exception("deliver_after_store_failed", sender_id=sender.sender_id, recipients=len(seqs))
+        finally:
+            self._order.finish(job)
         _log.debug("message_sent", sender_id=sender.sender_id, receiver_id=row.receiver_id, recipients=len(seqs))
         return own_seq
 

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gim.internal.logic.delivery import Deliverer
+from gim.internal.logic.delivery import Deliverer, SeqOrder
 from gim.internal.logic.devices import OnlineDevice
 from gim.internal.logic.users import UserClient
 from gim.internal.logic.wire import now_ms, sender_pb, validate_content
@@ -87,6 +87,7 @@ class RoomService:
         self.deliverer = deliverer
         self.max_content_bytes = max_content_bytes
         self.keep_seconds = keep_seconds
+        self._order = SeqOrder()
 
     def _key(self, room_id: int) -> str:
         return f"{self._prefix}room:{room_id}"
@@ -105,22 +106,29 @@ class RoomService:
         if room_id <= 0:
             raise bad_request("room_id must be positive")
         validate_content(message_type, content, self.max_content_bytes)
-        message = cx.Message(
-            sender=await self._sender(sender_type, sender_id),
-            receiver_type=cx.RT_ROOM,
-            receiver_id=room_id,
-            message_type=message_type,  # type: ignore[arg-type]
-            message_content=content,
-            seq=await self.seqs.next(room_id),
-            send_time=send_time or now_ms(),
-            status=cx.MS_NORMAL,
-        )
-        if is_persist:
-            await self._keep(room_id, message)
-        payload = connect_int_pb2.PushRoomMsg(room_id=room_id, message_send=cx.MessageSend(message=message))
-        receivers = await self._redis.publish(broadcast.room_channel(self._prefix), payload.SerializeToString())
-        _log.debug("room_pushed", room_id=room_id, seq=message.seq, kept=is_persist, nodes=receivers)
-        return message.seq
+        sender = await self._sender(sender_type, sender_id)
+        job = self._order.start([room_id])
+        try:
+            seq = await self.seqs.next(room_id)
+            await self._order.turn(job, {room_id: seq})  # published in seq order
+            message = cx.Message(
+                sender=sender,
+                receiver_type=cx.RT_ROOM,
+                receiver_id=room_id,
+                message_type=message_type,  # type: ignore[arg-type]
+                message_content=content,
+                seq=seq,
+                send_time=send_time or now_ms(),
+                status=cx.MS_NORMAL,
+            )
+            if is_persist:
+                await self._keep(room_id, message)
+            payload = connect_int_pb2.PushRoomMsg(room_id=room_id, message_send=cx.MessageSend(message=message))
+            receivers = await self._redis.publish(broadcast.room_channel(self._prefix), payload.SerializeToString())
+        finally:
+            self._order.finish(job)
+        _log.debug("room_pushed", room_id=room_id, seq=seq, kept=is_persist, nodes=receivers)
+        return seq
 
     async def push_all(self, message_type: int, content: bytes, send_time: int) -> None:
         """Broadcast to every signed-in connection of every connect node (sender ST_BUSINESS)."""
