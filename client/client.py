@@ -326,7 +326,7 @@ class Client:
 
     async def _resubscribe(self, conn: LongConnection) -> None:
         try:
-            await self._subscribe(conn, self._rooms.room_id, self._rooms.last)
+            await self._subscribe(conn, self._rooms.room_id, self._rooms.subscribe(self._rooms.room_id))
         except GimError as exc:
             _log.warning("room_resubscribe_refused", room_id=self._rooms.room_id, code=int(exc.code))
 

@@ -99,24 +99,41 @@ class Sequencer:
 
 
 class RoomSeqs:
-    """Room messages: per-room seqs, deduplicated, never synced (rooms replay on subscribe)."""
+    """Room messages: per-room seqs, each delivered once, never synced.
+
+    A room message can come twice or out of order: live pushes (pub/sub) and the replay
+    of kept messages on (re)subscribe reach the connection by different paths. So seen
+    seqs are remembered (the last `WINDOW`), not just the highest, and a resubscription
+    asks for the kept messages from `LOOK_BACK` before the highest seen, so one that was
+    in flight when the connection dropped still comes; the duplicates are dropped here.
+    """
+
+    WINDOW = 4096
+    LOOK_BACK = 256
 
     def __init__(self) -> None:
         self.room_id = 0
         self.last = 0
+        self._seen: set[int] = set()
 
     def subscribe(self, room_id: int) -> int:
-        """Switch rooms; returns the seq to resubscribe after (0 for a new room)."""
+        """Switch rooms; returns the seq to (re)subscribe after (0 for a new room)."""
         if room_id != self.room_id:
             self.room_id, self.last = room_id, 0
-        return self.last
+            self._seen.clear()
+        # seq 0 asks for no replay at all, so a look-back never goes below 1
+        return max(self.last - self.LOOK_BACK, 1) if self.last else 0
 
     def accept(self, message: cx.Message) -> bool:
         if message.receiver_id != self.room_id:
             return False
         if message.seq == 0:
             return True
-        if message.seq <= self.last:
+        if message.seq in self._seen or message.seq <= self.last - self.WINDOW:
             return False
-        self.last = message.seq
+        self._seen.add(message.seq)
+        if message.seq > self.last:
+            self.last = message.seq
+            if len(self._seen) > 2 * self.WINDOW:
+                self._seen = {s for s in self._seen if s > self.last - self.WINDOW}
         return True
