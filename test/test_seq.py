@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections import defaultdict
 
@@ -67,3 +68,17 @@ async def test_group_sized_store_allocates_one_seq_per_member(engine) -> None:  
     assert first == dict.fromkeys(members, 1)
     for member in members:
         assert sorted([second[member], third[member]]) == [2, 3]
+
+
+async def test_a_send_the_database_refuses_fails_alone(engine) -> None:  # type: ignore[no-untyped-def]
+    """Sends stored together in one batch: one the database refuses does not take the
+    others down, and leaves no gap in anybody's seqs."""
+    store = MessageStore(engine, MessageShards(SHARDS))
+    base = random.randrange(10**9, 10**12)
+    good = [store.store(row(base + i, base + 100), [base + i, base + 100]) for i in range(10)]
+    refused = dataclasses.replace(row(base + 50, base + 100), content=None)  # type: ignore[arg-type]  # NOT NULL
+    results = await asyncio.gather(*good, store.store(refused, [base + 50, base + 100]), return_exceptions=True)
+    assert isinstance(results[-1], Exception), results[-1]
+    seqs = [r[base + 100] for r in results[:-1]]  # type: ignore[index]
+    assert sorted(seqs) == list(range(1, 11)), "the receiver's seqs stay gapless"
+    assert await store.max_seq(base + 50) == 0, "the refused send allocated nothing"

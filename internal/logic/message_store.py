@@ -5,13 +5,19 @@ recipients are allocated by one upsert on the `seq` table, inside the same
 transaction as the row inserts: the upsert locks each seq row until commit, so
 concurrent senders queue on it instead of reading the same value, and a failed
 insert rolls the increment back (no gap, no duplicate).
+
+Sends that arrive while earlier ones are being written are stored together: one
+transaction, one upsert (each user's seq raised by the number of its messages in the
+batch), one multi-row insert per shard. A batch is all or nothing; when it fails for
+another reason than a deadlock, its sends are tried one by one, so that one bad send
+fails alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections import defaultdict
+from collections import Counter, defaultdict, deque
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
@@ -63,11 +69,28 @@ class StoredMessage:
     row: MessageRow
 
 
+@dataclasses.dataclass
+class _Pending:
+    row: MessageRow
+    users: list[int]
+    future: asyncio.Future[dict[int, int]]
+
+
+def _may_be_retry(pending: _Pending) -> bool:
+    row = pending.row
+    return bool(row.request_id) and row.sender_type == cx.ST_USER and row.sender_id in pending.users
+
+
 class MessageStore:
-    def __init__(self, engine: AsyncEngine, shards: MessageShards) -> None:
+    def __init__(self, engine: AsyncEngine, shards: MessageShards, batch_max: int = 200, writers: int = 4) -> None:
         self._engine = engine
         self._shards = shards
         self._mysql = engine.dialect.name == "mysql"
+        self._batch_max = batch_max
+        self._max_writers = writers
+        self._writers = 0
+        self._queue: deque[_Pending] = deque()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def store(self, row: MessageRow, user_ids: list[int]) -> dict[int, int]:
         """Store `row` once for each user; returns each user's new seq.
@@ -75,24 +98,110 @@ class MessageStore:
         A retry is recognised (`DuplicateSend`, nothing stored) when a user sender gives a
         request_id: see `_earlier_copy`.
         """
-        users = sorted(set(user_ids))
+        pending = _Pending(row, sorted(set(user_ids)), asyncio.get_running_loop().create_future())
+        self._queue.append(pending)
+        if self._writers < self._max_writers:
+            self._writers += 1
+            task = asyncio.get_running_loop().create_task(self._write_queue())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await pending.future
+
+    async def _write_queue(self) -> None:
+        try:
+            while self._queue:
+                batch = [self._queue.popleft() for _ in range(min(len(self._queue), self._batch_max))]
+                try:
+                    results = await self._with_retries(batch)
+                except Exception as exc:
+                    if len(batch) == 1:
+                        results = [exc]
+                    else:  # one bad send must not fail the others: each on its own
+                        _log.warning("store_batch_failed", sends=len(batch), error=repr(exc))
+                        results = [await self._alone(p) for p in batch]
+                for p, result in zip(batch, results, strict=True):
+                    if p.future.done():  # the caller gave up; what was stored stays stored
+                        continue
+                    if isinstance(result, BaseException):
+                        p.future.set_exception(result)
+                    else:
+                        p.future.set_result(result)
+        finally:
+            self._writers -= 1
+
+    async def _alone(self, pending: _Pending) -> dict[int, int] | BaseException:
+        try:
+            return (await self._with_retries([pending]))[0]
+        except Exception as exc:
+            return exc
+
+    async def _with_retries(self, batch: list[_Pending]) -> list[dict[int, int] | BaseException]:
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 async with self._engine.begin() as conn:
-                    seqs = await self._allocate(conn, users)  # locks the sender's seq row too
-                    if row.request_id and row.sender_type == cx.ST_USER and row.sender_id in seqs:
-                        earlier = await self._earlier_copy(conn, row, seqs[row.sender_id])
-                        if earlier:
-                            raise DuplicateSend(earlier)  # rolls the allocation back
-                    await self._insert(conn, row, seqs)
-                return seqs
+                    return await self._store_batch(conn, batch)
             except OperationalError as exc:
                 code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
                 if code not in _RETRYABLE or attempt == _ATTEMPTS:
                     raise
-                _log.warning("store_retry", code=code, attempt=attempt, users=len(users))
+                _log.warning("store_retry", code=code, attempt=attempt, sends=len(batch))
                 await asyncio.sleep(0.01 * attempt)
         raise AssertionError("unreachable")
+
+    async def _store_batch(self, conn: AsyncConnection, batch: list[_Pending]) -> list[dict[int, int] | BaseException]:
+        results: list[dict[int, int] | BaseException | None] = [None] * len(batch)
+        copies = await self._find_retries(conn, batch, results)
+        live = [i for i, r in enumerate(batch) if results[i] is None]
+        counts = Counter(u for i in live for u in batch[i].users)
+        if counts:
+            highest = await self._allocate(conn, counts)
+            next_seq = {u: highest[u] - n + 1 for u, n in counts.items()}
+            for i in live:
+                seqs = {}
+                for u in batch[i].users:
+                    seqs[u] = next_seq[u]
+                    next_seq[u] += 1
+                results[i] = seqs
+            await self._insert(conn, [(batch[i].row, results[i]) for i in live])  # type: ignore[misc]
+        for i, first in copies.items():  # the same send twice in this batch
+            seqs = results[first]
+            assert isinstance(seqs, dict)
+            results[i] = DuplicateSend(seqs[batch[i].row.sender_id])
+        return results  # type: ignore[return-value]
+
+    async def _find_retries(
+        self, conn: AsyncConnection, batch: list[_Pending], results: list[dict[int, int] | BaseException | None]
+    ) -> dict[int, int]:
+        """Mark the sends already stored by an earlier attempt (`DuplicateSend`); returns
+        {index: index of the first copy} for a send that comes twice in this batch."""
+        retryable = [i for i, p in enumerate(batch) if _may_be_retry(p)]
+        if not retryable:
+            return {}
+        current = await self._lock_current(conn, sorted({batch[i].row.sender_id for i in retryable}))
+        first: dict[tuple[object, ...], int] = {}
+        copies: dict[int, int] = {}
+        for i in retryable:
+            row = batch[i].row
+            key = (row.sender_id, row.request_id, row.receiver_type, row.receiver_id, row.content)
+            if key in first:
+                copies[i] = first[key]
+                results[i] = DuplicateSend(0)  # settled after allocation
+                continue
+            earlier = await self._earlier_copy(conn, row, current.get(row.sender_id, 0) + 1)
+            if earlier:
+                results[i] = DuplicateSend(earlier)
+            else:
+                first[key] = i
+        return copies
+
+    async def _lock_current(self, conn: AsyncConnection, users: list[int]) -> dict[int, int]:
+        """The users' current seqs, their rows locked: concurrent attempts of one send queue here."""
+        result = await conn.execute(
+            sa.select(seq_table.c.object_id, seq_table.c.seq)
+            .where(seq_table.c.object_type == SEQ_OBJECT_USER, seq_table.c.object_id.in_(users))
+            .with_for_update()
+        )
+        return {int(u): int(v) for u, v in result}
 
     async def _earlier_copy(self, conn: AsyncConnection, row: MessageRow, new_seq: int) -> int:
         """The sender's seq of the same message already stored by an earlier attempt, or 0.
@@ -122,11 +231,13 @@ class MessageStore:
         )
         return int(await conn.scalar(query) or 0)
 
-    async def _allocate(self, conn: AsyncConnection, users: list[int]) -> dict[int, int]:
-        values = [{"object_type": SEQ_OBJECT_USER, "object_id": u, "seq": 1} for u in users]
+    async def _allocate(self, conn: AsyncConnection, counts: Counter[int]) -> dict[int, int]:
+        """Raise each user's seq by its count; returns each user's new highest seq."""
+        users = sorted(counts)
+        values = [{"object_type": SEQ_OBJECT_USER, "object_id": u, "seq": counts[u]} for u in users]
         if self._mysql:
             upsert = mysql.insert(seq_table).values(values)
-            await conn.execute(upsert.on_duplicate_key_update(seq=seq_table.c.seq + 1))
+            await conn.execute(upsert.on_duplicate_key_update(seq=seq_table.c.seq + upsert.inserted.seq))
             result = await conn.execute(
                 sa.select(seq_table.c.object_id, seq_table.c.seq)
                 .where(seq_table.c.object_type == SEQ_OBJECT_USER, seq_table.c.object_id.in_(users))
@@ -137,29 +248,30 @@ class MessageStore:
             result = await conn.execute(
                 upsert.on_conflict_do_update(
                     index_elements=[seq_table.c.object_type, seq_table.c.object_id],
-                    set_={"seq": seq_table.c.seq + 1},
+                    set_={"seq": seq_table.c.seq + upsert.excluded.seq},
                 ).returning(seq_table.c.object_id, seq_table.c.seq)
             )
         seqs = {int(object_id): int(value) for object_id, value in result}
         assert len(seqs) == len(users), "every recipient gets a seq"
         return seqs
 
-    async def _insert(self, conn: AsyncConnection, row: MessageRow, seqs: dict[int, int]) -> None:
-        common = {
-            "request_id": row.request_id,
-            "sender_type": row.sender_type,
-            "sender_id": row.sender_id,
-            "receiver_type": row.receiver_type,
-            "receiver_id": row.receiver_id,
-            "to_user_ids": ",".join(map(str, row.to_user_ids)),
-            "type": row.message_type,
-            "content": row.content,
-            "send_time": row.send_time,
-            "status": row.status,
-        }
+    async def _insert(self, conn: AsyncConnection, messages: list[tuple[MessageRow, dict[int, int]]]) -> None:
         by_shard: dict[sa.Table, list[dict[str, object]]] = defaultdict(list)
-        for user_id, seq in seqs.items():
-            by_shard[self._shards.table_for(user_id)].append({"user_id": user_id, "seq": seq, **common})
+        for row, seqs in messages:
+            common = {
+                "request_id": row.request_id,
+                "sender_type": row.sender_type,
+                "sender_id": row.sender_id,
+                "receiver_type": row.receiver_type,
+                "receiver_id": row.receiver_id,
+                "to_user_ids": ",".join(map(str, row.to_user_ids)),
+                "type": row.message_type,
+                "content": row.content,
+                "send_time": row.send_time,
+                "status": row.status,
+            }
+            for user_id, seq in seqs.items():
+                by_shard[self._shards.table_for(user_id)].append({"user_id": user_id, "seq": seq, **common})
         for table, rows in by_shard.items():
             await conn.execute(table.insert(), rows)
 
