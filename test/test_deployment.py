@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import signal
 import tomllib
@@ -20,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import compose_spec
 import pytest
 import yaml
 from sqlalchemy import text as sql
@@ -90,6 +92,18 @@ def peers(value: str) -> Iterator[tuple[str, int]]:
 
 
 # -- the compose file ---------------------------------------------------------------------
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    """The Compose Specification's own model (compose-spec) accepts the file, YAML
+    anchors and merge keys resolved as Docker Compose resolves them; and it does catch a
+    mistake of the kind a hand edit makes."""
+    spec = compose_spec.PyCompose.from_json(json.dumps(load_compose())).to_spec()
+    assert spec.services is not None and set(spec.services) == set(load_compose()["services"])
+    broken = load_compose()
+    broken["services"]["business"]["healthchek"] = broken["services"]["business"].pop("healthcheck")
+    with pytest.raises(ValueError, match="healthchek"):
+        compose_spec.PyCompose.from_json(json.dumps(broken))
 
 
 def test_compose_services_images_and_health_checks() -> None:
