@@ -69,6 +69,10 @@ class StoredMessage:
     row: MessageRow
 
 
+_mysql_upsert = mysql.insert(seq_table)
+_MYSQL_SEQ_UPSERT = _mysql_upsert.on_duplicate_key_update(seq=seq_table.c.seq + _mysql_upsert.inserted.seq)
+
+
 @dataclasses.dataclass
 class _Pending:
     row: MessageRow
@@ -236,8 +240,8 @@ class MessageStore:
         users = sorted(counts)
         values = [{"object_type": SEQ_OBJECT_USER, "object_id": u, "seq": counts[u]} for u in users]
         if self._mysql:
-            upsert = mysql.insert(seq_table).values(values)
-            await conn.execute(upsert.on_duplicate_key_update(seq=seq_table.c.seq + upsert.inserted.seq))
+            # one statement, compiled once: the driver sends the rows as one multi-row upsert
+            await conn.execute(_MYSQL_SEQ_UPSERT, values)
             result = await conn.execute(
                 sa.select(seq_table.c.object_id, seq_table.c.seq)
                 .where(seq_table.c.object_type == SEQ_OBJECT_USER, seq_table.c.object_id.in_(users))
