@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Collection, Hashable, Iterable
 
 import grpc
@@ -20,6 +20,8 @@ Target = tuple[OnlineDevice, connect_ext_pb2.MessageSend]
 
 # A node whose liveness key is gone (pkg/nodes.py) is most likely dead: one short try.
 SUSPECT_TIMEOUT = 1.0
+# Most deliveries one DeliverMessages call carries when concurrent sends are merged.
+LANE_BATCH = 1000
 
 
 class _Job:
@@ -99,6 +101,9 @@ class Deliverer:
         self._channels: dict[str, aio.Channel] = {}
         self._used: dict[str, float] = {}
         self._single_only: set[str] = set()
+        self._lanes: dict[str, deque[tuple[list[connect_int_pb2.DeliverMessageReq], asyncio.Future[int]]]] = {}
+        self._lane_busy: set[str] = set()
+        self._lane_tasks: set[asyncio.Task[None]] = set()
 
     @property
     def nodes(self) -> set[str]:
@@ -126,7 +131,9 @@ class Deliverer:
         device gets it through sync when it (re)connects. Nodes in `suspects` (no sign of
         life) get one try with a short deadline, so a dead host never holds a send up for
         long, while a live node whose liveness key was lost (say, Redis restarted) still
-        gets its pushes.
+        gets its pushes. Deliveries of concurrent sends to one node travel together: while
+        a call to a node is in flight, what comes for it waits and goes in the next call,
+        in arrival order.
         """
         by_node: dict[str, list[connect_int_pb2.DeliverMessageReq]] = defaultdict(list)
         for device, message in targets:
@@ -134,10 +141,42 @@ class Deliverer:
                 connect_int_pb2.DeliverMessageReq(device_id=device.device_id, message_send=message)
             )
         results = await asyncio.gather(
-            *(self._to_node(addr, reqs, addr in suspects) for addr, reqs in by_node.items())
+            *(
+                self._to_node(addr, reqs, True) if addr in suspects else self._queue(addr, reqs)
+                for addr, reqs in by_node.items()
+            )
         )
         await self._close_idle()
         return sum(results)
+
+    def _queue(self, conn_addr: str, reqs: list[connect_int_pb2.DeliverMessageReq]) -> asyncio.Future[int]:
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        lane = self._lanes.setdefault(conn_addr, deque())
+        lane.append((reqs, done))
+        if len(lane) == 1 and conn_addr not in self._lane_busy:
+            self._lane_busy.add(conn_addr)
+            task = asyncio.get_running_loop().create_task(self._drain_lane(conn_addr))
+            self._lane_tasks.add(task)
+            task.add_done_callback(self._lane_tasks.discard)
+        return done
+
+    async def _drain_lane(self, conn_addr: str) -> None:
+        lane = self._lanes[conn_addr]
+        try:
+            while lane:
+                batch, size = [], 0
+                while lane and size < LANE_BATCH:
+                    batch.append(lane.popleft())
+                    size += len(batch[-1][0])
+                reqs = [req for part, _ in batch for req in part]
+                delivered = await self._to_node(conn_addr, reqs, False)
+                for part, done in batch:
+                    if not done.done():
+                        done.set_result(len(part) if delivered else 0)
+        finally:
+            self._lane_busy.discard(conn_addr)
+            if not lane:
+                self._lanes.pop(conn_addr, None)
 
     async def _to_node(self, conn_addr: str, reqs: list[connect_int_pb2.DeliverMessageReq], suspect: bool) -> int:
         """Deliver to one node; a channel that failed is replaced and tried once more, so a
