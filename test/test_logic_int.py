@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from gim.pkg import rpc
 from gim.pkg.errors import Code
 from gim.pkg.pb import connect_ext_pb2 as cx
@@ -84,3 +86,23 @@ async def test_business_send_and_unpersisted_messages(cluster, expect_code) -> N
         assert (await rpc.call(cluster.logic_int.Sync, li.SyncReq(user_id=alice.user_id, seq=0), TIMEOUT)).messages == []
     finally:
         await conn.close()
+
+
+async def test_concurrent_sign_ins_with_an_unknown_device(cluster, expect_code) -> None:  # type: ignore[no-untyped-def]
+    """Sign-ins arriving together are written together; an unknown device fails alone."""
+    users = [creds for (creds,) in [await cluster.new_user() for _ in range(5)]]
+    node = "127.0.0.1:2"  # a node address of this test only
+    devices = cluster.logic.devices
+    sign_ins = [devices.set_online(u.device_id, u.user_id, node, f"client-{i}") for i, u in enumerate(users)]
+    unknown = devices.set_online(users[0].device_id + 10**9, users[0].user_id, node, "client-x")
+    results = await asyncio.gather(*sign_ins, unknown, return_exceptions=True)
+    assert results[:-1] == [None] * 5
+    await expect_code(_raised(results[-1]), Code.DEVICE_NOT_FOUND)
+    for u in users:
+        assert await online_devices(cluster, u.user_id) == {u.device_id}
+    await rpc.call(cluster.logic_int.ServerStop, li.ServerStopReq(conn_addr=node), TIMEOUT)
+
+
+async def _raised(result: object) -> None:
+    assert isinstance(result, BaseException), result
+    raise result

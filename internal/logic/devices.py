@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gim.pkg import db
+from gim.pkg.batcher import Batcher
 from gim.pkg.cache import KIND_ONLINE, Cache
 from gim.pkg.db import epoch_seconds
 from gim.pkg.errors import Code, GimError, bad_request
@@ -60,12 +61,33 @@ def _device(row: sa.Row[tuple[object, ...]]) -> Device:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class _SignIn:
+    device_id: int
+    user_id: int
+    conn_addr: str
+    client_addr: str
+
+
+_SET_ONLINE = (
+    device_table.update()
+    .where(device_table.c.id == sa.bindparam("b_device_id"))
+    .values(
+        user_id=sa.bindparam("b_user_id"),
+        status=DEVICE_ONLINE,
+        conn_addr=sa.bindparam("b_conn_addr"),
+        client_addr=sa.bindparam("b_client_addr"),
+    )
+)  # (bind names must differ from the columns they set)
+
+
 class DeviceStore:
     """Devices in the database; each user's online devices cached in Redis."""
 
     def __init__(self, engine: AsyncEngine, cache: Cache) -> None:
         self._engine = engine
         self._cache = cache
+        self._sign_ins: Batcher[_SignIn, None] = Batcher("sign_ins", self._set_online_batch, 500, 4)
 
     async def register(self, type_: int, **texts: str) -> int:
         if type_ not in DEVICE_TYPES:
@@ -87,17 +109,26 @@ class DeviceStore:
         return _device(row)
 
     async def set_online(self, device_id: int, user_id: int, conn_addr: str, client_addr: str) -> None:
-        where = device_table.c.id == device_id
+        """The device is now online at `conn_addr` for `user_id` (10014 if there is no such
+        device). Concurrent sign-ins are written together, one transaction a batch."""
+        await self._sign_ins.submit(_SignIn(device_id, user_id, conn_addr, client_addr))
+
+    async def _set_online_batch(self, batch: list[_SignIn]) -> list[None | BaseException]:
+        c = device_table.c
         async with self._engine.begin() as conn:
-            previous = await conn.scalar(sa.select(device_table.c.user_id).where(where))
-            if previous is None:
-                raise GimError(Code.DEVICE_NOT_FOUND, f"device {device_id} not found")
-            await conn.execute(
-                device_table.update()
-                .where(where)
-                .values(user_id=user_id, status=DEVICE_ONLINE, conn_addr=conn_addr, client_addr=client_addr)
-            )
-        await self._cache.invalidate(KIND_ONLINE, {user_id, int(previous)})
+            rows = await conn.execute(sa.select(c.id, c.user_id).where(c.id.in_({s.device_id for s in batch})))
+            previous = {int(device_id): int(user_id) for device_id, user_id in rows}
+            found = [s for s in batch if s.device_id in previous]
+            if found:
+                params = [{f"b_{k}": v for k, v in dataclasses.asdict(s).items()} for s in found]
+                await conn.execute(_SET_ONLINE, params)
+        await self._cache.invalidate(
+            KIND_ONLINE, {s.user_id for s in found} | {previous[s.device_id] for s in found}
+        )
+        return [
+            None if s.device_id in previous else GimError(Code.DEVICE_NOT_FOUND, f"device {s.device_id} not found")
+            for s in batch
+        ]
 
     async def set_offline(self, device_id: int, user_id: int, client_addr: str) -> bool:
         """Mark offline only if this is still the connection the device last signed in with."""

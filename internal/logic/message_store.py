@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections import Counter, defaultdict, deque
+from collections import Counter, defaultdict
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
@@ -25,6 +25,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gim.pkg import db, log
+from gim.pkg.batcher import Batcher
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.schema import SEQ_OBJECT_USER, MessageShards
 from gim.pkg.schema import seq as seq_table
@@ -73,11 +74,10 @@ _mysql_upsert = mysql.insert(seq_table)
 _MYSQL_SEQ_UPSERT = _mysql_upsert.on_duplicate_key_update(seq=seq_table.c.seq + _mysql_upsert.inserted.seq)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class _Pending:
     row: MessageRow
     users: list[int]
-    future: asyncio.Future[dict[int, int]]
 
 
 def _may_be_retry(pending: _Pending) -> bool:
@@ -90,11 +90,7 @@ class MessageStore:
         self._engine = engine
         self._shards = shards
         self._mysql = engine.dialect.name == "mysql"
-        self._batch_max = batch_max
-        self._max_writers = writers
-        self._writers = 0
-        self._queue: deque[_Pending] = deque()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._batcher: Batcher[_Pending, dict[int, int]] = Batcher("message_store", self._with_retries, batch_max, writers)
 
     async def store(self, row: MessageRow, user_ids: list[int]) -> dict[int, int]:
         """Store `row` once for each user; returns each user's new seq.
@@ -102,42 +98,7 @@ class MessageStore:
         A retry is recognised (`DuplicateSend`, nothing stored) when a user sender gives a
         request_id: see `_earlier_copy`.
         """
-        pending = _Pending(row, sorted(set(user_ids)), asyncio.get_running_loop().create_future())
-        self._queue.append(pending)
-        if self._writers < self._max_writers:
-            self._writers += 1
-            task = asyncio.get_running_loop().create_task(self._write_queue())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        return await pending.future
-
-    async def _write_queue(self) -> None:
-        try:
-            while self._queue:
-                batch = [self._queue.popleft() for _ in range(min(len(self._queue), self._batch_max))]
-                try:
-                    results = await self._with_retries(batch)
-                except Exception as exc:
-                    if len(batch) == 1:
-                        results = [exc]
-                    else:  # one bad send must not fail the others: each on its own
-                        _log.warning("store_batch_failed", sends=len(batch), error=repr(exc))
-                        results = [await self._alone(p) for p in batch]
-                for p, result in zip(batch, results, strict=True):
-                    if p.future.done():  # the caller gave up; what was stored stays stored
-                        continue
-                    if isinstance(result, BaseException):
-                        p.future.set_exception(result)
-                    else:
-                        p.future.set_result(result)
-        finally:
-            self._writers -= 1
-
-    async def _alone(self, pending: _Pending) -> dict[int, int] | BaseException:
-        try:
-            return (await self._with_retries([pending]))[0]
-        except Exception as exc:
-            return exc
+        return await self._batcher.submit(_Pending(row, sorted(set(user_ids))))
 
     async def _with_retries(self, batch: list[_Pending]) -> list[dict[int, int] | BaseException]:
         for attempt in range(1, _ATTEMPTS + 1):
