@@ -9,6 +9,7 @@ devices are spread over `nodes` connect processes.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 
 from gim.bench.accounting import Summary
 from gim.bench.report import Report, ms_percentiles, progress, rss_kib
@@ -53,6 +54,11 @@ async def run_conn(opts: StorageOptions, p: ConnParams) -> Report:
             beats = await pool.ask([{"op": "heartbeat", "spread": p.heartbeat_spread}] * workers, timeout=120)
             rtts = [r for b in beats for r in b["rtts_ns"]]
         rep.results["signed_in"] = signed
+        reasons: Counter[str] = Counter()
+        for o in opened:
+            reasons.update(o.get("reasons", {}))
+        if reasons:
+            progress("sign-ins that failed, by reason: " + ", ".join(f"{r}: {n}" for r, n in reasons.most_common()))
         rep.results["sign_ins_per_s"] = round(signed / ramp) if ramp else 0
         rep.results["connect_rss_mib"] = round(rss_after / 1024)
         rep.results["rss_kib_per_conn"] = round((rss_after - rss_before) / max(signed, 1), 2)

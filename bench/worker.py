@@ -12,6 +12,7 @@ is the parent's side (`python -P -m gim.bench.worker`).
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 import contextlib
 import json
 import os
@@ -30,10 +31,9 @@ async def _open(fleet: Fleet, cmd: dict[str, Any]) -> tuple[dict[str, Any], list
     ws_endpoints = [Endpoint(h, p, url, s) for _, _, h, p, url, s in cmd["endpoints"]]
     every = int(cmd.get("ws_every") or 0)
     gate = asyncio.Semaphore(int(cmd.get("concurrency", 200)))
-    failed = 0
+    reasons: Counter[str] = Counter()
 
     async def one(i: int, row: list[Any]) -> LeanClient | None:
-        nonlocal failed
         ends = ws_endpoints if every and i % every == every - 1 else endpoints
         async with gate:
             try:
@@ -41,15 +41,16 @@ async def _open(fleet: Fleet, cmd: dict[str, Any]) -> tuple[dict[str, Any], list
                 reply = await client.signed_in
                 if not reply.code:
                     return client
-            except Exception:  # noqa: BLE001 - counted
-                pass
-            failed += 1
+                reasons[f"{reply.code} {reply.message}"[:80]] += 1
+            except Exception as exc:  # noqa: BLE001 - counted, by reason
+                reasons[type(exc).__name__] += 1
             return None
 
     start = time.time()
     opened = await asyncio.gather(*(one(i, row) for i, row in enumerate(cmd["devices"])))
     clients = [c for c in opened if c is not None]
-    return {"signed": len(clients), "failed": failed, "start": start, "end": time.time()}, clients
+    failed = sum(reasons.values())
+    return {"signed": len(clients), "failed": failed, "reasons": dict(reasons), "start": start, "end": time.time()}, clients
 
 
 async def _heartbeat(fleet: Fleet, clients: Sequence[LeanClient], spread: float) -> dict[str, Any]:

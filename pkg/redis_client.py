@@ -14,8 +14,17 @@ from gim.pkg import log
 _log = log.get("redis")
 
 
+# Connections one process opens to Redis at most; past that a command waits for a free
+# one (up to POOL_WAIT seconds) instead of failing at once with "Too many connections".
+POOL_SIZE = 64
+POOL_WAIT = 10.0
+
+
 def connect(url: str) -> aioredis.Redis:
-    return aioredis.Redis.from_url(url, decode_responses=False, health_check_interval=30)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=POOL_SIZE, timeout=POOL_WAIT, decode_responses=False, health_check_interval=30
+    )
+    return aioredis.Redis.from_pool(pool)  # closing the client closes the pool
 
 
 def free_port(host: str = "127.0.0.1") -> int:
