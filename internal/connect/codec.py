@@ -24,6 +24,8 @@ def encode_frame(body: bytes) -> bytes:
 
 
 class FrameDecoder:
+    __slots__ = ("max_body", "_buffer", "_broken")  # one per connection
+
     def __init__(self, max_body: int = FRAME_MAX) -> None:
         self.max_body = min(max_body, FRAME_MAX)
         self._buffer = bytearray()

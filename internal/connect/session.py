@@ -105,6 +105,13 @@ class Node:
 
 
 class Session:
+    # Memory per connection matters (tens of thousands per process): no __dict__, no
+    # inbox until packets queue up, a logger built only when something is logged.
+    __slots__ = (
+        "transport", "node", "conn_id", "client_addr", "user_id", "device_id", "room_id", "closed",
+        "replaced", "_inbox", "_worker", "_signing_in", "last_active", "_deadline",
+    )  # fmt: skip
+
     def __init__(self, transport: Transport, node: Node) -> None:
         self.transport = transport
         self.node = node
@@ -117,15 +124,30 @@ class Session:
         self.room_id = 0
         self.closed = False
         self.replaced = False
-        self._inbox: deque[cx.Input] = deque()
+        self._inbox: deque[cx.Input] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._signing_in = False
         loop = asyncio.get_running_loop()
         self.last_active = loop.time()
-        self._deadline = loop.call_later(node.config.sign_in_timeout, self._sign_in_expired)
+        self._deadline: asyncio.TimerHandle | None = loop.call_later(
+            node.config.sign_in_timeout, self._sign_in_expired
+        )
         node.registry.connections.add(self)
-        self.log = _log.bind(conn_id=self.conn_id, client_addr=self.client_addr)
         self.log.info("conn_opened")
+
+    @property
+    def log(self) -> Any:
+        """The logger, bound to this connection's ids."""
+        if self.device_id:
+            return _log.bind(
+                conn_id=self.conn_id, client_addr=self.client_addr, user_id=self.user_id, device_id=self.device_id
+            )
+        return _log.bind(conn_id=self.conn_id, client_addr=self.client_addr)
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
 
     @property
     def signed_in(self) -> bool:
@@ -146,6 +168,8 @@ class Session:
         if packet.type == cx.PT_HEARTBEAT and self.signed_in and self._worker is None:
             self.reply(packet)
             return
+        if self._inbox is None:
+            self._inbox = deque()
         if len(self._inbox) >= INBOX_LIMIT:
             self.fail(Code.BAD_REQUEST, "too many packets waiting: slow down")
             return
@@ -167,7 +191,7 @@ class Session:
             self.close("internal error")
         finally:
             self._worker = None
-            self._inbox.clear()
+            self._inbox = None  # packets come rarely: no idle deque per connection
 
     async def _handle(self, packet: cx.Input) -> None:
         """One packet; a bad packet or a refused request is answered, the connection stays."""
@@ -245,9 +269,8 @@ class Session:
         if self.closed:  # the client left while logic was answering
             self.node.spawn(self._offline(user_id, device_id))
             return False
-        self._deadline.cancel()
+        self._cancel_deadline()
         self.user_id, self.device_id = user_id, device_id
-        self.log = self.log.bind(user_id=user_id, device_id=device_id)
         old = self.node.registry.bind(device_id, self)
         if old is not None:
             old.replaced = True
@@ -339,7 +362,7 @@ class Session:
         if self.closed:
             return
         self.closed = True
-        self._deadline.cancel()
+        self._cancel_deadline()
         self._set_room(0)
         registry = self.node.registry
         registry.connections.discard(self)
