@@ -184,7 +184,7 @@ async def test_client_that_never_reads_is_dropped_and_others_keep_receiving(clus
     assert crashes() == []
 
 
-async def test_closing_a_client_that_never_reads_aborts_after_close_timeout(cluster, conns, connect_node, crashes) -> None:  # type: ignore[no-untyped-def]
+async def test_closing_a_client_that_never_reads_aborts_after_close_timeout(cluster, conns, connect_node, crashes, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     node = await connect_node(close_timeout=0.2)
     (creds,) = await cluster.new_user()
     slow = await _never_reading_tcp(node, creds)
@@ -192,13 +192,14 @@ async def test_closing_a_client_that_never_reads_aborts_after_close_timeout(clus
     protocol = session.transport
     transport = protocol._transport
     lost = asyncio.Event()
-    connection_lost = protocol.connection_lost
+    connection_lost = type(protocol).connection_lost
 
-    def record(exc: Exception | None) -> None:
-        connection_lost(exc)
-        lost.set()
+    def record(self, exc: Exception | None) -> None:  # type: ignore[no-untyped-def]
+        connection_lost(self, exc)
+        if self is protocol:
+            lost.set()
 
-    protocol.connection_lost = record
+    monkeypatch.setattr(type(protocol), "connection_lost", record)
     message_send = cx.MessageSend(message=cx.Message(message_content=b"y" * 50_000)).SerializeToString()
     for _ in range(200):  # until the kernel buffers are full and asyncio holds the rest
         if transport.get_write_buffer_size() > 0:

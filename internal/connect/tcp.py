@@ -19,6 +19,8 @@ def _addr(peer: object) -> str:
 
 
 class TcpConnection(asyncio.Protocol):
+    __slots__ = ("node", "decoder", "peer", "_transport", "_abort_timer", "session")  # one per connection
+
     def __init__(self, node: Node) -> None:
         self.node = node
         self.decoder = FrameDecoder(node.config.max_body_bytes)
