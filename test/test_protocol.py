@@ -356,3 +356,14 @@ def test_push_all_msg_uses_field_two() -> None:
         message_send=connect_ext_pb2.MessageSend(message=message)
     ).SerializeToString()
     assert wire == b"\x12\x04\x0a\x02\x38\x01"  # field 2 > field 1 > field 7 (seq) = 1
+
+
+def test_sync_resp_is_sync_output_on_the_wire() -> None:
+    """connect passes LogicInt.Sync's answer on as the PT_SYNC data without parsing it."""
+    def fields(message: str) -> list[tuple[str, int, str]]:
+        return [(f.name, f.number, _type_name(f)) for f in _message(message).fields]
+
+    assert fields("pb.SyncResp") == fields("pb.SyncOutput")
+    message = connect_ext_pb2.Message(seq=3, message_content=b"x")
+    wire = logic_int_pb2.SyncResp(messages=[message], has_more=True).SerializeToString()
+    assert connect_ext_pb2.SyncOutput.FromString(wire) == connect_ext_pb2.SyncOutput(messages=[message], has_more=True)

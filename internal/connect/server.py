@@ -53,6 +53,9 @@ class ConnectServer:
         self.node = Node(
             config=self.config,
             logic=logic_int_pb2_grpc.LogicIntStub(self._logic_channel),
+            sync_raw=self._logic_channel.unary_unary(
+                "/pb.LogicInt/Sync", request_serializer=logic_int_pb2.SyncReq.SerializeToString
+            ),
             registry=self.registry,
             conn_addr=conn_addr,
         )
