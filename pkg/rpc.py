@@ -162,3 +162,24 @@ def request_id_of(context: aio.ServicerContext[Any, Any]) -> int:
         return int(value)
     except ValueError:
         raise GimError(Code.BAD_REQUEST, f"request_id must be a number, got {value!r}") from None
+
+
+class ServerPair:
+    """A service's two gRPC servers: `int` (other gim services, private network) and
+    `ext` (apps and business backends), bound and stopped together."""
+
+    def __init__(self) -> None:
+        self.int = new_server()
+        self.ext = new_server()
+        self.int_port = 0
+        self.ext_port = 0
+
+    async def start(self, int_listen: str, ext_listen: str) -> None:
+        self.int_port = bind(self.int, int_listen)
+        self.ext_port = bind(self.ext, ext_listen)
+        await self.int.start()
+        await self.ext.start()
+
+    async def stop(self, grace: float) -> None:
+        await self.ext.stop(grace)
+        await self.int.stop(grace)

@@ -55,16 +55,13 @@ class BusinessServer:
             search_limit=config.search_limit,
             cache=Cache(redis, config.redis_prefix, config.cache_ttl),
         )
-        self._int = rpc.new_server()
-        self._ext = rpc.new_server()
+        self._grpc = rpc.ServerPair()
         int_servicer = UserIntServicer(self.app)
-        int_grpc.add_UserIntServicer_to_server(int_servicer, self._int)
-        int_grpc.add_BusinessIntServicer_to_server(int_servicer, self._int)
+        int_grpc.add_UserIntServicer_to_server(int_servicer, self._grpc.int)
+        int_grpc.add_BusinessIntServicer_to_server(int_servicer, self._grpc.int)
         ext_servicer = UserExtServicer(self.app)
-        ext_grpc.add_UserExtServicer_to_server(ext_servicer, self._ext)
-        ext_grpc.add_BusinessExtServicer_to_server(ext_servicer, self._ext)
-        self.int_port = 0
-        self.ext_port = 0
+        ext_grpc.add_UserExtServicer_to_server(ext_servicer, self._grpc.ext)
+        ext_grpc.add_BusinessExtServicer_to_server(ext_servicer, self._grpc.ext)
 
     @classmethod
     def from_config(cls, config: BusinessConfig) -> BusinessServer:
@@ -75,16 +72,20 @@ class BusinessServer:
             rpc.channel(config.logic_int_addr),
         )
 
+    @property
+    def int_port(self) -> int:
+        return self._grpc.int_port
+
+    @property
+    def ext_port(self) -> int:
+        return self._grpc.ext_port
+
     async def start(self) -> None:
-        self.int_port = rpc.bind(self._int, self.config.int_listen)
-        self.ext_port = rpc.bind(self._ext, self.config.ext_listen)
-        await self._int.start()
-        await self._ext.start()
+        await self._grpc.start(self.config.int_listen, self.config.ext_listen)
         _log.info("business_started", int_port=self.int_port, ext_port=self.ext_port)
 
     async def stop(self, grace: float = 5.0) -> None:
-        await self._ext.stop(grace)
-        await self._int.stop(grace)
+        await self._grpc.stop(grace)
         await self._logic_channel.close()
         await self._redis.aclose()
         await self._engine.dispose()

@@ -69,18 +69,15 @@ class LogicServer:
             max_content_bytes=config.max_content_bytes,
             sync_page_size=config.sync_page_size,
         )
-        self._int = rpc.new_server()
-        self._ext = rpc.new_server()
+        self._grpc = rpc.ServerPair()
         logic_int_pb2_grpc.add_LogicIntServicer_to_server(
-            LogicIntServicer(self.devices, self.messages, users, self.rooms), self._int
+            LogicIntServicer(self.devices, self.messages, users, self.rooms), self._grpc.int
         )
         friends = FriendService(engine, users, self.messages)
         groups = GroupService(group_store, users, self.messages, config.max_group_members)
         logic_ext_pb2_grpc.add_LogicExtServicer_to_server(
-            LogicExtServicer(self.devices, self.messages, users, self.rooms, friends, groups), self._ext
+            LogicExtServicer(self.devices, self.messages, users, self.rooms, friends, groups), self._grpc.ext
         )
-        self.int_port = 0
-        self.ext_port = 0
 
     @classmethod
     def from_config(cls, config: LogicConfig) -> LogicServer:
@@ -91,16 +88,20 @@ class LogicServer:
             rpc.channel(config.business_int_addr),
         )
 
+    @property
+    def int_port(self) -> int:
+        return self._grpc.int_port
+
+    @property
+    def ext_port(self) -> int:
+        return self._grpc.ext_port
+
     async def start(self) -> None:
-        self.int_port = rpc.bind(self._int, self.config.int_listen)
-        self.ext_port = rpc.bind(self._ext, self.config.ext_listen)
-        await self._int.start()
-        await self._ext.start()
+        await self._grpc.start(self.config.int_listen, self.config.ext_listen)
         _log.info("logic_started", int_port=self.int_port, ext_port=self.ext_port)
 
     async def stop(self, grace: float = 5.0) -> None:
-        await self._ext.stop(grace)
-        await self._int.stop(grace)
+        await self._grpc.stop(grace)
         await self.deliverer.close()
         await self._business_channel.close()
         await self._redis.aclose()
