@@ -1,9 +1,9 @@
 """Message rows and per-user seq allocation, atomic in one transaction.
 
 A send stores one row per recipient user (write diffusion). The seqs of all
-recipients are allocated by one upsert on the `seq` table, inside the same
-transaction as the row inserts: the upsert locks each seq row until commit, so
-concurrent senders queue on it instead of reading the same value, and a failed
+recipients are allocated by one upsert on the `seq` table (`seqs.allocate`), inside
+the same transaction as the row inserts: the upsert locks each seq row until commit,
+so concurrent senders queue on it instead of reading the same value, and a failed
 insert rolls the increment back (no gap, no duplicate).
 
 Sends that arrive while earlier ones are being written are stored together: one
@@ -20,10 +20,10 @@ import dataclasses
 from collections import Counter, defaultdict
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gim.internal.logic import seqs as seqs_table
 from gim.pkg import db, log
 from gim.pkg.batcher import Batcher
 from gim.pkg.pb import connect_ext_pb2 as cx
@@ -70,10 +70,6 @@ class StoredMessage:
     row: MessageRow
 
 
-_mysql_upsert = mysql.insert(seq_table)
-_MYSQL_SEQ_UPSERT = _mysql_upsert.on_duplicate_key_update(seq=seq_table.c.seq + _mysql_upsert.inserted.seq)
-
-
 @dataclasses.dataclass(frozen=True)
 class _Pending:
     row: MessageRow
@@ -89,7 +85,6 @@ class MessageStore:
     def __init__(self, engine: AsyncEngine, shards: MessageShards, batch_max: int = 200, writers: int = 4) -> None:
         self._engine = engine
         self._shards = shards
-        self._mysql = engine.dialect.name == "mysql"
         self._batcher: Batcher[_Pending, dict[int, int]] = Batcher("message_store", self._with_retries, batch_max, writers)
 
     async def store(self, row: MessageRow, user_ids: list[int]) -> dict[int, int]:
@@ -119,7 +114,7 @@ class MessageStore:
         live = [i for i, r in enumerate(batch) if results[i] is None]
         counts = Counter(u for i in live for u in batch[i].users)
         if counts:
-            highest = await self._allocate(conn, counts)
+            highest = await seqs_table.allocate(conn, SEQ_OBJECT_USER, counts)
             next_seq = {u: highest[u] - n + 1 for u, n in counts.items()}
             for i in live:
                 seqs = {}
@@ -195,30 +190,6 @@ class MessageStore:
             .with_for_update(read=True)
         )
         return int(await conn.scalar(query) or 0)
-
-    async def _allocate(self, conn: AsyncConnection, counts: Counter[int]) -> dict[int, int]:
-        """Raise each user's seq by its count; returns each user's new highest seq."""
-        users = sorted(counts)
-        values = [{"object_type": SEQ_OBJECT_USER, "object_id": u, "seq": counts[u]} for u in users]
-        if self._mysql:
-            # one statement, compiled once: the driver sends the rows as one multi-row upsert
-            await conn.execute(_MYSQL_SEQ_UPSERT, values)
-            result = await conn.execute(
-                sa.select(seq_table.c.object_id, seq_table.c.seq)
-                .where(seq_table.c.object_type == SEQ_OBJECT_USER, seq_table.c.object_id.in_(users))
-                .with_for_update()
-            )
-        else:
-            upsert = sqlite.insert(seq_table).values(values)
-            result = await conn.execute(
-                upsert.on_conflict_do_update(
-                    index_elements=[seq_table.c.object_type, seq_table.c.object_id],
-                    set_={"seq": seq_table.c.seq + upsert.excluded.seq},
-                ).returning(seq_table.c.object_id, seq_table.c.seq)
-            )
-        seqs = {int(object_id): int(value) for object_id, value in result}
-        assert len(seqs) == len(users), "every recipient gets a seq"
-        return seqs
 
     async def _insert(self, conn: AsyncConnection, messages: list[tuple[MessageRow, dict[int, int]]]) -> None:
         by_shard: dict[sa.Table, list[dict[str, object]]] = defaultdict(list)

@@ -20,10 +20,9 @@ itself expires `room_keep_seconds` after the last push.
 from __future__ import annotations
 
 import redis.asyncio as aioredis
-import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gim.internal.logic import seqs
 from gim.internal.logic.delivery import Deliverer, SeqOrder
 from gim.internal.logic.devices import OnlineDevice
 from gim.internal.logic.users import UserClient
@@ -33,7 +32,6 @@ from gim.pkg.errors import bad_request
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import connect_int_pb2
 from gim.pkg.schema import SEQ_OBJECT_ROOM
-from gim.pkg.schema import seq as seq_table
 
 _log = log.get("rooms")
 
@@ -47,26 +45,10 @@ class RoomSeq:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._mysql = engine.dialect.name == "mysql"
 
     async def next(self, room_id: int) -> int:
-        row = {"object_type": SEQ_OBJECT_ROOM, "object_id": room_id}
         async with self._engine.begin() as conn:
-            if self._mysql:
-                # LAST_INSERT_ID(expr) remembers expr for this connection: one statement
-                # increments and the next reads the value, without a second lock.
-                upsert = mysql.insert(seq_table).values(**row, seq=sa.func.last_insert_id(1))
-                await conn.execute(upsert.on_duplicate_key_update(seq=sa.func.last_insert_id(seq_table.c.seq + 1)))
-                value = await conn.scalar(sa.select(sa.func.last_insert_id()))
-            else:
-                upsert = sqlite.insert(seq_table).values(**row, seq=1)
-                value = await conn.scalar(
-                    upsert.on_conflict_do_update(
-                        index_elements=[seq_table.c.object_type, seq_table.c.object_id],
-                        set_={"seq": seq_table.c.seq + 1},
-                    ).returning(seq_table.c.seq)
-                )
-        return int(value)
+            return (await seqs.allocate(conn, SEQ_OBJECT_ROOM, {room_id: 1}))[room_id]
 
 
 class RoomService:
