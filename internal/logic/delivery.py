@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Collection, Hashable, Iterable
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
+from typing import Any
 
 import grpc
 from grpc import aio
@@ -53,7 +54,7 @@ class SeqOrder:
             self._jobs[key].append(job)
         return job
 
-    async def turn(self, job: _Job, seqs: dict[Hashable, int]) -> None:
+    async def turn(self, job: _Job, seqs: Mapping[Any, int]) -> None:
         job.seqs = {k: v for k, v in seqs.items() if v}  # seq 0 (not stored): no order
         job.known.set_result(None)
         while waits := self._blockers(job):

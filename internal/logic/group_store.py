@@ -100,6 +100,11 @@ class GroupStore:
 
     # -- members ---------------------------------------------------------------------
 
+    async def existing_members(self, group_id: int) -> list[Member]:
+        """The members of a group that exists (10013 otherwise)."""
+        await self.get(group_id)
+        return await self.members(group_id)
+
     async def members(self, group_id: int) -> list[Member]:
         """The group's members in join order ([] for a group that does not exist)."""
         cached = await self._cache.load(KIND_MEMBERS, [group_id], self._load_members)

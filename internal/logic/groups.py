@@ -63,8 +63,7 @@ class GroupService:
     async def _members(self, group_id: int) -> list[Member]:
         """The members of an existing group (10013 otherwise)."""
         check_id("group_id", group_id)
-        await self.store.get(group_id)
-        return await self.store.members(group_id)
+        return await self.store.existing_members(group_id)
 
     @staticmethod
     def _member(members: list[Member], user_id: int, group_id: int) -> Member:

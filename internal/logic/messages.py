@@ -116,8 +116,7 @@ class MessageService:
                 return [req.receiver_id, sender.sender_id], users
             return [req.receiver_id], users
         if req.receiver_type == cx.RT_GROUP:
-            await self.groups.get(req.receiver_id)  # 10013 if there is no such group
-            members = [m.user_id for m in await self.groups.members(req.receiver_id)]
+            members = [m.user_id for m in await self.groups.existing_members(req.receiver_id)]
             if sender.sender_type == cx.ST_USER and sender.sender_id not in members:
                 raise GimError(Code.NOT_IN_GROUP, f"user {sender.sender_id} is not in group {req.receiver_id}")
             return members, {}
@@ -159,7 +158,7 @@ class MessageService:
             own_seq = seqs.get(sender.sender_id, 0) if sender.sender_type == cx.ST_USER else 0
             try:
                 # Stored: from here on nothing may fail the send, or a retry would store it twice.
-                await self._order.turn(job, dict(seqs))
+                await self._order.turn(job, seqs)
                 if own_seq and sender.device_id:
                     await self.acks.ack(sender.sender_id, sender.device_id, own_seq)
                 await self._deliver(sender, row, seqs, users or {})
