@@ -183,3 +183,17 @@ class ServerPair:
     async def stop(self, grace: float) -> None:
         await self.ext.stop(grace)
         await self.int.stop(grace)
+
+
+class ServesPair:
+    """Mixed into business and logic: their ports are those of their `ServerPair`."""
+
+    _grpc: ServerPair
+
+    @property
+    def int_port(self) -> int:
+        return self._grpc.int_port
+
+    @property
+    def ext_port(self) -> int:
+        return self._grpc.ext_port

@@ -33,7 +33,7 @@ class LogicDeviceChecker(DeviceChecker):
             raise GimError(Code.DEVICE_NOT_FOUND, f"device {device_id} not found")
 
 
-class BusinessServer:
+class BusinessServer(rpc.ServesPair):
     """Built from its dependencies; `start()` binds both ports, `stop()` closes all."""
 
     def __init__(
@@ -71,14 +71,6 @@ class BusinessServer:
             redis_client.connect(config.redis_url),
             rpc.channel(config.logic_int_addr),
         )
-
-    @property
-    def int_port(self) -> int:
-        return self._grpc.int_port
-
-    @property
-    def ext_port(self) -> int:
-        return self._grpc.ext_port
 
     async def start(self) -> None:
         await self._grpc.start(self.config.int_listen, self.config.ext_listen)

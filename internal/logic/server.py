@@ -27,7 +27,7 @@ from gim.pkg.schema import MessageShards
 _log = log.get("logic")
 
 
-class LogicServer:
+class LogicServer(rpc.ServesPair):
     """Built from its dependencies; `start()` binds both ports, `stop()` closes all."""
 
     def __init__(
@@ -87,14 +87,6 @@ class LogicServer:
             redis_client.connect(config.redis_url),
             rpc.channel(config.business_int_addr),
         )
-
-    @property
-    def int_port(self) -> int:
-        return self._grpc.int_port
-
-    @property
-    def ext_port(self) -> int:
-        return self._grpc.ext_port
 
     async def start(self) -> None:
         await self._grpc.start(self.config.int_listen, self.config.ext_listen)
