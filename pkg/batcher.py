@@ -25,10 +25,14 @@ Handler = Callable[[list[T]], Awaitable[list[R | BaseException]]]
 
 
 class Batcher(Generic[T, R]):
-    def __init__(self, name: str, handler: Handler[T, R], max_batch: int, workers: int) -> None:
+    def __init__(
+        self, name: str, handler: Handler[T, R], max_batch: int, workers: int, size: Callable[[T], int] = lambda _: 1
+    ) -> None:
+        """`max_batch` bounds the sum of `size(request)` of one batch (one request at least)."""
         self._name = name
         self._handler = handler
         self._max_batch = max_batch
+        self._size = size
         self._max_workers = workers
         self._workers = 0
         self._queue: deque[tuple[T, asyncio.Future[R]]] = deque()
@@ -48,7 +52,11 @@ class Batcher(Generic[T, R]):
     async def _work(self) -> None:
         try:
             while self._queue:
-                batch = [self._queue.popleft() for _ in range(min(len(self._queue), self._max_batch))]
+                first = self._queue.popleft()
+                batch, total = [first], self._size(first[0])
+                while self._queue and total + self._size(self._queue[0][0]) <= self._max_batch:
+                    batch.append(self._queue.popleft())
+                    total += self._size(batch[-1][0])
                 requests = [request for request, _ in batch]
                 try:
                     results = await self._handler(requests)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from typing import Any
 
@@ -13,6 +13,7 @@ from grpc import aio
 
 from gim.internal.logic.devices import OnlineDevice
 from gim.pkg import log, rpc
+from gim.pkg.batcher import Batcher
 from gim.pkg.pb import connect_ext_pb2, connect_int_pb2, connect_int_pb2_grpc
 
 _log = log.get("delivery")
@@ -102,9 +103,7 @@ class Deliverer:
         self._channels: dict[str, aio.Channel] = {}
         self._used: dict[str, float] = {}
         self._single_only: set[str] = set()
-        self._lanes: dict[str, deque[tuple[list[connect_int_pb2.DeliverMessageReq], asyncio.Future[int]]]] = {}
-        self._lane_busy: set[str] = set()
-        self._lane_tasks: set[asyncio.Task[None]] = set()
+        self._lanes: dict[str, Batcher[list[connect_int_pb2.DeliverMessageReq], int]] = {}
 
     @property
     def nodes(self) -> set[str]:
@@ -143,41 +142,24 @@ class Deliverer:
             )
         results = await asyncio.gather(
             *(
-                self._to_node(addr, reqs, True) if addr in suspects else self._queue(addr, reqs)
+                self._to_node(addr, reqs, True) if addr in suspects else self._lane(addr).submit(reqs)
                 for addr, reqs in by_node.items()
             )
         )
         await self._close_idle()
         return sum(results)
 
-    def _queue(self, conn_addr: str, reqs: list[connect_int_pb2.DeliverMessageReq]) -> asyncio.Future[int]:
-        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        lane = self._lanes.setdefault(conn_addr, deque())
-        lane.append((reqs, done))
-        if len(lane) == 1 and conn_addr not in self._lane_busy:
-            self._lane_busy.add(conn_addr)
-            task = asyncio.get_running_loop().create_task(self._drain_lane(conn_addr))
-            self._lane_tasks.add(task)
-            task.add_done_callback(self._lane_tasks.discard)
-        return done
+    def _lane(self, conn_addr: str) -> Batcher[list[connect_int_pb2.DeliverMessageReq], int]:
+        """One call at a time per node; what comes meanwhile goes together in the next."""
+        lane = self._lanes.get(conn_addr)
+        if lane is None:
 
-    async def _drain_lane(self, conn_addr: str) -> None:
-        lane = self._lanes[conn_addr]
-        try:
-            while lane:
-                batch, size = [], 0
-                while lane and size < LANE_BATCH:
-                    batch.append(lane.popleft())
-                    size += len(batch[-1][0])
-                reqs = [req for part, _ in batch for req in part]
-                delivered = await self._to_node(conn_addr, reqs, False)
-                for part, done in batch:
-                    if not done.done():
-                        done.set_result(len(part) if delivered else 0)
-        finally:
-            self._lane_busy.discard(conn_addr)
-            if not lane:
-                self._lanes.pop(conn_addr, None)
+            async def call(parts: list[list[connect_int_pb2.DeliverMessageReq]]) -> list[int | BaseException]:
+                delivered = await self._to_node(conn_addr, [req for part in parts for req in part], False)
+                return [len(part) if delivered else 0 for part in parts]
+
+            lane = self._lanes[conn_addr] = Batcher(f"deliver:{conn_addr}", call, LANE_BATCH, 1, size=len)
+        return lane
 
     async def _to_node(self, conn_addr: str, reqs: list[connect_int_pb2.DeliverMessageReq], suspect: bool) -> int:
         """Deliver to one node; a channel that failed is replaced and tried once more, so a
@@ -221,6 +203,7 @@ class Deliverer:
         return len(reqs)
 
     async def _drop(self, conn_addr: str) -> None:
+        self._lanes.pop(conn_addr, None)
         self._used.pop(conn_addr, None)
         self._stubs.pop(conn_addr, None)
         channel = self._channels.pop(conn_addr, None)
