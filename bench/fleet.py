@@ -19,6 +19,8 @@ from gim.bench import wire
 from gim.bench.accounting import Accounting
 from gim.pkg.pb import connect_ext_pb2 as cx
 
+RETRY_BACKOFF = 0.1  # seconds; a refused sign-in retries after 0.2 s, 0.4 s, ...
+
 
 @dataclasses.dataclass(frozen=True)
 class Device:
@@ -187,6 +189,7 @@ class Fleet:
                     client.close()
                     if attempt == attempts:
                         raise RefusedError(f"sign-in of device {device.device_id}: {reply.code} {reply.message}")
+                    await asyncio.sleep(RETRY_BACKOFF * 2**attempt)  # like a client: back off, then again
             raise AssertionError("unreachable")
 
         async with asyncio.timeout(timeout):

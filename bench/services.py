@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gim.bench.fleet import Device, Endpoint
+from gim.bench.report import progress
 from gim.client.api import Credentials, GimApi
 from gim.internal.business.tokens import TokenStore
 from gim.internal.launcher import Launcher, local_nodes
@@ -170,6 +171,11 @@ async def deployment(
         deployed = Deployment(store, launcher)
         try:
             yield deployed
+        except Exception:
+            # the node logs live in a temporary folder: show what they said before it goes
+            for node in launcher.nodes.values():
+                progress(f"{node.name} (pid {node.pid}) log tail:\n{node.log_tail()}")
+            raise
         finally:
             await deployed.close()
 

@@ -103,7 +103,7 @@ class Node:
             host, port = config.split_host_port(self.addr(listener))
             while not await _accepts(host, port):
                 if not self.running:
-                    raise LaunchError(f"{self.name} exited with code {self.returncode}{self._log_tail()}")
+                    raise LaunchError(f"{self.name} exited with code {self.returncode}\n{self.log_tail()}")
                 await asyncio.sleep(0.05)
 
     @property
@@ -129,11 +129,11 @@ class Node:
             _log.warning("node_killed", node=self.name, pid=self.pid)
             return await self.signal(signal.SIGKILL, timeout)
 
-    def _log_tail(self, lines: int = 30) -> str:
+    def log_tail(self, lines: int = 30) -> str:
+        """The last `lines` of the node's log file ("" when it logs elsewhere)."""
         if self.log_path is None or not self.log_path.exists():
             return ""
-        tail = self.log_path.read_text(errors="replace").splitlines()[-lines:]
-        return "\n" + "\n".join(tail)
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
 async def _accepts(host: str, port: int) -> bool:

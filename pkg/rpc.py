@@ -127,9 +127,13 @@ def gim_error_of(exc: aio.AioRpcError) -> GimError | None:
 
 
 async def call(method: Any, request: Any, timeout: float, metadata: Sequence[tuple[str, str]] = ()) -> Any:
-    """Call a unary method of a peer, re-raising its gim errors as `GimError`."""
+    """Call a unary method of a peer, re-raising its gim errors as `GimError`.
+
+    The call waits (within `timeout`) for a peer to be reachable instead of failing at
+    once while the channel is between connection attempts: a peer that is starting or
+    restarting costs a caller some latency, not an error."""
     try:
-        return await method(request, timeout=timeout, metadata=metadata or None)
+        return await method(request, timeout=timeout, metadata=metadata or None, wait_for_ready=True)
     except aio.AioRpcError as exc:
         error = gim_error_of(exc)
         if error is not None:

@@ -6,10 +6,12 @@ import contextlib
 import dataclasses
 
 import pytest
+import grpc
 from grpc import aio
 
 from gim.internal.business.server import BusinessServer
 from gim.pkg import rpc
+from gim.pkg.redis_client import free_port
 from gim.pkg.pb import user_int_pb2 as ui
 from gim.pkg.pb import user_int_pb2_grpc as ui_grpc
 
@@ -54,3 +56,23 @@ async def test_calls_go_on_when_one_peer_stops(cluster) -> None:  # type: ignore
     finally:
         await channel.close()
         await second.stop(0.5)
+
+
+async def test_a_call_waits_for_a_peer_that_is_starting(cluster) -> None:  # type: ignore[no-untyped-def]
+    (alice,) = await cluster.new_user(nickname="Alice")
+    config = dataclasses.replace(cluster.business.config, int_listen=f"127.0.0.1:{free_port()}", ext_listen="127.0.0.1:0")
+    channel = rpc.channel(config.int_listen, private=True)
+    stub = ui_grpc.UserIntStub(channel)
+    req = ui.GetUsersReq(user_ids={alice.user_id: 0})
+    late = BusinessServer.from_config(config)
+    try:
+        # nothing listens yet: the channel fails its first connection and backs off
+        with pytest.raises(aio.AioRpcError) as refused:
+            await stub.GetUsers(req, timeout=5.0)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        await late.start()
+        # the peer is up now, possibly inside the channel's back-off: the call waits for it
+        assert (await rpc.call(stub.GetUsers, req, 10.0)).users[alice.user_id].nickname == "Alice"
+    finally:
+        await channel.close()
+        await late.stop(0.5)
