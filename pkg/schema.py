@@ -143,7 +143,7 @@ seq = Table(
     Column("object_type", SmallInteger, nullable=False),
     Column("object_id", BigInteger, nullable=False),
     Column("seq", BigInteger, nullable=False),
-    PrimaryKeyConstraint("object_type", "object_id", name="pk_seq"),
+    PrimaryKeyConstraint("object_type", "object_id"),
     **MYSQL_OPTIONS,
 )
 
@@ -179,6 +179,6 @@ def _message_table(meta: MetaData, name: str) -> Table:
         Column("send_time", BigInteger, nullable=False),
         Column("status", SmallInteger, nullable=False, server_default="1"),
         Column("create_time", DateTime, nullable=False, server_default=NOW),
-        PrimaryKeyConstraint("user_id", "seq", name="pk_message"),
+        PrimaryKeyConstraint("user_id", "seq"),
         **MYSQL_OPTIONS,
     )

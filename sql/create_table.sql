@@ -65,7 +65,7 @@ CREATE TABLE seq (
     object_type SMALLINT NOT NULL,
     object_id BIGINT NOT NULL,
     seq BIGINT NOT NULL,
-    CONSTRAINT pk_seq PRIMARY KEY (object_type, object_id)
+    PRIMARY KEY (object_type, object_id)
 )ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
 
 CREATE TABLE user (
@@ -95,7 +95,7 @@ CREATE TABLE message_000 (
     send_time BIGINT NOT NULL,
     status SMALLINT NOT NULL DEFAULT '1',
     create_time DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    CONSTRAINT pk_message PRIMARY KEY (user_id, seq)
+    PRIMARY KEY (user_id, seq)
 )ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
 
 CREATE TABLE message_001 (
@@ -112,7 +112,7 @@ CREATE TABLE message_001 (
     send_time BIGINT NOT NULL,
     status SMALLINT NOT NULL DEFAULT '1',
     create_time DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    CONSTRAINT pk_message PRIMARY KEY (user_id, seq)
+    PRIMARY KEY (user_id, seq)
 )ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
 
 CREATE TABLE message_002 (
@@ -129,7 +129,7 @@ CREATE TABLE message_002 (
     send_time BIGINT NOT NULL,
     status SMALLINT NOT NULL DEFAULT '1',
     create_time DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    CONSTRAINT pk_message PRIMARY KEY (user_id, seq)
+    PRIMARY KEY (user_id, seq)
 )ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
 
 CREATE TABLE message_003 (
@@ -146,7 +146,7 @@ CREATE TABLE message_003 (
     send_time BIGINT NOT NULL,
     status SMALLINT NOT NULL DEFAULT '1',
     create_time DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    CONSTRAINT pk_message PRIMARY KEY (user_id, seq)
+    PRIMARY KEY (user_id, seq)
 )ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
 
 CREATE TABLE message_004 (
@@ -163,7 +163,7 @@ CREATE TABLE message_004 (
     send_time BIGINT NOT NULL,
     status SMALLINT NOT NULL DEFAULT '1',
     create_time DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    CONSTRAINT pk_message PRIMARY KEY (user_id, seq)
+    PRIMARY KEY (user_id, seq)
 )ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
 
 CREATE TABLE message_005 (
@@ -180,7 +180,7 @@ CREATE TABLE message_005 (
     send_time BIGINT NOT NULL,
     status SMALLINT NOT NULL DEFAULT '1',
     create_time DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    CONSTRAINT pk_message PRIMARY KEY (user_id, seq)
+    PRIMARY KEY (user_id, seq)
 )ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
 
 CREATE TABLE message_006 (
@@ -197,7 +197,7 @@ CREATE TABLE message_006 (
     send_time BIGINT NOT NULL,
     status SMALLINT NOT NULL DEFAULT '1',
     create_time DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    CONSTRAINT pk_message PRIMARY KEY (user_id, seq)
+    PRIMARY KEY (user_id, seq)
 )ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
 
 CREATE TABLE message_007 (
@@ -214,7 +214,7 @@ CREATE TABLE message_007 (
     send_time BIGINT NOT NULL,
     status SMALLINT NOT NULL DEFAULT '1',
     create_time DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    CONSTRAINT pk_message PRIMARY KEY (user_id, seq)
+    PRIMARY KEY (user_id, seq)
 )ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
 
 CREATE TABLE message_008 (
@@ -231,7 +231,7 @@ CREATE TABLE message_008 (
     send_time BIGINT NOT NULL,
     status SMALLINT NOT NULL DEFAULT '1',
     create_time DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    CONSTRAINT pk_message PRIMARY KEY (user_id, seq)
+    PRIMARY KEY (user_id, seq)
 )ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
 
 CREATE TABLE message_009 (
@@ -248,5 +248,5 @@ CREATE TABLE message_009 (
     send_time BIGINT NOT NULL,
     status SMALLINT NOT NULL DEFAULT '1',
     create_time DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    CONSTRAINT pk_message PRIMARY KEY (user_id, seq)
+    PRIMARY KEY (user_id, seq)
 )ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
