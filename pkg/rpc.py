@@ -72,8 +72,23 @@ class ErrorInterceptor(aio.ServerInterceptor):
         )
 
 
+# A burst of calls queues instead of being shed: gRPC's default cancels calls beyond 1,000
+# not yet taken up by the server (the caller sees CANCELLED, which says nothing).
+MAX_PENDING_CALLS = 20_000
+# Beyond this many calls in progress a server answers RESOURCE_EXHAUSTED ("try later").
+MAX_CONCURRENT_CALLS = 10_000
+
+SERVER_OPTIONS = [
+    ("grpc.so_reuseport", 0),
+    ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
+    ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
+]
+
+
 def new_server() -> aio.Server:
-    return aio.server(interceptors=[ErrorInterceptor()], options=[("grpc.so_reuseport", 0)])
+    return aio.server(
+        interceptors=[ErrorInterceptor()], options=SERVER_OPTIONS, maximum_concurrent_rpcs=MAX_CONCURRENT_CALLS
+    )
 
 
 def bind(server: aio.Server, addr: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 
@@ -76,3 +77,18 @@ async def test_a_call_waits_for_a_peer_that_is_starting(cluster) -> None:  # typ
     finally:
         await channel.close()
         await late.stop(0.5)
+
+
+async def test_a_burst_of_calls_queues_instead_of_being_cancelled(cluster) -> None:  # type: ignore[no-untyped-def]
+    """gRPC's default would cancel the calls beyond 1,000 not yet taken up (CANCELLED)."""
+    (alice,) = await cluster.new_user(nickname="Alice")
+    channel = rpc.channel(f"127.0.0.1:{cluster.business.int_port}", private=True)
+    stub = ui_grpc.UserIntStub(channel)
+    req = ui.GetUsersReq(user_ids={alice.user_id: 0})
+    try:
+        answers = await asyncio.gather(*(rpc.call(stub.GetUsers, req, 60.0) for _ in range(3000)), return_exceptions=True)
+    finally:
+        await channel.close()
+    failed = [a for a in answers if isinstance(a, BaseException)]
+    assert not failed, f"{len(failed)} calls failed, the first: {failed[0]!r}"
+    assert all(a.users[alice.user_id].nickname == "Alice" for a in answers)
