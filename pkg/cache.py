@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import redis.asyncio as aioredis
 
+from gim.pkg.batcher import Batcher
+
 KIND_USER = "user"  # user_ext.User, filled by logic from UserInt.GetUsers
 KIND_ONLINE = "online"  # the user's online devices
 KIND_GROUP = "group"  # one group's row
@@ -32,6 +34,7 @@ return 0
 """
 
 GEN_TTL = 86400  # far longer than any database read between a reader's look and fill
+MGET_KEYS = 2000  # keys of the concurrent reads that go together in one MGET, at most
 
 Loader = Callable[[list[int]], Awaitable[dict[int, bytes]]]
 
@@ -42,6 +45,17 @@ class Cache:
         self._prefix = prefix
         self._ttl = ttl
         self._fill = redis.register_script(_FILL)
+        # reads that come while one is on its way go together in the next MGET
+        self._reads: Batcher[list[str], list[bytes | None]] = Batcher("cache_reads", self._mget, MGET_KEYS, 1, size=len)
+
+    async def _mget(self, reads: list[list[str]]) -> list[list[bytes | None] | BaseException]:
+        values = await self._redis.mget([key for keys in reads for key in keys])
+        out: list[list[bytes | None] | BaseException] = []
+        start = 0
+        for keys in reads:
+            out.append(values[start : start + len(keys)])
+            start += len(keys)
+        return out
 
     def _key(self, kind: str, id_: int) -> str:
         return f"{self._prefix}cache:{kind}:{id_}"
@@ -55,7 +69,7 @@ class Cache:
         if not wanted:
             return {}
         keys = [self._key(kind, i) for i in wanted] + [self._gen_key(kind, i) for i in wanted]
-        values = await self._redis.mget(keys)
+        values = await self._reads.submit(keys)
         found: dict[int, bytes] = {}
         gens: dict[int, bytes] = {}
         for index, id_ in enumerate(wanted):
