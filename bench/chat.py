@@ -8,6 +8,8 @@ import itertools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
+from grpc import aio
+
 from gim.bench import ceilings, wire
 from gim.bench.fleet import Device, Fleet
 from gim.bench.report import Report, ms_percentiles, progress, rss_kib
@@ -44,6 +46,18 @@ class SyncParams:
 Send = Callable[[int], Awaitable[int]]  # tag -> the sender's seq
 
 
+def _failed(exc: BaseException) -> int:
+    """Count one failed send (1), telling why once per kind of failure."""
+    why = f"{exc.code().name} {exc.details()}" if isinstance(exc, aio.AioRpcError) else repr(exc)
+    if why not in _failure_kinds:
+        _failure_kinds.add(why)
+        progress(f"a send failed: {why}")
+    return 1
+
+
+_failure_kinds: set[str] = set()
+
+
 async def _sends(senders: Sequence[Send], per_sender: int, tags: itertools.count[int], timeout: float) -> tuple[list[int], int]:
     """Each sender sends `per_sender` messages back to back; (their seqs, failures)."""
     seqs: list[int] = []
@@ -54,8 +68,8 @@ async def _sends(senders: Sequence[Send], per_sender: int, tags: itertools.count
         for _ in range(per_sender):
             try:
                 seqs.append(await send(next(tags)))
-            except Exception:  # noqa: BLE001 - counted; the accounting shows what it cost
-                failures += 1
+            except Exception as exc:  # noqa: BLE001 - counted; the accounting shows what it cost
+                failures += _failed(exc)
 
     async with asyncio.timeout(timeout):
         await asyncio.gather(*(one(s) for s in senders))
@@ -71,7 +85,7 @@ async def _paced(sends: Sequence[Send], rate: float, seconds: float, tags: itert
         await asyncio.sleep(max(0.0, start + i / rate - loop.time()))
         pending.add(loop.create_task(sends[i % len(sends)](next(tags))))
     done, _ = await asyncio.wait(pending, timeout=DRAIN_TIMEOUT) if pending else (set(), set())
-    failed = sum(1 for t in done if t.exception() is not None) + len(pending) - len(done)
+    failed = sum(_failed(e) for t in done if (e := t.exception()) is not None) + len(pending) - len(done)
     return total, failed
 
 
