@@ -4,6 +4,7 @@ metadata, and turning a peer's `gim-code` trailer back into a `GimError`."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -85,6 +86,13 @@ SERVER_OPTIONS = [
 ]
 
 
+ADDRESS_IN_USE_HINT = (
+    "the address is in use. A port inside the kernel's ephemeral range (net.ipv4.ip_local_port_range) "
+    "can also be held for a minute by an outgoing connection that used it; reserve the service ports "
+    "with net.ipv4.ip_local_reserved_ports, or listen on another port"
+)
+
+
 def new_server() -> aio.Server:
     return aio.server(
         interceptors=[ErrorInterceptor()], options=SERVER_OPTIONS, maximum_concurrent_rpcs=MAX_CONCURRENT_CALLS
@@ -93,9 +101,12 @@ def new_server() -> aio.Server:
 
 def bind(server: aio.Server, addr: str) -> int:
     """Listen on `addr` (port 0 picks a free one); returns the bound port."""
-    port = server.add_insecure_port(addr)
+    try:
+        port = server.add_insecure_port(addr)
+    except RuntimeError:  # grpc's way of saying the bind failed
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {addr}")
+        raise OSError(errno.EADDRINUSE, f"cannot listen on {addr}: {ADDRESS_IN_USE_HINT}")
     return port
 
 

@@ -50,7 +50,11 @@ def serve(name: str, config: BaseConfig, build: Callable[[], Server]) -> None:
 
     async def main(stop: asyncio.Event) -> None:
         server = build()
-        await server.start()
+        try:
+            await server.start()
+        except OSError as exc:  # a port taken, most likely: one line that says which, not a traceback
+            _log.error("cannot_start", service=name, error=str(exc))
+            raise SystemExit(1) from None
         await stop.wait()
         _log.info("stopping", service=name)
         await server.stop()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,3 +56,20 @@ async def test_a_node_that_cannot_start_is_reported(tmp_path: Path) -> None:
     with pytest.raises(LaunchError, match="logic exited with code 1"):
         await nodes.start(timeout=60)
     assert not nodes["logic"].running
+
+
+async def test_a_port_in_use_is_one_clear_line_and_exit_code_1() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "GIM_BUSINESS_INT_LISTEN": f"127.0.0.1:{port}", "GIM_BUSINESS_EXT_LISTEN": "127.0.0.1:0"}
+        business = await asyncio.create_subprocess_exec(
+            sys.executable, "-P", "-m", "gim.cmd.business", env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        async with asyncio.timeout(30):
+            output, _ = await business.communicate()
+    assert business.returncode == 1
+    text = output.decode()
+    assert "cannot_start" in text and f"cannot listen on 127.0.0.1:{port}" in text and "Traceback" not in text
