@@ -141,7 +141,8 @@ async def run_single_on(opts: StorageOptions, p: SingleParams, connect_nodes: in
         await fleet.wait_delivered(DRAIN_TIMEOUT)
         rep.accounting = dataclasses.replace(fleet.accounting.summary(), sent=len(seqs) + paced)
         rep.results["send_failures"] = failures
-        rep.results["logic_rss_mib"] = round(sum(map(rss_kib, dep.pids("logic"))) / 1024)
+        if dep.pids("logic"):  # not for a --target
+            rep.results["logic_rss_mib"] = round(sum(map(rss_kib, dep.pids("logic"))) / 1024)
         fleet.close()
     rep.set_ratio("sends_per_rpc", "sends_per_s", "rpc_calls_per_s")
     return rep

@@ -16,9 +16,10 @@ from typing import Any
 from gim.bench.chat import GroupParams, SingleParams, SyncParams, run_group, run_single, run_sync
 from gim.bench.conn import ConnParams, run_conn
 from gim.bench.report import Report, progress
+from gim.bench import target
 from gim.bench.room import RoomParams, run_room
 from gim.bench.services import StorageOptions
-from gim.pkg import log
+from gim.pkg import config, log
 
 PARAMS: dict[str, type] = {
     "conn": ConnParams,
@@ -37,6 +38,10 @@ def add_parser(sub: Any) -> None:
     bench.add_argument("--mysql", default="", metavar="URL", help="MySQL server (a fresh database, dropped after)")
     bench.add_argument("--redis", default="", metavar="URL", help="Redis (a fresh key prefix, deleted after)")
     bench.add_argument("--shards", type=int, default=10, help="message tables")
+    bench.add_argument(
+        "--target", nargs="?", const="", default=None, metavar="SPEC",
+        help="benchmark running services (addresses and storage from config/; SPEC: logic=,business=,tcp=,ws= HOST:PORT)",
+    )  # fmt: skip
     seen: set[str] = set()
     for params in PARAMS.values():
         for field in dataclasses.fields(params):
@@ -69,6 +74,13 @@ async def _cluster(opts: StorageOptions, args: argparse.Namespace) -> Report:
 
 def run(args: argparse.Namespace) -> Report:
     opts = StorageOptions(mysql=args.mysql, redis=args.redis, shards=args.shards)
+    if args.target is not None:
+        if args.scenario == "cluster":
+            sys.exit("gim bench: cluster starts its own nodes; run single or room with --target instead")
+        try:
+            opts = dataclasses.replace(opts, target=target.parse(args.target, args.mysql, args.redis))
+        except (ValueError, config.ConfigError) as exc:
+            sys.exit(f"gim bench: {exc}")
     runners: dict[str, Callable[[], Awaitable[Report]]] = {
         "conn": lambda: run_conn(opts, _params(ConnParams, args)),
         "single": lambda: run_single(opts, _params(SingleParams, args)),

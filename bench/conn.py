@@ -34,12 +34,14 @@ async def run_conn(opts: StorageOptions, p: ConnParams) -> Report:
         devices = await dep.seed(p.devices)
         pids = dep.pids("connect")
         rss_before = sum(map(rss_kib, pids))
-        progress(f"{p.devices} devices over {p.nodes} connect node(s), {workers} load-generator process(es)")
+        nodes = len(dep.endpoints())
+        progress(f"{p.devices} devices over {nodes} connect node(s), {workers} load-generator process(es)")
         async with WorkerPool(workers) as pool:
             commands = []
             for w in range(workers):
-                source = f"127.0.0.{2 + w}"
                 tcp, ws = dep.endpoints(), dep.endpoints(ws=True)
+                # a source address each (more than 28k sockets per address), on loopback
+                source = f"127.0.0.{2 + w}" if all(e.host.startswith("127.") for e in tcp + ws) else ""
                 endpoints = [[t.host, t.port, w.host, w.port, w.ws_url, source] for t, w in zip(tcp, ws, strict=True)]
                 share = devices[w :: workers]
                 commands.append({
@@ -60,8 +62,9 @@ async def run_conn(opts: StorageOptions, p: ConnParams) -> Report:
         if reasons:
             progress("sign-ins that failed, by reason: " + ", ".join(f"{r}: {n}" for r, n in reasons.most_common()))
         rep.results["sign_ins_per_s"] = round(signed / ramp) if ramp else 0
-        rep.results["connect_rss_mib"] = round(rss_after / 1024)
-        rep.results["rss_kib_per_conn"] = round((rss_after - rss_before) / max(signed, 1), 2)
+        if pids:  # not for a --target (its processes are not known)
+            rep.results["connect_rss_mib"] = round(rss_after / 1024)
+            rep.results["rss_kib_per_conn"] = round((rss_after - rss_before) / max(signed, 1), 2)
         rep.results.update(ms_percentiles(rtts, "heartbeat_rtt"))
     failed = sum(o["failed"] for o in opened) + sum(b["failed"] for b in beats)
     rep.accounting = Summary(

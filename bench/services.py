@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gim.bench.fleet import Device, Endpoint
 from gim.bench.report import progress
+from gim.bench.target import Target
 from gim.client.api import Credentials, GimApi
 from gim.internal.business.tokens import TokenStore
 from gim.internal.launcher import Launcher, local_nodes
@@ -40,6 +41,7 @@ class StorageOptions:
     mysql: str = ""  # server URL; empty = a temporary SQLite file
     redis: str = ""  # URL; empty = an embedded redis-server
     shards: int = 10
+    target: Target | None = None  # running services and their storage: nothing started or dropped
 
 
 @dataclasses.dataclass
@@ -50,10 +52,15 @@ class Storage:
     shards: MessageShards
     engine: AsyncEngine
     folder: Path
+    target: Target | None = None
 
 
 @contextlib.asynccontextmanager
 async def storage(options: StorageOptions) -> AsyncIterator[Storage]:
+    if options.target is not None:
+        async with _target_storage(options.target) as store:
+            yield store
+        return
     run = uuid.uuid4().hex[:10]
     with tempfile.TemporaryDirectory(prefix="gim-bench-") as tmp:
         folder = Path(tmp)
@@ -86,6 +93,18 @@ async def storage(options: StorageOptions) -> AsyncIterator[Storage]:
                 await _drop_prefix(redis_url, prefix)
 
 
+@contextlib.asynccontextmanager
+async def _target_storage(target: Target) -> AsyncIterator[Storage]:
+    """The storage of running services: used as it is, nothing created or dropped."""
+    engine = db.create_engine(target.database_url)
+    try:
+        with tempfile.TemporaryDirectory(prefix="gim-bench-") as tmp:
+            shards = MessageShards(target.shards)
+            yield Storage(target.database_url, target.redis_url, target.redis_prefix, shards, engine, Path(tmp), target)
+    finally:
+        await engine.dispose()
+
+
 async def _drop_prefix(url: str, prefix: str) -> None:
     client = redis_client.connect(url)
     try:
@@ -97,23 +116,25 @@ async def _drop_prefix(url: str, prefix: str) -> None:
 
 
 class Deployment:
-    """Nodes started by the launcher, and the seeding and API helpers a scenario needs."""
+    """The nodes a scenario talks to (started here, or a `--target`), and the seeding and
+    API helpers it needs. `pids`: the local processes by service, where they are known."""
 
-    def __init__(self, store: Storage, launcher: Launcher) -> None:
+    def __init__(
+        self, store: Storage, logic: str, business: str, connect: list[tuple[str, str]], pids: dict[str, list[int]]
+    ) -> None:
         self.storage = store
-        self.launcher = launcher
-        # calls are balanced over every logic node
-        logic = ",".join(launcher.addrs("logic", "ext"))
-        self.api = GimApi(logic, launcher.addrs("business", "ext")[0], timeout=30)
+        self.api = GimApi(logic, business, timeout=30)  # calls are balanced over a list of logic nodes
+        self._connect = connect  # (tcp, ws) listeners of each connect node
+        self._pids = pids
 
     def pids(self, service: str) -> list[int]:
-        return [node.pid for node in self.launcher.of(service) if node.pid is not None]
+        return self._pids.get(service, [])
 
     def endpoints(self, ws: bool = False, source: str = "") -> list[Endpoint]:
         """One endpoint per connect node: its TCP listener, or its WebSocket one."""
         out = []
-        for node in self.launcher.of("connect"):
-            addr = node.addr("ws" if ws else "tcp")
+        for tcp_addr, ws_addr in self._connect:
+            addr = ws_addr if ws else tcp_addr
             host, port = addr.rsplit(":", 1)
             out.append(Endpoint(host, int(port), f"ws://{addr}/ws" if ws else "", source))
         return out
@@ -158,6 +179,15 @@ def credentials(device: Device) -> Credentials:
 async def deployment(
     store: Storage, logic: int = 1, connect: int = 1, log_level: str = "warning"
 ) -> AsyncIterator[Deployment]:
+    """`logic` and `connect` nodes (and business) started for the scenario, or the target."""
+    if store.target is not None:
+        target = store.target
+        deployed = Deployment(store, target.logic, target.business, list(zip(target.tcp, target.ws, strict=True)), {})
+        try:
+            yield deployed
+        finally:
+            await deployed.close()
+        return
     specs = local_nodes(
         database_url=store.database_url,
         redis_url=store.redis_url,
@@ -168,7 +198,11 @@ async def deployment(
         extra={"GIM_MESSAGE_SHARDS": str(store.shards.count), "GIM_LOG_LEVEL": log_level},
     )
     async with Launcher(specs, log_dir=store.folder) as launcher:
-        deployed = Deployment(store, launcher)
+        connects = [(node.addr("tcp"), node.addr("ws")) for node in launcher.of("connect")]
+        pids = {service: [n.pid for n in launcher.of(service) if n.pid is not None] for service in ("logic", "connect")}
+        deployed = Deployment(
+            store, ",".join(launcher.addrs("logic", "ext")), launcher.addrs("business", "ext")[0], connects, pids
+        )
         try:
             yield deployed
         except Exception:

@@ -3,20 +3,26 @@ size end to end against real nodes (embedded storage), checking the JSON shape."
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from gim.bench import wire
+import sqlalchemy as sa
+
+from gim.bench import target, wire
 from gim.bench.accounting import Accounting
 from gim.bench.chat import GroupParams, SingleParams, SyncParams, run_group, run_single, run_single_on, run_sync
 from gim.bench.conn import ConnParams, run_conn
 from gim.bench.report import Report
 from gim.bench.room import RoomParams, run_room
-from gim.bench.services import StorageOptions
+from gim.bench.services import StorageOptions, storage
+from gim.internal.launcher import Launcher, local_nodes
+from gim.pkg.schema import user as user_table
 from gim.internal.connect.codec import encode_frame
 from gim.pkg.pb import connect_ext_pb2 as cx
 
@@ -130,3 +136,48 @@ def test_cli_sync_writes_json_and_exits_zero(tmp_path: Path) -> None:
 @pytest.mark.parametrize("unused", [None])
 async def test_sync_in_process(unused: None) -> None:
     check(await run_sync(OPTS, SyncParams(messages=60)))
+
+
+async def test_cli_against_running_services(tmp_path: Path) -> None:
+    """`--target`: the nodes are not started, stopped or dropped by the benchmark."""
+    async with storage(OPTS) as store:
+        specs = local_nodes(
+            database_url=store.database_url, redis_url=store.redis_url, redis_prefix=store.redis_prefix,
+            extra={"GIM_MESSAGE_SHARDS": "2", "GIM_LOG_LEVEL": "warning"},
+        )  # fmt: skip
+        async with Launcher(specs, log_dir=tmp_path) as nodes:
+            spec = ",".join([
+                f"logic={nodes.addr('logic-1', 'ext')}", f"business={nodes.addr('business', 'ext')}",
+                f"tcp={nodes.addr('connect-1', 'tcp')}", f"ws={nodes.addr('connect-1', 'ws')}",
+            ])  # fmt: skip
+            # the rest of the target (key prefix, shards) comes from the configuration, as for the services
+            env = {**os.environ, "GIM_REDIS_PREFIX": store.redis_prefix, "GIM_MESSAGE_SHARDS": "2"}
+            bench = await asyncio.create_subprocess_exec(
+                str(Path(sys.executable).parent / "gim"), "bench", "single", "--target", spec,
+                "--mysql", store.database_url, "--redis", store.redis_url, "--pairs", "2", "--messages", "2",
+                "--rate", "10", "--paced-seconds", "0.2", "--rpc-calls", "10", "--json", str(tmp_path / "s.json"),
+                env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            async with asyncio.timeout(90):
+                stdout, stderr = await bench.communicate()
+            assert bench.returncode == 0, stderr.decode()
+            assert all(node.running for node in nodes.nodes.values())
+            document = json.loads((tmp_path / "s.json").read_text())
+            assert document["accounting"]["delivered"] == 2 * 2 + 2 and document["accounting"]["lost"] == 0
+        async with store.engine.connect() as conn:  # the seeded users stay in the target's database
+            assert await conn.scalar(sa.select(sa.func.count()).select_from(user_table)) == 4
+
+
+@pytest.mark.parametrize(
+    ("spec", "error"),
+    [("foo=127.0.0.1:1", "is not one of"), ("tcp=127.0.0.1:1", "one ws= for each tcp="), ("logic=nope", "expected host:port")],
+)
+def test_a_bad_target_is_refused_with_the_reason(spec: str, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        target.parse(spec, environ={})
+
+
+def test_target_defaults_come_from_the_configuration() -> None:
+    t = target.parse("tcp=0.0.0.0:9000,ws=127.0.0.1:9001", environ={"GIM_LOGIC_EXT_LISTEN": "0.0.0.0:7001"})
+    assert (t.logic, t.tcp, t.ws) == ("127.0.0.1:7001", ("127.0.0.1:9000",), ("127.0.0.1:9001",))
+    assert t.business == "127.0.0.1:50301" and t.shards == 10 and t.redis_prefix == "gim:"
