@@ -50,6 +50,16 @@ class GimError(Exception):
         return f"GimError({int(self.code)}, {self.message!r})"
 
 
+def error_of(code: int, message: str) -> GimError | None:
+    """One item's result in a batch answer (code 0: it succeeded) as the error it stands for."""
+    if not code:
+        return None
+    try:
+        return GimError(Code(code), message)
+    except ValueError:
+        return GimError(Code.BAD_REQUEST, f"{message} (unknown code {code})")
+
+
 def unauthorized(message: str = "unauthorized, sign in again") -> GimError:
     return GimError(Code.UNAUTHORIZED, message)
 

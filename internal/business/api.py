@@ -68,6 +68,12 @@ class UserIntServicer(int_grpc.UserIntServicer):
         await self.app.auth(request.user_id, request.device_id, request.token)
         return int_.AuthResp()
 
+    async def AuthMany(self, request: int_.AuthManyReq, context: Context) -> int_.AuthManyResp:
+        errors = await self.app.auth_many([(a.user_id, a.device_id, a.token) for a in request.auths])
+        return int_.AuthManyResp(
+            results=[int_.AuthResult(code=int(e.code), message=e.message) if e else int_.AuthResult() for e in errors]
+        )
+
     async def GetUser(self, request: ext.GetUserReq, context: Context) -> ext.GetUserResp:
         return ext.GetUserResp(user=user_pb(await self.app.get_user(request.user_id)))
 

@@ -9,6 +9,8 @@ from gim.pkg import log
 from gim.pkg.cache import KIND_USER, Cache
 from gim.pkg.errors import Code, GimError, bad_request
 
+MAX_AUTHS = 1000  # tokens checked in one AuthMany call, at most
+
 _log = log.get("business")
 
 
@@ -50,9 +52,24 @@ class BusinessApp:
         return user, is_new, token
 
     async def auth(self, user_id: int, device_id: int, token: str) -> None:
-        if user_id <= 0 or device_id <= 0 or not token:
-            raise GimError(Code.UNAUTHORIZED, "user_id, device_id and token are required")
-        await self.tokens.check(user_id, device_id, token)
+        error = (await self.auth_many([(user_id, device_id, token)]))[0]
+        if error is not None:
+            raise error
+
+    async def auth_many(self, auths: list[tuple[int, int, str]]) -> list[GimError | None]:
+        """For each (user, device, token): None if the token is valid, else why not."""
+        if len(auths) > MAX_AUTHS:
+            raise bad_request(f"at most {MAX_AUTHS} auths in one call")
+        required = GimError(Code.UNAUTHORIZED, "user_id, device_id and token are required")
+        results: list[GimError | None] = [
+            required if user_id <= 0 or device_id <= 0 or not token else None for user_id, device_id, token in auths
+        ]
+        wellformed = [i for i, r in enumerate(results) if r is None]
+        if wellformed:
+            checked = await self.tokens.check_many([auths[i] for i in wellformed])
+            for i, error in zip(wellformed, checked, strict=True):
+                results[i] = error
+        return results
 
     async def get_user(self, user_id: int) -> User:
         if user_id <= 0:

@@ -7,7 +7,7 @@ import secrets
 
 import redis.asyncio as aioredis
 
-from gim.pkg.errors import unauthorized
+from gim.pkg.errors import GimError, unauthorized
 
 
 class TokenStore:
@@ -27,8 +27,19 @@ class TokenStore:
 
     async def check(self, user_id: int, device_id: int, token: str) -> None:
         """Raise 10000 unless `token` is the live token of (user, device)."""
-        stored = await self._redis.get(self._key(user_id, device_id))
-        if stored is None:
-            raise unauthorized("token expired or unknown, sign in again")
-        if not hmac.compare_digest(stored, token.encode()):
-            raise unauthorized("wrong token, sign in again")
+        error = _mismatch(await self._redis.get(self._key(user_id, device_id)), token)
+        if error is not None:
+            raise error
+
+    async def check_many(self, auths: list[tuple[int, int, str]]) -> list[GimError | None]:
+        """`check` for each (user, device, token), with one read: None where it passes."""
+        stored = await self._redis.mget([self._key(u, d) for u, d, _ in auths])
+        return [_mismatch(value, token) for value, (_, _, token) in zip(stored, auths, strict=True)]
+
+
+def _mismatch(stored: bytes | None, token: str) -> GimError | None:
+    if stored is None:
+        return unauthorized("token expired or unknown, sign in again")
+    if not hmac.compare_digest(stored, token.encode()):
+        return unauthorized("wrong token, sign in again")
+    return None

@@ -20,6 +20,7 @@ from grpc import aio
 
 from gim.internal.connect.packets import KNOWN_TYPES, Encoded, PacketError, output, parse_data, parse_input
 from gim.internal.connect.registry import Registry
+from gim.internal.connect.sign_ins import SignIns
 from gim.pkg import log, rpc
 from gim.pkg.config import ConnectConfig
 from gim.pkg.errors import Code, GimError
@@ -66,8 +67,11 @@ class Node:
     _sign_ins: int = 0
     _no_sign_ins: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
 
+    sign_ins: SignIns = dataclasses.field(init=False)
+
     def __post_init__(self) -> None:
         self._no_sign_ins.set()
+        self.sign_ins = SignIns(self.logic, self.config.rpc_timeout)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -260,7 +264,7 @@ class Session:
             client_addr=self.client_addr,
         )
         try:
-            await self._call(self.node.logic.ConnSignIn, req)
+            await self.node.sign_ins.sign_in(req)
         except GimError as exc:
             self.fail(exc.code, exc.message, cx.PT_SIGN_IN, request_id)
             return False

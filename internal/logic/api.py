@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from grpc import aio
@@ -13,7 +14,7 @@ from gim.internal.logic.messages import MessageService, Sender
 from gim.internal.logic.rooms import RoomService
 from gim.internal.logic.users import UserClient
 from gim.pkg import log, rpc
-from gim.pkg.errors import bad_request, unauthorized
+from gim.pkg.errors import GimError, bad_request, unauthorized
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as ext
 from gim.pkg.pb import logic_ext_pb2_grpc as ext_grpc
@@ -21,6 +22,8 @@ from gim.pkg.pb import logic_int_pb2 as int_
 from gim.pkg.pb import logic_int_pb2_grpc as int_grpc
 
 Context = aio.ServicerContext[Any, Any]
+
+MAX_SIGN_INS = 1000  # sign-ins in one ConnSignIns call, at most
 _log = log.get("logic")
 
 
@@ -159,6 +162,14 @@ async def push_room(rooms: RoomService, sender: Sender, request: ext.PushRoomReq
     )
 
 
+def _malformed(req: int_.ConnSignInReq) -> GimError | None:
+    if req.user_id <= 0 or req.device_id <= 0 or not req.token:
+        return unauthorized("user_id, device_id and token are required")
+    if not req.conn_addr:
+        return bad_request("conn_addr is required")
+    return None
+
+
 class LogicIntServicer(int_grpc.LogicIntServicer):
     """For connect nodes and the business service, on the private network."""
 
@@ -169,20 +180,42 @@ class LogicIntServicer(int_grpc.LogicIntServicer):
         self.rooms = rooms
 
     async def ConnSignIn(self, request: int_.ConnSignInReq, context: Context) -> int_.ConnSignInResp:
-        if request.user_id <= 0 or request.device_id <= 0 or not request.token:
-            raise unauthorized("user_id, device_id and token are required")
-        if not request.conn_addr:
-            raise bad_request("conn_addr is required")
-        await self.users.auth(request.user_id, request.device_id, request.token)
-        await self.devices.set_online(request.device_id, request.user_id, request.conn_addr, request.client_addr)
-        _log.info(
-            "device_online",
-            user_id=request.user_id,
-            device_id=request.device_id,
-            conn_addr=request.conn_addr,
-            client_addr=request.client_addr,
-        )
+        error = (await self._sign_in([request]))[0]
+        if error is not None:
+            raise error
         return int_.ConnSignInResp()
+
+    async def ConnSignIns(self, request: int_.ConnSignInsReq, context: Context) -> int_.ConnSignInsResp:
+        if len(request.sign_ins) > MAX_SIGN_INS:
+            raise bad_request(f"at most {MAX_SIGN_INS} sign-ins in one call")
+        errors = await self._sign_in(list(request.sign_ins))
+        return int_.ConnSignInsResp(
+            results=[int_.SignInResult(code=int(e.code), message=e.message) if e else int_.SignInResult() for e in errors]
+        )
+
+    async def _sign_in(self, reqs: list[int_.ConnSignInReq]) -> list[GimError | None]:
+        """Check each token with business, then mark each device online at its node: None
+        for a sign-in that succeeded, else why it failed (the others go on)."""
+        results: list[GimError | None] = [_malformed(r) for r in reqs]
+        todo = [i for i, r in enumerate(results) if r is None]
+        if todo:
+            authed = await self.users.auth_many([(reqs[i].user_id, reqs[i].device_id, reqs[i].token) for i in todo])
+            for i, error in zip(todo, authed, strict=True):
+                results[i] = error
+        todo = [i for i, r in enumerate(results) if r is None]
+        online = await asyncio.gather(
+            *(self.devices.set_online(reqs[i].device_id, reqs[i].user_id, reqs[i].conn_addr, reqs[i].client_addr) for i in todo),
+            return_exceptions=True,
+        )
+        for i, outcome in zip(todo, online, strict=True):
+            if isinstance(outcome, GimError):
+                results[i] = outcome
+            elif isinstance(outcome, BaseException):  # the database failed: the whole call fails
+                raise outcome
+            else:
+                r = reqs[i]
+                _log.info("device_online", user_id=r.user_id, device_id=r.device_id, conn_addr=r.conn_addr, client_addr=r.client_addr)
+        return results
 
     async def Sync(self, request: int_.SyncReq, context: Context) -> int_.SyncResp:
         messages, has_more = await self.messages.sync(request.user_id, request.device_id, request.seq)

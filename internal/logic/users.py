@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
-from gim.pkg import rpc
+import grpc
+from grpc import aio
+
+from gim.pkg import log, rpc
 from gim.pkg.cache import KIND_USER, Cache
+from gim.pkg.errors import Code, GimError, error_of
 from gim.pkg.pb import user_ext_pb2, user_int_pb2, user_int_pb2_grpc
+
+_log = log.get("users")
 
 
 AUTH_CACHE_MAX = 100_000  # tokens remembered at most (then forgotten all at once)
@@ -23,6 +30,7 @@ class UserClient:
         self._cache = cache
         self._auth_cache_seconds = auth_cache_seconds
         self._authed: dict[tuple[int, int, str], float] = {}  # -> trusted until (monotonic)
+        self._one_by_one = False  # the business service answered AuthMany UNIMPLEMENTED
 
     async def auth(self, user_id: int, device_id: int, token: str, *, cached: bool = False) -> None:
         """Return if the token is valid for (user, device); raise 10000 otherwise.
@@ -40,6 +48,31 @@ class UserClient:
             if len(self._authed) >= AUTH_CACHE_MAX:
                 self._authed.clear()
             self._authed[key] = now + self._auth_cache_seconds
+
+    async def auth_many(self, auths: list[tuple[int, int, str]]) -> list[GimError | None]:
+        """Each (user, device, token) asked of business, in one AuthMany call (or, for a
+        business backend without it, one Auth each): None where the token is valid."""
+        if not self._one_by_one:
+            req = user_int_pb2.AuthManyReq(auths=[user_int_pb2.AuthReq(user_id=u, device_id=d, token=t) for u, d, t in auths])
+            try:
+                resp = await rpc.call(self._stub.AuthMany, req, self._timeout)
+            except aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                    raise
+                _log.info("auth_one_by_one", reason="the business service has no AuthMany")
+                self._one_by_one = True
+            else:
+                if len(resp.results) != len(auths):
+                    raise GimError(Code.BAD_REQUEST, f"AuthMany answered {len(resp.results)} of {len(auths)} auths")
+                return [error_of(r.code, r.message) for r in resp.results]
+        return list(await asyncio.gather(*(self._auth_one(*a) for a in auths)))
+
+    async def _auth_one(self, user_id: int, device_id: int, token: str) -> GimError | None:
+        try:
+            await self.auth(user_id, device_id, token)
+        except GimError as exc:
+            return exc
+        return None
 
     async def get_many(self, user_ids: list[int]) -> dict[int, user_ext_pb2.User]:
         """The users that exist among `user_ids`."""

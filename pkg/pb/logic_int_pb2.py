@@ -26,7 +26,7 @@ from . import connect_ext_pb2 as connect__ext__pb2
 from . import logic_ext_pb2 as logic__ext__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0flogic_int.proto\x12\x02pb\x1a\x11\x63onnect_ext.proto\x1a\x0flogic_ext.proto\"j\n\rConnSignInReq\x12\x11\n\tdevice_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12\r\n\x05token\x18\x03 \x01(\t\x12\x11\n\tconn_addr\x18\x04 \x01(\t\x12\x13\n\x0b\x63lient_addr\x18\x05 \x01(\t\"\x10\n\x0e\x43onnSignInResp\":\n\x07SyncReq\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x11\n\tdevice_id\x18\x02 \x01(\x03\x12\x0b\n\x03seq\x18\x03 \x01(\x03\";\n\x08SyncResp\x12\x1d\n\x08messages\x18\x01 \x03(\x0b\x32\x0b.pb.Message\x12\x10\n\x08has_more\x18\x02 \x01(\x08\"]\n\rMessageACKReq\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x11\n\tdevice_id\x18\x02 \x01(\x03\x12\x12\n\ndevice_ack\x18\x03 \x01(\x03\x12\x14\n\x0creceive_time\x18\x04 \x01(\x03\"\x10\n\x0eMessageACKResp\"E\n\nOfflineReq\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x11\n\tdevice_id\x18\x02 \x01(\x03\x12\x13\n\x0b\x63lient_addr\x18\x03 \x01(\t\"\r\n\x0bOfflineResp\"g\n\x10SubscribeRoomReq\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x11\n\tdevice_id\x18\x02 \x01(\x03\x12\x0f\n\x07room_id\x18\x03 \x01(\x03\x12\x0b\n\x03seq\x18\x04 \x01(\x03\x12\x11\n\tconn_addr\x18\x05 \x01(\t\"\x13\n\x11SubscribeRoomResp\"_\n\nPushAllReq\x12%\n\x0cmessage_type\x18\x01 \x01(\x0e\x32\x0f.pb.MessageType\x12\x17\n\x0fmessage_content\x18\x02 \x01(\x0c\x12\x11\n\tsend_time\x18\x03 \x01(\x03\"\r\n\x0bPushAllResp\"!\n\x0cGetDeviceReq\x12\x11\n\tdevice_id\x18\x01 \x01(\x03\"+\n\rGetDeviceResp\x12\x1a\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\n.pb.Device\"\xbf\x01\n\x06\x44\x65vice\x12\x11\n\tdevice_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12\x0c\n\x04type\x18\x03 \x01(\x05\x12\r\n\x05\x62rand\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x16\n\x0esystem_version\x18\x06 \x01(\t\x12\x13\n\x0bsdk_version\x18\x07 \x01(\t\x12\x0e\n\x06status\x18\x08 \x01(\x05\x12\x13\n\x0b\x63reate_time\x18\t \x01(\x03\x12\x13\n\x0bupdate_time\x18\n \x01(\x03\"\"\n\rServerStopReq\x12\x11\n\tconn_addr\x18\x01 \x01(\t\"\x10\n\x0eServerStopResp2\xfb\x03\n\x08LogicInt\x12\x33\n\nConnSignIn\x12\x11.pb.ConnSignInReq\x1a\x12.pb.ConnSignInResp\x12!\n\x04Sync\x12\x0b.pb.SyncReq\x1a\x0c.pb.SyncResp\x12\x33\n\nMessageACK\x12\x11.pb.MessageACKReq\x1a\x12.pb.MessageACKResp\x12*\n\x07Offline\x12\x0e.pb.OfflineReq\x1a\x0f.pb.OfflineResp\x12<\n\rSubscribeRoom\x12\x14.pb.SubscribeRoomReq\x1a\x15.pb.SubscribeRoomResp\x12\x36\n\x0bSendMessage\x12\x12.pb.SendMessageReq\x1a\x13.pb.SendMessageResp\x12-\n\x08PushRoom\x12\x0f.pb.PushRoomReq\x1a\x10.pb.PushRoomResp\x12*\n\x07PushAll\x12\x0e.pb.PushAllReq\x1a\x0f.pb.PushAllResp\x12\x30\n\tGetDevice\x12\x10.pb.GetDeviceReq\x1a\x11.pb.GetDeviceResp\x12\x33\n\nServerStop\x12\x11.pb.ServerStopReq\x1a\x12.pb.ServerStopRespb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0flogic_int.proto\x12\x02pb\x1a\x11\x63onnect_ext.proto\x1a\x0flogic_ext.proto\"j\n\rConnSignInReq\x12\x11\n\tdevice_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12\r\n\x05token\x18\x03 \x01(\t\x12\x11\n\tconn_addr\x18\x04 \x01(\t\x12\x13\n\x0b\x63lient_addr\x18\x05 \x01(\t\"\x10\n\x0e\x43onnSignInResp\"5\n\x0e\x43onnSignInsReq\x12#\n\x08sign_ins\x18\x01 \x03(\x0b\x32\x11.pb.ConnSignInReq\"4\n\x0f\x43onnSignInsResp\x12!\n\x07results\x18\x01 \x03(\x0b\x32\x10.pb.SignInResult\"-\n\x0cSignInResult\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\":\n\x07SyncReq\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x11\n\tdevice_id\x18\x02 \x01(\x03\x12\x0b\n\x03seq\x18\x03 \x01(\x03\";\n\x08SyncResp\x12\x1d\n\x08messages\x18\x01 \x03(\x0b\x32\x0b.pb.Message\x12\x10\n\x08has_more\x18\x02 \x01(\x08\"]\n\rMessageACKReq\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x11\n\tdevice_id\x18\x02 \x01(\x03\x12\x12\n\ndevice_ack\x18\x03 \x01(\x03\x12\x14\n\x0creceive_time\x18\x04 \x01(\x03\"\x10\n\x0eMessageACKResp\"E\n\nOfflineReq\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x11\n\tdevice_id\x18\x02 \x01(\x03\x12\x13\n\x0b\x63lient_addr\x18\x03 \x01(\t\"\r\n\x0bOfflineResp\"g\n\x10SubscribeRoomReq\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x11\n\tdevice_id\x18\x02 \x01(\x03\x12\x0f\n\x07room_id\x18\x03 \x01(\x03\x12\x0b\n\x03seq\x18\x04 \x01(\x03\x12\x11\n\tconn_addr\x18\x05 \x01(\t\"\x13\n\x11SubscribeRoomResp\"_\n\nPushAllReq\x12%\n\x0cmessage_type\x18\x01 \x01(\x0e\x32\x0f.pb.MessageType\x12\x17\n\x0fmessage_content\x18\x02 \x01(\x0c\x12\x11\n\tsend_time\x18\x03 \x01(\x03\"\r\n\x0bPushAllResp\"!\n\x0cGetDeviceReq\x12\x11\n\tdevice_id\x18\x01 \x01(\x03\"+\n\rGetDeviceResp\x12\x1a\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\n.pb.Device\"\xbf\x01\n\x06\x44\x65vice\x12\x11\n\tdevice_id\x18\x01 \x01(\x03\x12\x0f\n\x07user_id\x18\x02 \x01(\x03\x12\x0c\n\x04type\x18\x03 \x01(\x05\x12\r\n\x05\x62rand\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x16\n\x0esystem_version\x18\x06 \x01(\t\x12\x13\n\x0bsdk_version\x18\x07 \x01(\t\x12\x0e\n\x06status\x18\x08 \x01(\x05\x12\x13\n\x0b\x63reate_time\x18\t \x01(\x03\x12\x13\n\x0bupdate_time\x18\n \x01(\x03\"\"\n\rServerStopReq\x12\x11\n\tconn_addr\x18\x01 \x01(\t\"\x10\n\x0eServerStopResp2\xb3\x04\n\x08LogicInt\x12\x33\n\nConnSignIn\x12\x11.pb.ConnSignInReq\x1a\x12.pb.ConnSignInResp\x12\x36\n\x0b\x43onnSignIns\x12\x12.pb.ConnSignInsReq\x1a\x13.pb.ConnSignInsResp\x12!\n\x04Sync\x12\x0b.pb.SyncReq\x1a\x0c.pb.SyncResp\x12\x33\n\nMessageACK\x12\x11.pb.MessageACKReq\x1a\x12.pb.MessageACKResp\x12*\n\x07Offline\x12\x0e.pb.OfflineReq\x1a\x0f.pb.OfflineResp\x12<\n\rSubscribeRoom\x12\x14.pb.SubscribeRoomReq\x1a\x15.pb.SubscribeRoomResp\x12\x36\n\x0bSendMessage\x12\x12.pb.SendMessageReq\x1a\x13.pb.SendMessageResp\x12-\n\x08PushRoom\x12\x0f.pb.PushRoomReq\x1a\x10.pb.PushRoomResp\x12*\n\x07PushAll\x12\x0e.pb.PushAllReq\x1a\x0f.pb.PushAllResp\x12\x30\n\tGetDevice\x12\x10.pb.GetDeviceReq\x1a\x11.pb.GetDeviceResp\x12\x33\n\nServerStop\x12\x11.pb.ServerStopReq\x1a\x12.pb.ServerStopRespb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,36 +37,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONNSIGNINREQ']._serialized_end=165
   _globals['_CONNSIGNINRESP']._serialized_start=167
   _globals['_CONNSIGNINRESP']._serialized_end=183
-  _globals['_SYNCREQ']._serialized_start=185
-  _globals['_SYNCREQ']._serialized_end=243
-  _globals['_SYNCRESP']._serialized_start=245
-  _globals['_SYNCRESP']._serialized_end=304
-  _globals['_MESSAGEACKREQ']._serialized_start=306
-  _globals['_MESSAGEACKREQ']._serialized_end=399
-  _globals['_MESSAGEACKRESP']._serialized_start=401
-  _globals['_MESSAGEACKRESP']._serialized_end=417
-  _globals['_OFFLINEREQ']._serialized_start=419
-  _globals['_OFFLINEREQ']._serialized_end=488
-  _globals['_OFFLINERESP']._serialized_start=490
-  _globals['_OFFLINERESP']._serialized_end=503
-  _globals['_SUBSCRIBEROOMREQ']._serialized_start=505
-  _globals['_SUBSCRIBEROOMREQ']._serialized_end=608
-  _globals['_SUBSCRIBEROOMRESP']._serialized_start=610
-  _globals['_SUBSCRIBEROOMRESP']._serialized_end=629
-  _globals['_PUSHALLREQ']._serialized_start=631
-  _globals['_PUSHALLREQ']._serialized_end=726
-  _globals['_PUSHALLRESP']._serialized_start=728
-  _globals['_PUSHALLRESP']._serialized_end=741
-  _globals['_GETDEVICEREQ']._serialized_start=743
-  _globals['_GETDEVICEREQ']._serialized_end=776
-  _globals['_GETDEVICERESP']._serialized_start=778
-  _globals['_GETDEVICERESP']._serialized_end=821
-  _globals['_DEVICE']._serialized_start=824
-  _globals['_DEVICE']._serialized_end=1015
-  _globals['_SERVERSTOPREQ']._serialized_start=1017
-  _globals['_SERVERSTOPREQ']._serialized_end=1051
-  _globals['_SERVERSTOPRESP']._serialized_start=1053
-  _globals['_SERVERSTOPRESP']._serialized_end=1069
-  _globals['_LOGICINT']._serialized_start=1072
-  _globals['_LOGICINT']._serialized_end=1579
+  _globals['_CONNSIGNINSREQ']._serialized_start=185
+  _globals['_CONNSIGNINSREQ']._serialized_end=238
+  _globals['_CONNSIGNINSRESP']._serialized_start=240
+  _globals['_CONNSIGNINSRESP']._serialized_end=292
+  _globals['_SIGNINRESULT']._serialized_start=294
+  _globals['_SIGNINRESULT']._serialized_end=339
+  _globals['_SYNCREQ']._serialized_start=341
+  _globals['_SYNCREQ']._serialized_end=399
+  _globals['_SYNCRESP']._serialized_start=401
+  _globals['_SYNCRESP']._serialized_end=460
+  _globals['_MESSAGEACKREQ']._serialized_start=462
+  _globals['_MESSAGEACKREQ']._serialized_end=555
+  _globals['_MESSAGEACKRESP']._serialized_start=557
+  _globals['_MESSAGEACKRESP']._serialized_end=573
+  _globals['_OFFLINEREQ']._serialized_start=575
+  _globals['_OFFLINEREQ']._serialized_end=644
+  _globals['_OFFLINERESP']._serialized_start=646
+  _globals['_OFFLINERESP']._serialized_end=659
+  _globals['_SUBSCRIBEROOMREQ']._serialized_start=661
+  _globals['_SUBSCRIBEROOMREQ']._serialized_end=764
+  _globals['_SUBSCRIBEROOMRESP']._serialized_start=766
+  _globals['_SUBSCRIBEROOMRESP']._serialized_end=785
+  _globals['_PUSHALLREQ']._serialized_start=787
+  _globals['_PUSHALLREQ']._serialized_end=882
+  _globals['_PUSHALLRESP']._serialized_start=884
+  _globals['_PUSHALLRESP']._serialized_end=897
+  _globals['_GETDEVICEREQ']._serialized_start=899
+  _globals['_GETDEVICEREQ']._serialized_end=932
+  _globals['_GETDEVICERESP']._serialized_start=934
+  _globals['_GETDEVICERESP']._serialized_end=977
+  _globals['_DEVICE']._serialized_start=980
+  _globals['_DEVICE']._serialized_end=1171
+  _globals['_SERVERSTOPREQ']._serialized_start=1173
+  _globals['_SERVERSTOPREQ']._serialized_end=1207
+  _globals['_SERVERSTOPRESP']._serialized_start=1209
+  _globals['_SERVERSTOPRESP']._serialized_end=1225
+  _globals['_LOGICINT']._serialized_start=1228
+  _globals['_LOGICINT']._serialized_end=1791
 # @@protoc_insertion_point(module_scope)

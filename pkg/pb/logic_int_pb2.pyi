@@ -26,6 +26,26 @@ class ConnSignInResp(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class ConnSignInsReq(_message.Message):
+    __slots__ = ("sign_ins",)
+    SIGN_INS_FIELD_NUMBER: _ClassVar[int]
+    sign_ins: _containers.RepeatedCompositeFieldContainer[ConnSignInReq]
+    def __init__(self, sign_ins: _Optional[_Iterable[_Union[ConnSignInReq, _Mapping]]] = ...) -> None: ...
+
+class ConnSignInsResp(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[SignInResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[SignInResult, _Mapping]]] = ...) -> None: ...
+
+class SignInResult(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
 class SyncReq(_message.Message):
     __slots__ = ("user_id", "device_id", "seq")
     USER_ID_FIELD_NUMBER: _ClassVar[int]

@@ -40,6 +40,11 @@ class LogicIntStub:
                 request_serializer=logic__int__pb2.ConnSignInReq.SerializeToString,
                 response_deserializer=logic__int__pb2.ConnSignInResp.FromString,
                 _registered_method=True)
+        self.ConnSignIns = channel.unary_unary(
+                '/pb.LogicInt/ConnSignIns',
+                request_serializer=logic__int__pb2.ConnSignInsReq.SerializeToString,
+                response_deserializer=logic__int__pb2.ConnSignInsResp.FromString,
+                _registered_method=True)
         self.Sync = channel.unary_unary(
                 '/pb.LogicInt/Sync',
                 request_serializer=logic__int__pb2.SyncReq.SerializeToString,
@@ -92,6 +97,15 @@ class LogicIntServicer:
 
     def ConnSignIn(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConnSignIns(self, request, context):
+        """Not in the original contract: the sign-ins of many connections of one connect node
+        in one call (a node merges the sign-ins that arrive together). Each succeeds or
+        fails alone, as ConnSignIn would.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -159,6 +173,11 @@ def add_LogicIntServicer_to_server(servicer, server):
                     servicer.ConnSignIn,
                     request_deserializer=logic__int__pb2.ConnSignInReq.FromString,
                     response_serializer=logic__int__pb2.ConnSignInResp.SerializeToString,
+            ),
+            'ConnSignIns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConnSignIns,
+                    request_deserializer=logic__int__pb2.ConnSignInsReq.FromString,
+                    response_serializer=logic__int__pb2.ConnSignInsResp.SerializeToString,
             ),
             'Sync': grpc.unary_unary_rpc_method_handler(
                     servicer.Sync,
@@ -233,6 +252,33 @@ class LogicInt:
             '/pb.LogicInt/ConnSignIn',
             logic__int__pb2.ConnSignInReq.SerializeToString,
             logic__int__pb2.ConnSignInResp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConnSignIns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pb.LogicInt/ConnSignIns',
+            logic__int__pb2.ConnSignInsReq.SerializeToString,
+            logic__int__pb2.ConnSignInsResp.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from . import user_ext_pb2 as user__ext__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0euser_int.proto\x12\x02pb\x1a\x0euser_ext.proto\"<\n\x07\x41uthReq\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x11\n\tdevice_id\x18\x02 \x01(\x03\x12\r\n\x05token\x18\x03 \x01(\t\"\n\n\x08\x41uthResp\"m\n\x0bGetUsersReq\x12.\n\x08user_ids\x18\x01 \x03(\x0b\x32\x1c.pb.GetUsersReq.UserIdsEntry\x1a.\n\x0cUserIdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\x03\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"r\n\x0cGetUsersResp\x12*\n\x05users\x18\x01 \x03(\x0b\x32\x1b.pb.GetUsersResp.UsersEntry\x1a\x36\n\nUsersEntry\x12\x0b\n\x03key\x18\x01 \x01(\x03\x12\x17\n\x05value\x18\x02 \x01(\x0b\x32\x08.pb.User:\x02\x38\x01\x32\x87\x01\n\x07UserInt\x12!\n\x04\x41uth\x12\x0b.pb.AuthReq\x1a\x0c.pb.AuthResp\x12*\n\x07GetUser\x12\x0e.pb.GetUserReq\x1a\x0f.pb.GetUserResp\x12-\n\x08GetUsers\x12\x0f.pb.GetUsersReq\x1a\x10.pb.GetUsersResp2\x8b\x01\n\x0b\x42usinessInt\x12!\n\x04\x41uth\x12\x0b.pb.AuthReq\x1a\x0c.pb.AuthResp\x12*\n\x07GetUser\x12\x0e.pb.GetUserReq\x1a\x0f.pb.GetUserResp\x12-\n\x08GetUsers\x12\x0f.pb.GetUsersReq\x1a\x10.pb.GetUsersRespb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0euser_int.proto\x12\x02pb\x1a\x0euser_ext.proto\"<\n\x07\x41uthReq\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x11\n\tdevice_id\x18\x02 \x01(\x03\x12\r\n\x05token\x18\x03 \x01(\t\"\n\n\x08\x41uthResp\")\n\x0b\x41uthManyReq\x12\x1a\n\x05\x61uths\x18\x01 \x03(\x0b\x32\x0b.pb.AuthReq\"/\n\x0c\x41uthManyResp\x12\x1f\n\x07results\x18\x01 \x03(\x0b\x32\x0e.pb.AuthResult\"+\n\nAuthResult\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"m\n\x0bGetUsersReq\x12.\n\x08user_ids\x18\x01 \x03(\x0b\x32\x1c.pb.GetUsersReq.UserIdsEntry\x1a.\n\x0cUserIdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\x03\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"r\n\x0cGetUsersResp\x12*\n\x05users\x18\x01 \x03(\x0b\x32\x1b.pb.GetUsersResp.UsersEntry\x1a\x36\n\nUsersEntry\x12\x0b\n\x03key\x18\x01 \x01(\x03\x12\x17\n\x05value\x18\x02 \x01(\x0b\x32\x08.pb.User:\x02\x38\x01\x32\xb6\x01\n\x07UserInt\x12!\n\x04\x41uth\x12\x0b.pb.AuthReq\x1a\x0c.pb.AuthResp\x12*\n\x07GetUser\x12\x0e.pb.GetUserReq\x1a\x0f.pb.GetUserResp\x12-\n\x08GetUsers\x12\x0f.pb.GetUsersReq\x1a\x10.pb.GetUsersResp\x12-\n\x08\x41uthMany\x12\x0f.pb.AuthManyReq\x1a\x10.pb.AuthManyResp2\xba\x01\n\x0b\x42usinessInt\x12!\n\x04\x41uth\x12\x0b.pb.AuthReq\x1a\x0c.pb.AuthResp\x12*\n\x07GetUser\x12\x0e.pb.GetUserReq\x1a\x0f.pb.GetUserResp\x12-\n\x08GetUsers\x12\x0f.pb.GetUsersReq\x1a\x10.pb.GetUsersResp\x12-\n\x08\x41uthMany\x12\x0f.pb.AuthManyReq\x1a\x10.pb.AuthManyRespb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,16 +40,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUTHREQ']._serialized_end=98
   _globals['_AUTHRESP']._serialized_start=100
   _globals['_AUTHRESP']._serialized_end=110
-  _globals['_GETUSERSREQ']._serialized_start=112
-  _globals['_GETUSERSREQ']._serialized_end=221
-  _globals['_GETUSERSREQ_USERIDSENTRY']._serialized_start=175
-  _globals['_GETUSERSREQ_USERIDSENTRY']._serialized_end=221
-  _globals['_GETUSERSRESP']._serialized_start=223
-  _globals['_GETUSERSRESP']._serialized_end=337
-  _globals['_GETUSERSRESP_USERSENTRY']._serialized_start=283
-  _globals['_GETUSERSRESP_USERSENTRY']._serialized_end=337
-  _globals['_USERINT']._serialized_start=340
-  _globals['_USERINT']._serialized_end=475
-  _globals['_BUSINESSINT']._serialized_start=478
-  _globals['_BUSINESSINT']._serialized_end=617
+  _globals['_AUTHMANYREQ']._serialized_start=112
+  _globals['_AUTHMANYREQ']._serialized_end=153
+  _globals['_AUTHMANYRESP']._serialized_start=155
+  _globals['_AUTHMANYRESP']._serialized_end=202
+  _globals['_AUTHRESULT']._serialized_start=204
+  _globals['_AUTHRESULT']._serialized_end=247
+  _globals['_GETUSERSREQ']._serialized_start=249
+  _globals['_GETUSERSREQ']._serialized_end=358
+  _globals['_GETUSERSREQ_USERIDSENTRY']._serialized_start=312
+  _globals['_GETUSERSREQ_USERIDSENTRY']._serialized_end=358
+  _globals['_GETUSERSRESP']._serialized_start=360
+  _globals['_GETUSERSRESP']._serialized_end=474
+  _globals['_GETUSERSRESP_USERSENTRY']._serialized_start=420
+  _globals['_GETUSERSRESP_USERSENTRY']._serialized_end=474
+  _globals['_USERINT']._serialized_start=477
+  _globals['_USERINT']._serialized_end=659
+  _globals['_BUSINESSINT']._serialized_start=662
+  _globals['_BUSINESSINT']._serialized_end=848
 # @@protoc_insertion_point(module_scope)

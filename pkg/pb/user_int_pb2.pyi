@@ -2,7 +2,7 @@ from . import user_ext_pb2 as _user_ext_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -20,6 +20,26 @@ class AuthReq(_message.Message):
 class AuthResp(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class AuthManyReq(_message.Message):
+    __slots__ = ("auths",)
+    AUTHS_FIELD_NUMBER: _ClassVar[int]
+    auths: _containers.RepeatedCompositeFieldContainer[AuthReq]
+    def __init__(self, auths: _Optional[_Iterable[_Union[AuthReq, _Mapping]]] = ...) -> None: ...
+
+class AuthManyResp(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[AuthResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[AuthResult, _Mapping]]] = ...) -> None: ...
+
+class AuthResult(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class GetUsersReq(_message.Message):
     __slots__ = ("user_ids",)

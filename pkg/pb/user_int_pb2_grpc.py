@@ -50,6 +50,11 @@ class UserIntStub:
                 request_serializer=user__int__pb2.GetUsersReq.SerializeToString,
                 response_deserializer=user__int__pb2.GetUsersResp.FromString,
                 _registered_method=True)
+        self.AuthMany = channel.unary_unary(
+                '/pb.UserInt/AuthMany',
+                request_serializer=user__int__pb2.AuthManyReq.SerializeToString,
+                response_deserializer=user__int__pb2.AuthManyResp.FromString,
+                _registered_method=True)
 
 
 class UserIntServicer:
@@ -73,6 +78,14 @@ class UserIntServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AuthMany(self, request, context):
+        """Not in the original contract, and optional for a business backend: many Auth
+        checks in one call. Logic falls back to Auth when it answers UNIMPLEMENTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserIntServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -90,6 +103,11 @@ def add_UserIntServicer_to_server(servicer, server):
                     servicer.GetUsers,
                     request_deserializer=user__int__pb2.GetUsersReq.FromString,
                     response_serializer=user__int__pb2.GetUsersResp.SerializeToString,
+            ),
+            'AuthMany': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuthMany,
+                    request_deserializer=user__int__pb2.AuthManyReq.FromString,
+                    response_serializer=user__int__pb2.AuthManyResp.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -183,6 +201,33 @@ class UserInt:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def AuthMany(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pb.UserInt/AuthMany',
+            user__int__pb2.AuthManyReq.SerializeToString,
+            user__int__pb2.AuthManyResp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class BusinessIntStub:
     """Missing associated documentation comment in .proto file."""
@@ -208,6 +253,11 @@ class BusinessIntStub:
                 request_serializer=user__int__pb2.GetUsersReq.SerializeToString,
                 response_deserializer=user__int__pb2.GetUsersResp.FromString,
                 _registered_method=True)
+        self.AuthMany = channel.unary_unary(
+                '/pb.BusinessInt/AuthMany',
+                request_serializer=user__int__pb2.AuthManyReq.SerializeToString,
+                response_deserializer=user__int__pb2.AuthManyResp.FromString,
+                _registered_method=True)
 
 
 class BusinessIntServicer:
@@ -231,6 +281,14 @@ class BusinessIntServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AuthMany(self, request, context):
+        """Not in the original contract, and optional for a business backend: many Auth
+        checks in one call. Logic falls back to Auth when it answers UNIMPLEMENTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BusinessIntServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -248,6 +306,11 @@ def add_BusinessIntServicer_to_server(servicer, server):
                     servicer.GetUsers,
                     request_deserializer=user__int__pb2.GetUsersReq.FromString,
                     response_serializer=user__int__pb2.GetUsersResp.SerializeToString,
+            ),
+            'AuthMany': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuthMany,
+                    request_deserializer=user__int__pb2.AuthManyReq.FromString,
+                    response_serializer=user__int__pb2.AuthManyResp.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -331,6 +394,33 @@ class BusinessInt:
             '/pb.BusinessInt/GetUsers',
             user__int__pb2.GetUsersReq.SerializeToString,
             user__int__pb2.GetUsersResp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuthMany(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pb.BusinessInt/AuthMany',
+            user__int__pb2.AuthManyReq.SerializeToString,
+            user__int__pb2.AuthManyResp.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,62 @@
+"""The sign-ins of a node's connections, on their way to logic.
+
+Sign-ins that arrive while earlier ones are with logic go together in one
+`LogicInt.ConnSignIns` call, so a crowd of clients connecting at once (a node restart,
+a mobile network coming back) costs logic and business a few calls, not one each.
+Each sign-in still succeeds or fails alone. A logic node without that call (an older
+one answers UNIMPLEMENTED) gets one `ConnSignIn` per sign-in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+from grpc import aio
+
+from gim.pkg import log, rpc
+from gim.pkg.batcher import Batcher
+from gim.pkg.errors import Code, GimError, error_of
+from gim.pkg.pb import logic_int_pb2, logic_int_pb2_grpc
+
+_log = log.get("sign_ins")
+
+BATCH = 200  # sign-ins in one call, at most
+CALLS = 4  # calls in flight at once
+
+
+class SignIns:
+    def __init__(self, logic: logic_int_pb2_grpc.LogicIntStub, timeout: float) -> None:
+        self._logic = logic
+        self._timeout = timeout
+        self._one_by_one = False
+        self._batcher: Batcher[logic_int_pb2.ConnSignInReq, None] = Batcher("sign_ins", self._send, BATCH, CALLS)
+
+    async def sign_in(self, req: logic_int_pb2.ConnSignInReq) -> None:
+        """Return once logic has the device online here; raise `GimError` if it refused the
+        sign-in, `grpc.aio.AioRpcError` if it could not be asked."""
+        await self._batcher.submit(req)
+
+    async def _send(self, reqs: list[logic_int_pb2.ConnSignInReq]) -> list[None | BaseException]:
+        if not self._one_by_one:
+            try:
+                resp = await rpc.call(self._logic.ConnSignIns, logic_int_pb2.ConnSignInsReq(sign_ins=reqs), self._timeout)
+            except aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                    return [exc] * len(reqs)  # each caller sees why; not retried one by one
+                _log.info("sign_ins_one_by_one", reason="logic has no ConnSignIns")
+                self._one_by_one = True
+            except GimError as exc:
+                return [exc] * len(reqs)
+            else:
+                if len(resp.results) != len(reqs):
+                    return [GimError(Code.BAD_REQUEST, f"logic answered {len(resp.results)} of {len(reqs)} sign-ins")] * len(reqs)
+                return [error_of(r.code, r.message) for r in resp.results]
+        return list(await asyncio.gather(*(self._one(req) for req in reqs)))
+
+    async def _one(self, req: logic_int_pb2.ConnSignInReq) -> BaseException | None:
+        try:
+            await rpc.call(self._logic.ConnSignIn, req, self._timeout)
+        except (GimError, aio.AioRpcError) as exc:
+            return exc
+        return None

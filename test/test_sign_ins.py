@@ -1,0 +1,162 @@
+"""Batched sign-ins through real gRPC: UserInt.AuthMany, LogicInt.ConnSignIns, connect's
+merging of concurrent sign-ins, and the one-by-one fallbacks for peers without them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from grpc import aio
+
+from gim.internal.connect.sign_ins import SignIns
+from gim.internal.logic.users import UserClient
+from gim.pkg import rpc
+from gim.pkg.cache import Cache
+from gim.pkg.errors import GIM_CODE_KEY, Code, GimError
+from gim.pkg.pb import logic_int_pb2 as li
+from gim.pkg.pb import logic_int_pb2_grpc as li_grpc
+from gim.pkg.pb import user_int_pb2 as ui
+from gim.pkg.pb import user_int_pb2_grpc as ui_grpc
+
+TIMEOUT = 10.0
+
+
+async def test_auth_many_answers_each_token(cluster) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = await cluster.new_user(devices=2)
+    auths = [
+        ui.AuthReq(user_id=alice.user_id, device_id=alice.device_id, token=alice.token),
+        ui.AuthReq(user_id=alice.user_id, device_id=alice.device_id, token="wrong"),
+        ui.AuthReq(user_id=bob.user_id, device_id=bob.device_id, token=bob.token),
+        ui.AuthReq(user_id=0, device_id=bob.device_id, token=bob.token),
+        ui.AuthReq(user_id=alice.user_id, device_id=bob.device_id, token=alice.token),  # another device's token
+    ]
+    resp = await rpc.call(cluster.user_int.AuthMany, ui.AuthManyReq(auths=auths), TIMEOUT)
+    assert [r.code for r in resp.results] == [0, Code.UNAUTHORIZED, 0, Code.UNAUTHORIZED, Code.UNAUTHORIZED]
+    assert "wrong token" in resp.results[1].message and "required" in resp.results[3].message
+
+
+async def test_conn_sign_ins_each_succeeds_or_fails_alone(cluster) -> None:  # type: ignore[no-untyped-def]
+    (alice,) = await cluster.new_user()
+    (bob,) = await cluster.new_user()
+    node = "127.0.0.1:2"  # a node address of this test only
+
+    def req(user_id: int, device_id: int, token: str, conn_addr: str = node) -> li.ConnSignInReq:
+        return li.ConnSignInReq(user_id=user_id, device_id=device_id, token=token, conn_addr=conn_addr, client_addr=f"c{device_id}")
+
+    reqs = [
+        req(alice.user_id, alice.device_id, alice.token),
+        req(bob.user_id, bob.device_id, "wrong"),
+        req(bob.user_id, bob.device_id, bob.token, conn_addr=""),
+        req(alice.user_id, 10**12, alice.token),  # no such device (and no token for it)
+    ]
+    resp = await rpc.call(cluster.logic_int.ConnSignIns, li.ConnSignInsReq(sign_ins=reqs), TIMEOUT)
+    assert [r.code for r in resp.results] == [0, Code.UNAUTHORIZED, Code.BAD_REQUEST, Code.UNAUTHORIZED]
+    assert {d.device_id for d in await cluster.logic.devices.online([alice.user_id])} == {alice.device_id}
+    assert await cluster.logic.devices.online([bob.user_id]) == []
+    await rpc.call(cluster.logic_int.ServerStop, li.ServerStopReq(conn_addr=node), TIMEOUT)
+
+
+async def refuse(context: Any, message: str) -> None:
+    """Fail the call the way gim servers do: a status and the `gim-code` trailer."""
+    error = GimError(Code.UNAUTHORIZED, message)
+    await context.abort(error.grpc_status, message, ((GIM_CODE_KEY, str(int(error.code))),))
+
+
+class _AuthOnly(ui_grpc.UserIntServicer):
+    """A business backend written for the original contract: Auth, no AuthMany."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def Auth(self, request: ui.AuthReq, context: Any) -> ui.AuthResp:
+        self.calls += 1
+        if request.token != f"t{request.user_id}":
+            await refuse(context, "bad token")
+        return ui.AuthResp()
+
+
+class _CountingLogic(li_grpc.LogicIntServicer):
+    """LogicInt with ConnSignIns (or, `batched=False`, only ConnSignIn), counting calls."""
+
+    def __init__(self, batched: bool) -> None:
+        self.batched = batched
+        self.sizes: list[int] = []
+        self.arrived = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def ConnSignIns(self, request: li.ConnSignInsReq, context: Any) -> li.ConnSignInsResp:
+        if not self.batched:
+            return await super().ConnSignIns(request, context)  # type: ignore[no-any-return]
+        self.sizes.append(len(request.sign_ins))
+        self.arrived.set()
+        await self.release.wait()  # hold the first call: what comes meanwhile waits for the next
+        codes = [Code.UNAUTHORIZED if r.token == "bad" else 0 for r in request.sign_ins]
+        return li.ConnSignInsResp(results=[li.SignInResult(code=int(c), message="bad" if c else "") for c in codes])
+
+    async def ConnSignIn(self, request: li.ConnSignInReq, context: Any) -> li.ConnSignInResp:
+        self.sizes.append(1)
+        if request.token == "bad":
+            await refuse(context, "bad")
+        return li.ConnSignInResp()
+
+
+@contextlib.asynccontextmanager
+async def serving(add: Any, servicer: Any) -> AsyncIterator[aio.Channel]:
+    server = aio.server()
+    add(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = rpc.channel(f"127.0.0.1:{port}", private=True)
+    try:
+        yield channel
+    finally:
+        await channel.close()
+        await server.stop(0)
+
+
+async def test_logic_asks_a_backend_without_auth_many_one_by_one(cluster) -> None:  # type: ignore[no-untyped-def]
+    backend = _AuthOnly()
+    async with serving(ui_grpc.add_UserIntServicer_to_server, backend) as channel:
+        users = UserClient(ui_grpc.UserIntStub(channel), TIMEOUT, Cache(cluster.logic._redis, "t:", 60))
+        for _ in range(2):  # the second time it does not try AuthMany again
+            results = await users.auth_many([(1, 1, "t1"), (2, 2, "nope"), (3, 3, "t3")])
+            assert [r.code if r else 0 for r in results] == [0, Code.UNAUTHORIZED, 0]
+    assert backend.calls == 6
+
+
+async def test_concurrent_sign_ins_go_together_and_fail_alone() -> None:
+    logic = _CountingLogic(batched=True)
+    async with serving(li_grpc.add_LogicIntServicer_to_server, logic) as channel:
+        sign_ins = SignIns(li_grpc.LogicIntStub(channel), TIMEOUT)
+
+        async def one(i: int) -> str:
+            try:
+                await sign_ins.sign_in(li.ConnSignInReq(user_id=i, device_id=i, token="bad" if i == 7 else "ok", conn_addr="n"))
+            except GimError as exc:
+                return f"refused {int(exc.code)}"
+            return "ok"
+
+        first = asyncio.ensure_future(one(0))
+        await logic.arrived.wait()  # the first call is with logic, and held there
+        rest = [asyncio.ensure_future(one(i)) for i in range(1, 50)]
+        await asyncio.sleep(0)
+        logic.release.set()
+        outcomes = [await first] + [await r for r in rest]
+    assert outcomes == ["ok"] * 7 + ["refused 10000"] + ["ok"] * 42
+    assert sum(logic.sizes) == 50 and len(logic.sizes) < 50 and max(logic.sizes) > 1
+
+
+async def test_a_logic_without_conn_sign_ins_gets_one_call_each() -> None:
+    logic = _CountingLogic(batched=False)
+    async with serving(li_grpc.add_LogicIntServicer_to_server, logic) as channel:
+        sign_ins = SignIns(li_grpc.LogicIntStub(channel), TIMEOUT)
+        await sign_ins.sign_in(li.ConnSignInReq(user_id=1, device_id=1, token="ok", conn_addr="n"))
+        try:
+            await sign_ins.sign_in(li.ConnSignInReq(user_id=2, device_id=2, token="bad", conn_addr="n"))
+        except GimError as exc:
+            assert exc.code == Code.UNAUTHORIZED
+        else:
+            raise AssertionError("a bad token must be refused")
+    assert logic.sizes == [1, 1]
