@@ -39,6 +39,11 @@ class Batcher(Generic[T, R]):
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, request: T) -> R:
+        return await self.enqueue(request)
+
+    def enqueue(self, request: T) -> asyncio.Future[R]:
+        """Queue `request` now (requests are handled in the order they are queued); the
+        future holds its answer."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[R] = loop.create_future()
         self._queue.append((request, answer))
@@ -47,7 +52,7 @@ class Batcher(Generic[T, R]):
             task = loop.create_task(self._work())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return await answer
+        return answer
 
     async def _work(self) -> None:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
@@ -12,13 +13,14 @@ import grpc
 from grpc import aio
 
 from gim.internal.logic.devices import OnlineDevice
+from gim.internal.logic.wire import delivery_bytes
 from gim.pkg import log, rpc
 from gim.pkg.batcher import Batcher
-from gim.pkg.pb import connect_ext_pb2, connect_int_pb2, connect_int_pb2_grpc
+from gim.pkg.pb import connect_int_pb2, connect_int_pb2_grpc
 
 _log = log.get("delivery")
 
-Target = tuple[OnlineDevice, connect_ext_pb2.MessageSend]
+Target = tuple[OnlineDevice, bytes]  # a device, and the serialized MessageSend for it
 
 # A node whose liveness key is gone (pkg/nodes.py) is most likely dead: one short try.
 SUSPECT_TIMEOUT = 1.0
@@ -44,6 +46,11 @@ class SeqOrder:
     registered send sharing a key that has no seqs yet or a lower seq for that key, and
     `finish` lets the later ones go. Waits only point at lower seqs, so they cannot form a
     cycle. Pushes from two logic nodes may still cross: clients order by seq.
+
+    Two sends that share keys are ordered the same way on every key they share: their seqs
+    come from transactions that lock the seq rows until commit (or from one transaction, in
+    order), so comparing one shared key is enough. That keeps a turn cheap for a group of
+    hundreds of members with many sends in flight.
     """
 
     def __init__(self) -> None:
@@ -56,23 +63,20 @@ class SeqOrder:
         return job
 
     async def turn(self, job: _Job, seqs: Mapping[Any, int]) -> None:
-        job.seqs = {k: v for k, v in seqs.items() if v}  # seq 0 (not stored): no order
+        mine = job.seqs = {k: v for k, v in seqs.items() if v}  # seq 0 (not stored): no order
         job.known.set_result(None)
-        while waits := self._blockers(job):
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-
-    def _blockers(self, job: _Job) -> set[asyncio.Future[None]]:
-        assert job.seqs is not None
-        waits = set()
-        for key, seq in job.seqs.items():
+        others: dict[int, _Job] = {}  # the jobs sharing a key, each once
+        for key in mine:
             for other in self._jobs[key]:
-                if other is job or other.done.done():
-                    continue
-                if other.seqs is None:
-                    waits.add(other.known)
-                elif other.seqs.get(key, seq) < seq:
-                    waits.add(other.done)
-        return waits
+                others[id(other)] = other
+        others.pop(id(job), None)
+        for other in others.values():
+            if other.done.done():
+                continue
+            if other.seqs is None:
+                await other.known
+            if _earlier(other.seqs, mine):  # type: ignore[arg-type]
+                await other.done
 
     def finish(self, job: _Job) -> None:
         if not job.known.done():
@@ -85,12 +89,26 @@ class SeqOrder:
                 del self._jobs[key]
 
 
+async def _total(done: int, queued: list[asyncio.Future[int]]) -> int:
+    return done + sum(await asyncio.gather(*queued))
+
+
+def _earlier(theirs: dict[Hashable, int], mine: dict[Hashable, int]) -> bool:
+    """Whether `theirs` holds the lower seq on the first key both have (see SeqOrder)."""
+    small, large = (theirs, mine) if len(theirs) <= len(mine) else (mine, theirs)
+    for key in small:
+        if key in large:
+            return theirs[key] < mine[key]
+    return False
+
+
 class Deliverer:
     """One channel per connect node address, created on first use, replaced when it fails
     and closed when no delivery used it for `idle_after` seconds (nodes come and go).
 
-    All the devices of one node go in one `DeliverMessages` call. A node that does not
-    know that call (an older connect) gets one `DeliverMessage` per device instead.
+    All the devices of one node go in one `DeliverMessages` call, written as bytes (see
+    `wire.delivery_bytes`). A node that does not know that call (an older connect) gets
+    one `DeliverMessage` per device instead.
     """
 
     def __init__(
@@ -99,24 +117,22 @@ class Deliverer:
         self._timeout = timeout
         self._idle_after = idle_after
         self._clock = clock
-        self._stubs: dict[str, connect_int_pb2_grpc.ConnectIntStub] = {}
-        self._channels: dict[str, aio.Channel] = {}
+        self._peers: dict[str, _Peer] = {}
         self._used: dict[str, float] = {}
         self._single_only: set[str] = set()
-        self._lanes: dict[str, Batcher[list[connect_int_pb2.DeliverMessageReq], int]] = {}
+        self._lanes: dict[str, Batcher[_Chunk, int]] = {}
 
     @property
     def nodes(self) -> set[str]:
         """The connect node addresses with an open channel."""
-        return set(self._channels)
+        return set(self._peers)
 
-    def _stub(self, conn_addr: str) -> connect_int_pb2_grpc.ConnectIntStub:
+    def _peer(self, conn_addr: str) -> _Peer:
         self._used[conn_addr] = self._clock()
-        stub = self._stubs.get(conn_addr)
-        if stub is None:
-            channel = self._channels[conn_addr] = rpc.channel(conn_addr, private=True)
-            stub = self._stubs[conn_addr] = connect_int_pb2_grpc.ConnectIntStub(channel)
-        return stub
+        peer = self._peers.get(conn_addr)
+        if peer is None:
+            peer = self._peers[conn_addr] = _Peer(rpc.channel(conn_addr, private=True))
+        return peer
 
     async def _close_idle(self) -> None:
         cutoff = self._clock() - self._idle_after
@@ -135,33 +151,36 @@ class Deliverer:
         a call to a node is in flight, what comes for it waits and goes in the next call,
         in arrival order.
         """
-        by_node: dict[str, list[connect_int_pb2.DeliverMessageReq]] = defaultdict(list)
-        for device, message in targets:
-            by_node[device.conn_addr].append(
-                connect_int_pb2.DeliverMessageReq(device_id=device.device_id, message_send=message)
-            )
-        results = await asyncio.gather(
-            *(
-                self._to_node(addr, reqs, True) if addr in suspects else self._lane(addr).submit(reqs)
-                for addr, reqs in by_node.items()
-            )
-        )
-        await self._close_idle()
-        return sum(results)
+        return await (await self.start(targets, suspects))
 
-    def _lane(self, conn_addr: str) -> Batcher[list[connect_int_pb2.DeliverMessageReq], int]:
+    async def start(self, targets: Iterable[Target], suspects: Collection[str] = ()) -> asyncio.Future[int]:
+        """`deliver` in two steps: when this returns, the deliveries are queued in order
+        behind what was queued before (a suspect node has had its one try); the future it
+        returns tells how many succeeded. Sends use it to let the next send queue its
+        deliveries while this one's are still on their way."""
+        await self._close_idle()
+        by_node: dict[str, list[bytes]] = defaultdict(list)
+        for device, message_send in targets:
+            by_node[device.conn_addr].append(delivery_bytes(device.device_id, message_send))
+        chunks = {addr: _Chunk(b"".join(parts), len(parts)) for addr, parts in by_node.items()}
+        tried = await asyncio.gather(*(self._to_node(a, chunk, True) for a, chunk in chunks.items() if a in suspects))
+        queued = [self._lane(a).enqueue(chunk) for a, chunk in chunks.items() if a not in suspects]
+        return asyncio.ensure_future(_total(sum(tried), queued))
+
+    def _lane(self, conn_addr: str) -> Batcher[_Chunk, int]:
         """One call at a time per node; what comes meanwhile goes together in the next."""
         lane = self._lanes.get(conn_addr)
         if lane is None:
 
-            async def call(parts: list[list[connect_int_pb2.DeliverMessageReq]]) -> list[int | BaseException]:
-                delivered = await self._to_node(conn_addr, [req for part in parts for req in part], False)
-                return [len(part) if delivered else 0 for part in parts]
+            async def call(parts: list[_Chunk]) -> list[int | BaseException]:
+                merged = _Chunk(b"".join(p.data for p in parts), sum(p.count for p in parts))
+                delivered = await self._to_node(conn_addr, merged, False)
+                return [p.count if delivered else 0 for p in parts]
 
-            lane = self._lanes[conn_addr] = Batcher(f"deliver:{conn_addr}", call, LANE_BATCH, 1, size=len)
+            lane = self._lanes[conn_addr] = Batcher(f"deliver:{conn_addr}", call, LANE_BATCH, 1, size=_count)
         return lane
 
-    async def _to_node(self, conn_addr: str, reqs: list[connect_int_pb2.DeliverMessageReq], suspect: bool) -> int:
+    async def _to_node(self, conn_addr: str, chunk: _Chunk, suspect: bool) -> int:
         """Deliver to one node; a channel that failed is replaced and tried once more, so a
         node that restarted on the same address is reached at once, not after the old
         channel's reconnect backoff."""
@@ -169,7 +188,7 @@ class Deliverer:
         timeout = min(self._timeout, SUSPECT_TIMEOUT) if suspect else self._timeout
         for attempt in range(1, attempts + 1):
             try:
-                return await self._call_node(conn_addr, reqs, timeout)
+                return await self._call_node(conn_addr, chunk, timeout)
             except aio.AioRpcError as exc:
                 if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     await self._drop(conn_addr)
@@ -178,25 +197,24 @@ class Deliverer:
                 _log.warning(
                     "deliver_failed",
                     conn_addr=conn_addr,
-                    devices=len(reqs),
+                    devices=chunk.count,
                     status=exc.code().name,
                     reason=exc.details(),
                 )
         return 0
 
-    async def _call_node(self, conn_addr: str, reqs: list[connect_int_pb2.DeliverMessageReq], timeout: float) -> int:
-        stub = self._stub(conn_addr)
-        if len(reqs) > 1 and conn_addr not in self._single_only:
+    async def _call_node(self, conn_addr: str, chunk: _Chunk, timeout: float) -> int:
+        peer = self._peer(conn_addr)
+        if chunk.count > 1 and conn_addr not in self._single_only:
             try:
-                resp = await stub.DeliverMessages(connect_int_pb2.DeliverMessagesReq(messages=reqs), timeout=timeout)
-                return len(reqs) - len(resp.absent_device_ids)
+                resp = await peer.deliver_many(chunk.data, timeout=timeout)
+                return chunk.count - len(resp.absent_device_ids)
             except aio.AioRpcError as exc:
                 if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
                     raise
                 self._single_only.add(conn_addr)
-        results = await asyncio.gather(
-            *(stub.DeliverMessage(req, timeout=timeout) for req in reqs), return_exceptions=True
-        )
+        reqs = connect_int_pb2.DeliverMessagesReq.FromString(chunk.data).messages
+        results = await asyncio.gather(*(peer.stub.DeliverMessage(req, timeout=timeout) for req in reqs), return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
             raise failed[0]
@@ -205,14 +223,35 @@ class Deliverer:
     async def _drop(self, conn_addr: str) -> None:
         self._lanes.pop(conn_addr, None)
         self._used.pop(conn_addr, None)
-        self._stubs.pop(conn_addr, None)
-        channel = self._channels.pop(conn_addr, None)
-        if channel is not None:
-            await channel.close()
+        peer = self._peers.pop(conn_addr, None)
+        if peer is not None:
+            await peer.channel.close()
 
     async def close(self) -> None:
-        for channel in self._channels.values():
-            await channel.close()
-        self._channels.clear()
-        self._stubs.clear()
+        for peer in self._peers.values():
+            await peer.channel.close()
+        self._peers.clear()
         self._used.clear()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Chunk:
+    """Serialized DeliverMessagesReq.messages elements (`count` deliveries) for one node."""
+
+    data: bytes
+    count: int
+
+
+def _count(chunk: _Chunk) -> int:
+    return chunk.count
+
+
+class _Peer:
+    """A connect node: its channel, its stub, and DeliverMessages taking request bytes."""
+
+    def __init__(self, channel: aio.Channel) -> None:
+        self.channel = channel
+        self.stub = connect_int_pb2_grpc.ConnectIntStub(channel)
+        self.deliver_many = channel.unary_unary(
+            "/pb.ConnectInt/DeliverMessages", response_deserializer=connect_int_pb2.DeliverMessagesResp.FromString
+        )

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 from google.protobuf.message import Message
 
 from gim.internal.logic.acks import AckStore
-from gim.internal.logic.delivery import Deliverer, SeqOrder
+from gim.internal.logic.delivery import Deliverer, SeqOrder, Target
 from gim.internal.logic.devices import DeviceStore
 from gim.internal.logic.group_store import GroupStore
 from gim.internal.logic.message_store import DuplicateSend, MessageRow, MessageStore, StoredMessage
 from gim.internal.logic.rooms import RoomService
 from gim.internal.logic.users import UserClient
-from gim.internal.logic.wire import message_pb, now_ms, sender_pb, validate_content
+from gim.internal.logic.wire import message_pb, message_send_bytes, now_ms, sender_pb, validate_content
 from gim.pkg import log
 from gim.pkg.nodes import NodeLiveness
 from gim.pkg.errors import Code, GimError, bad_request
@@ -149,6 +150,7 @@ class MessageService:
         """Store (if `persist`) for every recipient, then deliver; the sender's own seq.
         `users`: user info already at hand (the sender's is pushed with the message)."""
         job = self._order.start(recipients)
+        delivered: asyncio.Future[int] | None = None
         try:
             try:
                 seqs = await self.store.store(row, recipients) if persist else dict.fromkeys(recipients, 0)
@@ -158,33 +160,40 @@ class MessageService:
             own_seq = seqs.get(sender.sender_id, 0) if sender.sender_type == cx.ST_USER else 0
             try:
                 # Stored: from here on nothing may fail the send, or a retry would store it twice.
-                await self._order.turn(job, seqs)
                 if own_seq and sender.device_id:
                     await self.acks.ack(sender.sender_id, sender.device_id, own_seq)
-                await self._deliver(sender, row, seqs, users or {})
+                targets, suspects = await self._targets(sender, row, seqs, users or {})
+                await self._order.turn(job, seqs)
+                if targets:  # queued in seq order; the next send may queue behind while these travel
+                    delivered = await self.deliverer.start(targets, suspects)
             except Exception:
                 _log.exception("deliver_after_store_failed", sender_id=sender.sender_id, recipients=len(seqs))
         finally:
             self._order.finish(job)
+        if delivered is not None:
+            try:
+                await delivered
+            except Exception:
+                _log.exception("deliver_after_store_failed", sender_id=sender.sender_id, recipients=len(seqs))
         _log.debug("message_sent", sender_id=sender.sender_id, receiver_id=row.receiver_id, recipients=len(seqs))
         return own_seq
 
-    async def _deliver(
+    async def _targets(
         self, sender: Sender, row: MessageRow, seqs: dict[int, int], users: dict[int, user_ext_pb2.User]
-    ) -> None:
+    ) -> tuple[list[Target], set[str]]:
+        """What to push to which online device (not the sending one), and the nodes that
+        show no sign of life."""
         online = [d for d in await self.devices.online(list(seqs)) if d.device_id != sender.device_id]
         if not online:
-            return
+            return [], set()
         addrs = {d.conn_addr for d in online}
         suspects = addrs - await self.nodes.alive(addrs)  # probably killed: one short try
         if sender.sender_id not in users:
             users = await self._users_of([(sender.sender_type, sender.sender_id)])
         from_ = sender_pb(sender.sender_type, sender.sender_id, users)
-        sends = {
-            user_id: cx.MessageSend(message=message_pb(StoredMessage(user_id, seq, row), from_))
-            for user_id, seq in seqs.items()
-        }
-        await self.deliverer.deliver(((d, sends[d.user_id]) for d in online), suspects)
+        without_seq = message_pb(StoredMessage(0, 0, row), from_).SerializeToString()
+        sends = {user_id: message_send_bytes(without_seq, seq) for user_id, seq in seqs.items()}
+        return [(d, sends[d.user_id]) for d in online], suspects
 
     async def _users_of(self, senders: list[tuple[int, int]]) -> dict[int, user_ext_pb2.User]:
         """Current user info of the senders that are users (nickname, avatar, extra)."""
