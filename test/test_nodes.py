@@ -71,7 +71,7 @@ async def test_delivery_channels_open_on_demand_and_close_when_idle(cluster, con
     await conns.open("tcp", b, server=extra)
     now = [0.0]
     deliverer = Deliverer(5.0, idle_after=60.0, clock=lambda: now[0])
-    push = cx.MessageSend(message=cx.Message(seq=1, message_type=cx.MT_TEXT))
+    push = cx.MessageSend(message=cx.Message(seq=1, message_type=cx.MT_TEXT)).SerializeToString()
     on_a = OnlineDevice(a.device_id, a.user_id, cluster.connect.node.conn_addr)
     on_b = OnlineDevice(b.device_id, b.user_id, extra.node.conn_addr)
     try:

@@ -135,7 +135,7 @@ class RoomService:
         messages = await self.kept(room_id, seq)
         if messages:
             device = OnlineDevice(device_id, user_id, conn_addr)
-            await self.deliverer.deliver((device, cx.MessageSend(message=m)) for m in messages)
+            await self.deliverer.deliver((device, cx.MessageSend(message=m).SerializeToString()) for m in messages)
         _log.debug("room_replayed", room_id=room_id, device_id=device_id, after=seq, count=len(messages))
         return len(messages)
 

@@ -46,3 +46,36 @@ def message_pb(stored: StoredMessage, sender: cx.Sender) -> cx.Message:
         send_time=row.send_time,
         status=row.status,  # type: ignore[arg-type]
     )
+
+
+# Protobuf wire bytes, written directly where one send fans out to many devices: the
+# message is serialized once without its seq and each recipient's seq appended (a
+# parser takes fields in any order), instead of building a Message per recipient.
+_SEQ_TAG = b"\x38"  # Message.seq: field 7, varint
+_FIELD_1_BYTES = b"\x0a"  # MessageSend.message, DeliverMessagesReq.messages: field 1, length-delimited
+_DEVICE_ID_TAG = b"\x08"  # DeliverMessageReq.device_id: field 1, varint
+_MESSAGE_SEND_TAG = b"\x12"  # DeliverMessageReq.message_send: field 2, length-delimited
+
+
+def varint(value: int) -> bytes:
+    """`value` (0 <= value < 2**64) as a protobuf varint."""
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def message_send_bytes(message_without_seq: bytes, seq: int) -> bytes:
+    """A serialized MessageSend of the message with this recipient's seq."""
+    message = message_without_seq + _SEQ_TAG + varint(seq) if seq else message_without_seq
+    return _FIELD_1_BYTES + varint(len(message)) + message
+
+
+def delivery_bytes(device_id: int, message_send: bytes) -> bytes:
+    """One DeliverMessageReq as an element of DeliverMessagesReq.messages: elements of a
+    repeated field concatenate, so a request is the join of its deliveries."""
+    req = _DEVICE_ID_TAG + varint(device_id) + _MESSAGE_SEND_TAG + varint(len(message_send)) + message_send
+    return _FIELD_1_BYTES + varint(len(req)) + req
+
