@@ -36,6 +36,12 @@ _log = log.get("message_store")
 _RETRYABLE = {1213, 1205}  # deadlock, lock wait timeout
 _ATTEMPTS = 5
 
+# The columns `_insert` writes, in the order of its row tuples.
+_INSERT_COLUMNS = (
+    "user_id", "seq", "request_id", "sender_type", "sender_id", "receiver_type", "receiver_id",
+    "to_user_ids", "type", "content", "send_time", "status",
+)  # fmt: skip
+
 RETRY_WINDOW = 1000  # a retried send is looked for among the sender's last this many messages
 
 
@@ -86,6 +92,7 @@ class MessageStore:
         self._engine = engine
         self._shards = shards
         self._batcher: Batcher[_Pending, dict[int, int]] = Batcher("message_store", self._with_retries, batch_max, writers)
+        self._insert_sqls: dict[tuple[str, str], str] = {}
 
     async def store(self, row: MessageRow, user_ids: list[int]) -> dict[int, int]:
         """Store `row` once for each user; returns each user's new seq.
@@ -192,24 +199,38 @@ class MessageStore:
         return int(await conn.scalar(query) or 0)
 
     async def _insert(self, conn: AsyncConnection, messages: list[tuple[MessageRow, dict[int, int]]]) -> None:
-        by_shard: dict[sa.Table, list[dict[str, object]]] = defaultdict(list)
+        """One multi-row INSERT per shard, its rows as plain tuples: a group message is
+        hundreds of rows, and this runs while the seq rows are locked."""
+        by_shard: dict[sa.Table, list[tuple[object, ...]]] = defaultdict(list)
         for row, seqs in messages:
-            common = {
-                "request_id": row.request_id,
-                "sender_type": row.sender_type,
-                "sender_id": row.sender_id,
-                "receiver_type": row.receiver_type,
-                "receiver_id": row.receiver_id,
-                "to_user_ids": ",".join(map(str, row.to_user_ids)),
-                "type": row.message_type,
-                "content": row.content,
-                "send_time": row.send_time,
-                "status": row.status,
-            }
+            common = (
+                row.request_id,
+                row.sender_type,
+                row.sender_id,
+                row.receiver_type,
+                row.receiver_id,
+                ",".join(map(str, row.to_user_ids)),
+                row.message_type,
+                row.content,
+                row.send_time,
+                row.status,
+            )
             for user_id, seq in seqs.items():
-                by_shard[self._shards.table_for(user_id)].append({"user_id": user_id, "seq": seq, **common})
+                by_shard[self._shards.table_for(user_id)].append((user_id, seq, *common))
         for table, rows in by_shard.items():
-            await conn.execute(table.insert(), rows)
+            await conn.exec_driver_sql(self._insert_sql(conn, table), rows)
+
+    def _insert_sql(self, conn: AsyncConnection, table: sa.Table) -> str:
+        key = (conn.dialect.name, table.name)
+        sql = self._insert_sqls.get(key)
+        if sql is None:
+            quote = conn.dialect.identifier_preparer.quote
+            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            columns = ", ".join(quote(c) for c in _INSERT_COLUMNS)
+            sql = self._insert_sqls[key] = (
+                f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({', '.join([mark] * len(_INSERT_COLUMNS))})"
+            )
+        return sql
 
     async def after(self, user_id: int, seq: int, limit: int) -> list[StoredMessage]:
         """The user's messages with seq greater than `seq`, in seq order, at most `limit`."""
