@@ -68,18 +68,14 @@ class Cache:
         wanted = list(dict.fromkeys(ids))
         if not wanted:
             return {}
-        keys = [self._key(kind, i) for i in wanted] + [self._gen_key(kind, i) for i in wanted]
-        values = await self._reads.submit(keys)
-        found: dict[int, bytes] = {}
-        gens: dict[int, bytes] = {}
-        for index, id_ in enumerate(wanted):
-            value = values[index]
-            if value is None:
-                gens[id_] = values[len(wanted) + index] or b""
-            else:
-                found[id_] = value
-        if gens:
-            loaded = await loader(list(gens))
+        values = await self._reads.submit([self._key(kind, i) for i in wanted])
+        found = {id_: value for id_, value in zip(wanted, values, strict=True) if value is not None}
+        missed = [id_ for id_ in wanted if id_ not in found]
+        if missed:
+            # the generations, read before the database: a fill after an invalidation fails
+            gen_values = await self._reads.submit([self._gen_key(kind, i) for i in missed])
+            gens = {id_: gen or b"" for id_, gen in zip(missed, gen_values, strict=True)}
+            loaded = await loader(missed)
             if loaded:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for id_, value in loaded.items():
