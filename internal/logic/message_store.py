@@ -6,7 +6,7 @@ the same transaction as the row inserts: the upsert locks each seq row until com
 so concurrent senders queue on it instead of reading the same value, and a failed
 insert rolls the increment back (no gap, no duplicate).
 
-Sends that arrive while earlier ones are being written are stored together: one
+Sends that arrive while the previous batch is being written are stored together: one
 transaction, one upsert (each user's seq raised by the number of its messages in the
 batch), one multi-row insert per shard. A batch is all or nothing; when it fails for
 another reason than a deadlock, its sends are tried one by one, so that one bad send
@@ -42,6 +42,7 @@ _INSERT_COLUMNS = (
     "to_user_ids", "type", "content", "send_time", "status",
 )  # fmt: skip
 
+BATCH_ROWS = 5000  # message rows of one transaction, at most (a larger send goes alone)
 RETRY_WINDOW = 1000  # a retried send is looked for among the sender's last this many messages
 
 
@@ -88,10 +89,15 @@ def _may_be_retry(pending: _Pending) -> bool:
 
 
 class MessageStore:
-    def __init__(self, engine: AsyncEngine, shards: MessageShards, batch_max: int = 200, writers: int = 4) -> None:
+    def __init__(self, engine: AsyncEngine, shards: MessageShards, batch_rows: int = BATCH_ROWS) -> None:
         self._engine = engine
         self._shards = shards
-        self._batcher: Batcher[_Pending, dict[int, int]] = Batcher("message_store", self._with_retries, batch_max, writers)
+        # One writer: concurrent batches would share users (a sender, a receiver, a group's
+        # members) and wait on each other's seq rows or deadlock; one transaction at a time
+        # that takes everything waiting is faster (single chat 750 -> 1,300 sends/s).
+        self._batcher: Batcher[_Pending, dict[int, int]] = Batcher(
+            "message_store", self._with_retries, batch_rows, 1, size=lambda p: len(p.users)
+        )
         self._insert_sqls: dict[tuple[str, str], str] = {}
 
     async def store(self, row: MessageRow, user_ids: list[int]) -> dict[int, int]:
