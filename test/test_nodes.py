@@ -3,10 +3,16 @@ node with no sign of life one short try instead of a full deadline and a retry."
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from typing import Any
+
+from grpc import aio
 
 from gim.pkg import nodes, redis_client, rpc
 from gim.pkg.pb import connect_ext_pb2 as cx
+from gim.pkg.pb import connect_int_pb2 as ci
+from gim.pkg.pb import connect_int_pb2_grpc as ci_grpc
 from gim.pkg.pb import logic_int_pb2 as li
 
 
@@ -84,3 +90,39 @@ async def test_delivery_channels_open_on_demand_and_close_when_idle(cluster, con
         assert deliverer.nodes == {on_a.conn_addr, on_b.conn_addr}
     finally:
         await deliverer.close()
+
+
+class _HeldNode(ci_grpc.ConnectIntServicer):
+    """A connect node that answers DeliverMessages only once released."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+
+    async def DeliverMessages(self, request: ci.DeliverMessagesReq, context: Any) -> ci.DeliverMessagesResp:
+        await self.release.wait()
+        return ci.DeliverMessagesResp()
+
+
+async def test_queued_deliveries_are_counted_until_done(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from gim.internal.logic import delivery
+    from gim.internal.logic.devices import OnlineDevice
+
+    node = _HeldNode()
+    server = aio.server()
+    ci_grpc.add_ConnectIntServicer_to_server(node, server)
+    addr = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
+    await server.start()
+    monkeypatch.setattr(delivery, "MAX_QUEUED", 2)
+    deliverer = delivery.Deliverer(5.0)
+    push = cx.MessageSend(message=cx.Message(seq=1, message_type=cx.MT_TEXT)).SerializeToString()
+    try:
+        first = await deliverer.start([(OnlineDevice(d, d, addr), push) for d in (1, 2)])
+        assert (deliverer.queued, deliverer.backlogged) == (2, False)
+        second = await deliverer.start([(OnlineDevice(d, d, addr), push) for d in (3, 4)])
+        assert (deliverer.queued, deliverer.backlogged) == (4, True), "senders now wait for their deliveries"
+        node.release.set()
+        assert (await first, await second) == (2, 2)
+        assert (deliverer.queued, deliverer.backlogged) == (0, False)
+    finally:
+        await deliverer.close()
+        await server.stop(0)

@@ -26,6 +26,8 @@ Target = tuple[OnlineDevice, bytes]  # a device, and the serialized MessageSend 
 SUSPECT_TIMEOUT = 1.0
 # Most deliveries one DeliverMessages call carries when concurrent sends are merged.
 LANE_BATCH = 1000
+# Deliveries queued for connect nodes and not yet done beyond which senders wait for theirs.
+MAX_QUEUED = 20_000
 
 
 class _Job:
@@ -121,6 +123,12 @@ class Deliverer:
         self._used: dict[str, float] = {}
         self._single_only: set[str] = set()
         self._lanes: dict[str, Batcher[_Chunk, int]] = {}
+        self.queued = 0  # deliveries on the lanes, not yet done
+
+    @property
+    def backlogged(self) -> bool:
+        """More than MAX_QUEUED deliveries wait: senders should wait for theirs."""
+        return self.queued > MAX_QUEUED
 
     @property
     def nodes(self) -> set[str]:
@@ -164,8 +172,17 @@ class Deliverer:
             by_node[device.conn_addr].append(delivery_bytes(device.device_id, message_send))
         chunks = {addr: _Chunk(b"".join(parts), len(parts)) for addr, parts in by_node.items()}
         tried = await asyncio.gather(*(self._to_node(a, chunk, True) for a, chunk in chunks.items() if a in suspects))
-        queued = [self._lane(a).enqueue(chunk) for a, chunk in chunks.items() if a not in suspects]
+        queued = []
+        for addr, chunk in chunks.items():
+            if addr not in suspects:
+                future = self._lane(addr).enqueue(chunk)
+                self.queued += chunk.count
+                future.add_done_callback(lambda _f, n=chunk.count: self._dequeued(n))
+                queued.append(future)
         return asyncio.ensure_future(_total(sum(tried), queued))
+
+    def _dequeued(self, count: int) -> None:
+        self.queued -= count
 
     def _lane(self, conn_addr: str) -> Batcher[_Chunk, int]:
         """One call at a time per node; what comes meanwhile goes together in the next."""
