@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -36,8 +37,7 @@ class Device:
     update_time: int
 
 
-@dataclasses.dataclass(frozen=True)
-class OnlineDevice:
+class OnlineDevice(NamedTuple):  # a tuple: a group send makes one per member's device
     device_id: int
     user_id: int
     conn_addr: str

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
@@ -29,8 +30,7 @@ class GroupInfo:
     update_time: int
 
 
-@dataclasses.dataclass(frozen=True)
-class Member:
+class Member(NamedTuple):  # a tuple: a group send reads every member's
     user_id: int
     member_type: int
     remarks: str = ""

@@ -57,8 +57,15 @@ _DEVICE_ID_TAG = b"\x08"  # DeliverMessageReq.device_id: field 1, varint
 _MESSAGE_SEND_TAG = b"\x12"  # DeliverMessageReq.message_send: field 2, length-delimited
 
 
+_ONE_BYTE = [bytes((i,)) for i in range(0x80)]
+
+
 def varint(value: int) -> bytes:
     """`value` (0 <= value < 2**64) as a protobuf varint."""
+    if value < 0x80:
+        return _ONE_BYTE[value]
+    if value < 0x4000:
+        return bytes(((value & 0x7F) | 0x80, value >> 7))
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
