@@ -13,6 +13,7 @@ that logic reads), so the kinds live here.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Generic, TypeVar
 
 import redis.asyncio as aioredis
 
@@ -37,6 +38,28 @@ GEN_TTL = 86400  # far longer than any database read between a reader's look and
 MGET_KEYS = 2000  # keys of the concurrent reads that go together in one MGET, at most
 
 Loader = Callable[[list[int]], Awaitable[dict[int, bytes]]]
+T = TypeVar("T")
+
+
+class Decoded(Generic[T]):
+    """Cached values decoded once per process: the same bytes give the same (immutable)
+    object. Keyed by the bytes themselves, so a changed entry is decoded afresh; a group
+    send reads its 500 members' entries again and again, unchanged."""
+
+    def __init__(self, decode: Callable[[bytes], T], size: int = 10_000) -> None:
+        self._decode = decode
+        self._size = size
+        self._memo: dict[object, T] = {}
+
+    def __call__(self, raw: bytes, *context: object) -> T:
+        """`decode(raw)`; `context`: what else the result depends on (part of the key)."""
+        key = (raw, *context) if context else raw
+        found = self._memo.get(key)
+        if found is None:
+            if len(self._memo) >= self._size:
+                self._memo.clear()  # forgotten all at once: simple, and rare
+            found = self._memo[key] = self._decode(raw, *context)  # type: ignore[call-arg]
+        return found
 
 
 class Cache:

@@ -66,3 +66,22 @@ async def test_a_read_racing_a_write_does_not_refill_stale_data(redis, storage) 
     assert await cache.load("thing", [1], fresh_loader) == {1: b"new"}, "the stale value was not cached"
     assert await cache.load("thing", [1], fresh_loader) == {1: b"new"}
     assert loads == [[1], [1]], "the fresh value was cached: the third load read nothing"
+
+
+def test_decoded_values_are_decoded_once_per_distinct_bytes() -> None:
+    from gim.pkg.cache import Decoded
+
+    calls: list[tuple[bytes, int]] = []
+
+    def decode(raw: bytes, user_id: int) -> tuple[int, ...]:
+        calls.append((raw, user_id))
+        return (user_id, len(raw))
+
+    decoded = Decoded(decode, size=2)
+    first = decoded(b"[1]", 7)
+    assert decoded(b"[1]", 7) is first and calls == [(b"[1]", 7)]
+    assert decoded(b"[1]", 8) == (8, 3), "the context is part of the key"
+    assert decoded(b"[1, 2]", 7) == (7, 6), "changed bytes are decoded afresh"
+    assert len(calls) == 3
+    decoded(b"[1]", 7)  # the memo was full and forgotten: decoded again
+    assert len(calls) == 4

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gim.pkg import db
 from gim.pkg.batcher import Batcher
-from gim.pkg.cache import KIND_ONLINE, Cache
+from gim.pkg.cache import KIND_ONLINE, Cache, Decoded
 from gim.pkg.db import epoch_seconds
 from gim.pkg.errors import Code, GimError, bad_request
 from gim.pkg.schema import DEVICE_OFFLINE, DEVICE_ONLINE
@@ -81,6 +81,10 @@ _SET_ONLINE = (
 )  # (bind names must differ from the columns they set)
 
 
+def _online_devices(value: bytes, user_id: int) -> tuple[OnlineDevice, ...]:
+    return tuple(OnlineDevice(device_id, user_id, conn_addr) for device_id, conn_addr in json.loads(value))
+
+
 class DeviceStore:
     """Devices in the database; each user's online devices cached in Redis."""
 
@@ -88,6 +92,7 @@ class DeviceStore:
         self._engine = engine
         self._cache = cache
         self._sign_ins: Batcher[_SignIn, None] = Batcher("sign_ins", self._set_online_batch, 500, 4)
+        self._decoded = Decoded(_online_devices)
 
     async def register(self, type_: int, **texts: str) -> int:
         if type_ not in DEVICE_TYPES:
@@ -159,11 +164,10 @@ class DeviceStore:
     async def online(self, user_ids: list[int]) -> list[OnlineDevice]:
         """The online devices of these users (cached per user)."""
         cached = await self._cache.load(KIND_ONLINE, user_ids, self._online_rows)
-        return [
-            OnlineDevice(device_id, user_id, conn_addr)
-            for user_id, value in cached.items()
-            for device_id, conn_addr in json.loads(value)
-        ]
+        online: list[OnlineDevice] = []
+        for user_id, value in cached.items():
+            online.extend(self._decoded(value, user_id))
+        return online
 
     async def _online_rows(self, user_ids: list[int]) -> dict[int, bytes]:
         query = sa.select(device_table.c.id, device_table.c.user_id, device_table.c.conn_addr).where(

@@ -11,7 +11,7 @@ from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gim.pkg import db
-from gim.pkg.cache import KIND_GROUP, KIND_MEMBERS, Cache
+from gim.pkg.cache import KIND_GROUP, KIND_MEMBERS, Cache, Decoded
 from gim.pkg.db import epoch_seconds
 from gim.pkg.errors import Code, GimError
 from gim.pkg.schema import group as group_table
@@ -37,6 +37,10 @@ class Member(NamedTuple):  # a tuple: a group send reads every member's
     extra: str = ""
 
 
+def _members(value: bytes) -> tuple[Member, ...]:
+    return tuple(Member(*fields) for fields in json.loads(value))
+
+
 def _group(m: sa.RowMapping) -> GroupInfo:
     return GroupInfo(
         group_id=int(m["id"]),
@@ -55,6 +59,7 @@ class GroupStore:
         self._engine = engine
         self._cache = cache
         self._mysql = engine.dialect.name == "mysql"
+        self._decoded = Decoded(_members)
 
     # -- groups ----------------------------------------------------------------------
 
@@ -108,7 +113,7 @@ class GroupStore:
     async def members(self, group_id: int) -> list[Member]:
         """The group's members in join order ([] for a group that does not exist)."""
         cached = await self._cache.load(KIND_MEMBERS, [group_id], self._load_members)
-        return [Member(*fields) for fields in json.loads(cached[group_id])]
+        return list(self._decoded(cached[group_id]))
 
     async def _load_members(self, group_ids: list[int]) -> dict[int, bytes]:
         columns = member_table.c
