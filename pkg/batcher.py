@@ -38,6 +38,11 @@ class Batcher(Generic[T, R]):
         self._queue: deque[tuple[T, asyncio.Future[R]]] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
 
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and nothing being handled."""
+        return not self._queue and self._workers == 0
+
     async def submit(self, request: T) -> R:
         return await self.enqueue(request)
 

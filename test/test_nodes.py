@@ -7,12 +7,12 @@ import asyncio
 import uuid
 from typing import Any
 
+import grpc
 from grpc import aio
 
 from gim.pkg import nodes, redis_client, rpc
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import connect_int_pb2 as ci
-from gim.pkg.pb import connect_int_pb2_grpc as ci_grpc
 from gim.pkg.pb import logic_int_pb2 as li
 
 
@@ -92,37 +92,51 @@ async def test_delivery_channels_open_on_demand_and_close_when_idle(cluster, con
         await deliverer.close()
 
 
-class _HeldNode(ci_grpc.ConnectIntServicer):
-    """A connect node that answers DeliverMessages only once released."""
-
-    def __init__(self) -> None:
-        self.release = asyncio.Event()
-
-    async def DeliverMessages(self, request: ci.DeliverMessagesReq, context: Any) -> ci.DeliverMessagesResp:
-        await self.release.wait()
-        return ci.DeliverMessagesResp()
-
-
-async def test_queued_deliveries_are_counted_until_done(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from gim.internal.logic import delivery
+async def test_deliveries_keep_their_order_when_a_node_channel_fails(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The failed call is retried on a new channel; what was queued for the node after
+    the failure still waits behind it, not on a lane of its own."""
+    from gim.internal.logic.delivery import Deliverer
     from gim.internal.logic.devices import OnlineDevice
 
-    node = _HeldNode()
-    server = aio.server()
-    ci_grpc.add_ConnectIntServicer_to_server(node, server)
-    addr = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
-    await server.start()
-    monkeypatch.setattr(delivery, "MAX_QUEUED", 2)
-    deliverer = delivery.Deliverer(5.0)
+    calls: list[list[int]] = []
+    retrying, release = asyncio.Event(), asyncio.Event()
+
+    async def call_node(conn_addr: str, chunk: Any, timeout: float) -> int:
+        calls.append([m.device_id for m in ci.DeliverMessagesReq.FromString(chunk.data).messages])
+        if len(calls) == 1:
+            raise aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, aio.Metadata(), aio.Metadata(), "node restarted")
+        if len(calls) == 2:
+            retrying.set()
+            await release.wait()
+        return chunk.count
+
+    deliverer = Deliverer(5.0)
+    monkeypatch.setattr(deliverer, "_call_node", call_node)
     push = cx.MessageSend(message=cx.Message(seq=1, message_type=cx.MT_TEXT)).SerializeToString()
+    node = "127.0.0.1:1"
     try:
-        first = await deliverer.start([(OnlineDevice(d, d, addr), push) for d in (1, 2)])
-        assert (deliverer.queued, deliverer.backlogged) == (2, False)
-        second = await deliverer.start([(OnlineDevice(d, d, addr), push) for d in (3, 4)])
-        assert (deliverer.queued, deliverer.backlogged) == (4, True), "senders now wait for their deliveries"
-        node.release.set()
-        assert (await first, await second) == (2, 2)
-        assert (deliverer.queued, deliverer.backlogged) == (0, False)
+        first = await deliverer.start([(OnlineDevice(1, 1, node), push)])
+        await retrying.wait()  # the first call failed; its retry is on its way
+        second = await deliverer.start([(OnlineDevice(2, 2, node), push)])
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert calls == [[1], [1]], "the later delivery waits behind the retry"
+        release.set()
+        assert (await first, await second) == (1, 1)
+        assert calls == [[1], [1], [2]]
     finally:
         await deliverer.close()
-        await server.stop(0)
+
+
+def test_a_node_s_deliveries_are_cut_into_bounded_calls() -> None:
+    from gim.internal.logic.delivery import LANE_UNITS, _chunks, _units
+
+    small = [bytes([i % 256]) * 10 for i in range(2500)]
+    chunks = _chunks(small, False)
+    assert [c.count for c in chunks] == [LANE_UNITS, LANE_UNITS, 500]
+    assert b"".join(c.data for c in chunks) == b"".join(small), "in order, nothing lost"
+    large = [b"x" * 60_000] * 40  # 40 pushes of 60 KB: about 2.3 MiB
+    chunks = _chunks(large, True)
+    assert all(_units(c) <= LANE_UNITS and c.suspect for c in chunks) and sum(c.count for c in chunks) == 40
+    assert len(_chunks([b"y" * 2_000_000], False)) == 1, "one delivery larger than the bound still goes, alone"
+

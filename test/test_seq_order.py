@@ -40,3 +40,15 @@ async def test_unrelated_keys_and_unstored_messages_do_not_wait() -> None:
     await asyncio.wait_for(order.turn(unstored, {1: 0}), 5)  # seq 0: not stored, no order
     for job in (other_user, unstored, slow):
         order.finish(job)
+
+
+async def test_a_send_that_ended_without_seqs_releases_the_ones_waiting() -> None:
+    order = SeqOrder()
+    failed, later = order.start([7]), order.start([7])
+    waiting = asyncio.ensure_future(order.turn(later, {7: 5}))
+    await asyncio.sleep(0)  # it waits: the other send has no seqs yet
+    assert not waiting.done()
+    order.finish(failed)  # its store failed (or it was a recognised retry): no seqs ever
+    await asyncio.wait_for(waiting, 5)
+    order.finish(later)
+

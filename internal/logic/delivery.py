@@ -24,10 +24,9 @@ Target = tuple[OnlineDevice, bytes]  # a device, and the serialized MessageSend 
 
 # A node whose liveness key is gone (pkg/nodes.py) is most likely dead: one short try.
 SUSPECT_TIMEOUT = 1.0
-# Most deliveries one DeliverMessages call carries when concurrent sends are merged.
-LANE_BATCH = 1000
-# Deliveries queued for connect nodes and not yet done beyond which senders wait for theirs.
-MAX_QUEUED = 20_000
+# Most one DeliverMessages call carries, in deliveries or KiB (whichever is more): a
+# connect node serves it in one go, and gRPC takes 4 MiB at most.
+LANE_UNITS = 1000
 
 
 class _Job:
@@ -73,11 +72,11 @@ class SeqOrder:
                 others[id(other)] = other
         others.pop(id(job), None)
         for other in others.values():
-            if other.done.done():
-                continue
-            if other.seqs is None:
+            if other.seqs is None and not other.done.done():
                 await other.known
-            if _earlier(other.seqs, mine):  # type: ignore[arg-type]
+            if other.seqs is None or other.done.done():  # finished, maybe without seqs
+                continue
+            if _earlier(other.seqs, mine):
                 await other.done
 
     def finish(self, job: _Job) -> None:
@@ -91,8 +90,8 @@ class SeqOrder:
                 del self._jobs[key]
 
 
-async def _total(done: int, queued: list[asyncio.Future[int]]) -> int:
-    return done + sum(await asyncio.gather(*queued))
+async def _total(queued: list[asyncio.Future[int]]) -> int:
+    return sum(await asyncio.gather(*queued))
 
 
 def _earlier(theirs: dict[Hashable, int], mine: dict[Hashable, int]) -> bool:
@@ -108,7 +107,10 @@ class Deliverer:
     """One channel per connect node address, created on first use, replaced when it fails
     and closed when no delivery used it for `idle_after` seconds (nodes come and go).
 
-    All the devices of one node go in one `DeliverMessages` call, written as bytes (see
+    Every delivery to a node goes through that node's lane: one `DeliverMessages` call at
+    a time, and what is queued meanwhile goes together in the next call, in queue order,
+    so deliveries reach a node in the order they were queued. A call carries at most
+    LANE_UNITS (deliveries, or KiB of them). The request is written as bytes (see
     `wire.delivery_bytes`). A node that does not know that call (an older connect) gets
     one `DeliverMessage` per device instead.
     """
@@ -123,12 +125,6 @@ class Deliverer:
         self._used: dict[str, float] = {}
         self._single_only: set[str] = set()
         self._lanes: dict[str, Batcher[_Chunk, int]] = {}
-        self.queued = 0  # deliveries on the lanes, not yet done
-
-    @property
-    def backlogged(self) -> bool:
-        """More than MAX_QUEUED deliveries wait: senders should wait for theirs."""
-        return self.queued > MAX_QUEUED
 
     @property
     def nodes(self) -> set[str]:
@@ -145,7 +141,12 @@ class Deliverer:
     async def _close_idle(self) -> None:
         cutoff = self._clock() - self._idle_after
         for conn_addr in [a for a, used in self._used.items() if used < cutoff]:
+            lane = self._lanes.get(conn_addr)
+            if lane is not None and not lane.idle:
+                continue
             _log.info("deliver_channel_idle", conn_addr=conn_addr)
+            self._lanes.pop(conn_addr, None)
+            self._used.pop(conn_addr, None)
             await self._drop(conn_addr)
 
     async def deliver(self, targets: Iterable[Target], suspects: Collection[str] = ()) -> int:
@@ -155,54 +156,46 @@ class Deliverer:
         device gets it through sync when it (re)connects. Nodes in `suspects` (no sign of
         life) get one try with a short deadline, so a dead host never holds a send up for
         long, while a live node whose liveness key was lost (say, Redis restarted) still
-        gets its pushes. Deliveries of concurrent sends to one node travel together: while
-        a call to a node is in flight, what comes for it waits and goes in the next call,
-        in arrival order.
+        gets its pushes.
         """
         return await (await self.start(targets, suspects))
 
     async def start(self, targets: Iterable[Target], suspects: Collection[str] = ()) -> asyncio.Future[int]:
-        """`deliver` in two steps: when this returns, the deliveries are queued in order
-        behind what was queued before (a suspect node has had its one try); the future it
-        returns tells how many succeeded. Sends use it to let the next send queue its
-        deliveries while this one's are still on their way."""
+        """`deliver` in two steps: when this returns, the deliveries are queued on their
+        nodes' lanes behind what was queued before; the future it returns tells how many
+        succeeded. A send queues in seq order (SeqOrder), then lets the next one queue
+        while its own deliveries are on their way."""
         await self._close_idle()
         by_node: dict[str, list[bytes]] = defaultdict(list)
         for device, message_send in targets:
             by_node[device.conn_addr].append(delivery_bytes(device.device_id, message_send))
-        chunks = {addr: _Chunk(b"".join(parts), len(parts)) for addr, parts in by_node.items()}
-        tried = await asyncio.gather(*(self._to_node(a, chunk, True) for a, chunk in chunks.items() if a in suspects))
-        queued = []
-        for addr, chunk in chunks.items():
-            if addr not in suspects:
-                future = self._lane(addr).enqueue(chunk)
-                self.queued += chunk.count
-                future.add_done_callback(lambda _f, n=chunk.count: self._dequeued(n))
-                queued.append(future)
-        return asyncio.ensure_future(_total(sum(tried), queued))
-
-    def _dequeued(self, count: int) -> None:
-        self.queued -= count
+        queued = [
+            self._lane(addr).enqueue(chunk)
+            for addr, parts in by_node.items()
+            for chunk in _chunks(parts, addr in suspects)
+        ]
+        return asyncio.ensure_future(_total(queued))
 
     def _lane(self, conn_addr: str) -> Batcher[_Chunk, int]:
-        """One call at a time per node; what comes meanwhile goes together in the next."""
         lane = self._lanes.get(conn_addr)
         if lane is None:
 
             async def call(parts: list[_Chunk]) -> list[int | BaseException]:
-                merged = _Chunk(b"".join(p.data for p in parts), sum(p.count for p in parts))
-                delivered = await self._to_node(conn_addr, merged, False)
+                merged = _Chunk(
+                    b"".join(p.data for p in parts), sum(p.count for p in parts), any(p.suspect for p in parts)
+                )
+                delivered = await self._to_node(conn_addr, merged)
                 return [p.count if delivered else 0 for p in parts]
 
-            lane = self._lanes[conn_addr] = Batcher(f"deliver:{conn_addr}", call, LANE_BATCH, 1, size=_count)
+            lane = self._lanes[conn_addr] = Batcher(f"deliver:{conn_addr}", call, LANE_UNITS, 1, size=_units)
         return lane
 
-    async def _to_node(self, conn_addr: str, chunk: _Chunk, suspect: bool) -> int:
+    async def _to_node(self, conn_addr: str, chunk: _Chunk) -> int:
         """Deliver to one node; a channel that failed is replaced and tried once more, so a
         node that restarted on the same address is reached at once, not after the old
-        channel's reconnect backoff."""
-        attempts = 1 if suspect else 2
-        timeout = min(self._timeout, SUSPECT_TIMEOUT) if suspect else self._timeout
+        channel's reconnect backoff. A suspect node gets one short try."""
+        attempts = 1 if chunk.suspect else 2
+        timeout = min(self._timeout, SUSPECT_TIMEOUT) if chunk.suspect else self._timeout
         for attempt in range(1, attempts + 1):
             try:
                 return await self._call_node(conn_addr, chunk, timeout)
@@ -238,8 +231,8 @@ class Deliverer:
         return len(reqs)
 
     async def _drop(self, conn_addr: str) -> None:
-        self._lanes.pop(conn_addr, None)
-        self._used.pop(conn_addr, None)
+        """Close the node's channel (the next call opens a new one); its lane stays, so
+        what is queued for the node keeps its order."""
         peer = self._peers.pop(conn_addr, None)
         if peer is not None:
             await peer.channel.close()
@@ -257,10 +250,25 @@ class _Chunk:
 
     data: bytes
     count: int
+    suspect: bool = False  # the node showed no sign of life: one short try
 
 
-def _count(chunk: _Chunk) -> int:
-    return chunk.count
+def _units(chunk: _Chunk) -> int:
+    """A chunk's weight in a lane call: its deliveries, or its KiB if that is more."""
+    return max(chunk.count, len(chunk.data) >> 10)
+
+
+def _chunks(parts: list[bytes], suspect: bool) -> list[_Chunk]:
+    """The deliveries of one node cut into chunks of at most LANE_UNITS."""
+    out: list[_Chunk] = []
+    start, size = 0, 0
+    for i, part in enumerate(parts):
+        if i > start and max(i - start + 1, (size + len(part)) >> 10) > LANE_UNITS:
+            out.append(_Chunk(b"".join(parts[start:i]), i - start, suspect))
+            start, size = i, 0
+        size += len(part)
+    out.append(_Chunk(b"".join(parts[start:]), len(parts) - start, suspect))
+    return out
 
 
 class _Peer:

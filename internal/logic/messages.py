@@ -36,11 +36,6 @@ class Sender:
     device_id: int = 0  # the sending device, which is not delivered to
 
 
-def _log_delivery_failure(delivered: asyncio.Future[int]) -> None:
-    if not delivered.cancelled() and delivered.exception() is not None:
-        _log.error("deliver_after_store_failed", error=repr(delivered.exception()))
-
-
 class MessageService:
     def __init__(
         self,
@@ -176,11 +171,12 @@ class MessageService:
         finally:
             self._order.finish(job)
         if delivered is not None:
-            # The send is stored and its deliveries queued in order: the sender need not
-            # wait for them, unless they pile up (then it waits, and so slows down).
-            if self.deliverer.backlogged:
-                await asyncio.wait([delivered])
-            delivered.add_done_callback(_log_delivery_failure)
+            # The answer waits for the pushes: the sender's next message, which may go
+            # through another logic node, cannot overtake this one on the way to a device.
+            try:
+                await delivered
+            except Exception:
+                _log.exception("deliver_after_store_failed", sender_id=sender.sender_id, recipients=len(seqs))
         _log.debug("message_sent", sender_id=sender.sender_id, receiver_id=row.receiver_id, recipients=len(seqs))
         return own_seq
 
