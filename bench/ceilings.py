@@ -209,13 +209,15 @@ async def db_rows_per_second(
                     await conn.execute(table.insert(), rows)  # type: ignore[attr-defined]  # one multi-row INSERT (insertmanyvalues)
 
     start = time.perf_counter()
-    async with asyncio.timeout(timeout):
-        await asyncio.gather(*(inserter() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - start
-    if store.target is not None:  # a database in use: take the rows out again
-        async with store.engine.begin() as conn:
-            for table in store.shards.tables:
-                await conn.execute(table.delete().where(table.c.user_id >= base))
+    try:
+        async with asyncio.timeout(timeout):
+            await asyncio.gather(*(inserter() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    finally:
+        if store.target is not None:  # a database in use: take the rows out again
+            async with store.engine.begin() as conn:
+                for table in store.shards.tables:
+                    await conn.execute(table.delete().where(table.c.user_id >= base))
     return inserts * rows_per_insert / elapsed
 
 

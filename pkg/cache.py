@@ -44,21 +44,25 @@ T = TypeVar("T")
 class Decoded(Generic[T]):
     """Cached values decoded once per process: the same bytes give the same (immutable)
     object. Keyed by the bytes themselves, so a changed entry is decoded afresh; a group
-    send reads its 500 members' entries again and again, unchanged."""
+    send reads its 500 members' entries again and again, unchanged. At most `max_bytes`
+    of encoded values are remembered (then all are forgotten at once: simple, and rare)."""
 
-    def __init__(self, decode: Callable[[bytes], T], size: int = 10_000) -> None:
+    def __init__(self, decode: Callable[..., T], max_bytes: int = 16 << 20) -> None:
         self._decode = decode
-        self._size = size
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._memo: dict[object, T] = {}
 
     def __call__(self, raw: bytes, *context: object) -> T:
-        """`decode(raw)`; `context`: what else the result depends on (part of the key)."""
+        """`decode(raw, *context)`; `context`: what else the result depends on (in the key)."""
         key = (raw, *context) if context else raw
         found = self._memo.get(key)
         if found is None:
-            if len(self._memo) >= self._size:
-                self._memo.clear()  # forgotten all at once: simple, and rare
-            found = self._memo[key] = self._decode(raw, *context)  # type: ignore[call-arg]
+            if self._bytes + len(raw) > self._max_bytes:
+                self._memo.clear()
+                self._bytes = 0
+            found = self._memo[key] = self._decode(raw, *context)
+            self._bytes += len(raw)
         return found
 
 

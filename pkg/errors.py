@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import grpc
 
@@ -50,8 +52,26 @@ class GimError(Exception):
         return f"GimError({int(self.code)}, {self.message!r})"
 
 
-def error_of(code: int, message: str) -> GimError | None:
-    """One item's result in a batch answer (code 0: it succeeded) as the error it stands for."""
+# Batch calls (ConnSignIns, AuthMany) answer each item with a result message holding
+# `code` (0: it succeeded) and `message`.
+R = TypeVar("R")
+
+
+def result_pb(cls: Callable[..., R], error: GimError | None) -> R:
+    """One item's result message: its error, or code 0."""
+    return cls(code=int(error.code), message=error.message) if error is not None else cls()
+
+
+def errors_of(results: Sequence[Any], expected: int, what: str) -> list[GimError | None]:
+    """The error each result stands for (None: it succeeded); a peer that answered for
+    another number of items fails them all (try again)."""
+    if len(results) != expected:
+        again = GimError(Code.BAD_REQUEST, f"temporarily unavailable: {len(results)} {what} answered of {expected}")
+        return [again] * expected
+    return [_error_of(r.code, r.message) for r in results]
+
+
+def _error_of(code: int, message: str) -> GimError | None:
     if not code:
         return None
     try:

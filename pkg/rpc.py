@@ -86,10 +86,10 @@ SERVER_OPTIONS = [
 ]
 
 
-ADDRESS_IN_USE_HINT = (
-    "the address is in use. A port inside the kernel's ephemeral range (net.ipv4.ip_local_port_range) "
-    "can also be held for a minute by an outgoing connection that used it; reserve the service ports "
-    "with net.ipv4.ip_local_reserved_ports, or listen on another port"
+LISTEN_HINT = (
+    "the address is in use or not one of this host's. A port inside the kernel's ephemeral range "
+    "(net.ipv4.ip_local_port_range) can also be held for a minute by an outgoing connection that used "
+    "it; reserve the service ports with net.ipv4.ip_local_reserved_ports, or listen on another port"
 )
 
 
@@ -103,10 +103,10 @@ def bind(server: aio.Server, addr: str) -> int:
     """Listen on `addr` (port 0 picks a free one); returns the bound port."""
     try:
         port = server.add_insecure_port(addr)
-    except RuntimeError:  # grpc's way of saying the bind failed
+    except RuntimeError:  # grpc's way of saying the bind failed (it does not say why)
         port = 0
     if port == 0:
-        raise OSError(errno.EADDRINUSE, f"cannot listen on {addr}: {ADDRESS_IN_USE_HINT}")
+        raise OSError(errno.EADDRINUSE, f"cannot listen on {addr}: {LISTEN_HINT}")
     return port
 
 
@@ -152,14 +152,18 @@ def gim_error_of(exc: aio.AioRpcError) -> GimError | None:
     return None
 
 
-async def call(method: Any, request: Any, timeout: float, metadata: Sequence[tuple[str, str]] = ()) -> Any:
+async def call(
+    method: Any, request: Any, timeout: float, metadata: Sequence[tuple[str, str]] = (), *, wait_for_ready: bool = False
+) -> Any:
     """Call a unary method of a peer, re-raising its gim errors as `GimError`.
 
-    The call waits (within `timeout`) for a peer to be reachable instead of failing at
-    once while the channel is between connection attempts: a peer that is starting or
-    restarting costs a caller some latency, not an error."""
+    `wait_for_ready`: wait (within `timeout`) for a peer to be reachable instead of
+    failing at once while the channel is between connection attempts, so that a peer
+    that is starting or restarting costs the caller latency, not an error. Services use
+    it between each other; a caller that should hear at once that nobody answers (a
+    command-line client, a node shutting down) does not."""
     try:
-        return await method(request, timeout=timeout, metadata=metadata or None, wait_for_ready=True)
+        return await method(request, timeout=timeout, metadata=metadata or None, wait_for_ready=wait_for_ready)
     except aio.AioRpcError as exc:
         error = gim_error_of(exc)
         if error is not None:

@@ -77,11 +77,12 @@ def test_decoded_values_are_decoded_once_per_distinct_bytes() -> None:
         calls.append((raw, user_id))
         return (user_id, len(raw))
 
-    decoded = Decoded(decode, size=2)
+    decoded = Decoded(decode, max_bytes=12)
     first = decoded(b"[1]", 7)
     assert decoded(b"[1]", 7) is first and calls == [(b"[1]", 7)]
     assert decoded(b"[1]", 8) == (8, 3), "the context is part of the key"
     assert decoded(b"[1, 2]", 7) == (7, 6), "changed bytes are decoded afresh"
     assert len(calls) == 3
-    decoded(b"[1]", 7)  # the memo was full and forgotten: decoded again
-    assert len(calls) == 4
+    decoded(b"[3]", 9)  # 15 > 12 bytes: what was remembered is forgotten first
+    decoded(b"[1]", 7)
+    assert len(calls) == 5, "decoded again after the memo was forgotten"

@@ -73,7 +73,7 @@ async def test_a_call_waits_for_a_peer_that_is_starting(cluster) -> None:  # typ
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
         await late.start()
         # the peer is up now, possibly inside the channel's back-off: the call waits for it
-        assert (await rpc.call(stub.GetUsers, req, 10.0)).users[alice.user_id].nickname == "Alice"
+        assert (await rpc.call(stub.GetUsers, req, 10.0, wait_for_ready=True)).users[alice.user_id].nickname == "Alice"
     finally:
         await channel.close()
         await late.stop(0.5)

@@ -9,6 +9,7 @@ from grpc import aio
 from gim.internal.business.app import BusinessApp
 from gim.internal.business.users import User
 from gim.pkg import rpc
+from gim.pkg.errors import result_pb
 from gim.pkg.pb import user_ext_pb2 as ext
 from gim.pkg.pb import user_ext_pb2_grpc as ext_grpc
 from gim.pkg.pb import user_int_pb2 as int_
@@ -70,9 +71,7 @@ class UserIntServicer(int_grpc.UserIntServicer):
 
     async def AuthMany(self, request: int_.AuthManyReq, context: Context) -> int_.AuthManyResp:
         errors = await self.app.auth_many([(a.user_id, a.device_id, a.token) for a in request.auths])
-        return int_.AuthManyResp(
-            results=[int_.AuthResult(code=int(e.code), message=e.message) if e else int_.AuthResult() for e in errors]
-        )
+        return int_.AuthManyResp(results=[result_pb(int_.AuthResult, e) for e in errors])
 
     async def GetUser(self, request: ext.GetUserReq, context: Context) -> ext.GetUserResp:
         return ext.GetUserResp(user=user_pb(await self.app.get_user(request.user_id)))

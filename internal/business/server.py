@@ -28,7 +28,8 @@ class LogicDeviceChecker(DeviceChecker):
         self._timeout = timeout
 
     async def check(self, device_id: int) -> None:
-        resp = await rpc.call(self._logic.GetDevice, logic_int_pb2.GetDeviceReq(device_id=device_id), self._timeout)
+        req = logic_int_pb2.GetDeviceReq(device_id=device_id)
+        resp = await rpc.call(self._logic.GetDevice, req, self._timeout, wait_for_ready=True)
         if resp.device.device_id != device_id:
             raise GimError(Code.DEVICE_NOT_FOUND, f"device {device_id} not found")
 

@@ -25,14 +25,9 @@ class TokenStore:
         await self._redis.set(self._key(user_id, device_id), token, ex=self._ttl)
         return token
 
-    async def check(self, user_id: int, device_id: int, token: str) -> None:
-        """Raise 10000 unless `token` is the live token of (user, device)."""
-        error = _mismatch(await self._redis.get(self._key(user_id, device_id)), token)
-        if error is not None:
-            raise error
-
     async def check_many(self, auths: list[tuple[int, int, str]]) -> list[GimError | None]:
-        """`check` for each (user, device, token), with one read: None where it passes."""
+        """For each (user, device, token): None if `token` is the live token of (user,
+        device), else the 10000 to answer; one read for all."""
         stored = await self._redis.mget([self._key(u, d) for u, d, _ in auths])
         return [_mismatch(value, token) for value, (_, _, token) in zip(stored, auths, strict=True)]
 

@@ -234,7 +234,7 @@ class Session:
             await self._subscribe_room(packet)
 
     async def _call(self, method: Any, request: Any) -> Any:
-        return await rpc.call(method, request, self.node.config.rpc_timeout)
+        return await rpc.call(method, request, self.node.config.rpc_timeout, wait_for_ready=True)
 
     async def sign_in(self, user_id: int, device_id: int, token: str, request_id: int = 0) -> bool:
         """Authenticate through logic and take over the device; False if refused."""

@@ -16,7 +16,7 @@ from grpc import aio
 
 from gim.pkg import log, rpc
 from gim.pkg.batcher import Batcher
-from gim.pkg.errors import Code, GimError, error_of
+from gim.pkg.errors import GimError, errors_of
 from gim.pkg.pb import logic_int_pb2, logic_int_pb2_grpc
 
 _log = log.get("sign_ins")
@@ -40,7 +40,8 @@ class SignIns:
     async def _send(self, reqs: list[logic_int_pb2.ConnSignInReq]) -> list[None | BaseException]:
         if not self._one_by_one:
             try:
-                resp = await rpc.call(self._logic.ConnSignIns, logic_int_pb2.ConnSignInsReq(sign_ins=reqs), self._timeout)
+                req = logic_int_pb2.ConnSignInsReq(sign_ins=reqs)
+                resp = await rpc.call(self._logic.ConnSignIns, req, self._timeout, wait_for_ready=True)
             except aio.AioRpcError as exc:
                 if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
                     return [exc] * len(reqs)  # each caller sees why; not retried one by one
@@ -49,14 +50,12 @@ class SignIns:
             except GimError as exc:
                 return [exc] * len(reqs)
             else:
-                if len(resp.results) != len(reqs):
-                    return [GimError(Code.BAD_REQUEST, f"logic answered {len(resp.results)} of {len(reqs)} sign-ins")] * len(reqs)
-                return [error_of(r.code, r.message) for r in resp.results]
+                return errors_of(resp.results, len(reqs), "sign-ins")  # type: ignore[return-value]
         return list(await asyncio.gather(*(self._one(req) for req in reqs)))
 
     async def _one(self, req: logic_int_pb2.ConnSignInReq) -> BaseException | None:
         try:
-            await rpc.call(self._logic.ConnSignIn, req, self._timeout)
+            await rpc.call(self._logic.ConnSignIn, req, self._timeout, wait_for_ready=True)
         except (GimError, aio.AioRpcError) as exc:
             return exc
         return None

@@ -14,7 +14,7 @@ from gim.internal.logic.messages import MessageService, Sender
 from gim.internal.logic.rooms import RoomService
 from gim.internal.logic.users import UserClient
 from gim.pkg import log, rpc
-from gim.pkg.errors import GimError, bad_request, unauthorized
+from gim.pkg.errors import Code, GimError, bad_request, result_pb, unauthorized
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as ext
 from gim.pkg.pb import logic_ext_pb2_grpc as ext_grpc
@@ -189,9 +189,7 @@ class LogicIntServicer(int_grpc.LogicIntServicer):
         if len(request.sign_ins) > MAX_SIGN_INS:
             raise bad_request(f"at most {MAX_SIGN_INS} sign-ins in one call")
         errors = await self._sign_in(list(request.sign_ins))
-        return int_.ConnSignInsResp(
-            results=[int_.SignInResult(code=int(e.code), message=e.message) if e else int_.SignInResult() for e in errors]
-        )
+        return int_.ConnSignInsResp(results=[result_pb(int_.SignInResult, e) for e in errors])
 
     async def _sign_in(self, reqs: list[int_.ConnSignInReq]) -> list[GimError | None]:
         """Check each token with business, then mark each device online at its node: None
@@ -210,8 +208,9 @@ class LogicIntServicer(int_grpc.LogicIntServicer):
         for i, outcome in zip(todo, online, strict=True):
             if isinstance(outcome, GimError):
                 results[i] = outcome
-            elif isinstance(outcome, BaseException):  # the database failed: the whole call fails
-                raise outcome
+            elif isinstance(outcome, BaseException):  # the database failed for this one: it may sign in again
+                _log.error("sign_in_failed", device_id=reqs[i].device_id, error=repr(outcome))
+                results[i] = GimError(Code.BAD_REQUEST, "sign-in temporarily unavailable: connect again later")
             else:
                 r = reqs[i]
                 _log.info("device_online", user_id=r.user_id, device_id=r.device_id, conn_addr=r.conn_addr, client_addr=r.client_addr)

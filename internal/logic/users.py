@@ -10,7 +10,7 @@ from grpc import aio
 
 from gim.pkg import log, rpc
 from gim.pkg.cache import KIND_USER, Cache
-from gim.pkg.errors import Code, GimError, error_of
+from gim.pkg.errors import GimError, errors_of
 from gim.pkg.pb import user_ext_pb2, user_int_pb2, user_int_pb2_grpc
 
 _log = log.get("users")
@@ -43,7 +43,7 @@ class UserClient:
         if cached and self._authed.get(key, 0.0) > now:
             return
         req = user_int_pb2.AuthReq(user_id=user_id, device_id=device_id, token=token)
-        await rpc.call(self._stub.Auth, req, self._timeout)
+        await rpc.call(self._stub.Auth, req, self._timeout, wait_for_ready=True)
         if self._auth_cache_seconds > 0:
             if len(self._authed) >= AUTH_CACHE_MAX:
                 self._authed.clear()
@@ -55,16 +55,14 @@ class UserClient:
         if not self._one_by_one:
             req = user_int_pb2.AuthManyReq(auths=[user_int_pb2.AuthReq(user_id=u, device_id=d, token=t) for u, d, t in auths])
             try:
-                resp = await rpc.call(self._stub.AuthMany, req, self._timeout)
+                resp = await rpc.call(self._stub.AuthMany, req, self._timeout, wait_for_ready=True)
             except aio.AioRpcError as exc:
                 if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
                     raise
                 _log.info("auth_one_by_one", reason="the business service has no AuthMany")
                 self._one_by_one = True
             else:
-                if len(resp.results) != len(auths):
-                    raise GimError(Code.BAD_REQUEST, f"AuthMany answered {len(resp.results)} of {len(auths)} auths")
-                return [error_of(r.code, r.message) for r in resp.results]
+                return errors_of(resp.results, len(auths), "auths")
         return list(await asyncio.gather(*(self._auth_one(*a) for a in auths)))
 
     async def _auth_one(self, user_id: int, device_id: int, token: str) -> GimError | None:
@@ -81,5 +79,5 @@ class UserClient:
 
     async def _fetch(self, user_ids: list[int]) -> dict[int, bytes]:
         req = user_int_pb2.GetUsersReq(user_ids=dict.fromkeys(user_ids, 0))
-        resp = await rpc.call(self._stub.GetUsers, req, self._timeout)
+        resp = await rpc.call(self._stub.GetUsers, req, self._timeout, wait_for_ready=True)
         return {i: user.SerializeToString() for i, user in resp.users.items()}
