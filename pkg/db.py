@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlalchemy.sql.expression import Executable
 
 from gim.pkg import schema
 
@@ -38,6 +39,25 @@ def epoch_seconds(value: dt.datetime | str | None) -> int:
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value)
     return int(value.replace(tzinfo=dt.timezone.utc).timestamp())
+
+
+_driver_sql: dict[tuple[object, ...], str] = {}
+
+
+def driver_sql(conn: AsyncConnection, statement: Executable, columns: Sequence[str]) -> str:
+    """`statement` compiled once for this kind of server (MySQL and MariaDB differ), for
+    `conn.exec_driver_sql(sql, rows)` with each row a tuple in `columns` order: a
+    multi-row insert skips SQLAlchemy's per-row parameter work, which counts when it
+    holds hundreds of rows (a group message) and runs while seq rows are locked."""
+    dialect = conn.dialect
+    key = (dialect.name, dialect.server_version_info, getattr(dialect, "is_mariadb", False), statement)
+    sql = _driver_sql.get(key)
+    if sql is None:
+        compiled = statement.compile(dialect=dialect, column_keys=list(columns))
+        if list(compiled.positiontup or ()) != list(columns):
+            raise ValueError(f"{statement} takes {compiled.positiontup}, not {list(columns)}")
+        sql = _driver_sql[key] = str(compiled)
+    return sql
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:

@@ -98,7 +98,7 @@ class MessageStore:
         self._batcher: Batcher[_Pending, dict[int, int]] = Batcher(
             "message_store", self._with_retries, batch_rows, 1, size=lambda p: len(p.users)
         )
-        self._insert_sqls: dict[tuple[str, str], str] = {}
+        self._inserts = {table: table.insert() for table in shards.tables}  # one statement each, compiled once
 
     async def store(self, row: MessageRow, user_ids: list[int]) -> dict[int, int]:
         """Store `row` once for each user; returns each user's new seq.
@@ -224,19 +224,7 @@ class MessageStore:
             for user_id, seq in seqs.items():
                 by_shard[self._shards.table_for(user_id)].append((user_id, seq, *common))
         for table, rows in by_shard.items():
-            await conn.exec_driver_sql(self._insert_sql(conn, table), rows)
-
-    def _insert_sql(self, conn: AsyncConnection, table: sa.Table) -> str:
-        key = (conn.dialect.name, table.name)
-        sql = self._insert_sqls.get(key)
-        if sql is None:
-            quote = conn.dialect.identifier_preparer.quote
-            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-            columns = ", ".join(quote(c) for c in _INSERT_COLUMNS)
-            sql = self._insert_sqls[key] = (
-                f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({', '.join([mark] * len(_INSERT_COLUMNS))})"
-            )
-        return sql
+            await conn.exec_driver_sql(db.driver_sql(conn, self._inserts[table], _INSERT_COLUMNS), rows)
 
     async def after(self, user_id: int, seq: int, limit: int) -> list[StoredMessage]:
         """The user's messages with seq greater than `seq`, in seq order, at most `limit`."""

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gim.pkg import db
 from gim.pkg.schema import seq as seq_table
 
 # the driver sends the rows of one call as one multi-row upsert
@@ -21,29 +22,12 @@ _mysql_upsert = mysql.insert(seq_table)
 _MYSQL_UPSERT = _mysql_upsert.on_duplicate_key_update(seq=seq_table.c.seq + _mysql_upsert.inserted.seq)
 
 
-_compiled: dict[tuple[object, ...], str] = {}
-
-
-def _mysql_upsert_sql(conn: AsyncConnection) -> str:
-    """The upsert for this server (MySQL and MariaDB differ), its parameters in column
-    order: object_type, object_id, seq."""
-    dialect = conn.dialect
-    key = (dialect.name, dialect.server_version_info, getattr(dialect, "is_mariadb", False))
-    sql = _compiled.get(key)
-    if sql is None:
-        compiled = _MYSQL_UPSERT.compile(dialect=dialect)
-        assert list(compiled.positiontup or ()) == ["object_type", "object_id", "seq"], compiled.positiontup
-        sql = _compiled[key] = str(compiled)
-    return sql
-
-
 async def allocate(conn: AsyncConnection, object_type: int, counts: Mapping[int, int]) -> dict[int, int]:
     """Raise each owner's seq by its count; returns each owner's new highest seq."""
     owners = sorted(counts)  # one lock order for everybody: no deadlock between allocators
     if conn.dialect.name == "mysql":
-        # rows as plain tuples through the statement compiled once: an allocation for a big
-        # group is hundreds of rows, and it runs while the rows are locked
-        await conn.exec_driver_sql(_mysql_upsert_sql(conn), [(object_type, o, counts[o]) for o in owners])
+        sql = db.driver_sql(conn, _MYSQL_UPSERT, ("object_type", "object_id", "seq"))
+        await conn.exec_driver_sql(sql, [(object_type, o, counts[o]) for o in owners])
         result = await conn.execute(
             sa.select(seq_table.c.object_id, seq_table.c.seq)
             .where(seq_table.c.object_type == object_type, seq_table.c.object_id.in_(owners))
