@@ -194,7 +194,7 @@ class MessageService:
             users = await self._users_of([(sender.sender_type, sender.sender_id)])
         from_ = sender_pb(sender.sender_type, sender.sender_id, users)
         without_seq = message_pb(StoredMessage(0, 0, row), from_).SerializeToString()
-        sends = {user_id: message_send_bytes(without_seq, seq) for user_id, seq in seqs.items()}
+        sends = {user_id: message_send_bytes(without_seq, seqs[user_id]) for user_id in {d.user_id for d in online}}
         return [(d, sends[d.user_id]) for d in online], suspects
 
     async def _users_of(self, senders: list[tuple[int, int]]) -> dict[int, user_ext_pb2.User]:
