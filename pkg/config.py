@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from gim.pkg.errors import STATUS_MODES
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -30,6 +32,13 @@ class BaseConfig:
     log_format: str = "console"  # console | json
     redis_url: str = "redis://127.0.0.1:6390/0"
     redis_prefix: str = "gim:"
+    # how a gim error goes out as a gRPC status: "gim" (the number itself, as the Go
+    # original; grpc-go clients compare it) or "standard" (the nearest standard code)
+    grpc_status: str = "gim"
+
+    def __post_init__(self) -> None:
+        if self.grpc_status not in STATUS_MODES:
+            raise ConfigError(f"grpc_status: expected one of {', '.join(STATUS_MODES)}, got {self.grpc_status!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,9 +20,14 @@ class Code(enum.IntEnum):
     USER_NOT_FOUND = 10016
 
 
-# grpcio cannot carry 10000 on the wire: the nearest standard status goes out instead,
-# and the number itself travels in the `gim-code` trailer.
-GRPC_STATUS: dict[Code, grpc.StatusCode] = {
+# How a gim error travels as a gRPC status (config `grpc_status`):
+# - "gim" (the default, as the Go original): the gim number itself is the status code
+#   (a grpc-go client reads `status.Code(err) == 10000`; grpcio clients read UNKNOWN);
+# - "standard": the nearest standard status, for clients that expect only those.
+# Either way the number also travels in the `gim-code` trailer, which SDKs read first.
+STATUS_MODES = ("gim", "standard")
+
+STANDARD_STATUS: dict[Code, grpc.StatusCode] = {
     Code.UNAUTHORIZED: grpc.StatusCode.UNAUTHENTICATED,
     Code.BAD_REQUEST: grpc.StatusCode.INVALID_ARGUMENT,
     Code.WRONG_CODE: grpc.StatusCode.UNAUTHENTICATED,
@@ -32,6 +37,29 @@ GRPC_STATUS: dict[Code, grpc.StatusCode] = {
     Code.ALREADY_FRIENDS: grpc.StatusCode.ALREADY_EXISTS,
     Code.USER_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
 }
+
+
+class GimStatus:
+    """A status code outside gRPC's standard set, shaped like a `grpc.StatusCode` member:
+    grpc.aio's server sends `value[0]` as the `grpc-status` trailer. (Undocumented grpcio
+    behaviour, pinned by version and tested on the raw wire in test_status_wire.py; the
+    synchronous `grpc.server` would send UNKNOWN instead.)"""
+
+    def __init__(self, code: Code) -> None:
+        self.value = (int(code), code.name.lower())
+        self.name = code.name
+
+    def __repr__(self) -> str:
+        return f"GimStatus({self.value[0]})"
+
+
+_GIM_STATUS = {code: GimStatus(code) for code in Code}
+
+
+def grpc_status(code: Code, mode: str) -> grpc.StatusCode | GimStatus:
+    """The gRPC status that carries `code` in status mode `mode` ("gim" or "standard")."""
+    return STANDARD_STATUS[code] if mode == "standard" else _GIM_STATUS[code]
+
 
 GIM_CODE_KEY = "gim-code"
 
@@ -43,10 +71,6 @@ class GimError(Exception):
         super().__init__(message or code.name.lower().replace("_", " "))
         self.code = code
         self.message = self.args[0]
-
-    @property
-    def grpc_status(self) -> grpc.StatusCode:
-        return GRPC_STATUS[self.code]
 
     def __repr__(self) -> str:
         return f"GimError({int(self.code)}, {self.message!r})"

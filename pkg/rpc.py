@@ -13,7 +13,7 @@ import grpc
 from grpc import aio
 
 from gim.pkg import log
-from gim.pkg.errors import GIM_CODE_KEY, Code, GimError, unauthorized
+from gim.pkg.errors import GIM_CODE_KEY, Code, GimError, grpc_status, unauthorized
 
 _log = log.get("rpc")
 
@@ -32,9 +32,13 @@ CHANNEL_OPTIONS = [
 class ErrorInterceptor(aio.ServerInterceptor):
     """The one place where errors become gRPC statuses.
 
-    `GimError` -> the nearest standard status plus the `gim-code` trailer; anything
-    else is logged with its traceback and answered INTERNAL without internals.
+    `GimError` -> its status in `status_mode` (see `errors.grpc_status`) plus the
+    `gim-code` trailer; anything else is logged with its traceback and answered INTERNAL
+    without internals.
     """
+
+    def __init__(self, status_mode: str = "gim") -> None:
+        self.status_mode = status_mode
 
     async def intercept_service(
         self,
@@ -46,6 +50,7 @@ class ErrorInterceptor(aio.ServerInterceptor):
             return handler
         inner = handler.unary_unary
         method = handler_call_details.method
+        status_mode = self.status_mode
 
         async def guarded(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
             try:
@@ -53,7 +58,7 @@ class ErrorInterceptor(aio.ServerInterceptor):
             except GimError as exc:
                 _log.info("rpc_rejected", method=method, code=int(exc.code), reason=exc.message)
                 await context.abort(
-                    exc.grpc_status, exc.message, ((GIM_CODE_KEY, str(int(exc.code))),)
+                    grpc_status(exc.code, status_mode), exc.message, ((GIM_CODE_KEY, str(int(exc.code))),)
                 )
             except (asyncio.CancelledError, aio.AbortError):
                 raise
@@ -93,9 +98,10 @@ LISTEN_HINT = (
 )
 
 
-def new_server() -> aio.Server:
+def new_server(status_mode: str = "gim") -> aio.Server:
+    """A gRPC server whose gim errors go out in `status_mode` ("gim" or "standard")."""
     return aio.server(
-        interceptors=[ErrorInterceptor()], options=SERVER_OPTIONS, maximum_concurrent_rpcs=MAX_CONCURRENT_CALLS
+        interceptors=[ErrorInterceptor(status_mode)], options=SERVER_OPTIONS, maximum_concurrent_rpcs=MAX_CONCURRENT_CALLS
     )
 
 
@@ -142,14 +148,21 @@ def channel(addr: str, *, private: bool = False) -> aio.Channel:
 
 
 def gim_error_of(exc: aio.AioRpcError) -> GimError | None:
-    """The `GimError` a peer raised, from its `gim-code` trailer; None if it has none."""
+    """The `GimError` a peer raised: from its `gim-code` trailer first, then from the
+    status code itself when that is a gim number (grpcio reads a status outside the
+    standard set as UNKNOWN, so for Python callers the trailer is what tells); None if
+    neither names a gim code."""
     for key, value in exc.trailing_metadata() or ():
         if key == GIM_CODE_KEY:
-            try:
-                return GimError(Code(int(value)), exc.details() or "")
-            except ValueError:
-                return None
-    return None
+            return _gim_error(value, exc)
+    return _gim_error(exc.code().value[0], exc)
+
+
+def _gim_error(number: object, exc: aio.AioRpcError) -> GimError | None:
+    try:
+        return GimError(Code(int(number)), exc.details() or "")  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return None
 
 
 async def call(
@@ -202,9 +215,9 @@ class ServerPair:
     """A service's two gRPC servers: `int` (other gim services, private network) and
     `ext` (apps and business backends), bound and stopped together."""
 
-    def __init__(self) -> None:
-        self.int = new_server()
-        self.ext = new_server()
+    def __init__(self, status_mode: str = "gim") -> None:
+        self.int = new_server(status_mode)
+        self.ext = new_server(status_mode)
         self.int_port = 0
         self.ext_port = 0
 

@@ -44,12 +44,22 @@ log.setup("warning")
 M = TypeVar("M", bound=Message)
 
 
+# Every cluster test runs twice, once per storage; each run also uses one of the two ways
+# gim errors travel as gRPC statuses (config `grpc_status`), so that every client test
+# passes in both: the gim number as the status (MySQL run) and standard codes (embedded).
+STATUS_MODE = {"mysql": "gim", "embedded": "standard"}
+
+
 @dataclasses.dataclass(frozen=True)
 class Storage:
     name: str
     database_url: str
     redis_url: str
     redis_prefix: str
+
+    @property
+    def status_mode(self) -> str:
+        return STATUS_MODE[self.name]
 
 
 def _unavailable(what: str, exc: BaseException) -> None:
@@ -189,7 +199,12 @@ def _addr(port: int) -> str:
 async def cluster(storage: Storage) -> AsyncIterator[Cluster]:
     """business, logic and connect as real gRPC/TCP/WebSocket servers on loopback."""
     ports = {name: redis_client.free_port() for name in ("b_int", "b_ext", "l_int", "l_ext", "c_int")}
-    common = dict(database_url=storage.database_url, redis_url=storage.redis_url, redis_prefix=storage.redis_prefix)
+    common = dict(
+        database_url=storage.database_url,
+        redis_url=storage.redis_url,
+        redis_prefix=storage.redis_prefix,
+        grpc_status=storage.status_mode,
+    )
     business = BusinessServer.from_config(
         BusinessConfig(
             **common,
@@ -213,6 +228,7 @@ async def cluster(storage: Storage) -> AsyncIterator[Cluster]:
         ConnectConfig(
             redis_url=storage.redis_url,
             redis_prefix=storage.redis_prefix,
+            grpc_status=storage.status_mode,
             tcp_listen="127.0.0.1:0",
             ws_listen="127.0.0.1:0",
             int_listen=_addr(ports["c_int"]),
@@ -499,6 +515,7 @@ async def connect_node(cluster: Cluster) -> AsyncIterator[Any]:
         values: dict[str, Any] = dict(
             redis_url=cluster.storage.redis_url,
             redis_prefix=cluster.storage.redis_prefix,
+            grpc_status=cluster.storage.status_mode,
             tcp_listen="127.0.0.1:0",
             ws_listen="127.0.0.1:0",
             int_listen="127.0.0.1:0",

@@ -14,7 +14,7 @@ from gim.internal.connect.sign_ins import SignIns
 from gim.internal.logic.users import UserClient
 from gim.pkg import rpc
 from gim.pkg.cache import Cache
-from gim.pkg.errors import GIM_CODE_KEY, Code, GimError
+from gim.pkg.errors import GIM_CODE_KEY, Code, GimError, grpc_status
 from gim.pkg.pb import logic_int_pb2 as li
 from gim.pkg.pb import logic_int_pb2_grpc as li_grpc
 from gim.pkg.pb import user_int_pb2 as ui
@@ -61,7 +61,7 @@ async def test_conn_sign_ins_each_succeeds_or_fails_alone(cluster) -> None:  # t
 async def refuse(context: Any, message: str) -> None:
     """Fail the call the way gim servers do: a status and the `gim-code` trailer."""
     error = GimError(Code.UNAUTHORIZED, message)
-    await context.abort(error.grpc_status, message, ((GIM_CODE_KEY, str(int(error.code))),))
+    await context.abort(grpc_status(error.code, "gim"), message, ((GIM_CODE_KEY, str(int(error.code))),))
 
 
 class _AuthOnly(ui_grpc.UserIntServicer):

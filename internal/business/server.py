@@ -56,7 +56,7 @@ class BusinessServer(rpc.ServesPair):
             search_limit=config.search_limit,
             cache=Cache(redis, config.redis_prefix, config.cache_ttl),
         )
-        self._grpc = rpc.ServerPair()
+        self._grpc = rpc.ServerPair(config.grpc_status)
         int_servicer = UserIntServicer(self.app)
         int_grpc.add_UserIntServicer_to_server(int_servicer, self._grpc.int)
         int_grpc.add_BusinessIntServicer_to_server(int_servicer, self._grpc.int)

@@ -30,7 +30,7 @@ class ConnectServer:
         self.config = config
         self._logic_channel = logic_channel
         self.registry = Registry()
-        self._grpc = rpc.new_server()
+        self._grpc = rpc.new_server(config.grpc_status)
         connect_int_pb2_grpc.add_ConnectIntServicer_to_server(ConnectIntServicer(self.registry), self._grpc)
         self.node: Node | None = None
         self._tcp: asyncio.Server | None = None

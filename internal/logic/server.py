@@ -69,7 +69,7 @@ class LogicServer(rpc.ServesPair):
             max_content_bytes=config.max_content_bytes,
             sync_page_size=config.sync_page_size,
         )
-        self._grpc = rpc.ServerPair()
+        self._grpc = rpc.ServerPair(config.grpc_status)
         logic_int_pb2_grpc.add_LogicIntServicer_to_server(
             LogicIntServicer(self.devices, self.messages, users, self.rooms), self._grpc.int
         )
