@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
+from typing import Any
 
 import structlog
 
@@ -33,3 +35,52 @@ def setup(level: str = "info", fmt: str = "console") -> None:
 
 def get(name: str) -> structlog.typing.FilteringBoundLogger:
     return structlog.get_logger(component=name)  # type: ignore[no-any-return]
+
+
+class Summary:
+    """A logger for failures that come in bursts (a dependency down, a flood of bad
+    input): each kind is logged at once the first time, then at most once per `interval`
+    seconds as one line with `repeated=N` (how many more there were), instead of one line
+    (or traceback) per occurrence. A kind is (level, event, `kind`)."""
+
+    def __init__(self, logger: Any, interval: float = 10.0) -> None:
+        self._log = logger
+        self.interval = interval
+        self._windows: dict[tuple[str, str, str], list[Any]] = {}  # key -> [more, last fields]
+
+    def warning(self, event: str, *, kind: str, **fields: Any) -> None:
+        self._record("warning", event, kind, fields)
+
+    def error(self, event: str, *, kind: str, **fields: Any) -> None:
+        self._record("error", event, kind, fields)
+
+    def exception(self, event: str, *, kind: str, **fields: Any) -> None:
+        """An unexpected error: the first of a kind with its traceback, the rest counted."""
+        self._record("exception", event, kind, fields)
+
+    def _record(self, level: str, event: str, kind: str, fields: dict[str, Any]) -> None:
+        key = (level, event, kind)
+        window = self._windows.get(key)
+        if window is not None:
+            window[0] += 1
+            window[1] = fields
+            return
+        getattr(self._log, level)(event, kind=kind, **fields)
+        self._open(key, fields)
+
+    def _open(self, key: tuple[str, str, str], fields: dict[str, Any]) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop: nothing to summarise with, log each
+            return
+        self._windows[key] = [0, fields]
+        loop.call_later(self.interval, self._close, key)
+
+    def _close(self, key: tuple[str, str, str]) -> None:
+        more, fields = self._windows.pop(key)
+        if not more:
+            return
+        level, event, kind = key
+        log = self._log.error if level == "exception" else getattr(self._log, level)
+        log(event, kind=kind, repeated=more, seconds=self.interval, **fields)
+        self._open(key, fields)  # a steady stream stays one line per interval

@@ -212,3 +212,19 @@ async def test_closing_a_client_that_never_reads_aborts_after_close_timeout(clus
     assert session.closed and session.replaced
     slow.transport.abort()
     assert crashes() == []
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ws"])
+async def test_a_failed_ack_is_never_answered(cluster, connect_node, conns, log_events, transport) -> None:  # type: ignore[no-untyped-def]
+    """As in 2021: clients take every downstream PT_MESSAGE for a push, so an ack that
+    logic refuses (or that does not parse) is logged, once per kind, not answered."""
+    (creds,) = await cluster.new_user()
+    node = await connect_node()  # its own summary of failures
+    conn = await conns.open(transport, creds, server=node)
+    for request_id in (7, 8, 9):
+        await conn.send(cx.PT_MESSAGE, cx.MessageACK(device_ack=-1).SerializeToString(), request_id)
+    await conn.send(cx.PT_MESSAGE, b"\xff\xff", 10)
+    assert (await conn.request(cx.PT_HEARTBEAT)).code == 0  # handled in order: the acks are done
+    assert conn.pushes.empty(), conn.pushes.get_nowait()
+    dropped = [e for e in log_events if e["event"] == "ack_dropped"]
+    assert sorted(e["kind"] for e in dropped) == ["10001", "PacketError"], dropped

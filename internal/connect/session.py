@@ -36,6 +36,17 @@ _ids = itertools.count(random.randrange(1, 1 << 31))
 INBOX_LIMIT = 64
 
 
+def _kind(exc: Exception) -> str:
+    """A failure's kind, for summarised logs: the gim code or gRPC status, or its type."""
+    if isinstance(exc, GimError):
+        return str(int(exc.code))
+    return exc.code().name if isinstance(exc, aio.AioRpcError) else type(exc).__name__
+
+
+def _reason(exc: Exception) -> str:
+    return exc.details() or "" if isinstance(exc, aio.AioRpcError) else str(exc)
+
+
 class Transport(Protocol):
     peer: str  # "ip:port" of the client
 
@@ -66,6 +77,7 @@ class Node:
     _device_locks: dict[int, tuple[asyncio.Lock, list[int]]] = dataclasses.field(default_factory=dict)
     _sign_ins: int = 0
     _no_sign_ins: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    ack_failures: log.Summary = dataclasses.field(default_factory=lambda: log.Summary(_log))
 
     sign_ins: SignIns = dataclasses.field(init=False)
 
@@ -297,14 +309,20 @@ class Session:
         self.reply(packet, data=data)
 
     async def _ack(self, packet: cx.Input) -> None:
-        ack = parse_data(cx.MessageACK, packet.data)
-        req = logic_int_pb2.MessageACKReq(
-            user_id=self.user_id,
-            device_id=self.device_id,
-            device_ack=ack.device_ack,  # type: ignore[attr-defined]
-            receive_time=ack.receive_time,  # type: ignore[attr-defined]
-        )
-        await self._call(self.node.logic.MessageACK, req)
+        """Pass an ack on to logic. An ack is never answered (as in 2021: clients take every
+        downstream PT_MESSAGE for a push), not even when it fails: a lost ack is corrected
+        by the device's next ack or sync, so a failure is only logged (summarised)."""
+        try:
+            ack = parse_data(cx.MessageACK, packet.data)
+            req = logic_int_pb2.MessageACKReq(
+                user_id=self.user_id,
+                device_id=self.device_id,
+                device_ack=ack.device_ack,  # type: ignore[attr-defined]
+                receive_time=ack.receive_time,  # type: ignore[attr-defined]
+            )
+            await self._call(self.node.logic.MessageACK, req)
+        except (PacketError, GimError, aio.AioRpcError) as exc:
+            self.node.ack_failures.warning("ack_dropped", kind=_kind(exc), reason=_reason(exc), device_id=self.device_id)
 
     async def _subscribe_room(self, packet: cx.Input) -> None:
         """Join one room (leaving any other), or leave with room_id 0; replay if seq > 0."""
