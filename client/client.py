@@ -10,19 +10,28 @@ connection (TCP, or WebSocket with `ws_url`), signs in on it, syncs until `has_m
 false, heartbeats, acks what the application took, and on any failure of the
 connection reconnects with capped exponential backoff and syncs again from the last
 seq it delivered. Events come out in seq order, each once (see `ordering.Sequencer`).
-A sign-in the server refuses (10000: a bad or expired token) ends the iteration with
-that `GimError`; nothing is retried then.
+
+A token the server refuses (10000: expired, unknown, or replaced by a newer sign-in of
+the device), at the long connection's sign-in or on a gRPC call made through the
+client (`send*`, `call`): a client that has the phone number and code signs in again
+over gRPC on the same device and carries on; one built with credentials alone ends the
+iteration with that `GimError` (a call raises it), and nothing is retried.
+
+Logging goes through the standard `logging` module under `gim.client`; nothing is
+printed unless the application configures logging.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
-from collections.abc import Coroutine, Iterable, Sequence
-from typing import Any, Self, cast
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar, cast
 
 from google.protobuf.message import DecodeError
+from grpc import aio
 from websockets.exceptions import WebSocketException
 
 from gim.client.api import Credentials, GimApi
@@ -30,11 +39,13 @@ from gim.client.backoff import Backoff
 from gim.client.connection import LongConnection, ProtocolError, TcpConnection, WsConnection
 from gim.client.events import Event, Message, event_of, text
 from gim.client.ordering import RoomSeqs, Sequencer
-from gim.pkg import log
 from gim.pkg.errors import Code, GimError
 from gim.pkg.pb import connect_ext_pb2 as cx
 
-_log = log.get("client")
+_log = logging.getLogger("gim.client")
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # The addresses `make run` listens on.
 DEFAULT_LOGIC = "127.0.0.1:50001"
@@ -44,6 +55,14 @@ DEFAULT_WS = "ws://127.0.0.1:8081/ws"
 
 # What makes a connection worth retrying (as opposed to a refusal or a bug).
 RETRYABLE = (ConnectionError, OSError, TimeoutError, WebSocketException)
+
+
+class TokenRefused(GimError):
+    """The long connection's sign-in was answered 10000 for these credentials."""
+
+    def __init__(self, credentials: Credentials, message: str) -> None:
+        super().__init__(Code.UNAUTHORIZED, message)
+        self.credentials = credentials
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +104,9 @@ class Client:
         timing: Timing = Timing(),
         api: GimApi | None = None,
     ) -> None:
-        """`credentials`, or `phone` + `code` to sign in (on `device_id`, or a new device).
+        """`credentials`, or `phone` + `code` to sign in (on `device_id`, or a new device);
+        both: start with `credentials` and sign in again with `phone` + `code` when the
+        server refuses their token.
 
         `last_seq`: the highest seq the application already has (say, saved from
         `client.last_seq` last time); None starts after what any of the user's devices
@@ -102,6 +123,12 @@ class Client:
         self._own_api = api is None
         self._creds = credentials
         self._phone, self._code, self._device_id = phone, code, device_id
+        self._renewing = asyncio.Lock()
+        # Signed in again after a connect node refused the token, and no connect node has
+        # accepted the new one yet: a second refusal ends the stream instead of looping.
+        self._untried_token = False
+        self.renewals = 0  # times the client signed in again because its token was refused
+        self.last_error: BaseException | None = None  # why the last connection attempt failed
         self.endpoints = _endpoints(tcp, ws_url)
         self._at = 0  # index of the endpoint in use
         self.timing = timing
@@ -140,8 +167,7 @@ class Client:
     async def start(self, timeout: float | None = 30.0) -> None:
         """Sign in and wait for the first long-connection sign-in (retrying while unreachable)."""
         if self._creds is None:
-            assert self._phone is not None
-            self._creds = await self.api.sign_in_by_phone(self._phone, self._code, self._device_id)
+            self._creds = await self._sign_in(self._device_id)
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
         self._runner = loop.create_task(self._run())
@@ -195,6 +221,56 @@ class Client:
         """Events received and waiting for the application."""
         return self._events.qsize()
 
+    # -- signing in again ----------------------------------------------------------------
+
+    @property
+    def can_sign_in(self) -> bool:
+        """True when the client holds a phone number and code to sign in again by itself."""
+        return bool(self._phone)
+
+    async def _sign_in(self, device_id: int | None) -> Credentials:
+        """Sign in over gRPC with the phone number and code, on `device_id` (None: a new
+        device); a device the server does not know (10014) is replaced by a new one."""
+        assert self._phone is not None
+        try:
+            return await self.api.sign_in_by_phone(self._phone, self._code, device_id)
+        except GimError as exc:
+            if exc.code != Code.DEVICE_NOT_FOUND or device_id is None:
+                raise
+            _log.warning("device %d is unknown to the server: registering a new device", device_id)
+            return await self.api.sign_in_by_phone(self._phone, self._code, None)
+
+    async def _renew(self, refused: Credentials) -> bool:
+        """After the server refused the token of `refused`: sign in again on the same
+        device. False when this client cannot (it has no phone number and code)."""
+        if not self.can_sign_in:
+            return False
+        async with self._renewing:
+            if self._creds is not refused:
+                return True  # another caller already signed in again
+            creds = await self._sign_in(refused.device_id)
+            self._creds = creds
+            self.renewals += 1
+        _log.info("token refused: signed in again (user %d, device %d)", creds.user_id, creds.device_id)
+        return True
+
+    async def call(
+        self, method: Callable[Concatenate[Credentials, P], Awaitable[R]], *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        """`method(credentials, ...)`, a `GimApi` method with this client's credentials;
+        when the token is refused (10000) and the client can sign in again, it does and
+        calls once more.
+
+            friends = await client.call(client.api.get_friends)
+        """
+        creds = self.credentials
+        try:
+            return await method(creds, *args, **kwargs)
+        except GimError as exc:
+            if exc.code != Code.UNAUTHORIZED or not await self._renew(creds):
+                raise
+        return await method(self.credentials, *args, **kwargs)
+
     # -- sending -----------------------------------------------------------------------
 
     async def send(
@@ -213,8 +289,8 @@ class Client:
         """
         to_user_ids = list(to_user_ids)
         sent_at = now_ms()
-        seq = await self.api.send_message(
-            self.credentials, receiver_type, receiver_id, content, message_type, persist,
+        seq = await self.call(
+            self.api.send_message, receiver_type, receiver_id, content, message_type, persist,
             to_user_ids=to_user_ids, send_time=sent_at,
         )  # fmt: skip
         if seq:
@@ -265,18 +341,44 @@ class Client:
         while True:
             try:
                 await self._session()
+            except TokenRefused as exc:
+                if self._untried_token:  # refused right after signing in again: give up
+                    self._refused(exc)
+                    return
+                if not await self._renew_or_fail(exc):
+                    return
             except GimError as exc:  # the server refused us: retrying would not help
-                _log.warning("client_refused", code=int(exc.code), reason=exc.message)
-                self._fail(exc)
+                self._refused(exc)
                 return
             except RETRYABLE as exc:
-                _log.info("connection_lost", endpoint=self.endpoint, error=repr(exc))
+                self.last_error = exc
+                _log.info("connection to %s lost: %r", _show(self.endpoint), exc)
                 self._at = (self._at + 1) % len(self.endpoints)
             except Exception as exc:  # noqa: BLE001 - a bug: surface it, do not spin
-                _log.exception("client_failed")
+                _log.exception("client failed")
                 self._fail(exc)
                 return
             await asyncio.sleep(self._backoff.next())
+
+    async def _renew_or_fail(self, exc: TokenRefused) -> bool:
+        """Sign in again after a refused token; False (the stream ended) when that is
+        not possible. A gRPC failure meanwhile (business restarting) is retried."""
+        try:
+            if await self._renew(exc.credentials):
+                self._untried_token = True
+                return True
+            self._refused(exc)
+        except GimError as error:
+            self._refused(error)
+        except (aio.AioRpcError, *RETRYABLE) as error:
+            self.last_error = error
+            _log.info("signing in again failed, will retry: %s", _rpc_reason(error))
+            return True
+        return False
+
+    def _refused(self, exc: GimError) -> None:
+        _log.warning("the server refused this client: error %d: %s", int(exc.code), exc.message)
+        self._fail(exc)
 
     def _fail(self, exc: BaseException) -> None:
         self.failure = exc
@@ -304,13 +406,19 @@ class Client:
             out = await conn.sign_in(creds.user_id, creds.device_id, creds.token, self.timing.request_timeout)
             if out.code == Code.BAD_REQUEST:  # this node is shutting down: try another
                 raise ConnectionRefusedError(f"sign-in refused: {out.message}")
+            if out.code == Code.UNAUTHORIZED:
+                raise TokenRefused(creds, out.message or "token refused")
             if out.code:
                 raise _error(out)
             self._conn = conn
+            self._untried_token = False
             self.sign_ins += 1
             self._backoff.reset()
             self.connected.set()
-            _log.info("client_signed_in", user_id=creds.user_id, device_id=creds.device_id, n=self.sign_ins)
+            _log.info(
+                "signed in on %s (user %d, device %d, sign-in %d)",
+                _show(self.endpoint), creds.user_id, creds.device_id, self.sign_ins,
+            )  # fmt: skip
             if self._ready is not None and not self._ready.done():
                 self._ready.set_result(None)
             if self._rooms.room_id:
@@ -328,7 +436,7 @@ class Client:
         try:
             await self._subscribe(conn, self._rooms.room_id, self._rooms.subscribe(self._rooms.room_id))
         except GimError as exc:
-            _log.warning("room_resubscribe_refused", room_id=self._rooms.room_id, code=int(exc.code))
+            _log.warning("joining room %d again was refused: error %d: %s", self._rooms.room_id, int(exc.code), exc.message)
 
     async def _serve(self, conn: LongConnection) -> None:
         """Run the connection's jobs until one fails or the connection closes."""
@@ -352,12 +460,18 @@ class Client:
         raise conn.error or ConnectionError("connection closed")
 
     async def _pump(self, conn: LongConnection) -> None:
-        """Pushed packets: messages into the sequencer, stray errors into the log."""
+        """Pushed packets: messages into the sequencer, stray errors into the log.
+
+        An `Output` with a non-zero code is never a message, whatever its type (a server
+        may answer a failed ack with a PT_MESSAGE carrying 10001 and no data)."""
         while True:
             out = await conn.pushes.get()
+            if out.code:
+                level = logging.DEBUG if out.type == cx.PT_MESSAGE else logging.WARNING
+                _log.log(level, "ignored an error the server sent without a request: type %d, code %d: %s",
+                         out.type, out.code, out.message)  # fmt: skip
+                continue
             if out.type != cx.PT_MESSAGE:
-                if out.code:
-                    _log.warning("server_error", type=out.type, code=out.code, reason=out.message)
                 continue
             send = cx.MessageSend()
             try:
@@ -436,7 +550,7 @@ class Client:
                 await conn.ack(self._acked, now_ms())
             await conn.request(cx.PT_HEARTBEAT, timeout=self.timing.heartbeat_timeout)
         except RETRYABLE as exc:
-            _log.info("final_ack_failed", error=repr(exc))
+            _log.info("the final ack may not have reached the server: %r", exc)
 
 
 def _endpoints(
@@ -452,6 +566,16 @@ def _endpoints(
     if not found:
         raise ValueError("Client needs at least one connect address")
     return found
+
+
+def _show(endpoint: tuple[str, int] | str) -> str:
+    return endpoint if isinstance(endpoint, str) else f"{endpoint[0]}:{endpoint[1]}"
+
+
+def _rpc_reason(exc: BaseException) -> str:
+    if isinstance(exc, aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    return repr(exc)
 
 
 def _error(out: cx.Output) -> GimError:

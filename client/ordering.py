@@ -14,10 +14,11 @@ return below such a push does not exist (a send that failed after allocating).
 
 from __future__ import annotations
 
-from gim.pkg import log
+import logging
+
 from gim.pkg.pb import connect_ext_pb2 as cx
 
-_log = log.get("client")
+_log = logging.getLogger("gim.client.ordering")
 
 
 class Sequencer:
@@ -80,7 +81,7 @@ class Sequencer:
             low = min(self._held)
             if after_sync and low <= self._floor:
                 if self.last is not None:  # (None: the first push sets the start, no gap)
-                    _log.warning("seq_gap_skipped", after=self.last, next=low)
+                    _log.warning("seqs %d to %d do not exist after a sync: skipped", self.last + 1, low - 1)
                 self.last = low - 1
                 continue
             self.needs_sync = True

@@ -284,3 +284,72 @@ async def test_a_list_of_connect_nodes_is_tried_in_turn(cluster, sdk_client, con
     await send_texts(cluster.api, alice, bob.user_id, ["still here"])
     assert [e.text for e in await take(moving, 1)] == ["after the move"]
     assert [e.text for e in await take(client, 1)] == ["still here"]
+
+
+# -- signing in again, stray error outputs, logging ---------------------------------------
+
+QUICK = Timing(heartbeat_interval=5.0, heartbeat_timeout=5.0, request_timeout=5.0, backoff_initial=0.02, backoff_max=0.3)
+
+
+async def test_phone_client_signs_in_again_when_its_token_dies(cluster, fault_proxy) -> None:  # type: ignore[no-untyped-def]
+    """A client with phone + code whose token is replaced server-side (the device signed
+    in again elsewhere) signs in again by itself: on a gRPC call and on reconnecting."""
+    (alice,) = await cluster.new_user()
+    phone = "1" + str(uuid.uuid4().int)[:10]
+    async with Client(phone=phone, code="0000", api=cluster.api, tcp=fault_proxy.addr, timing=QUICK) as bob:
+        device_id = bob.credentials.device_id
+        await send_texts(cluster.api, alice, bob.user_id, ["before"])
+        events = await take(bob, 1)
+
+        await cluster.api.sign_in(phone, "0000", device_id)  # bob's token is dead now
+        seq = await bob.send_text(alice.user_id, "sent with a dead token")  # 10000, sign in, send
+        assert (seq, bob.renewals) == (2, 1)
+        events += await take(bob, 1)  # its own message, in its stream
+
+        dead = await cluster.api.sign_in(phone, "0000", device_id)  # dead again
+        fault_proxy.drop()  # the reconnect meets 10000 at the long connection's sign-in
+        await send_texts(cluster.api, alice, bob.user_id, ["while away"])
+        events += await take(bob, 1)
+        assert bob.renewals == 2 and bob.sign_ins == 2 and bob.failure is None
+        assert bob.credentials.device_id == device_id, "the same device, not a new one"
+        assert bob.credentials.token != dead.token
+    assert_stream(events, 1, 3)
+    assert [e.text for e in events] == ["before", "sent with a dead token", "while away"]
+
+
+async def test_credentials_and_phone_start_with_the_credentials(cluster) -> None:  # type: ignore[no-untyped-def]
+    """Given both, the client tries the stored token first and falls back to the phone
+    and code when the token is refused (how `gim client` resumes from its state file)."""
+    phone = "1" + str(uuid.uuid4().int)[:10]
+    device_id = await cluster.api.register_device()
+    stale = await cluster.api.sign_in(phone, "0000", device_id)
+    live = await cluster.api.sign_in(phone, "0000", device_id)
+    async with Client(credentials=live, phone=phone, code="0000", api=cluster.api, tcp=cluster.tcp, timing=QUICK) as c:
+        assert (c.credentials, c.renewals) == (live, 0)
+    async with Client(credentials=stale, phone=phone, code="0000", api=cluster.api, tcp=cluster.tcp, timing=QUICK) as c:
+        assert c.renewals == 1 and c.credentials.device_id == device_id and c.credentials.token != stale.token
+
+
+async def test_error_output_where_a_push_is_expected_is_not_an_event(cluster, sdk_client, fault_proxy) -> None:  # type: ignore[no-untyped-def]
+    """A server answering a failed ack with a PT_MESSAGE Output carrying 10001 and no
+    data: nothing is yielded for it and the connection stays."""
+    (alice,) = await cluster.new_user()
+    (bob_creds,) = await cluster.new_user()
+    bob = await sdk_client(bob_creds, tcp=fault_proxy.addr)
+    fault_proxy.inject(cx.Output(type=cx.PT_MESSAGE, code=Code.BAD_REQUEST, message="ack failed").SerializeToString())
+    fault_proxy.inject(cx.Output(type=cx.PT_HEARTBEAT, code=Code.BAD_REQUEST).SerializeToString())
+    await send_texts(cluster.api, alice, bob.user_id, ["real"])
+    (event,) = await take(bob, 1)
+    assert (event.seq, event.text) == (1, "real")
+    assert bob.pending() == 0 and bob.sign_ins == 1
+
+
+async def test_sdk_logs_through_standard_logging(cluster, sdk_client, caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    (creds,) = await cluster.new_user()
+    with caplog.at_level(logging.INFO, logger="gim.client"):
+        await sdk_client(creds)
+    signed_in = [r for r in caplog.records if r.name == "gim.client" and "signed in on" in r.getMessage()]
+    assert signed_in and f"user {creds.user_id}" in signed_in[0].getMessage()
+    assert any(isinstance(h, logging.NullHandler) for h in logging.getLogger("gim.client").handlers)
