@@ -17,15 +17,23 @@ from gim.pkg.errors import GIM_CODE_KEY, Code, GimError, grpc_status, unauthoriz
 
 _log = log.get("rpc")
 
+# Keepalive: every channel pings its idle connections every KEEPALIVE_MS, calls or not, so
+# that a peer that vanished without closing its sockets (a killed node, a dropped NAT
+# mapping) is noticed within KEEPALIVE_MS + 10 s instead of at the next call. gRPC's
+# defaults would stop that after 2 pings without data ("grpc.http2.max_pings_without_data")
+# and the servers would refuse it; SERVER_OPTIONS below is the other half.
+KEEPALIVE_MS = 30_000
+
 CHANNEL_OPTIONS = [
     ("grpc.lb_policy_name", "round_robin"),
     # a peer that restarts is reached again within a second, not after minutes of backoff
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 1000),
-    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_time_ms", KEEPALIVE_MS),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),  # keep pinging an idle connection
 ]
 
 
@@ -86,6 +94,16 @@ MAX_CONCURRENT_CALLS = 10_000
 
 SERVER_OPTIONS = [
     ("grpc.so_reuseport", 0),
+    # Accept the channels' keepalive (CHANNEL_OPTIONS). By default a gRPC server takes a
+    # ping without calls in flight as a "strike" (it expects one every 2 hours at most, 5
+    # minutes with calls) and after 2 strikes closes the connection with GOAWAY
+    # ENHANCE_YOUR_CALM "too_many_pings", which grpc prints in every idle client's terminal
+    # (issue 14). So: pings without calls are fine, as often as every third of the
+    # channels' interval (room for timer jitter); a peer pinging faster than that still
+    # gets 2 strikes and then GOAWAY.
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_MS // 3),
+    ("grpc.http2.max_ping_strikes", 2),
     ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
     ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
 ]
