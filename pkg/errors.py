@@ -1,4 +1,4 @@
-"""The one error type domain code raises, carrying gim's numeric code (PROTOCOL.md §5)."""
+"""The one error type domain code raises, carrying gim's numeric code (docs/protocol.md §4)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ import grpc
 class Code(enum.IntEnum):
     UNAUTHORIZED = 10000
     BAD_REQUEST = 10001
+    # not in the 2021 contract: a dependency (Redis, the database, a peer) is down or
+    # loading; retry. Its gRPC status is UNAVAILABLE in both modes, so that clients and
+    # retry policies that know only the standard codes retry it.
+    UNAVAILABLE = 10002
     WRONG_CODE = 10010
     NOT_IN_GROUP = 10011
     GROUP_NOT_FOUND = 10013
@@ -30,6 +34,7 @@ STATUS_MODES = ("gim", "standard")
 STANDARD_STATUS: dict[Code, grpc.StatusCode] = {
     Code.UNAUTHORIZED: grpc.StatusCode.UNAUTHENTICATED,
     Code.BAD_REQUEST: grpc.StatusCode.INVALID_ARGUMENT,
+    Code.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     Code.WRONG_CODE: grpc.StatusCode.UNAUTHENTICATED,
     Code.NOT_IN_GROUP: grpc.StatusCode.PERMISSION_DENIED,
     Code.GROUP_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
@@ -58,7 +63,9 @@ _GIM_STATUS = {code: GimStatus(code) for code in Code}
 
 def grpc_status(code: Code, mode: str) -> grpc.StatusCode | GimStatus:
     """The gRPC status that carries `code` in status mode `mode` ("gim" or "standard")."""
-    return STANDARD_STATUS[code] if mode == "standard" else _GIM_STATUS[code]
+    if mode == "standard" or code == Code.UNAVAILABLE:
+        return STANDARD_STATUS[code]
+    return _GIM_STATUS[code]
 
 
 GIM_CODE_KEY = "gim-code"
@@ -90,7 +97,7 @@ def errors_of(results: Sequence[Any], expected: int, what: str) -> list[GimError
     """The error each result stands for (None: it succeeded); a peer that answered for
     another number of items fails them all (try again)."""
     if len(results) != expected:
-        again = GimError(Code.BAD_REQUEST, f"temporarily unavailable: {len(results)} {what} answered of {expected}")
+        again = unavailable(f"{len(results)} {what} answered of {expected}")
         return [again] * expected
     return [_error_of(r.code, r.message) for r in results]
 
@@ -112,6 +119,10 @@ def bad_request(message: str) -> GimError:
     return GimError(Code.BAD_REQUEST, message)
 
 
+def unavailable(what: str) -> GimError:
+    return GimError(Code.UNAVAILABLE, f"temporarily unavailable ({what}), retry")
+
+
 def check_length(name: str, value: str, limit: int) -> None:
     """10001 if `value` is longer than its column allows."""
     if len(value) > limit:
@@ -122,3 +133,8 @@ def check_id(name: str, value: int) -> None:
     """10001 unless `value` is a positive id."""
     if value <= 0:
         raise bad_request(f"{name} must be positive")
+
+
+class Overloaded(Exception):
+    """Too much work is already waiting (e.g. the message store's queue is full): answered
+    RESOURCE_EXHAUSTED, nothing was done, the caller may retry a little later."""

@@ -11,9 +11,11 @@ from typing import Any
 
 import grpc
 from grpc import aio
+from redis import exceptions as redis_errors
+from sqlalchemy import exc as sa_exc
 
 from gim.pkg import log
-from gim.pkg.errors import GIM_CODE_KEY, Code, GimError, grpc_status, unauthorized
+from gim.pkg.errors import GIM_CODE_KEY, Code, GimError, Overloaded, grpc_status, unauthorized, unavailable
 
 _log = log.get("rpc")
 
@@ -37,16 +39,37 @@ CHANNEL_OPTIONS = [
 ]
 
 
+def dependency_down(exc: BaseException) -> str | None:
+    """Which dependency `exc` says is down or not ready ("redis", "database"), if any:
+    a failure to retry later, not a bug."""
+    if isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError)):  # BusyLoadingError too
+        return "redis"
+    if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)):
+        return "database"
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return "database"
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return "a dependency"
+    return None
+
+
 class ErrorInterceptor(aio.ServerInterceptor):
     """The one place where errors become gRPC statuses.
 
-    `GimError` -> its status in `status_mode` (see `errors.grpc_status`) plus the
-    `gim-code` trailer; anything else is logged with its traceback and answered INTERNAL
-    without internals.
+    - `GimError` -> its status in `status_mode` (see `errors.grpc_status`) plus the
+      `gim-code` trailer;
+    - a dependency that is down or loading (Redis, the database) -> UNAVAILABLE with
+      gim code 10002: retry;
+    - `Overloaded` (too much already waiting) -> RESOURCE_EXHAUSTED;
+    - a peer service's failure without a gim code -> its status, without its details;
+    - anything else is a bug: INTERNAL "internal error", without internals.
+    Failures are logged summarised (`log.Summary`): one line per kind per interval with
+    a count, a bug's traceback once per interval, never a traceback per call.
     """
 
     def __init__(self, status_mode: str = "gim") -> None:
         self.status_mode = status_mode
+        self.failures = log.Summary(_log)
 
     async def intercept_service(
         self,
@@ -58,32 +81,42 @@ class ErrorInterceptor(aio.ServerInterceptor):
             return handler
         inner = handler.unary_unary
         method = handler_call_details.method
-        status_mode = self.status_mode
 
         async def guarded(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
             try:
                 return await inner(request, context)
-            except GimError as exc:
-                _log.info("rpc_rejected", method=method, code=int(exc.code), reason=exc.message)
-                await context.abort(
-                    grpc_status(exc.code, status_mode), exc.message, ((GIM_CODE_KEY, str(int(exc.code))),)
-                )
             except (asyncio.CancelledError, aio.AbortError):
                 raise
-            except NotImplementedError:
-                await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet")
-            except aio.AioRpcError as exc:  # a peer we depend on failed: pass its status on
-                _log.warning("rpc_dependency_failed", method=method, status=exc.code().name)
-                await context.abort(exc.code(), f"dependency failed: {exc.details()}")
-            except Exception:
-                _log.exception("rpc_failed", method=method)
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+            except Exception as exc:  # noqa: BLE001 - every failure gets an answer
+                await context.abort(*self.answer(exc, method))
 
         return grpc.unary_unary_rpc_method_handler(
             guarded,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+    def answer(self, exc: Exception, method: str) -> tuple[Any, str, tuple[tuple[str, str], ...]]:
+        """The status, message and trailers that answer a call that raised `exc`."""
+        if isinstance(exc, GimError) and exc.code == Code.UNAVAILABLE:
+            self.failures.warning("rpc_unavailable", kind=exc.message, method=method)
+        elif isinstance(exc, GimError):
+            _log.info("rpc_rejected", method=method, code=int(exc.code), reason=exc.message)
+        elif isinstance(exc, Overloaded):
+            self.failures.warning("rpc_overloaded", kind=str(exc), method=method)
+            return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc) or "overloaded, retry later", ()
+        elif isinstance(exc, NotImplementedError):
+            return grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented yet", ()
+        elif isinstance(exc, aio.AioRpcError):  # a peer we depend on failed: pass its status on
+            self.failures.warning("rpc_dependency_failed", kind=exc.code().name, method=method, reason=exc.details())
+            return exc.code(), f"a service this call depends on failed ({exc.code().name})", ()
+        elif (dependency := dependency_down(exc)) is not None:
+            self.failures.warning("rpc_unavailable", kind=f"{dependency}: {type(exc).__name__}", method=method, error=str(exc))
+            exc = unavailable(dependency)
+        else:
+            self.failures.exception("rpc_failed", kind=f"{method}: {type(exc).__name__}", method=method)
+            return grpc.StatusCode.INTERNAL, "internal error", ()
+        return grpc_status(exc.code, self.status_mode), exc.message, ((GIM_CODE_KEY, str(int(exc.code))),)
 
 
 # A burst of calls queues instead of being shed: gRPC's default cancels calls beyond 1,000
@@ -207,7 +240,8 @@ def metadata_of(context: aio.ServicerContext[Any, Any]) -> dict[str, str]:
 
 
 def identity_of(context: aio.ServicerContext[Any, Any]) -> tuple[int, int, str, int]:
-    """(user_id, device_id, token, request_id) from the call's metadata, or 10000."""
+    """(user_id, device_id, token, request_id) from the call's metadata; 10000 if one is
+    missing or not positive, 10001 if an id is beyond int64 (no such id can exist)."""
     md = metadata_of(context)
     try:
         user_id = int(md["user_id"])
@@ -217,16 +251,21 @@ def identity_of(context: aio.ServicerContext[Any, Any]) -> tuple[int, int, str, 
         raise unauthorized("metadata user_id, device_id and token are required") from None
     if user_id <= 0 or device_id <= 0 or not token:
         raise unauthorized("metadata user_id, device_id and token are required")
+    if user_id >= 2**63 or device_id >= 2**63:
+        raise GimError(Code.BAD_REQUEST, "metadata user_id and device_id must be 64-bit numbers (below 2**63)")
     return user_id, device_id, token, request_id_of(context)
 
 
 def request_id_of(context: aio.ServicerContext[Any, Any]) -> int:
-    """The optional `request_id` metadata; 10001 if it is not a number."""
+    """The optional `request_id` metadata; 10001 if it is not a 64-bit signed number (its column's range)."""
     value = metadata_of(context).get("request_id", "0") or "0"
     try:
-        return int(value)
+        request_id = int(value)
     except ValueError:
         raise GimError(Code.BAD_REQUEST, f"request_id must be a number, got {value!r}") from None
+    if not -(2**63) <= request_id < 2**63:
+        raise GimError(Code.BAD_REQUEST, f"request_id must be a 64-bit signed number, got {value[:40]}")
+    return request_id
 
 
 class ServerPair:

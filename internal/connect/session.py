@@ -43,6 +43,12 @@ def _kind(exc: Exception) -> str:
     return exc.code().name if isinstance(exc, aio.AioRpcError) else type(exc).__name__
 
 
+def _wire_code(code: Code) -> int:
+    """The long connection keeps the codes of 2021: "temporarily unavailable, retry"
+    (10002 over gRPC) is 10001 there, which clients take as "try again, maybe elsewhere"."""
+    return int(Code.BAD_REQUEST if code == Code.UNAVAILABLE else code)
+
+
 def _reason(exc: Exception) -> str:
     return exc.details() or "" if isinstance(exc, aio.AioRpcError) else str(exc)
 
@@ -219,7 +225,7 @@ class Session:
         except PacketError as exc:
             self.reply(packet, code=Code.BAD_REQUEST, message=str(exc))
         except GimError as exc:
-            self.reply(packet, code=exc.code, message=exc.message)
+            self.reply(packet, code=_wire_code(exc.code), message=exc.message)
         except aio.AioRpcError as exc:
             self.log.warning("logic_call_failed", type=packet.type, status=exc.code().name)
             self.reply(packet, code=Code.BAD_REQUEST, message=f"temporarily unavailable ({exc.code().name}), retry")
@@ -278,7 +284,7 @@ class Session:
         try:
             await self.node.sign_ins.sign_in(req)
         except GimError as exc:
-            self.fail(exc.code, exc.message, cx.PT_SIGN_IN, request_id)
+            self.fail(_wire_code(exc.code), exc.message, cx.PT_SIGN_IN, request_id)
             return False
         except aio.AioRpcError as exc:
             self.log.warning("sign_in_unavailable", status=exc.code().name)

@@ -14,7 +14,7 @@ from gim.internal.logic.messages import MessageService, Sender
 from gim.internal.logic.rooms import RoomService
 from gim.internal.logic.users import UserClient
 from gim.pkg import log, rpc
-from gim.pkg.errors import Code, GimError, bad_request, result_pb, unauthorized
+from gim.pkg.errors import Code, GimError, bad_request, result_pb, unauthorized, unavailable
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as ext
 from gim.pkg.pb import logic_ext_pb2_grpc as ext_grpc
@@ -210,7 +210,7 @@ class LogicIntServicer(int_grpc.LogicIntServicer):
                 results[i] = outcome
             elif isinstance(outcome, BaseException):  # the database failed for this one: it may sign in again
                 _log.error("sign_in_failed", device_id=reqs[i].device_id, error=repr(outcome))
-                results[i] = GimError(Code.BAD_REQUEST, "sign-in temporarily unavailable: connect again later")
+                results[i] = unavailable("sign-in")
             else:
                 r = reqs[i]
                 _log.info("device_online", user_id=r.user_id, device_id=r.device_id, conn_addr=r.conn_addr, client_addr=r.client_addr)
