@@ -3,23 +3,51 @@
 Precedence, highest first: `GIM_<SERVICE>_<KEY>` (for example `GIM_LOGIC_REDIS_URL`),
 then `GIM_<KEY>` (shared by every service that has the key, for example
 `GIM_DATABASE_URL`), then `config/<service>.yaml`, then the defaults below. The folder is
-`$GIM_CONFIG_DIR` when set. A bad value is a `ConfigError` naming the key and where it
-came from.
+`$GIM_CONFIG_DIR` when set.
+
+Every value is checked in one place, `CHECKS` (type from the dataclass, then range or
+format), whether it comes from a file, the environment or a constructor call. A bad value
+is a one-line `ConfigError` naming where it came from
+(`GIM_CONNECT_TCP_LISTEN=8080: expected host:port (port 0..65535)`), and a `GIM_*`
+variable that is no setting of any service is an error that suggests the closest name.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import ipaddress
+import math
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
 from gim.pkg.errors import STATUS_MODES
+from gim.pkg.limits import FRAME_MAX
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+DATABASE_SCHEMES = ("sqlite+aiosqlite", "sqlite", "mysql+asyncmy", "mysql")  # see pkg/db.normalize_url
+
+# GIM_* variables that are no service setting but are read elsewhere: a service accepts
+# them in its environment (an operator may well have sourced .env).
+OTHER_VARIABLES = frozenset(
+    {
+        "GIM_CONFIG_DIR",  # the folder of the YAML files (below)
+        "GIM_TEST_MYSQL_URL",  # the test suite's MariaDB and Redis (test/conftest.py)
+        "GIM_TEST_REDIS_URL",
+        # docker-compose.yml reads these from .env (see .env.example)
+        "GIM_IMAGE",
+        "GIM_MYSQL_USER",
+        "GIM_MYSQL_PASSWORD",
+        "GIM_MYSQL_ROOT_PASSWORD",
+        "GIM_REDIS_PASSWORD",
+    }
+)
 
 
 class ConfigError(Exception):
@@ -37,8 +65,11 @@ class BaseConfig:
     grpc_status: str = "gim"
 
     def __post_init__(self) -> None:
-        if self.grpc_status not in STATUS_MODES:
-            raise ConfigError(f"grpc_status: expected one of {', '.join(STATUS_MODES)}, got {self.grpc_status!r}")
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            problem = _problem(field, value)
+            if problem:
+                raise ConfigError(f"{field.name}={_shown(value)!r}: {problem}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +122,177 @@ class ConnectConfig(BaseConfig):
         return self.conn_addr or self.int_listen
 
 
+SERVICES: dict[str, type[BaseConfig]] = {"connect": ConnectConfig, "logic": LogicConfig, "business": BusinessConfig}
+
 C = TypeVar("C", bound=BaseConfig)
+
+# --- checks: each says what is wrong with a value of the right type, or None ----------
+
+Check = Callable[[Any], "str | None"]
+
+
+def _count(low: int, high: int | None = None) -> Check:
+    text = f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}"
+    return lambda value: None if low <= value and (high is None or value <= high) else f"expected {text}"
+
+
+def _seconds(*, zero_ok: bool = False) -> Check:
+    text = "a finite number of seconds " + (">= 0" if zero_ok else "> 0")
+    return lambda value: None if math.isfinite(value) and (value > 0 or zero_ok and value == 0) else f"expected {text}"
+
+
+def _one_of(*choices: str) -> Check:
+    return lambda value: None if value in choices else f"expected one of {', '.join(choices)}"
+
+
+def _url(*schemes: str) -> Check:
+    def check(value: str) -> str | None:
+        scheme, sep, _ = value.partition("://")
+        return None if sep and scheme in schemes else f"expected a URL starting {', '.join(s + '://' for s in schemes)}"
+
+    return check
+
+
+def _database_url(value: str) -> str | None:
+    scheme, sep, _ = value.partition("://")
+    if not sep or scheme not in DATABASE_SCHEMES:
+        what = f"unsupported database {scheme!r}" if sep else "expected a database URL"
+        return f"{what}: gim supports {', '.join(s + '://' for s in DATABASE_SCHEMES)}"
+    from sqlalchemy.engine import make_url  # only the services with a database pay for it
+
+    try:
+        make_url(value)
+    except Exception as exc:  # sqlalchemy raises ArgumentError or ValueError
+        return f"not a database URL: {exc}"
+    return None
+
+
+_ADDRESS = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]*):(?P<port>[0-9]{1,5})")
+
+
+def _host_port(addr: str) -> tuple[str, int] | None:
+    """'host:port' or '[v6]:port' -> (host without brackets, port); None if it is not that."""
+    match = _ADDRESS.fullmatch(addr)
+    if not match or int(match["port"]) > 65535:
+        return None
+    return match["host"].strip("[]"), int(match["port"])
+
+
+def _listen(value: str) -> str | None:
+    """An address to bind: port 0 picks a free one, an empty host means every interface."""
+    return None if _host_port(value) else "expected host:port (port 0..65535)"
+
+
+def _peers(value: str, *, many: bool = True) -> str | None:
+    """An address to call: `host:port`, or (`many`) a comma-separated list of `IP:port`
+    (see pkg/rpc.target)."""
+    peers = [p.strip() for p in value.split(",")] if many else [value]
+    for peer in peers:
+        host, port = _host_port(peer) or ("", 0)
+        if not host or not port or len(peers) > 1 and not _is_ip(host):
+            which = f"{peer!r}: " if len(peers) > 1 else ""
+            alternative = ", or a comma-separated list of IP:port" if many else ""
+            return f"{which}expected host:port (port 1..65535){alternative}"
+    return None
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _anything(value: Any) -> None:
+    return None
+
+
+# The one table of what each key accepts (beyond its type in the dataclass).
+CHECKS: dict[str, Check] = {
+    "log_level": _one_of("debug", "info", "warning", "error"),
+    "log_format": _one_of("console", "json"),
+    "redis_url": _url("redis", "rediss", "unix"),
+    "redis_prefix": _anything,
+    "grpc_status": _one_of(*STATUS_MODES),
+    "database_url": _database_url,
+    "message_shards": _count(1, 1000),
+    "cache_ttl": _count(1),
+    "int_listen": _listen,
+    "ext_listen": _listen,
+    "tcp_listen": _listen,
+    "ws_listen": _listen,
+    "logic_int_addr": _peers,
+    "business_int_addr": _peers,
+    "conn_addr": lambda value: _peers(value, many=False) if value else None,  # '' = int_listen
+    "token_ttl": _count(1),
+    "dev_code": _anything,
+    "search_limit": _count(1, 1000),
+    "sync_page_size": _count(1, 1000),
+    "max_content_bytes": _count(1, 60_000),  # a pushed message, with its envelope, fits one frame
+    "max_group_members": _count(1),
+    "auth_cache_seconds": _seconds(zero_ok=True),
+    "rpc_timeout": _seconds(),
+    "room_keep_seconds": _count(1),
+    "max_body_bytes": _count(1, FRAME_MAX),
+    "sign_in_timeout": _seconds(),
+    "idle_timeout": _seconds(),
+    "write_buffer_limit": _count(1),
+    "close_timeout": _seconds(),
+    "stats_interval": _seconds(),
+}
+
+_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
+_BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+_TYPE_TEXT = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+
+
+def _kind(field: dataclasses.Field[Any]) -> type:
+    return field.type if isinstance(field.type, type) else _TYPES[str(field.type)]
+
+
+def _problem(field: dataclasses.Field[Any], value: Any) -> str | None:
+    """What is wrong with `value` for `field`, or None."""
+    kind = _kind(field)
+    if isinstance(value, bool) or kind is bool:
+        fits = isinstance(value, bool) and kind is bool
+    else:
+        fits = isinstance(value, (int, float) if kind is float else kind)
+    return CHECKS.get(field.name, _anything)(value) if fits else f"expected {_TYPE_TEXT[kind]}"
+
+
+def _coerce(value: Any, kind: type) -> Any:
+    """`value` (a string from the environment, or what YAML made of it) as `kind`;
+    unchanged when it does not convert, for `_problem` to name."""
+    if kind is bool and not isinstance(value, bool):
+        return _BOOLS.get(str(value).lower(), value)
+    if kind is int and isinstance(value, str) and re.fullmatch(r"\s*[-+]?[0-9]+\s*", value):
+        return int(value)
+    if kind is float and isinstance(value, (str, int)) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _valid(field: dataclasses.Field[Any], raw: Any, origin: str) -> Any:
+    """`raw` as the field's type, or a ConfigError naming `origin` (a variable or a key)."""
+    value = _coerce(raw, _kind(field))
+    problem = _problem(field, value)
+    if problem:
+        raise ConfigError(f"{origin}={_shown(raw)}: {problem}")
+    return value
+
+
+def _shown(value: Any) -> Any:
+    """`value` fit for an error message: a URL's password replaced by ***."""
+    return re.sub(r"^([\w+.-]+://[^:/@]*:).*@", r"\1***@", value) if isinstance(value, str) else value
+
+
+# --- loading ---------------------------------------------------------------------------
 
 
 def config_dir(environ: Mapping[str, str] = os.environ) -> Path:
@@ -108,70 +309,69 @@ def load(
 ) -> C:
     """Build `cls` from the service's YAML file, the environment and `overrides`."""
     path = path or config_dir(environ) / f"{service}.yaml"
-    values: dict[str, Any] = {}
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    _check_variables(environ, service, cls)
+    chosen: dict[str, tuple[Any, str]] = {}  # key -> (value, where it came from)
     if path.exists():
-        values.update(_read_yaml(path, fields))
-    for name, field in fields.items():
+        chosen.update((name, (value, f"{path}: {name}")) for name, value in _read_yaml(path, fields).items())
+    for name in fields:
         for var in (f"GIM_{service.upper()}_{name.upper()}", f"GIM_{name.upper()}"):
             if var in environ:
-                values[name] = _coerce(environ[var], field, var)
+                chosen[name] = (environ[var], var)
                 break
-    values.update(overrides)
-    for name in values.keys() - fields.keys():
-        raise ConfigError(f"unknown key {name!r}")
-    for name, value in values.items():
-        values[name] = _coerce(value, fields[name], f"{path.name}: {name}")
-    return cls(**values)
+    for name, value in overrides.items():
+        if name not in fields:
+            raise ConfigError(f"unknown key {name!r}")
+        chosen[name] = (value, name)
+    return cls(**{name: _valid(fields[name], value, where) for name, (value, where) in chosen.items()})
 
 
 def _read_yaml(path: Path, fields: Mapping[str, dataclasses.Field[Any]]) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        one_line = " ".join(line.strip() for line in str(exc).splitlines())
+        raise ConfigError(f"{path}: not valid YAML: {one_line}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys to values")
     for key in data:
         if key not in fields:
-            known = ", ".join(sorted(fields))
-            raise ConfigError(f"{path}: unknown key {key!r} (known keys: {known})")
+            hint = _did_you_mean(str(key), fields) or f" (known keys: {', '.join(sorted(fields))})"
+            raise ConfigError(f"{path}: unknown key {key!r}{hint}")
     return data
 
 
-_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
+def _check_variables(environ: Mapping[str, str], service: str, cls: type[BaseConfig]) -> None:
+    """Every `GIM_*` variable is a setting of some service (or one of OTHER_VARIABLES):
+    a misspelled one is an error, not silently ignored."""
+    services = {**SERVICES, service: cls}
+    keys = {s: {f.name for f in dataclasses.fields(c)} for s, c in services.items()}
+    known = {f"GIM_{key.upper()}" for names in keys.values() for key in names} | OTHER_VARIABLES
+    known |= {f"GIM_{s.upper()}_{key.upper()}" for s, names in keys.items() for key in names}
+    unknown = sorted(var for var in environ if var.startswith("GIM_") and var not in known)
+    if unknown:
+        problems = [_not_a_setting(var, keys, known) for var in unknown]
+        raise ConfigError("; ".join(problems))
 
 
-def _coerce(value: Any, field: dataclasses.Field[Any], where: str) -> Any:
-    kind = field.type if isinstance(field.type, type) else _TYPES[str(field.type)]
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if str(value).lower() in ("1", "true", "yes", "on"):
-            return True
-        if str(value).lower() in ("0", "false", "no", "off"):
-            return False
-    elif kind is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            return int(value)
-    elif kind is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            pass
-    elif kind is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-    raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}")
+def _not_a_setting(var: str, keys: Mapping[str, set[str]], known: set[str]) -> str:
+    for service, names in keys.items():
+        key = var.removeprefix(f"GIM_{service.upper()}_").lower()
+        if var.startswith(f"GIM_{service.upper()}_") and any(key in other for other in keys.values()):
+            return f"{var} is not a gim setting: {service} has no key {key}"
+    return f"{var} is not a gim setting{_did_you_mean(var, known)}"
+
+
+def _did_you_mean(name: str, known: Any) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def split_host_port(addr: str, key: str = "address") -> tuple[str, int]:
-    """'127.0.0.1:8080' -> ('127.0.0.1', 8080); '[::1]:80' works too."""
-    host, sep, port = addr.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
+    """'127.0.0.1:8080' -> ('127.0.0.1', 8080); '[::1]:80' works too; an empty host is
+    every interface."""
+    parsed = _host_port(addr)
+    if parsed is None:
         raise ConfigError(f"{key}: expected host:port, got {addr!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    host, port = parsed
+    return host or "0.0.0.0", port
