@@ -8,6 +8,11 @@ after a writer's invalidation. Values are bytes; callers choose the encoding.
 
 The same key names are used by every service (business invalidates the user entries
 that logic reads), so the kinds live here.
+
+Redis unreachable (see `redis_outage`): a read is a miss (the loader answers from the
+database), a fill is skipped, and an invalidation is owed: kept in this process and done
+before its next read or invalidation that reaches Redis, so that an entry that outlived
+the outage (Redis unreachable, not emptied) cannot hide a write made meanwhile.
 """
 
 from __future__ import annotations
@@ -17,7 +22,11 @@ from typing import Generic, TypeVar
 
 import redis.asyncio as aioredis
 
+from gim.pkg import log
 from gim.pkg.batcher import Batcher
+from gim.pkg.redis_outage import UNREACHABLE, RedisOutage
+
+_log = log.get("cache")
 
 KIND_USER = "user"  # user_ext.User, filled by logic from UserInt.GetUsers
 KIND_ONLINE = "online"  # the user's online devices
@@ -36,6 +45,7 @@ return 0
 
 GEN_TTL = 86400  # far longer than any database read between a reader's look and fill
 MGET_KEYS = 2000  # keys of the concurrent reads that go together in one MGET, at most
+MAX_OWED = 100_000  # invalidations kept while Redis is unreachable (past that: dropped)
 
 Loader = Callable[[list[int]], Awaitable[dict[int, bytes]]]
 T = TypeVar("T")
@@ -74,9 +84,16 @@ class Cache:
         self._fill = redis.register_script(_FILL)
         # reads that come while one is on its way go together in the next MGET
         self._reads: Batcher[list[str], list[bytes | None]] = Batcher("cache_reads", self._mget, MGET_KEYS, 1, size=len)
+        self._outage = RedisOutage("cache")
+        self._owed: set[tuple[str, int]] = set()  # invalidations Redis did not take
 
     async def _mget(self, reads: list[list[str]]) -> list[list[bytes | None] | BaseException]:
-        values = await self._redis.mget([key for keys in reads for key in keys])
+        try:
+            values = await self._redis.mget([key for keys in reads for key in keys])
+        except UNREACHABLE as exc:
+            self._outage.skipped("read", exc)
+            return [[None] * len(keys) for keys in reads]
+        self._outage.ok()
         out: list[list[bytes | None] | BaseException] = []
         start = 0
         for keys in reads:
@@ -95,6 +112,8 @@ class Cache:
         wanted = list(dict.fromkeys(ids))
         if not wanted:
             return {}
+        if self._owed:
+            await self._invalidate(set())
         values = await self._reads.submit([self._key(kind, i) for i in wanted])
         found = {id_: value for id_, value in zip(wanted, values, strict=True) if value is not None}
         missed = [id_ for id_ in wanted if id_ not in found]
@@ -103,23 +122,47 @@ class Cache:
             gen_values = await self._reads.submit([self._gen_key(kind, i) for i in missed])
             gens = {id_: gen or b"" for id_, gen in zip(missed, gen_values, strict=True)}
             loaded = await loader(missed)
-            if loaded:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for id_, value in loaded.items():
-                        await self._fill(
-                            keys=[self._key(kind, id_), self._gen_key(kind, id_)],
-                            args=[value, gens[id_], self._ttl],
-                            client=pipe,
-                        )
-                    await pipe.execute()
+            if loaded and not self._outage.down:
+                try:
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        for id_, value in loaded.items():
+                            await self._fill(
+                                keys=[self._key(kind, id_), self._gen_key(kind, id_)],
+                                args=[value, gens[id_], self._ttl],
+                                client=pipe,
+                            )
+                        await pipe.execute()
+                except UNREACHABLE as exc:
+                    self._outage.skipped("fill", exc)
             found.update(loaded)
         return found
 
     async def invalidate(self, kind: str, ids: Iterable[int]) -> None:
         """Call after the database write has committed."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for id_ in set(ids):
-                pipe.incr(self._gen_key(kind, id_))
-                pipe.expire(self._gen_key(kind, id_), GEN_TTL)
-                pipe.delete(self._key(kind, id_))
-            await pipe.execute()
+        await self._invalidate({(kind, id_) for id_ in ids})
+
+    async def _invalidate(self, entries: set[tuple[str, int]]) -> None:
+        """Invalidate `entries` and whatever is owed; what Redis does not take is owed."""
+        entries |= self._owed
+        self._owed = set()
+        if not entries:
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for kind, id_ in entries:
+                    pipe.incr(self._gen_key(kind, id_))
+                    pipe.expire(self._gen_key(kind, id_), GEN_TTL)
+                    pipe.delete(self._key(kind, id_))
+                await pipe.execute()
+        except UNREACHABLE as exc:
+            self._outage.skipped("invalidate", exc)
+            self._owe(entries)
+            return
+        self._outage.ok()
+
+    def _owe(self, entries: set[tuple[str, int]]) -> None:
+        self._owed |= entries
+        if len(self._owed) > MAX_OWED:
+            # the entries stay stale until their time-to-live ends, as a bound
+            _log.warning("cache_invalidations_dropped", count=len(self._owed), stale_for_at_most=self._ttl)
+            self._owed = set()
