@@ -156,7 +156,7 @@ class Deployment:
             )
         users = [int(by_phone[p]) for p in phones]
         redis = redis_client.connect(self.storage.redis_url)
-        tokens = TokenStore(redis, self.storage.redis_prefix, ttl=3600)
+        tokens = TokenStore(engine, redis, self.storage.redis_prefix, ttl=3600)
         try:
             out: list[Device] = []
             for i in range(0, count, TOKEN_BATCH):

@@ -147,6 +147,29 @@ seq = Table(
     **MYSQL_OPTIONS,
 )
 
+# Sign-in tokens: the live one of each (user, device), as a SHA-256 digest (Redis caches it).
+device_token = Table(
+    "device_token",
+    metadata,
+    Column("user_id", BigInteger, nullable=False),
+    Column("device_id", BigInteger, nullable=False),
+    Column("token_sha256", String(64), nullable=False),
+    Column("expire_time", BigInteger, nullable=False),  # Unix seconds
+    PrimaryKeyConstraint("user_id", "device_id"),
+    **MYSQL_OPTIONS,
+)
+
+# The highest seq each device acknowledged (written behind Redis, which caches it).
+device_ack = Table(
+    "device_ack",
+    metadata,
+    Column("user_id", BigInteger, nullable=False),
+    Column("device_id", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    PrimaryKeyConstraint("user_id", "device_id"),
+    **MYSQL_OPTIONS,
+)
+
 
 class MessageShards:
     """The `message_NNN` tables: one message row per (user, seq), clustered by both."""

@@ -21,6 +21,21 @@ CREATE INDEX idx_conn_addr ON device (conn_addr);
 
 CREATE INDEX idx_user_id ON device (user_id);
 
+CREATE TABLE device_ack (
+    user_id BIGINT NOT NULL,
+    device_id BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
+    PRIMARY KEY (user_id, device_id)
+)ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
+
+CREATE TABLE device_token (
+    user_id BIGINT NOT NULL,
+    device_id BIGINT NOT NULL,
+    token_sha256 VARCHAR(64) NOT NULL,
+    expire_time BIGINT NOT NULL,
+    PRIMARY KEY (user_id, device_id)
+)ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
+
 CREATE TABLE friend (
     id BIGINT NOT NULL AUTO_INCREMENT,
     user_id BIGINT NOT NULL,

@@ -13,8 +13,19 @@ from gim.pkg.errors import GIM_CODE_KEY, Code
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as lx
 from gim.pkg.pb import user_ext_pb2 as ux
+from gim.pkg.schema import device_token
 
 TEXT = cx.Text(text="x").SerializeToString()
+
+
+async def expire_token(cluster, engine, redis, user: Credentials) -> None:  # type: ignore[no-untyped-def]
+    """As when the token's time is up: gone from Redis, expired in the database."""
+    c = device_token.c
+    async with engine.begin() as conn:
+        await conn.execute(
+            device_token.update().where(c.user_id == user.user_id, c.device_id == user.device_id).values(expire_time=0)
+        )
+    await redis.delete(f"{cluster.storage.redis_prefix}token:{user.user_id}:{user.device_id}")
 
 
 async def test_grpc_error_carries_its_status_and_gim_code_trailer(cluster) -> None:  # type: ignore[no-untyped-def]
@@ -73,9 +84,9 @@ async def test_long_connection_wrong_token_is_10000_then_closed(cluster, transpo
         await conn.close()
 
 
-async def test_expired_token_is_rejected(cluster, redis) -> None:  # type: ignore[no-untyped-def]
+async def test_expired_token_is_rejected(cluster, engine, redis) -> None:  # type: ignore[no-untyped-def]
     (user,) = await cluster.new_user()
-    await redis.delete(f"{cluster.storage.redis_prefix}token:{user.user_id}:{user.device_id}")  # as when it expires
+    await expire_token(cluster, engine, redis, user)
     conn = await TcpConnection.open(*cluster.tcp)
     try:
         out = await conn.sign_in(user.user_id, user.device_id, user.token)
@@ -186,10 +197,10 @@ async def test_bad_request_id_metadata_is_10001(cluster, expect_code) -> None:  
     await expect_code(rpc.call(cluster.api.logic.SendMessage, req, 10.0, md), Code.BAD_REQUEST)
 
 
-async def test_long_connection_sign_in_never_trusts_the_auth_cache(cluster, redis) -> None:  # type: ignore[no-untyped-def]
+async def test_long_connection_sign_in_never_trusts_the_auth_cache(cluster, engine, redis) -> None:  # type: ignore[no-untyped-def]
     (user,) = await cluster.new_user()
     await cluster.api.call(cluster.api.logic.GetFriends, lx.GetFriendsReq(), user)  # checked, then trusted a while
-    await redis.delete(f"{cluster.storage.redis_prefix}token:{user.user_id}:{user.device_id}")
+    await expire_token(cluster, engine, redis, user)
     # API calls may ride on the short auth cache (auth_cache_seconds) ...
     await cluster.api.call(cluster.api.logic.GetFriends, lx.GetFriendsReq(), user)
     # ... a sign-in on a long connection always asks the business service.

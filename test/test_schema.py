@@ -14,7 +14,7 @@ from gim.pkg.schema import MessageShards
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SQL_FILE = REPO_ROOT / "sql" / "create_table.sql"
 
-BASE_TABLES = {"user", "device", "friend", "group", "group_user", "seq"}
+BASE_TABLES = {"user", "device", "friend", "group", "group_user", "seq", "device_token", "device_ack"}
 
 
 def _message_tables(count: int) -> set[str]:
@@ -30,7 +30,7 @@ def test_sql_file_creates_exactly_the_tables() -> None:
     names = re.findall(r"CREATE TABLE\s+`?(\w+)`?", SQL_FILE.read_text())
     assert len(names) == len(set(names)), names
     assert set(names) == BASE_TABLES | _message_tables(10)
-    assert len(names) == 16
+    assert len(names) == 18
 
 
 @pytest.mark.parametrize("user_id", [0, 1, 9, 10, 11, 123, 99_999, 2**62 + 7])

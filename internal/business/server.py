@@ -50,7 +50,7 @@ class BusinessServer(rpc.ServesPair):
         self._logic_channel = logic_channel
         self.app = BusinessApp(
             users=UserStore(engine),
-            tokens=TokenStore(redis, config.redis_prefix, config.token_ttl),
+            tokens=TokenStore(engine, redis, config.redis_prefix, config.token_ttl),
             verifier=from_config(config.dev_code),
             devices=LogicDeviceChecker(logic_int_pb2_grpc.LogicIntStub(logic_channel), 5.0),
             search_limit=config.search_limit,
