@@ -1,47 +1,204 @@
-"""Device acks in Redis: the highest seq each device has confirmed."""
+"""Device acks: the highest seq each device has confirmed. The database (`device_ack`) is
+their home, Redis their cache and fast path.
+
+Acks are hot (one per message a device receives), so an ack raises the device's entry in
+Redis at once (concurrent acks go together in one script call) and is written to the
+database behind it: every `FLUSH_INTERVAL` seconds the acks that came meanwhile, one per
+device (the highest), in transactions of `FLUSH_ROWS`. Both writes only ever raise: a
+late or repeated ack never moves a device back.
+
+A read trusts Redis when it holds the user's complete entry (the hash has the `_` field,
+set when it was filled from the database); otherwise -- Redis emptied, evicted or
+unreachable -- it reads the database, adds what Redis and this node's unwritten acks
+know, and fills Redis again. Acks that find Redis unreachable are raised there by the
+next flush.
+
+What a crash can lose: the acks of a logic node's last write-behind interval, when Redis
+loses them too. A device then syncs from its previous ack and receives again a few
+messages it already has; clients drop those by seq.
+"""
 
 from __future__ import annotations
 
+import asyncio
+
 import redis.asyncio as aioredis
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gim.pkg import db, log
 from gim.pkg.batcher import Batcher
+from gim.pkg.redis_outage import UNREACHABLE, RedisOutage
+from gim.pkg.schema import device_ack
 
-# Only ever raise a device's ack: a late or repeated ack never moves it back.
-# KEYS[i] is a user's hash; ARGV[2i-1], ARGV[2i] the device and its seq.
+_log = log.get("acks")
+
+# KEYS[i] is a user's hash; ARGV[1] its time to live, ARGV[2i], ARGV[2i+1] a device and
+# its seq: raise the device's entry (only ever raise).
 _RAISE_ACKS = """
 for i, key in ipairs(KEYS) do
-  local device, seq = ARGV[2 * i - 1], tonumber(ARGV[2 * i])
+  local device, seq = ARGV[2 * i], tonumber(ARGV[2 * i + 1])
   if seq > tonumber(redis.call('HGET', key, device) or '0') then
     redis.call('HSET', key, device, seq)
   end
+  redis.call('EXPIRE', key, ARGV[1])
 end
 return 0
 """
+# KEYS[1] is a user's hash, ARGV[1] its time to live, then (device, seq) pairs read from
+# the database: raise each, and mark the hash complete.
+_FILL_ACKS = """
+for i = 2, #ARGV, 2 do
+  local device, seq = ARGV[i], tonumber(ARGV[i + 1])
+  if seq > tonumber(redis.call('HGET', KEYS[1], device) or '0') then
+    redis.call('HSET', KEYS[1], device, seq)
+  end
+end
+redis.call('HSET', KEYS[1], '_', '1')
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 0
+"""
+COMPLETE = b"_"  # the field that marks a user's hash as filled from the database
 ACK_BATCH = 500  # acks that come while one batch is on its way go together, at most
+ACK_TTL = 7 * 86400  # a user's hash stays in Redis this long after the last ack or fill
+FLUSH_INTERVAL = 1.0  # seconds between write-behind flushes to the database
+FLUSH_ROWS = 1000  # device acks written in one transaction, at most
+
+_c = device_ack.c
+_mysql_insert = mysql.insert(device_ack)
+_MYSQL_RAISE = _mysql_insert.on_duplicate_key_update(seq=sa.func.greatest(_c.seq, _mysql_insert.inserted.seq))
+_sqlite_insert = sqlite.insert(device_ack)
+_SQLITE_RAISE = _sqlite_insert.on_conflict_do_update(
+    index_elements=[_c.user_id, _c.device_id], set_={"seq": sa.func.max(_c.seq, _sqlite_insert.excluded.seq)}
+)
+
+Acks = dict[int, dict[int, int]]  # user -> device -> seq
 
 
 class AckStore:
-    def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, engine: AsyncEngine, redis: aioredis.Redis, prefix: str) -> None:
+        self._engine = engine
         self._redis = redis
         self._prefix = prefix
         self._raise = redis.register_script(_RAISE_ACKS)
+        self._fill = redis.register_script(_FILL_ACKS)
         self._acks: Batcher[tuple[int, int, int], None] = Batcher("acks", self._raise_batch, ACK_BATCH, 1)
+        self._outage = RedisOutage("acks")
+        self._unwritten: Acks = {}  # not yet in the database
+        self._unraised: Acks = {}  # not in Redis: it was unreachable
+        self._flusher: asyncio.Task[None] | None = None
 
     def _key(self, user_id: int) -> str:
         return f"{self._prefix}ack:{user_id}"
 
     async def ack(self, user_id: int, device_id: int, seq: int) -> None:
+        _raise_in(self._unwritten, user_id, device_id, seq)
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
         await self._acks.submit((user_id, device_id, seq))
 
     async def _raise_batch(self, acks: list[tuple[int, int, int]]) -> list[None | BaseException]:
-        await self._raise(keys=[self._key(u) for u, _, _ in acks], args=[x for _, d, s in acks for x in (d, s)])
+        try:
+            await self._raise(keys=[self._key(u) for u, _, _ in acks], args=[ACK_TTL, *(x for _, d, s in acks for x in (d, s))])
+        except UNREACHABLE as exc:
+            self._outage.skipped("ack", exc)
+            for user_id, device_id, seq in acks:
+                _raise_in(self._unraised, user_id, device_id, seq)
+        else:
+            self._outage.ok()
         return [None] * len(acks)
 
     async def highest(self, user_id: int) -> int:
         """The highest seq any of the user's devices has acknowledged."""
-        values = await self._redis.hvals(self._key(user_id))
-        return max((int(v) for v in values), default=0)
+        return max((await self._of_user(user_id)).values(), default=0)
 
     async def of_device(self, user_id: int, device_id: int) -> int:
-        value = await self._redis.hget(self._key(user_id), str(device_id))
-        return int(value or 0)
+        return (await self._of_user(user_id)).get(device_id, 0)
+
+    async def _of_user(self, user_id: int) -> dict[int, int]:
+        """Each of the user's devices' ack."""
+        key = self._key(user_id)
+        try:
+            cached: dict[bytes, bytes] | None = await self._redis.hgetall(key)
+        except UNREACHABLE as exc:
+            self._outage.skipped("read", exc)
+            cached = None
+        else:
+            self._outage.ok()
+        in_redis = {int(d): int(s) for d, s in (cached or {}).items() if d != COMPLETE}
+        known = _merged(in_redis, self._unwritten.get(user_id, {}), self._unraised.get(user_id, {}))
+        if cached and COMPLETE in cached:
+            return known
+        stored = await self._stored(user_id)
+        for device_id, seq in in_redis.items():  # acked through another node, not yet written
+            if seq > stored.get(device_id, 0):
+                _raise_in(self._unwritten, user_id, device_id, seq)
+        if cached is not None:
+            try:
+                await self._fill(keys=[key], args=[ACK_TTL, *(x for d, s in stored.items() for x in (d, s))])
+            except UNREACHABLE as exc:
+                self._outage.skipped("fill", exc)
+        return _merged(stored, known)
+
+    async def _stored(self, user_id: int) -> dict[int, int]:
+        async with db.reading(self._engine) as conn:
+            rows = await conn.execute(sa.select(_c.device_id, _c.seq).where(_c.user_id == user_id))
+            return {int(device_id): int(seq) for device_id, seq in rows}
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            try:
+                await self.flush()
+            except Exception:  # a bug, not an outage (those flush() keeps for later)
+                _log.exception("ack_flush_failed")
+
+    async def flush(self) -> None:
+        """Write the acks that came since the last flush to the database, and raise in
+        Redis those that found it unreachable. What fails stays for the next flush."""
+        unwritten, self._unwritten = self._unwritten, {}
+        rows = sorted((u, d, s) for u, by_device in unwritten.items() for d, s in by_device.items())  # one lock order
+        written = 0
+        try:
+            for start in range(0, len(rows), FLUSH_ROWS):
+                chunk = rows[start : start + FLUSH_ROWS]
+                async with self._engine.begin() as conn:
+                    await conn.execute(_raise_rows(conn), [{"user_id": u, "device_id": d, "seq": s} for u, d, s in chunk])
+                written += len(chunk)
+        except BaseException as exc:
+            for user_id, device_id, seq in rows[written:]:
+                _raise_in(self._unwritten, user_id, device_id, seq)
+            if not isinstance(exc, Exception):
+                raise
+            _log.warning("acks_not_written", devices=len(rows) - written, error=str(exc) or type(exc).__name__)
+        if self._unraised:
+            unraised, self._unraised = self._unraised, {}
+            await self._raise_batch([(u, d, s) for u, by_device in unraised.items() for d, s in by_device.items()])
+
+    async def close(self) -> None:
+        """Stop the write-behind and write what is left."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+            self._flusher = None
+        await self.flush()
+
+
+def _raise_in(acks: Acks, user_id: int, device_id: int, seq: int) -> None:
+    by_device = acks.setdefault(user_id, {})
+    if seq > by_device.get(device_id, 0):
+        by_device[device_id] = seq
+
+
+def _merged(*sources: dict[int, int]) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for source in sources:
+        for device_id, seq in source.items():
+            if seq > out.get(device_id, 0):
+                out[device_id] = seq
+    return out
+
+
+def _raise_rows(conn: AsyncConnection) -> sa.Insert:
+    return _MYSQL_RAISE if conn.dialect.name == "mysql" else _SQLITE_RAISE

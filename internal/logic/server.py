@@ -64,7 +64,7 @@ class LogicServer(rpc.ServesPair):
             rooms=self.rooms,
             nodes=NodeLiveness(redis, config.redis_prefix),
             users=users,
-            acks=AckStore(redis, config.redis_prefix),
+            acks=AckStore(engine, redis, config.redis_prefix),
             deliverer=self.deliverer,
             max_content_bytes=config.max_content_bytes,
             sync_page_size=config.sync_page_size,
@@ -94,6 +94,7 @@ class LogicServer(rpc.ServesPair):
 
     async def stop(self, grace: float = 5.0) -> None:
         await self._grpc.stop(grace)
+        await self.messages.acks.close()  # the acks not yet written behind
         await self.deliverer.close()
         await self._business_channel.close()
         await self._redis.aclose()
