@@ -8,6 +8,9 @@ import subprocess
 from pathlib import Path
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gim.pkg import log
 
@@ -18,11 +21,20 @@ _log = log.get("redis")
 # one (up to POOL_WAIT seconds) instead of failing at once with "Too many connections".
 POOL_SIZE = 64
 POOL_WAIT = 10.0
+# A command that finds its pooled connection broken (Redis restarted since it was opened)
+# is sent once more on a new connection, at once; if that fails too, Redis is unreachable
+# and the caller goes on without it where it can (`redis_outage`).
+RETRY = Retry(NoBackoff(), 1, (RedisConnectionError,))
 
 
 def connect(url: str) -> aioredis.Redis:
     pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=POOL_SIZE, timeout=POOL_WAIT, decode_responses=False, health_check_interval=30
+        url,
+        max_connections=POOL_SIZE,
+        timeout=POOL_WAIT,
+        decode_responses=False,
+        health_check_interval=30,
+        retry=RETRY,
     )
     return aioredis.Redis.from_pool(pool)  # closing the client closes the pool
 
@@ -64,8 +76,7 @@ class EmbeddedRedis:
             "--port", str(self.port),
             "--bind", self.host,
             "--dir", str(self.folder.resolve()),
-            "--save", "60 1" if self.persist else "",
-            "--appendonly", "no",
+            *self._persistence(),
             "--daemonize", "no",
             "--logfile", "redis.log",
             "--protected-mode", "no",
@@ -88,6 +99,16 @@ class EmbeddedRedis:
         finally:
             await client.aclose()
         _log.info("embedded_redis_started", url=self.url, pid=self._process.pid)
+
+    def _persistence(self) -> list[str]:
+        """redis-server's arguments for saving to `folder` (or not). Each value is its own
+        argument: `--save "60 1"` as one would be read as a single, invalid save point,
+        which Redis 6.2 takes as "never save"."""
+        if not self.persist:
+            return ["--save", "", "--appendonly", "no"]
+        # every write in the append-only file (fsynced each second), and a snapshot of
+        # the whole a minute after any change
+        return ["--save", "60", "1", "--appendonly", "yes", "--appendfsync", "everysec"]
 
     def stop(self, timeout: float = 10.0) -> None:
         if self._process is None or self._process.poll() is not None:
