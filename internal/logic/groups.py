@@ -3,14 +3,24 @@
 Permissions (the original had none): only admins update the group, change roles or
 remove others; a member may remove itself; only members add members, read the member
 list or send to the group. A refusal is 10011 with a message saying which rule.
+
+Adding members is told with PC_ADD_GROUP_MEMBERS events that carry every new member's
+profile: many members make several events, each small enough for one frame. They are
+built (and the message store's queue asked for room) before the change commits, so a
+group is never created, or members added, only to fail on its events.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+
 from google.protobuf.message import Message
 
 from gim.internal.logic.group_store import GroupInfo, GroupStore, Member
-from gim.internal.logic.messages import MessageService
+from gim.internal.logic.message_store import MessageRow
+from gim.internal.logic.messages import MessageService, command_row
+from gim.internal.logic.wire import COMMAND_DATA_MAX, field_size
 from gim.internal.logic.users import UserClient
 from gim.pkg import log
 from gim.pkg.errors import Code, GimError, bad_request, check_id, check_length
@@ -25,6 +35,7 @@ AVATAR_URL_MAX = 255
 INTRODUCTION_MAX = 255
 EXTRA_MAX = 1024
 REMARKS_MAX = 50
+_UNKNOWN_ID = 2**63 - 1  # a group id not known yet (the largest, so that the sizes hold)
 
 
 def group_pb(group: GroupInfo) -> ext.Group:
@@ -96,21 +107,38 @@ class GroupService:
     async def _push(self, group_id: int, user_ids: list[int], code: int, data: Message) -> None:
         await self._messages.push_command(cx.RT_GROUP, group_id, user_ids, code, data)
 
+    async def _added_events(self, opt_id: int, added: list[Member], group_id: int) -> list[MessageRow]:
+        """The PC_ADD_GROUP_MEMBERS events telling that `added` joined, each checked to fit a frame."""
+        pushes = added_pushes(opt_id, await self._nickname(opt_id), await self._member_pbs(added))
+        return [command_row(cx.RT_GROUP, group_id, push.PC_ADD_GROUP_MEMBERS, data) for data in pushes]
+
+    def _admit(self, events: list[MessageRow], recipients: int) -> None:
+        """`Overloaded` (RESOURCE_EXHAUSTED) before anything commits if the message store
+        cannot queue the events now."""
+        self._messages.store.admit(len(events) * recipients)
+
+    async def _push_events(self, events: list[MessageRow], user_ids: list[int]) -> None:
+        """Store and deliver the events of a committed change, in order, even if the caller
+        leaves meanwhile (the change is done: its events must not be lost)."""
+
+        async def push_all() -> None:
+            for event in events:
+                await self._messages.push_event(event, user_ids)
+
+        await asyncio.shield(push_all())
+
     # -- use cases -------------------------------------------------------------------
 
     async def create(self, creator_id: int, req: ext.CreateGroupReq) -> int:
         fields = _profile(req.name, req.avatar_url, req.introduction, req.extra)
         member_ids = await self._new_users(list(req.member_ids), exclude=creator_id, current={creator_id})
         members = [Member(creator_id, ext.GMT_ADMIN)] + [Member(u, ext.GMT_MEMBER) for u in member_ids]
+        events = await self._added_events(creator_id, members[1:], _UNKNOWN_ID) if member_ids else []
+        self._admit(events, len(members))
         group_id = await self.store.create(fields, members)
-        _log.info("group_created", group_id=group_id, creator_id=creator_id, members=len(members))
-        if member_ids:
-            data = push.AddGroupMembersPush(
-                opt_id=creator_id,
-                opt_name=await self._nickname(creator_id),
-                members=await self._member_pbs(members[1:]),
-            )
-            await self._push(group_id, [m.user_id for m in members], push.PC_ADD_GROUP_MEMBERS, data)
+        _log.info("group_created", group_id=group_id, creator_id=creator_id, members=len(members), events=len(events))
+        events = [dataclasses.replace(e, receiver_id=group_id) for e in events]
+        await self._push_events(events, [m.user_id for m in members])
         return group_id
 
     async def update(self, user_id: int, req: ext.UpdateGroupReq) -> None:
@@ -134,16 +162,16 @@ class GroupService:
         self._member(members, user_id, group_id)
         current = {m.user_id for m in members}
         ids = await self._new_users(user_ids, exclude=0, current=current)
+        new = [Member(u, ext.GMT_MEMBER) for u in ids if u not in current]
+        events = await self._added_events(user_id, new, group_id) if new else []
+        self._admit(events, len(current) + len(new))
         existing = await self.store.add_members(group_id, [Member(u, ext.GMT_MEMBER) for u in ids])
         added = [u for u in ids if u not in existing]
+        if set(added) != {m.user_id for m in new}:  # the members changed meanwhile: tell of those added
+            events = await self._added_events(user_id, [Member(u, ext.GMT_MEMBER) for u in added], group_id)
         if added:
-            data = push.AddGroupMembersPush(
-                opt_id=user_id,
-                opt_name=await self._nickname(user_id),
-                members=await self._member_pbs([Member(u, ext.GMT_MEMBER) for u in added]),
-            )
-            await self._push(group_id, sorted(current | set(added)), push.PC_ADD_GROUP_MEMBERS, data)
-        _log.info("group_members_added", group_id=group_id, opt_id=user_id, added=len(added))
+            await self._push_events(events, sorted(current | set(added)))
+        _log.info("group_members_added", group_id=group_id, opt_id=user_id, added=len(added), events=len(events))
         return existing
 
     async def update_member(self, user_id: int, req: ext.UpdateGroupMemberReq) -> None:
@@ -191,3 +219,18 @@ class GroupService:
                 pb.nickname, pb.sex, pb.avatar_url, pb.user_extra = user.nickname, user.sex, user.avatar_url, user.extra
             result.append(pb)
         return result
+
+
+def added_pushes(opt_id: int, opt_name: str, members: list[ext.GroupMember]) -> list[push.AddGroupMembersPush]:
+    """AddGroupMembersPush events for `members`, in order, as few as possible with each
+    one's data within COMMAND_DATA_MAX (so that its event fits one frame)."""
+    pushes: list[push.AddGroupMembersPush] = []
+    room = 0
+    for member in members:
+        cost = field_size(member.ByteSize())
+        if not pushes or cost > room:
+            pushes.append(push.AddGroupMembersPush(opt_id=opt_id, opt_name=opt_name))
+            room = COMMAND_DATA_MAX - pushes[-1].ByteSize()
+        pushes[-1].members.append(member)
+        room -= cost
+    return pushes

@@ -11,6 +11,11 @@ transaction, one upsert (each user's seq raised by the number of its messages in
 batch), one multi-row insert per shard. A batch is all or nothing; when it fails for
 another reason than a deadlock, its sends are tried one by one, so that one bad send
 fails alone.
+
+The work waiting is bounded: beyond `max_pending_rows` rows queued a send is refused
+(`Overloaded`: RESOURCE_EXHAUSTED, nothing stored), and a send whose caller has gone
+(call cancelled, or its deadline passed) before its batch starts is not stored. A server
+event that follows a change already committed (`follows_commit`) is exempt from both.
 """
 
 from __future__ import annotations
@@ -26,11 +31,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from gim.internal.logic import seqs as seqs_table
 from gim.pkg import db, log
 from gim.pkg.batcher import Batcher
+from gim.pkg.errors import Code, GimError, Overloaded
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.schema import SEQ_OBJECT_USER, MessageShards
 from gim.pkg.schema import seq as seq_table
 
 _log = log.get("message_store")
+_bursts = log.Summary(_log)  # refusals come in bursts: one line per interval with a count
 
 # MySQL errors after which the whole transaction may simply run again.
 _RETRYABLE = {1213, 1205}  # deadlock, lock wait timeout
@@ -44,6 +51,7 @@ _INSERT_COLUMNS = (
 
 BATCH_ROWS = 5000  # message rows of one transaction, at most (a larger send goes alone)
 RETRY_WINDOW = 1000  # a retried send is looked for among the sender's last this many messages
+MAX_PENDING_ROWS = 20_000  # message rows waiting for the writer, at most (a lone send always gets in)
 
 
 class DuplicateSend(Exception):
@@ -77,10 +85,23 @@ class StoredMessage:
     row: MessageRow
 
 
-@dataclasses.dataclass(frozen=True)
 class _Pending:
-    row: MessageRow
-    users: list[int]
+    """One send waiting for (or in) a batch."""
+
+    __slots__ = ("row", "users", "deadline", "follows_commit", "caller_gone", "queued")
+
+    def __init__(self, row: MessageRow, users: list[int], deadline: float | None, follows_commit: bool) -> None:
+        self.row = row
+        self.users = users
+        self.deadline = deadline  # event loop time after which the caller no longer waits
+        self.follows_commit = follows_commit
+        self.caller_gone = False  # the caller's call was cancelled while this waited
+        self.queued = True  # counted in MessageStore.pending_rows until a batch takes it
+
+    def abandoned(self, now: float) -> bool:
+        if self.follows_commit:
+            return False
+        return self.caller_gone or (self.deadline is not None and now >= self.deadline)
 
 
 def _may_be_retry(pending: _Pending) -> bool:
@@ -89,9 +110,17 @@ def _may_be_retry(pending: _Pending) -> bool:
 
 
 class MessageStore:
-    def __init__(self, engine: AsyncEngine, shards: MessageShards, batch_rows: int = BATCH_ROWS) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        shards: MessageShards,
+        batch_rows: int = BATCH_ROWS,
+        max_pending_rows: int = MAX_PENDING_ROWS,
+    ) -> None:
         self._engine = engine
         self._shards = shards
+        self.max_pending_rows = max_pending_rows
+        self.pending_rows = 0  # rows queued, not yet taken by a batch
         # One writer: concurrent batches would share users (a sender, a receiver, a group's
         # members) and wait on each other's seq rows or deadlock; one transaction at a time
         # that takes everything waiting is faster (single chat 750 -> 1,300 sends/s).
@@ -100,15 +129,55 @@ class MessageStore:
         )
         self._inserts = {table: table.insert() for table in shards.tables}  # one statement each, compiled once
 
-    async def store(self, row: MessageRow, user_ids: list[int]) -> dict[int, int]:
+    def admit(self, rows: int) -> None:
+        """`Overloaded` unless `rows` more message rows may queue now (a lone send always may)."""
+        if self.pending_rows and self.pending_rows + rows > self.max_pending_rows:
+            _bursts.warning("store_queue_full", kind="refused", pending_rows=self.pending_rows, bound=self.max_pending_rows)
+            raise Overloaded(
+                f"too many messages waiting to be stored ({self.pending_rows} rows queued, at most "
+                f"{self.max_pending_rows}): nothing stored, retry later"
+            )
+
+    async def store(
+        self, row: MessageRow, user_ids: list[int], *, deadline: float | None = None, follows_commit: bool = False
+    ) -> dict[int, int]:
         """Store `row` once for each user; returns each user's new seq.
 
         A retry is recognised (`DuplicateSend`, nothing stored) when a user sender gives a
-        request_id: see `_earlier_copy`.
+        request_id: see `_earlier_copy`. `Overloaded` (nothing stored) when the queue is
+        full; not stored either when the caller is cancelled, or `deadline` (event loop
+        time) passes, before its batch starts. `follows_commit`: a server event of a change
+        already committed, stored whatever the queue and the caller.
         """
-        return await self._batcher.submit(_Pending(row, sorted(set(user_ids))))
+        pending = _Pending(row, sorted(set(user_ids)), deadline, follows_commit)
+        if not follows_commit:
+            self.admit(len(pending.users))
+        self.pending_rows += len(pending.users)
+        try:
+            return await self._batcher.submit(pending)
+        except asyncio.CancelledError:
+            pending.caller_gone = True  # skipped if its batch has not started yet
+            raise
+        finally:
+            self._taken(pending)  # a batch that never ran (cancelled loop) must not count forever
+
+    def _taken(self, pending: _Pending) -> None:
+        if pending.queued:
+            pending.queued = False
+            self.pending_rows -= len(pending.users)
 
     async def _with_retries(self, batch: list[_Pending]) -> list[dict[int, int] | BaseException]:
+        now = asyncio.get_running_loop().time()
+        for pending in batch:
+            self._taken(pending)
+        gone = [p.abandoned(now) for p in batch]  # decided once, as the batch starts
+        live = [p for p, g in zip(batch, gone, strict=True) if not g]
+        if len(live) < len(batch):
+            _bursts.warning("store_skipped", kind="caller_gone", sends=len(batch) - len(live))
+        stored = iter(await self._store_attempts(live) if live else [])
+        return [_caller_gone() if g else next(stored) for g in gone]
+
+    async def _store_attempts(self, batch: list[_Pending]) -> list[dict[int, int] | BaseException]:
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 async with self._engine.begin() as conn:
@@ -239,13 +308,22 @@ class MessageStore:
             return [_stored(r._mapping) for r in await conn.execute(query)]
 
     async def max_seq(self, user_id: int) -> int:
+        return (await self.max_seqs([user_id]))[user_id]
+
+    async def max_seqs(self, user_ids: list[int]) -> dict[int, int]:
+        """Each user's highest seq (committed), 0 for a user without messages."""
+        query = sa.select(seq_table.c.object_id, seq_table.c.seq).where(
+            seq_table.c.object_type == SEQ_OBJECT_USER, seq_table.c.object_id.in_(sorted(set(user_ids)))
+        )
+        highest = dict.fromkeys(user_ids, 0)
         async with db.reading(self._engine) as conn:
-            value = await conn.scalar(
-                sa.select(seq_table.c.seq).where(
-                    seq_table.c.object_type == SEQ_OBJECT_USER, seq_table.c.object_id == user_id
-                )
-            )
-        return int(value or 0)
+            for user_id, seq in await conn.execute(query):
+                highest[int(user_id)] = int(seq)
+        return highest
+
+
+def _caller_gone() -> GimError:
+    return GimError(Code.BAD_REQUEST, "the call ended (cancelled or past its deadline) before the send was stored: nothing stored")
 
 
 def _stored(m: sa.RowMapping) -> StoredMessage:

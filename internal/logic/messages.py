@@ -14,19 +14,23 @@ from gim.internal.logic.group_store import GroupStore
 from gim.internal.logic.message_store import DuplicateSend, MessageRow, MessageStore, StoredMessage
 from gim.internal.logic.rooms import RoomService
 from gim.internal.logic.users import UserClient
-from gim.internal.logic.wire import message_pb, message_send_bytes, now_ms, sender_pb, validate_content
+from gim.internal.logic.wire import (
+    SYNC_BUDGET,
+    check_fits,
+    fit_for_sync,
+    message_pb,
+    message_send_bytes,
+    now_ms,
+    sender_pb,
+    validate_content,
+)
 from gim.pkg import log
 from gim.pkg.nodes import NodeLiveness
 from gim.pkg.errors import Code, GimError, bad_request
-from gim.pkg.limits import FRAME_MAX
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2, user_ext_pb2
 
 _log = log.get("messages")
-
-# Room for the Output envelope (type, request_id, code, data header) around a SyncOutput,
-# so that a sync answer always fits one 65,535-byte frame.
-SYNC_BUDGET = FRAME_MAX - 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,12 +76,15 @@ class MessageService:
         if len(req.message_content) + 10 * len(req.to_user_ids) > self.max_content_bytes:
             raise bad_request(f"message_content and to_user_ids are larger than {self.max_content_bytes} bytes")
 
-    async def send(self, sender: Sender, req: logic_ext_pb2.SendMessageReq, request_id: int) -> int:
+    async def send(
+        self, sender: Sender, req: logic_ext_pb2.SendMessageReq, request_id: int, deadline: float | None = None
+    ) -> int:
         """Send to the receiver; returns the sender's seq (0 when not persisted).
 
         The message is stored for every recipient in one transaction, or for none (the
         call then fails and may be retried). Delivery to online devices comes after and
         is best effort: a device that misses its push gets the message by sync.
+        `deadline` (event loop time): not stored if its batch starts after it.
         """
         self._validate(req)
         if req.receiver_type == cx.RT_ROOM:  # read diffusion: not stored per user; the room's seq
@@ -102,7 +109,7 @@ class MessageService:
             content=req.message_content,
             send_time=req.send_time or now_ms(),
         )
-        return await self.dispatch(sender, row, recipients, req.is_persist, users)
+        return await self.dispatch(sender, row, recipients, req.is_persist, users, deadline=deadline)
 
     async def _recipients(
         self, sender: Sender, req: logic_ext_pb2.SendMessageReq
@@ -125,19 +132,12 @@ class MessageService:
 
     async def push_command(self, receiver_type: int, receiver_id: int, user_ids: list[int], code: int, data: Message) -> None:
         """A server event (PROTOCOL.md push codes) stored for and delivered to `user_ids`."""
-        content = cx.Command(code=code, data=data.SerializeToString()).SerializeToString()
-        row = MessageRow(
-            request_id=0,
-            sender_type=cx.ST_SYSTEM,
-            sender_id=0,
-            receiver_type=receiver_type,
-            receiver_id=receiver_id,
-            to_user_ids=[],
-            message_type=cx.MT_COMMAND,
-            content=content,
-            send_time=now_ms(),
-        )
-        await self.dispatch(Sender(cx.ST_SYSTEM, 0), row, user_ids, persist=True)
+        await self.push_event(command_row(receiver_type, receiver_id, code, data), user_ids)
+
+    async def push_event(self, row: MessageRow, user_ids: list[int]) -> None:
+        """A server event (`command_row`) of a change already committed, stored for and
+        delivered to `user_ids` whatever the store's queue and the caller."""
+        await self.dispatch(Sender(cx.ST_SYSTEM, 0), row, user_ids, persist=True, follows_commit=True)
 
     async def dispatch(
         self,
@@ -146,14 +146,23 @@ class MessageService:
         recipients: list[int],
         persist: bool,
         users: dict[int, user_ext_pb2.User] | None = None,
+        *,
+        deadline: float | None = None,
+        follows_commit: bool = False,
     ) -> int:
         """Store (if `persist`) for every recipient, then deliver; the sender's own seq.
-        `users`: user info already at hand (the sender's is pushed with the message)."""
+        `users`: user info already at hand (the sender's is pushed with the message);
+        `deadline`, `follows_commit`: see `MessageStore.store`. 10001 (nothing stored) for
+        a message that could not reach a device in one frame."""
+        check_fits(row)
         job = self._order.start(recipients)
         delivered: asyncio.Future[int] | None = None
         try:
             try:
-                seqs = await self.store.store(row, recipients) if persist else dict.fromkeys(recipients, 0)
+                if persist:
+                    seqs = await self.store.store(row, recipients, deadline=deadline, follows_commit=follows_commit)
+                else:
+                    seqs = dict.fromkeys(recipients, 0)
             except DuplicateSend as retry:  # delivered (or synced) the first time
                 _log.info("send_retry_recognised", sender_id=sender.sender_id, request_id=row.request_id, seq=retry.seq)
                 return retry.seq
@@ -215,6 +224,9 @@ class MessageService:
         size = 2  # the has_more field
         for stored in page:
             message = message_pb(stored, sender_pb(stored.row.sender_type, stored.row.sender_id, users))
+            if (fitted := fit_for_sync(message)) is not message:  # stored before sizes were checked
+                _log.warning("sync_message_too_large", user_id=user_id, seq=stored.seq, size=message.ByteSize())
+                message = fitted
             cost = message.ByteSize() + 4  # field tag + length prefix
             if messages and size + cost > SYNC_BUDGET:
                 has_more = True
@@ -227,3 +239,21 @@ class MessageService:
         if seq < 0:
             raise bad_request("device_ack must not be negative")
         await self.acks.ack(user_id, device_id, seq)
+
+
+def command_row(receiver_type: int, receiver_id: int, code: int, data: Message) -> MessageRow:
+    """A server event (sender ST_SYSTEM, MT_COMMAND, content Command{code, data}); 10001
+    if it could not reach a device in one frame (`check_fits`)."""
+    row = MessageRow(
+        request_id=0,
+        sender_type=cx.ST_SYSTEM,
+        sender_id=0,
+        receiver_type=receiver_type,
+        receiver_id=receiver_id,
+        to_user_ids=[],
+        message_type=cx.MT_COMMAND,
+        content=cx.Command(code=code, data=data.SerializeToString()).SerializeToString(),
+        send_time=now_ms(),
+    )
+    check_fits(row)
+    return row

@@ -26,7 +26,8 @@ from gim.internal.logic import seqs
 from gim.internal.logic.delivery import Deliverer, SeqOrder
 from gim.internal.logic.devices import OnlineDevice
 from gim.internal.logic.users import UserClient
-from gim.internal.logic.wire import now_ms, sender_pb, validate_content
+from gim.internal.logic.message_store import MessageRow
+from gim.internal.logic.wire import check_fits, now_ms, sender_pb, validate_content
 from gim.pkg import broadcast, log
 from gim.pkg.errors import bad_request
 from gim.pkg.pb import connect_ext_pb2 as cx
@@ -88,6 +89,7 @@ class RoomService:
         if room_id <= 0:
             raise bad_request("room_id must be positive")
         validate_content(message_type, content, self.max_content_bytes)
+        check_fits(MessageRow(0, sender_type, sender_id, cx.RT_ROOM, room_id, [], message_type, content, send_time))
         sender = await self._sender(sender_type, sender_id)
         job = self._order.start([room_id])
         try:
@@ -115,6 +117,7 @@ class RoomService:
     async def push_all(self, message_type: int, content: bytes, send_time: int) -> None:
         """Broadcast to every signed-in connection of every connect node (sender ST_BUSINESS)."""
         validate_content(message_type, content, self.max_content_bytes)
+        check_fits(MessageRow(0, cx.ST_BUSINESS, 0, 0, 0, [], message_type, content, send_time))
         message = cx.Message(
             sender=cx.Sender(sender_type=cx.ST_BUSINESS),
             message_type=message_type,  # type: ignore[arg-type]
