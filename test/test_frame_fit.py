@@ -222,3 +222,32 @@ async def test_a_sync_moves_past_a_stored_message_too_large_for_a_frame(cluster,
         await conn.close()
     warnings = [e for e in log_events if e["event"] == "sync_message_too_large"]
     assert warnings and warnings[0]["seq"] == legacy_seq
+
+
+async def test_one_oversized_delivery_does_not_cost_the_other_devices_theirs(cluster, log_events) -> None:  # type: ignore[no-untyped-def]
+    """ConnectInt.DeliverMessages with a message too large for a frame (only an older
+    logic could send one) among others: the others are pushed, every connection stays."""
+    from gim.pkg import rpc
+    from gim.pkg.pb import connect_int_pb2 as ci
+    from gim.pkg.pb import connect_int_pb2_grpc
+
+    (big_receiver,), (other,) = await asyncio.gather(cluster.new_user(), cluster.new_user())
+    conns = [await cluster.online(big_receiver), await cluster.online(other)]
+    channel = rpc.channel(f"127.0.0.1:{cluster.connect.int_port}")
+    try:
+        def send(device_id: int, content: bytes) -> ci.DeliverMessageReq:
+            message = cx.Message(sender=cx.Sender(sender_type=cx.ST_BUSINESS), receiver_type=cx.RT_ROOM, receiver_id=7,
+                                 message_type=cx.MT_CUSTOM, message_content=content)  # fmt: skip
+            return ci.DeliverMessageReq(device_id=device_id, message_send=cx.MessageSend(message=message))
+
+        req = ci.DeliverMessagesReq(messages=[send(big_receiver.device_id, b"z" * 70_000), send(other.device_id, b"small")])
+        resp = await connect_int_pb2_grpc.ConnectIntStub(channel).DeliverMessages(req, timeout=10)
+        assert list(resp.absent_device_ids) == []
+        assert (await conns[1].next_message()).message_content == b"small"
+        for conn in conns:
+            assert (await conn.request(cx.PT_HEARTBEAT)).code == 0, "the connection is still open"
+        assert conns[0].pushes.empty()
+    finally:
+        await channel.close()
+        await asyncio.gather(*(c.close() for c in conns))
+    assert any(e["event"] in ("deliver_too_large", "push_too_large") for e in log_events), "the skipped push is logged"
