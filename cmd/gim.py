@@ -74,10 +74,10 @@ def _health(args: argparse.Namespace) -> None:
         raise SystemExit(f"gim health: not listening: {', '.join(down)}")
 
 
-def _service(name: str) -> None:
+def _service(name: str, args: argparse.Namespace) -> None:
     from importlib import import_module
 
-    import_module(f"gim.cmd.{name}").main([])
+    import_module(f"gim.cmd.{name}").main(["--config", str(args.config)] if args.config else [])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -85,7 +85,9 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="start business, logic and connect on this machine")
     run.add_argument("--dev-code", default="0000", help="development sign-in code (default 0000)")
-    run.add_argument("--var", default="var", help="folder for the embedded Redis data (default var/)")
+    run.add_argument(
+        "--var", default="var", help="folder for the embedded Redis data, service logs and the run lock (default var/)"
+    )
     run.set_defaults(func=_run)
     mig = sub.add_parser("migrate", help="create the schema in the configured database")
     mig.add_argument("--sql", action="store_true", help="print the MySQL schema instead")
@@ -102,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
         bench.set_defaults(func=_bench_not_installed)
     for name in ("business", "logic", "connect"):
         svc = sub.add_parser(name, help=f"run the {name} service in this process")
-        svc.set_defaults(func=lambda _args, name=name: _service(name))
+        svc.add_argument("--config", metavar="PATH", help=f"YAML file (default: config/{name}.yaml)")
+        svc.set_defaults(func=lambda args, name=name: _service(name, args))
     args = parser.parse_args(argv)
     try:
         args.func(args)

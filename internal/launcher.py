@@ -7,9 +7,15 @@
         await cluster.restart("connect-1")         # same ports, same environment
 
 Each node runs `python -P -m gim.cmd.<service>` in its own session (so a Ctrl-C reaches
-only the parent), configured by environment variables (`GIM_<SERVICE>_<KEY>`), and
-counts as started once every one of its listeners accepts connections. `gim run` and the
-multi-node tests both start their nodes here.
+only the parent), configured by environment variables (`GIM_<SERVICE>_<KEY>`). It is
+told this process's PID (`--parent-pid`: it receives SIGTERM when this process ends,
+however it ends, so no node outlives its launcher) and a pipe (`--ready-fd`): a node
+counts as started when it writes `ready` and its bound ports there, which it does only
+once every listener of its own is serving (a port someone else listens on does not make
+a node ready). `gim run` and the multi-node tests both start their nodes here.
+
+The nodes die with the thread that started them (PR_SET_PDEATHSIG): use a Launcher from
+the main thread, or from a thread that outlives the nodes.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import os
 import signal
 import sys
@@ -64,6 +71,9 @@ class Node:
         self.process: asyncio.subprocess.Process | None = None
         self.starts = 0
         self.log_path: Path | None = None
+        self.ports: dict[str, int] = {}  # listener -> port, as the node reported when ready
+        self._ready: asyncio.StreamReader | None = None
+        self._ready_pipe: asyncio.ReadTransport | None = None
 
     @property
     def name(self) -> str:
@@ -85,26 +95,57 @@ class Node:
         if log_dir is not None:
             self.log_path = log_dir / f"{self.name}.log"
             output = self.log_path.open("ab")
+        self._close_ready_pipe()
+        ready_read, ready_write = os.pipe()
         try:
             self.process = await asyncio.create_subprocess_exec(
                 python, "-P", "-m", f"gim.cmd.{self.spec.service}",
+                "--parent-pid", str(os.getpid()), "--ready-fd", str(ready_write),
                 env={**env, **self.spec.env}, stdin=asyncio.subprocess.DEVNULL,
-                stdout=output, stderr=output, start_new_session=True,
+                stdout=output, stderr=output, start_new_session=True, pass_fds=(ready_write,),
             )  # fmt: skip
+            self._ready = asyncio.StreamReader()
+            self._ready_pipe, _ = await asyncio.get_running_loop().connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(self._ready), os.fdopen(ready_read, "rb", 0)  # type: ignore[arg-type]
+            )
+        except BaseException:
+            os.close(ready_read)
+            raise
         finally:
+            os.close(ready_write)  # the child has its own copy: EOF when it exits
             if output is not None:
-                output.close()  # the child has its own copy
+                output.close()
         self.starts += 1
-        _log.info("node_spawned", node=self.name, pid=self.process.pid)
+        self.ports = {}
+        _log.debug("node_spawned", node=self.name, pid=self.process.pid)
 
     async def wait_ready(self) -> None:
-        """Until every listener accepts a connection; LaunchError if the process exits."""
+        """Until the node reports that its listeners are serving, with the ports the spec
+        says; LaunchError if it exits (or closes the pipe) first."""
+        assert self._ready is not None, "spawn() first"
+        line = await self._ready.readline()
+        self._close_ready_pipe()
+        if not line.startswith(b"ready "):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(10):  # it closed the pipe: it is exiting
+                    await self.process.wait()  # type: ignore[union-attr]
+            what = f"exited with code {self.returncode}" if not self.running else "closed its readiness pipe"
+            raise LaunchError(f"{self.name} (pid {self.pid}) {what}{self._tail_text()}")
+        self.ports = {str(k): int(v) for k, v in json.loads(line[6:]).items()}
         for listener in LISTENERS[self.spec.service]:
-            host, port = config.split_host_port(self.addr(listener))
-            while not await _accepts(host, port):
-                if not self.running:
-                    raise LaunchError(f"{self.name} exited with code {self.returncode}\n{self.log_tail()}")
-                await asyncio.sleep(0.05)
+            wanted = config.split_host_port(self.spec.listen[listener], listener)[1]
+            if wanted and self.ports.get(listener) != wanted:
+                raise LaunchError(f"{self.name} listens for {listener} on {self.ports.get(listener)}, not {wanted}")
+        _log.info("node_ready", node=self.name, pid=self.pid, ports=self.ports)
+
+    def _close_ready_pipe(self) -> None:
+        if self._ready_pipe is not None:
+            self._ready_pipe.close()
+            self._ready_pipe = None
+
+    def _tail_text(self) -> str:
+        tail = self.log_tail()
+        return f"; the last lines of {self.log_path}:\n{tail}" if tail else ""
 
     @property
     def returncode(self) -> int | None:
@@ -134,17 +175,6 @@ class Node:
         if self.log_path is None or not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-
-async def _accepts(host: str, port: int) -> bool:
-    try:
-        _, writer = await asyncio.open_connection(host, port)
-    except OSError:
-        return False
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
-    return True
 
 
 class Launcher:

@@ -1,27 +1,44 @@
 """`gim run`: the three services as child processes on one machine, plus a demo.
 
-Starts the embedded Redis when the configured one is a loopback address where
-nothing listens, creates the schema, starts business, logic and connect (each in
-its own process group, so Ctrl-C reaches only this supervisor), prints the
-endpoints and two signed-in demo users, and on Ctrl-C/SIGTERM stops connect, logic
-and business in that order.
+Before starting anything it makes sure it is alone: one `gim run` per var folder
+(`<var>/gim.pid`, see `run_lock`) and every service's listen address free (else one line
+naming the address and the process that holds it, exit 1). Then it starts the embedded
+Redis when the configured one is a loopback address where nothing listens, creates the
+schema, starts business, logic and connect (each in its own process group, so Ctrl-C
+reaches only this supervisor; their logs go to `<var>/log/<service>.log`), and prints the
+endpoints and two signed-in demo users.
+
+It stops connect, logic and business in that order, then the embedded Redis, on Ctrl-C,
+SIGTERM or SIGHUP (a closed terminal); a second one kills the services at once. When a
+service dies on its own it stops the others and exits 1, naming it and showing the end of
+its log. If the supervisor itself dies (SIGKILL, a crash) the services get SIGTERM from
+the kernel (`pkg.parent_death`) and the embedded Redis from a small reaper process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from gim.internal.launcher import LISTENERS, SERVICES, LaunchError, Launcher, NodeSpec
-from gim.pkg import config, log, redis_client, rpc
+from gim.internal.launcher import LISTENERS, SERVICES, LaunchError, Launcher, Node, NodeSpec
+from gim.internal.run_lock import AlreadyRunning, RunLock
+from gim.pkg import config, log, ports, redis_client, rpc, service
 from gim.pkg.pb import logic_ext_pb2, logic_ext_pb2_grpc, user_ext_pb2, user_ext_pb2_grpc
 
 _log = log.get("run")
 DEMO_PHONES = ("18800000001", "18800000002")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# a service has this long to stop after SIGTERM before it is killed: past its own bound
+STOP_TIMEOUT = service.SHUTDOWN_LIMIT + 5.0
+T = TypeVar("T")
 
 
 def run_all(dev_code: str, var_dir: str) -> None:
@@ -31,39 +48,133 @@ def run_all(dev_code: str, var_dir: str) -> None:
         "connect": config.load(config.ConnectConfig, "connect"),
     }
     log.setup(configs["logic"].log_level, configs["logic"].log_format)
+    var = Path(var_dir)
+    lock = RunLock(var)
     try:
-        asyncio.run(_supervise(configs, dev_code, Path(var_dir)))
-    except KeyboardInterrupt:
+        lock.acquire()
+    except AlreadyRunning as exc:
+        raise SystemExit(f"gim: {exc}") from None
+    try:
+        _check_ports(configs)
+        asyncio.run(Supervisor(configs, dev_code, var).run())
+    except KeyboardInterrupt:  # before the signal handlers were in place
         pass
+    finally:
+        lock.release()
 
 
-async def _supervise(configs: dict[str, config.BaseConfig], dev_code: str, var: Path) -> None:
-    logic = configs["logic"]
-    assert isinstance(logic, config.LogicConfig)
-    redis = await _embedded_redis_if_needed(logic.redis_url, var / "redis")
-    env = dict(os.environ)
-    env.setdefault("GIM_BUSINESS_DEV_CODE", dev_code)
-    nodes = Launcher(_specs(configs), env=env)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
+def _check_ports(configs: dict[str, config.BaseConfig]) -> None:
+    """Every service's listen addresses are free, before anything starts."""
+    for name in SERVICES:
+        try:
+            service.check_listeners(name, configs[name])
+        except ports.PortTaken as exc:
+            raise SystemExit(f"gim: {exc}") from None
+
+
+class Supervisor:
+    def __init__(self, configs: dict[str, config.BaseConfig], dev_code: str, var: Path) -> None:
+        self.configs = configs
+        self.dev_code = dev_code
+        self.var = var
+        env = dict(os.environ)
+        env.setdefault("GIM_BUSINESS_DEV_CODE", dev_code)
+        (var / "log").mkdir(parents=True, exist_ok=True)
+        self.nodes = Launcher(_specs(configs), env=env, log_dir=var / "log")
+        self.redis: redis_client.EmbeddedRedis | None = None
+        self.reaper: asyncio.subprocess.Process | None = None
+        self.stop = asyncio.Event()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        died: Node | None = None
+        failed: LaunchError | None = None
+        try:
+            if await self._unless_stopped(self._start()):
+                died = await self._until_stopped()
+        except LaunchError as exc:
+            failed = exc
+        finally:
+            await self.nodes.stop(STOP_TIMEOUT)
+            await self._stop_redis()
+            print("gim: stopped", flush=True)
+        if failed is not None:
+            raise SystemExit(f"gim: {failed}")
+        if died is not None:
+            raise SystemExit(1)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if not self.stop.is_set():
+            _log.info("stop_requested", signal=sig.name)
+            self.stop.set()
+            return
+        print(f"gim: {sig.name} again: killing the services now", file=sys.stderr, flush=True)
+        for node in self.nodes.nodes.values():
+            if node.running and node.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(node.pid, signal.SIGKILL)
+
+    async def _unless_stopped(self, work: Coroutine[Any, Any, T]) -> T | None:
+        """`work`'s result, or None if a stop signal came first (`work` is then cancelled)."""
+        task = asyncio.ensure_future(work)
+        stopped = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        return None if task.cancelled() else task.result()
+
+    async def _start(self) -> bool:
+        logic = self.configs["logic"]
+        assert isinstance(logic, config.LogicConfig)
+        await self._embedded_redis_if_needed(logic.redis_url)
         from gim.cmd.gim import migrate
 
         await migrate(logic)
-        try:
-            await nodes.start()
-        except LaunchError as exc:
-            raise SystemExit(f"gim: {exc}") from None
-        demo = await _demo(configs, dev_code)
-        _print_banner(configs, demo)
-        await _until_stopped(nodes, stop)
-    finally:
-        await nodes.stop()
-        if redis is not None:
-            redis.stop()
-        print("gim: stopped", flush=True)
+        await self.nodes.start()  # LaunchError: reported by run()
+        demo = await _demo(self.configs, self.dev_code)
+        _print_banner(self.configs, demo, self.var / "log")
+        return True
+
+    async def _until_stopped(self) -> Node | None:
+        """Until a stop signal (None), or until a service exits on its own (that node)."""
+        exited = asyncio.ensure_future(self.nodes.exited())
+        node = await self._unless_stopped(exited)
+        if node is not None:
+            tail = node.log_tail(20)
+            print(
+                f"gim: {node.name} (pid {node.pid}) exited with code {node.returncode}; stopping the other services\n"
+                + (f"the last lines of {node.log_path}:\n{tail}" if tail else f"its log {node.log_path} is empty"),
+                file=sys.stderr,
+                flush=True,
+            )
+        return node
+
+    async def _embedded_redis_if_needed(self, url: str) -> None:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 6379
+        if host not in LOOPBACK or redis_client.port_open(host, port):
+            return
+        self.redis = redis_client.EmbeddedRedis(self.var / "redis", port, host="127.0.0.1")
+        await self.redis.start()
+        redis_pid = self.redis._process.pid  # type: ignore[union-attr]  # EmbeddedRedis names no PID
+        self.reaper = await asyncio.create_subprocess_exec(
+            sys.executable, "-P", "-m", "gim.internal.reaper", str(os.getpid()), str(redis_pid),
+            stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+
+    async def _stop_redis(self) -> None:
+        if self.reaper is not None and self.reaper.returncode is None:
+            self.reaper.kill()  # not needed any more: the Redis is stopped here
+            await self.reaper.wait()
+        if self.redis is not None:
+            await asyncio.to_thread(self.redis.stop)
 
 
 def _specs(configs: dict[str, config.BaseConfig]) -> list[NodeSpec]:
@@ -74,30 +185,6 @@ def _specs(configs: dict[str, config.BaseConfig]) -> list[NodeSpec]:
         listen = {listener: getattr(cfg, f"{listener}_listen") for listener in LISTENERS[name]}
         specs.append(NodeSpec(name, name, listen))
     return specs
-
-
-async def _until_stopped(nodes: Launcher, stop: asyncio.Event) -> None:
-    """Until Ctrl-C/SIGTERM, or until a service exits on its own."""
-    stopped = asyncio.ensure_future(stop.wait())
-    exited = asyncio.ensure_future(nodes.exited())
-    try:
-        await asyncio.wait([stopped, exited], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopped.cancel()
-        exited.cancel()
-    if exited.done() and not exited.cancelled():
-        node = exited.result()
-        _log.error("service_exited", service=node.name, code=node.returncode)
-
-
-async def _embedded_redis_if_needed(url: str, folder: Path) -> redis_client.EmbeddedRedis | None:
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 6379
-    if host not in LOOPBACK or redis_client.port_open(host, port):
-        return None
-    embedded = redis_client.EmbeddedRedis(folder, port, host="127.0.0.1")
-    await embedded.start()
-    return embedded
 
 
 async def _demo(configs: dict[str, config.BaseConfig], dev_code: str) -> list[tuple[str, int, int, str]]:
@@ -123,7 +210,7 @@ async def _demo(configs: dict[str, config.BaseConfig], dev_code: str) -> list[tu
     return out
 
 
-def _print_banner(configs: dict[str, config.BaseConfig], demo: list[tuple[str, int, int, str]]) -> None:
+def _print_banner(configs: dict[str, config.BaseConfig], demo: list[tuple[str, int, int, str]], logs: Path) -> None:
     c, lg, b = configs["connect"], configs["logic"], configs["business"]
     lines = [
         "",
@@ -135,6 +222,7 @@ def _print_banner(configs: dict[str, config.BaseConfig], demo: list[tuple[str, i
         f"  LogicInt / UserInt / ConnectInt (private)  {lg.int_listen} / {b.int_listen} / {c.int_listen}",  # type: ignore[attr-defined]
         f"  database               {lg.database_url}",  # type: ignore[attr-defined]
         f"  redis                  {lg.redis_url}",
+        f"  service logs           {logs}/business.log, logic.log, connect.log",
         "",
         "demo users (sign-in code for any phone number: the development code):",
     ]
