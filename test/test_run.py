@@ -219,6 +219,17 @@ async def test_a_second_gim_run_is_refused_and_sigkill_leaves_nothing_behind(tmp
         assert await first.ended() == -signal.SIGKILL
         await until_gone(children)
 
+    # its lock went with it, its ports are free: the same folder starts again
+    again = await start_gim_run(tmp_path, first.ports, first.var)
+    try:
+        await again.until_banner()
+        again.proc.send_signal(signal.SIGINT)
+        assert await again.ended() == 0, again.output.decode()
+    finally:
+        if again.proc.returncode is None:
+            again.proc.kill()
+            await again.proc.wait()
+
 
 async def test_a_service_that_dies_stops_gim_run_with_its_log(tmp_path: Path) -> None:
     async with gim_run(tmp_path, log_level="info") as run:

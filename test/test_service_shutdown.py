@@ -155,3 +155,35 @@ async def test_a_second_signal_ends_the_process_at_once(tmp_path: Path) -> None:
             await proc.wait()
     assert proc.returncode == 1
     assert b"stop_forced" in output and b"signal=SIGINT" in output, output.decode()
+
+
+HALF_STARTED_SERVICE = """
+from gim.pkg import config, rpc, service
+
+class HalfStarted:
+    async def start(self):
+        self.grpc = rpc.new_server()
+        rpc.bind(self.grpc, "127.0.0.1:0")
+        await self.grpc.start()
+        raise OSError(98, "cannot listen on 127.0.0.1:1 (second listener)")
+
+    async def stop(self, grace=5.0):
+        await self.grpc.stop(grace)
+
+service.serve("half", config.BaseConfig(), HalfStarted)
+"""
+
+
+async def test_a_start_that_fails_half_way_ends_in_one_line(tmp_path: Path) -> None:
+    """What it opened is stopped while the event loop runs: no "Exception ignored in ...
+    Server.__del__" or "coroutine 'AioServer.shutdown' was never awaited" at exit."""
+    script = tmp_path / "half.py"
+    script.write_text(HALF_STARTED_SERVICE)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-P", str(script), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    async with asyncio.timeout(60):
+        output, _ = await proc.communicate()
+    text = output.decode()
+    assert proc.returncode == 1, text
+    assert text.count("\n") == 1 and "cannot_start" in text and "second listener" in text, text
