@@ -35,6 +35,7 @@ from gim.pkg.pb import logic_ext_pb2, logic_ext_pb2_grpc, user_ext_pb2, user_ext
 _log = log.get("run")
 DEMO_PHONES = ("18800000001", "18800000002")
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+WILDCARD = {"", "0.0.0.0", "::"}
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # a service has this long to stop after SIGTERM before it is killed: past its own bound
 STOP_TIMEOUT = service.SHUTDOWN_LIMIT + 5.0
@@ -64,8 +65,17 @@ def run_all(dev_code: str, var_dir: str) -> None:
 
 
 def _check_ports(configs: dict[str, config.BaseConfig]) -> None:
-    """Every service's listen addresses are free, before anything starts."""
+    """Every service's listen addresses are distinct and free, before anything starts."""
+    seen: dict[tuple[str, int], str] = {}
     for name in SERVICES:
+        for listener in LISTENERS[name]:
+            host, port = config.split_host_port(getattr(configs[name], f"{listener}_listen"), f"{listener}_listen")
+            setting = f"{name} {listener}_listen"
+            for (other_host, other_port), other in seen.items():
+                overlap = host == other_host or bool({host, other_host} & WILDCARD)
+                if port and port == other_port and overlap:
+                    raise SystemExit(f"gim: {other} and {setting} both listen on port {port}; give each its own")
+            seen[(host, port)] = setting
         try:
             service.check_listeners(name, configs[name])
         except ports.PortTaken as exc:
@@ -89,20 +99,18 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, self._on_signal, sig)
-        died: Node | None = None
-        failed: LaunchError | None = None
+        failed = False
         try:
             if await self._unless_stopped(self._start()):
-                died = await self._until_stopped()
+                failed = await self._until_stopped() is not None
         except LaunchError as exc:
-            failed = exc
+            print(f"gim: {exc}", file=sys.stderr, flush=True)
+            failed = True
         finally:
             await self.nodes.stop(STOP_TIMEOUT)
             await self._stop_redis()
             print("gim: stopped", flush=True)
-        if failed is not None:
-            raise SystemExit(f"gim: {failed}")
-        if died is not None:
+        if failed:
             raise SystemExit(1)
 
     def _on_signal(self, sig: signal.Signals) -> None:
