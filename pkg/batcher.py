@@ -39,6 +39,11 @@ class Batcher(Generic[T, R]):
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
+    def pending(self) -> int:
+        """Requests queued and not yet taken into a batch."""
+        return len(self._queue)
+
+    @property
     def idle(self) -> bool:
         """Nothing queued and nothing being handled."""
         return not self._queue and self._workers == 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -34,12 +34,28 @@ async def announce(redis: aioredis.Redis, prefix: str, conn_addr: str) -> None:
     await redis.set(node_key(prefix, conn_addr), str(int(time.time())), ex=NODE_TTL)
 
 
-async def keep_alive(redis: aioredis.Redis, prefix: str, conn_addr: str) -> None:
-    """Run for the life of a connect node (cancel it to stop; `leave` removes the key)."""
+def reaped_key(prefix: str, conn_addr: str) -> str:
+    """Set by the logic node that declared `conn_addr` dead (see logic's reaper)."""
+    return f"{prefix}node-reaped:{conn_addr}"
+
+
+async def refresh(redis: aioredis.Redis, prefix: str, conn_addr: str) -> bool:
+    """Keep the node's key alive; True if logic had declared this node dead meanwhile
+    (it could not reach Redis for NODE_TTL and more): its devices were marked offline."""
+    await announce(redis, prefix, conn_addr)
+    return bool(await redis.delete(reaped_key(prefix, conn_addr)))
+
+
+async def keep_alive(
+    redis: aioredis.Redis, prefix: str, conn_addr: str, on_reaped: Callable[[], None] = lambda: None
+) -> None:
+    """Run for the life of a connect node (cancel it to stop; `leave` removes the key).
+    `on_reaped`: called when logic had declared the node dead although it lives."""
     while True:
         await asyncio.sleep(NODE_REFRESH)
         try:
-            await announce(redis, prefix, conn_addr)
+            if await refresh(redis, prefix, conn_addr):
+                on_reaped()
         except RedisError as exc:
             _log.warning("node_keep_alive_failed", conn_addr=conn_addr, error=str(exc))
 
@@ -61,6 +77,20 @@ class NodeLiveness:
         self._prefix = prefix
         self._alive_until: dict[str, float] = {}
         self._dead: set[str] = set()  # logged once each
+        self._failures = log.Summary(_log)
+
+    async def suspects(self, conn_addrs: set[str]) -> set[str]:
+        """The nodes among `conn_addrs` that show no sign of life. If Redis cannot say,
+        none: a push to a node that is really gone fails on its own."""
+        try:
+            return conn_addrs - await self.alive(conn_addrs)
+        except RedisError as exc:
+            self._failures.warning("node_liveness_unknown", kind=type(exc).__name__, error=str(exc))
+            return set()
+
+    async def is_alive(self, conn_addr: str) -> bool:
+        """Whether one node shows signs of life (True if Redis cannot say)."""
+        return conn_addr not in await self.suspects({conn_addr})
 
     async def alive(self, conn_addrs: Iterable[str]) -> set[str]:
         now = time.monotonic()

@@ -34,3 +34,12 @@ def test_deliveries_parse_as_deliver_messages_req(seq: int, content_size: int) -
         expected.CopyFrom(message)
         expected.seq = seq + i
         assert m.message_send.message == expected
+
+
+def test_a_sent_mark_parses_as_a_delivery_without_a_message() -> None:
+    from gim.internal.logic.wire import sent_mark_bytes
+
+    data = sent_mark_bytes(300, 2**40) + delivery_bytes(7, message_send_bytes(b"", 5))
+    first, second = ci.DeliverMessagesReq.FromString(data).messages
+    assert (first.device_id, first.sent_seq, first.HasField("message_send")) == (300, 2**40, False)
+    assert (second.device_id, second.sent_seq, second.message_send.message.seq) == (7, 0, 5)

@@ -16,6 +16,13 @@ from gim.pkg.pb import connect_int_pb2 as ci
 from gim.pkg.pb import logic_int_pb2 as li
 
 
+async def deliveries_done(cluster: Any) -> None:
+    """Wait (bounded) until logic has an answer for every delivery it queued."""
+    async with asyncio.timeout(30):
+        while cluster.logic.deliverer.backlog:
+            await asyncio.sleep(0.01)
+
+
 async def test_a_node_is_alive_while_it_runs(cluster, connect_node, redis) -> None:  # type: ignore[no-untyped-def]
     prefix = cluster.storage.redis_prefix
     assert await redis.exists(nodes.node_key(prefix, cluster.connect.node.conn_addr))
@@ -36,6 +43,7 @@ async def test_a_dead_node_gets_one_short_try(cluster, log_events) -> None:  # t
     await rpc.call(cluster.logic_int.ConnSignIn, sign_in, 10.0)
     seq = await cluster.api.send_message(sender, cx.RT_USER, receiver.user_id, cx.Text(text="later").SerializeToString())
     assert seq > 0, "the send succeeds; the message waits for the device's sync"
+    await deliveries_done(cluster)
     events = [(e["event"], e.get("conn_addr")) for e in log_events]
     assert ("node_not_alive", dead_node) in events
     assert events.count(("deliver_failed", dead_node)) == 1, "one try, no retry on a fresh channel"

@@ -7,8 +7,10 @@ from typing import Any
 from grpc import aio
 
 from gim.internal.connect.codec import FrameError
+from gim.internal.connect.push_order import SENT
 from gim.internal.connect.registry import Registry
 from gim.pkg import log
+from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import connect_int_pb2, connect_int_pb2_grpc
 
 _log = log.get("connect")
@@ -23,8 +25,14 @@ class ConnectIntServicer(connect_int_pb2_grpc.ConnectIntServicer):
         session = self.registry.get(request.device_id)
         if session is None:
             return False
+        if request.sent_seq:  # the device sent that message itself: its order moves past it
+            session.push_stored(request.sent_seq, SENT)
+            return True
+        message = request.message_send.message
+        # a room's replayed messages carry the room's seq: no place in the device's order
+        seq = message.seq if message.receiver_type != cx.RT_ROOM else 0
         try:
-            session.push(request.message_send.SerializeToString())
+            session.push_stored(seq, request.message_send.SerializeToString())
         except FrameError as exc:  # never from a current logic; one such must not cost the others theirs
             _log.warning("deliver_too_large", device_id=request.device_id, error=str(exc))
         return True

@@ -9,6 +9,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from grpc import aio
+from redis.exceptions import RedisError
 from websockets.asyncio.server import Server as WsServer
 
 from gim.internal.connect import tcp, ws
@@ -76,7 +77,7 @@ class ConnectServer:
         self._chores = [
             loop.create_task(self._evict_idle()),
             loop.create_task(self._log_stats()),
-            loop.create_task(nodes.keep_alive(self._redis, self.config.redis_prefix, conn_addr)),
+            loop.create_task(nodes.keep_alive(self._redis, self.config.redis_prefix, conn_addr, self.reaped)),
         ]
         _log.info(
             "connect_started",
@@ -135,6 +136,15 @@ class ConnectServer:
                 _log.info("conn_stats", **current)
                 last = current
 
+    def reaped(self) -> None:
+        """Logic declared this node dead (it could not reach Redis for a long while) and
+        marked its devices offline: every connection is closed, so that its client signs
+        in again (on any node) and is online, with its pushes, once more."""
+        sessions = [s for s in self.registry.connections if s.signed_in]
+        _log.error("node_was_declared_dead", conn_addr=self.node.conn_addr if self.node else "", closing=len(sessions))
+        for session in sessions:
+            session.close("this node was declared dead while it could not reach Redis: sign in again")
+
     async def _evict_idle(self) -> None:
         """Close connections that have sent nothing for the idle timeout."""
         idle = self.config.idle_timeout
@@ -177,7 +187,10 @@ class ConnectServer:
         except Exception as exc:  # logic may already be gone; devices then time out
             _log.warning("server_stop_failed", error=str(exc))
         if self._redis is not None:
-            await nodes.leave(self._redis, self.config.redis_prefix, self.node.conn_addr)
+            try:
+                await nodes.leave(self._redis, self.config.redis_prefix, self.node.conn_addr)
+            except RedisError as exc:  # the key expires by itself
+                _log.warning("node_leave_failed", error=str(exc))
             await self._redis.aclose()
         if self.broadcasts is not None:
             await self.broadcasts.stop()

@@ -18,7 +18,9 @@ from typing import Any, Protocol
 
 from grpc import aio
 
+from gim.internal.connect.codec import FrameError
 from gim.internal.connect.packets import KNOWN_TYPES, Encoded, PacketError, output, parse_data, parse_input
+from gim.internal.connect.push_order import PushOrder
 from gim.internal.connect.registry import Registry
 from gim.internal.connect.sign_ins import SignIns
 from gim.pkg import log, rpc
@@ -34,6 +36,10 @@ _ids = itertools.count(random.randrange(1, 1 << 31))
 
 # Packets waiting to be handled on one connection before it counts as a flood.
 INBOX_LIMIT = 64
+# A push that arrives ahead of its turn waits this long for the seqs before it (usually
+# milliseconds behind, through another logic node), then they are fetched from logic.
+GAP_WAIT = 1.0
+FILL_PAGES = 10  # sync pages one gap fill reads at most
 
 
 def _kind(exc: Exception) -> str:
@@ -134,7 +140,7 @@ class Session:
     # inbox until packets queue up, a logger built only when something is logged.
     __slots__ = (
         "transport", "node", "conn_id", "client_addr", "user_id", "device_id", "room_id", "closed",
-        "replaced", "_inbox", "_worker", "_signing_in", "last_active", "_deadline",
+        "replaced", "_inbox", "_worker", "_signing_in", "last_active", "_deadline", "order", "_gap",
     )  # fmt: skip
 
     def __init__(self, transport: Transport, node: Node) -> None:
@@ -152,6 +158,8 @@ class Session:
         self._inbox: deque[cx.Input] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._signing_in = False
+        self.order: PushOrder | None = None  # the device's push order, once signed in
+        self._gap: asyncio.TimerHandle | asyncio.Task[None] | None = None  # a gap being waited for or filled
         loop = asyncio.get_running_loop()
         self.last_active = loop.time()
         self._deadline: asyncio.TimerHandle | None = loop.call_later(
@@ -282,7 +290,7 @@ class Session:
             client_addr=self.client_addr,
         )
         try:
-            await self.node.sign_ins.sign_in(req)
+            max_seq = await self.node.sign_ins.sign_in(req)
         except GimError as exc:
             self.fail(_wire_code(exc.code), exc.message, cx.PT_SIGN_IN, request_id)
             return False
@@ -296,6 +304,7 @@ class Session:
             return False
         self._cancel_deadline()
         self.user_id, self.device_id = user_id, device_id
+        self.order = PushOrder(max_seq) if max_seq is not None else None
         old = self.node.registry.bind(device_id, self)
         if old is not None:
             old.replaced = True
@@ -362,7 +371,56 @@ class Session:
 
     def push(self, message_send: bytes) -> None:
         """A message for this device (already serialized `MessageSend`)."""
-        self.push_encoded(Encoded(output(cx.PT_MESSAGE, data=message_send)))
+        try:
+            self.push_encoded(Encoded(output(cx.PT_MESSAGE, data=message_send)))
+        except FrameError as exc:  # never from a current logic (messages fit by construction)
+            self.log.warning("push_too_large", error=str(exc))
+
+    def push_stored(self, seq: int, message_send: bytes) -> None:
+        """A message stored for this device's user with `seq` (or, with empty
+        `message_send`, the mark of a seq this device sent itself): written in seq order
+        (see push_order.py); one that comes ahead of its turn waits for the seqs before it."""
+        order = self.order
+        if order is None:
+            if message_send:
+                self.push(message_send)
+            return
+        for data in order.offer(seq, message_send):
+            self.push(data)
+        if order.waiting and self._gap is None and not self.closed:
+            self._gap = asyncio.get_running_loop().call_later(GAP_WAIT, self._fill_gap)
+        elif not order.waiting and isinstance(self._gap, asyncio.TimerHandle):
+            self._gap.cancel()  # the missing ones came
+            self._gap = None
+
+    def _fill_gap(self) -> None:
+        self._gap = self.node.spawn(self._fetch_gap())
+
+    async def _fetch_gap(self) -> None:
+        """Fetch the seqs missing before the held pushes from logic (a sync from the last
+        one given), then let everything out in order. If logic cannot answer, the held
+        pushes go out anyway: the client's next sync brings what is missing."""
+        order = self.order
+        assert order is not None
+        try:
+            for _ in range(FILL_PAGES):
+                if self.closed or not order.waiting:
+                    break
+                wanted = order.wanted
+                req = logic_int_pb2.SyncReq(user_id=self.user_id, device_id=self.device_id, seq=order.last)
+                resp = await self._call(self.node.logic.Sync, req)
+                synced = [(m.seq, cx.MessageSend(message=m).SerializeToString()) for m in resp.messages if m.seq <= wanted]
+                reached = not resp.has_more or not resp.messages or resp.messages[-1].seq >= wanted
+                for data in order.fill(synced) if reached else order.advance(synced):
+                    self.push(data)
+                self.log.info("push_gap_filled", fetched=len(synced), last=order.last)
+        except (GimError, aio.AioRpcError) as exc:
+            self.log.warning("push_gap_fill_failed", error=_reason(exc))
+        finally:
+            self._gap = None
+            if not self.closed:
+                for data in order.fill([]) if order.waiting else ():
+                    self.push(data)
 
     def push_encoded(self, out: Encoded) -> None:
         """An Output encoded once for many connections (room and push-all broadcasts)."""
@@ -397,6 +455,9 @@ class Session:
             return
         self.closed = True
         self._cancel_deadline()
+        if isinstance(self._gap, asyncio.TimerHandle):
+            self._gap.cancel()
+        self._gap = None
         self._set_room(0)
         registry = self.node.registry
         registry.connections.discard(self)

@@ -30,14 +30,15 @@ class SignIns:
         self._logic = logic
         self._timeout = timeout
         self._one_by_one = False
-        self._batcher: Batcher[logic_int_pb2.ConnSignInReq, None] = Batcher("sign_ins", self._send, BATCH, CALLS)
+        self._batcher: Batcher[logic_int_pb2.ConnSignInReq, int | None] = Batcher("sign_ins", self._send, BATCH, CALLS)
 
-    async def sign_in(self, req: logic_int_pb2.ConnSignInReq) -> None:
-        """Return once logic has the device online here; raise `GimError` if it refused the
-        sign-in, `grpc.aio.AioRpcError` if it could not be asked."""
-        await self._batcher.submit(req)
+    async def sign_in(self, req: logic_int_pb2.ConnSignInReq) -> int | None:
+        """Return once logic has the device online here, with the user's highest seq then
+        (None if logic did not say); raise `GimError` if it refused the sign-in,
+        `grpc.aio.AioRpcError` if it could not be asked."""
+        return await self._batcher.submit(req)
 
-    async def _send(self, reqs: list[logic_int_pb2.ConnSignInReq]) -> list[None | BaseException]:
+    async def _send(self, reqs: list[logic_int_pb2.ConnSignInReq]) -> list[int | None | BaseException]:
         if not self._one_by_one:
             try:
                 req = logic_int_pb2.ConnSignInsReq(sign_ins=reqs)
@@ -50,12 +51,20 @@ class SignIns:
             except GimError as exc:
                 return [exc] * len(reqs)
             else:
-                return errors_of(resp.results, len(reqs), "sign-ins")  # type: ignore[return-value]
+                errors: list[int | None | BaseException] = list(errors_of(resp.results, len(reqs), "sign-ins"))
+                if len(resp.results) != len(reqs):
+                    return errors  # each one "retry"
+                return [error or _max_seq(result) for error, result in zip(errors, resp.results, strict=True)]
         return list(await asyncio.gather(*(self._one(req) for req in reqs)))
 
-    async def _one(self, req: logic_int_pb2.ConnSignInReq) -> BaseException | None:
+    async def _one(self, req: logic_int_pb2.ConnSignInReq) -> int | None | BaseException:
         try:
-            await rpc.call(self._logic.ConnSignIn, req, self._timeout, wait_for_ready=True)
+            resp = await rpc.call(self._logic.ConnSignIn, req, self._timeout, wait_for_ready=True)
         except (GimError, aio.AioRpcError) as exc:
             return exc
-        return None
+        return _max_seq(resp)
+
+
+def _max_seq(answer: logic_int_pb2.ConnSignInResp | logic_int_pb2.SignInResult) -> int | None:
+    """The user's highest seq that logic answered with a sign-in (an older logic does not)."""
+    return answer.max_seq if answer.HasField("max_seq") else None

@@ -183,13 +183,31 @@ class LogicIntServicer(int_grpc.LogicIntServicer):
         error = (await self._sign_in([request]))[0]
         if error is not None:
             raise error
-        return int_.ConnSignInResp()
+        highest = (await self._max_seqs([request])).get(request.user_id)
+        return int_.ConnSignInResp() if highest is None else int_.ConnSignInResp(max_seq=highest)
 
     async def ConnSignIns(self, request: int_.ConnSignInsReq, context: Context) -> int_.ConnSignInsResp:
         if len(request.sign_ins) > MAX_SIGN_INS:
             raise bad_request(f"at most {MAX_SIGN_INS} sign-ins in one call")
-        errors = await self._sign_in(list(request.sign_ins))
-        return int_.ConnSignInsResp(results=[result_pb(int_.SignInResult, e) for e in errors])
+        reqs = list(request.sign_ins)
+        errors = await self._sign_in(reqs)
+        highest = await self._max_seqs([r for r, e in zip(reqs, errors, strict=True) if e is None])
+        results = [result_pb(int_.SignInResult, e) for e in errors]
+        for req, result in zip(reqs, results, strict=True):
+            if not result.code and req.user_id in highest:
+                result.max_seq = highest[req.user_id]
+        return int_.ConnSignInsResp(results=results)
+
+    async def _max_seqs(self, signed_in: list[int_.ConnSignInReq]) -> dict[int, int]:
+        """The users' highest seqs, where connect starts ordering the devices' pushes; none
+        if the database cannot say now (the sign-in stands, its pushes go unordered)."""
+        if not signed_in:
+            return {}
+        try:
+            return await self.messages.store.max_seqs([r.user_id for r in signed_in])
+        except Exception as exc:  # noqa: BLE001 - ordering is a bonus, the sign-in is done
+            _log.warning("max_seqs_failed", users=len(signed_in), error=repr(exc))
+            return {}
 
     async def _sign_in(self, reqs: list[int_.ConnSignInReq]) -> list[GimError | None]:
         """Check each token with business, then mark each device online at its node: None

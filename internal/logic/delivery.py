@@ -4,29 +4,41 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import time
 from collections import defaultdict
-from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Hashable, Iterable, Mapping
 from typing import Any
 
 import grpc
 from grpc import aio
 
 from gim.internal.logic.devices import OnlineDevice
-from gim.internal.logic.wire import delivery_bytes
+from gim.internal.logic.wire import delivery_bytes, sent_mark_bytes
 from gim.pkg import log, rpc
 from gim.pkg.batcher import Batcher
 from gim.pkg.pb import connect_int_pb2, connect_int_pb2_grpc
 
 _log = log.get("delivery")
 
-Target = tuple[OnlineDevice, bytes]  # a device, and the serialized MessageSend for it
+# A device, and the serialized MessageSend for it, or (an int) the seq of a message that
+# device sent itself: connect then pushes nothing, but the device's push order moves on.
+Target = tuple[OnlineDevice, bytes | int]
 
+TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED)
 # A node whose liveness key is gone (pkg/nodes.py) is most likely dead: one short try.
 SUSPECT_TIMEOUT = 1.0
 # Most one DeliverMessages call carries, in deliveries or KiB (whichever is more): a
 # connect node serves it in one go, and gRPC takes 4 MiB at most.
 LANE_UNITS = 1000
+# A node that fails for a transient reason (restarting, overloaded, a network blip) is
+# tried again with growing pauses for this long, as long as it shows signs of life.
+RETRY_FOR = 30.0
+RETRY_PAUSE = (0.1, 2.0)  # first and longest pause between tries
+# Sends waiting in one node's lane (each send's deliveries to the node are one part), at
+# most; past that, new ones for the node are dropped (its devices get them by sync)
+# rather than piling up behind a stuck node.
+LANE_BACKLOG = 20_000
 
 
 class _Job:
@@ -116,9 +128,18 @@ class Deliverer:
     """
 
     def __init__(
-        self, timeout: float, idle_after: float = 300.0, clock: Callable[[], float] = time.monotonic
+        self,
+        timeout: float,
+        idle_after: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+        alive: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
+        """`alive(conn_addr)`: whether a node still shows signs of life (retries stop when
+        it does not)."""
         self._timeout = timeout
+        self._alive = alive
+        self._failures = log.Summary(_log)
+        self.backlog = 0  # deliveries queued and not yet answered, on every lane
         self._idle_after = idle_after
         self._clock = clock
         self._peers: dict[str, _Peer] = {}
@@ -167,14 +188,24 @@ class Deliverer:
         while its own deliveries are on their way."""
         await self._close_idle()
         by_node: dict[str, list[bytes]] = defaultdict(list)
-        for device, message_send in targets:
-            by_node[device.conn_addr].append(delivery_bytes(device.device_id, message_send))
-        queued = [
-            self._lane(addr).enqueue(chunk)
-            for addr, parts in by_node.items()
-            for chunk in _chunks(parts, addr in suspects)
-        ]
+        for device, what in targets:
+            part = sent_mark_bytes(device.device_id, what) if isinstance(what, int) else delivery_bytes(device.device_id, what)
+            by_node[device.conn_addr].append(part)
+        queued: list[asyncio.Future[int]] = []
+        for addr, parts in by_node.items():
+            lane = self._lane(addr)
+            if lane.pending > LANE_BACKLOG:
+                self._failures.warning("deliver_backlog_full", kind=addr, conn_addr=addr, dropped=len(parts))
+                continue
+            for chunk in _chunks(parts, addr in suspects):
+                self.backlog += chunk.count
+                answer = lane.enqueue(chunk)
+                answer.add_done_callback(lambda _, n=chunk.count: self._answered(n))
+                queued.append(answer)
         return asyncio.ensure_future(_total(queued))
+
+    def _answered(self, count: int) -> None:
+        self.backlog -= count
 
     def _lane(self, conn_addr: str) -> Batcher[_Chunk, int]:
         lane = self._lanes.get(conn_addr)
@@ -191,27 +222,41 @@ class Deliverer:
         return lane
 
     async def _to_node(self, conn_addr: str, chunk: _Chunk) -> int:
-        """Deliver to one node; a channel that failed is replaced and tried once more, so a
-        node that restarted on the same address is reached at once, not after the old
-        channel's reconnect backoff. A suspect node gets one short try."""
-        attempts = 1 if chunk.suspect else 2
+        """Deliver to one node. A failure for a transient reason is tried again: at once
+        on a new channel (a node that restarted on the same address is reached without
+        the old channel's reconnect backoff), then with growing pauses for RETRY_FOR
+        seconds while the node shows signs of life. Later deliveries to the node wait
+        behind in its lane, so they keep their order. A suspect node gets one short try."""
         timeout = min(self._timeout, SUSPECT_TIMEOUT) if chunk.suspect else self._timeout
-        for attempt in range(1, attempts + 1):
+        give_up = self._clock() + RETRY_FOR
+        pause = RETRY_PAUSE[0]
+        for attempt in itertools.count(1):
             try:
                 return await self._call_node(conn_addr, chunk, timeout)
             except aio.AioRpcError as exc:
-                if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                transient = exc.code() in TRANSIENT
+                if transient:
                     await self._drop(conn_addr)
-                    if attempt < attempts:
-                        continue
-                _log.warning(
+                if transient and not chunk.suspect and (attempt == 1 or await self._still_trying(conn_addr, give_up)):
+                    if attempt > 1:
+                        await asyncio.sleep(pause)
+                        pause = min(pause * 2, RETRY_PAUSE[1])
+                    continue
+                self._failures.warning(
                     "deliver_failed",
+                    kind=f"{conn_addr} {exc.code().name}",
                     conn_addr=conn_addr,
                     devices=chunk.count,
-                    status=exc.code().name,
+                    attempts=attempt,
                     reason=exc.details(),
                 )
-        return 0
+                return 0
+        raise AssertionError("unreachable")
+
+    async def _still_trying(self, conn_addr: str, give_up: float) -> bool:
+        if self._clock() >= give_up:
+            return False
+        return self._alive is None or await self._alive(conn_addr)
 
     async def _call_node(self, conn_addr: str, chunk: _Chunk, timeout: float) -> int:
         peer = self._peer(conn_addr)
@@ -229,6 +274,14 @@ class Deliverer:
         if failed:
             raise failed[0]
         return len(reqs)
+
+    async def forget(self, conn_addr: str) -> None:
+        """A node that is gone for good: its lane and channel go (what is still queued
+        for it fails fast: the node shows no sign of life)."""
+        self._lanes.pop(conn_addr, None)
+        self._used.pop(conn_addr, None)
+        self._single_only.discard(conn_addr)
+        await self._drop(conn_addr)
 
     async def _drop(self, conn_addr: str) -> None:
         """Close the node's channel (the next call opens a new one); its lane stays, so

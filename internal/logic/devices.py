@@ -152,6 +152,12 @@ class DeviceStore:
             await self._cache.invalidate(KIND_ONLINE, [user_id])
         return bool(result.rowcount)
 
+    async def online_nodes(self) -> list[str]:
+        """The connect nodes that hold online devices."""
+        query = sa.select(device_table.c.conn_addr).where(device_table.c.status == DEVICE_ONLINE).distinct()
+        async with db.reading(self._engine) as conn:
+            return sorted(str(a) for a in await conn.scalars(query) if a)
+
     async def node_stopped(self, conn_addr: str) -> int:
         """Every device online at `conn_addr` goes offline; returns how many."""
         at_node = (device_table.c.conn_addr == conn_addr, device_table.c.status == DEVICE_ONLINE)

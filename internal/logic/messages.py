@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 
 from google.protobuf.message import Message
@@ -31,6 +32,11 @@ from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2, user_ext_pb2
 
 _log = log.get("messages")
+
+# Deliveries queued (all nodes) beyond which a send waits for its own pushes, for
+# BACKLOG_PAUSE seconds at most.
+DELIVERY_BACKLOG = 20_000
+BACKLOG_PAUSE = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +71,7 @@ class MessageService:
         self.deliverer = deliverer
         self.max_content_bytes = max_content_bytes
         self.sync_page_size = sync_page_size
+        self._failures = log.Summary(_log)
 
     def _validate(self, req: logic_ext_pb2.SendMessageReq) -> None:
         if req.receiver_type not in (cx.RT_USER, cx.RT_GROUP, cx.RT_ROOM):
@@ -167,44 +174,59 @@ class MessageService:
                 _log.info("send_retry_recognised", sender_id=sender.sender_id, request_id=row.request_id, seq=retry.seq)
                 return retry.seq
             own_seq = seqs.get(sender.sender_id, 0) if sender.sender_type == cx.ST_USER else 0
-            try:
-                # Stored: from here on nothing may fail the send, or a retry would store it twice.
-                if own_seq and sender.device_id:
-                    await self.acks.ack(sender.sender_id, sender.device_id, own_seq)
-                targets, suspects = await self._targets(sender, row, seqs, users or {})
-                await self._order.turn(job, seqs)
-                if targets:  # queued in seq order; the next send may queue behind while these travel
-                    delivered = await self.deliverer.start(targets, suspects)
-            except Exception:
-                _log.exception("deliver_after_store_failed", sender_id=sender.sender_id, recipients=len(seqs))
+            # Stored: from here on nothing may fail the send, or a retry would store it
+            # twice; each step below fails alone (logged) and the others still happen.
+            if own_seq and sender.device_id:
+                await self._ack_own(sender, own_seq)
+            targets, suspects = await self._targets(sender, row, seqs, users or {}, own_seq)
+            await self._order.turn(job, seqs)
+            if targets:  # queued in seq order; the next send may queue behind while these travel
+                delivered = await self.deliverer.start(targets, suspects)
         finally:
             self._order.finish(job)
-        if delivered is not None:
-            # The answer waits for the pushes: the sender's next message, which may go
-            # through another logic node, cannot overtake this one on the way to a device.
-            try:
-                await delivered
-            except Exception:
-                _log.exception("deliver_after_store_failed", sender_id=sender.sender_id, recipients=len(seqs))
+        if delivered is not None and self.deliverer.backlog > DELIVERY_BACKLOG:
+            # The answer does not wait for the pushes (connect puts a device's pushes in
+            # seq order, whichever logic node they come from), unless too many are queued:
+            # then the senders slow down to the pace of delivery, for a moment at most.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(delivered), BACKLOG_PAUSE)
         _log.debug("message_sent", sender_id=sender.sender_id, receiver_id=row.receiver_id, recipients=len(seqs))
         return own_seq
 
+    async def _ack_own(self, sender: Sender, own_seq: int) -> None:
+        """The sending device has its own message: its ack moves past it."""
+        try:
+            await self.acks.ack(sender.sender_id, sender.device_id, own_seq)
+        except Exception as exc:  # noqa: BLE001 - the device's next ack or sync corrects it
+            self._failures.warning("own_ack_failed", kind=type(exc).__name__, error=str(exc))
+
     async def _targets(
-        self, sender: Sender, row: MessageRow, seqs: dict[int, int], users: dict[int, user_ext_pb2.User]
+        self, sender: Sender, row: MessageRow, seqs: dict[int, int], users: dict[int, user_ext_pb2.User], own_seq: int
     ) -> tuple[list[Target], set[str]]:
-        """What to push to which online device (not the sending one), and the nodes that
-        show no sign of life."""
-        online = [d for d in await self.devices.online(list(seqs)) if d.device_id != sender.device_id]
-        if not online:
+        """What to push to which online device, and the nodes that show no sign of life.
+        The sending device gets no push, but the mark of its own seq (`own_seq`), so that
+        connect keeps its push order. If the routes cannot be looked up, nothing is pushed
+        (logged): the message is stored, and connect or the client finds it by sync."""
+        try:
+            online = await self.devices.online(list(seqs))
+            if not online:
+                return [], set()
+            suspects = await self.nodes.suspects({d.conn_addr for d in online})
+            if sender.sender_id not in users:
+                users = await self._users_of([(sender.sender_type, sender.sender_id)])
+        except Exception as exc:  # noqa: BLE001 - stored already: never fail the send here
+            self._failures.warning("push_routes_failed", kind=type(exc).__name__, error=str(exc), recipients=len(seqs))
             return [], set()
-        addrs = {d.conn_addr for d in online}
-        suspects = addrs - await self.nodes.alive(addrs)  # probably killed: one short try
-        if sender.sender_id not in users:
-            users = await self._users_of([(sender.sender_type, sender.sender_id)])
         from_ = sender_pb(sender.sender_type, sender.sender_id, users)
         without_seq = message_pb(StoredMessage(0, 0, row), from_).SerializeToString()
         sends = {user_id: message_send_bytes(without_seq, seqs[user_id]) for user_id in {d.user_id for d in online}}
-        return [(d, sends[d.user_id]) for d in online], suspects
+        targets: list[Target] = []
+        for device in online:
+            if device.device_id != sender.device_id:
+                targets.append((device, sends[device.user_id]))
+            elif own_seq:
+                targets.append((device, own_seq))
+        return targets, suspects
 
     async def _users_of(self, senders: list[tuple[int, int]]) -> dict[int, user_ext_pb2.User]:
         """Current user info of the senders that are users (nickname, avatar, extra)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import redis.asyncio as aioredis
 from grpc import aio
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -15,6 +17,7 @@ from gim.internal.logic.group_store import GroupStore
 from gim.internal.logic.groups import GroupService
 from gim.internal.logic.message_store import MessageStore
 from gim.internal.logic.messages import MessageService
+from gim.internal.logic.reaper import NodeReaper
 from gim.internal.logic.rooms import RoomService
 from gim.internal.logic.users import UserClient
 from gim.pkg import db, log, redis_client, rpc
@@ -46,7 +49,10 @@ class LogicServer(rpc.ServesPair):
             user_int_pb2_grpc.UserIntStub(business_channel), config.rpc_timeout, cache, config.auth_cache_seconds
         )
         self.devices = DeviceStore(engine, cache)
-        self.deliverer = Deliverer(config.rpc_timeout)
+        nodes = NodeLiveness(redis, config.redis_prefix)
+        self.deliverer = Deliverer(config.rpc_timeout, alive=nodes.is_alive)
+        self.reaper = NodeReaper(self.devices, redis, config.redis_prefix, self.deliverer)
+        self._reaping: asyncio.Task[None] | None = None
         group_store = GroupStore(engine, cache)
         self.rooms = RoomService(
             engine,
@@ -62,7 +68,7 @@ class LogicServer(rpc.ServesPair):
             devices=self.devices,
             groups=group_store,
             rooms=self.rooms,
-            nodes=NodeLiveness(redis, config.redis_prefix),
+            nodes=nodes,
             users=users,
             acks=AckStore(engine, redis, config.redis_prefix),
             deliverer=self.deliverer,
@@ -90,9 +96,13 @@ class LogicServer(rpc.ServesPair):
 
     async def start(self) -> None:
         await self._grpc.start(self.config.int_listen, self.config.ext_listen)
+        self._reaping = asyncio.get_running_loop().create_task(self.reaper.run())
         _log.info("logic_started", int_port=self.int_port, ext_port=self.ext_port)
 
     async def stop(self, grace: float = 5.0) -> None:
+        if self._reaping is not None:
+            self._reaping.cancel()
+            await asyncio.gather(self._reaping, return_exceptions=True)
         await self._grpc.stop(grace)
         await self.messages.acks.close()  # the acks not yet written behind
         await self.deliverer.close()

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from . import connect_ext_pb2 as connect__ext__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11\x63onnect_int.proto\x12\x02pb\x1a\x11\x63onnect_ext.proto\"M\n\x11\x44\x65liverMessageReq\x12\x11\n\tdevice_id\x18\x01 \x01(\x03\x12%\n\x0cmessage_send\x18\x02 \x01(\x0b\x32\x0f.pb.MessageSend\"\x14\n\x12\x44\x65liverMessageResp\"=\n\x12\x44\x65liverMessagesReq\x12\'\n\x08messages\x18\x01 \x03(\x0b\x32\x15.pb.DeliverMessageReq\"0\n\x13\x44\x65liverMessagesResp\x12\x19\n\x11\x61\x62sent_device_ids\x18\x01 \x03(\x03\"E\n\x0bPushRoomMsg\x12\x0f\n\x07room_id\x18\x01 \x01(\x03\x12%\n\x0cmessage_send\x18\x02 \x01(\x0b\x32\x0f.pb.MessageSend\"3\n\nPushAllMsg\x12%\n\x0cmessage_send\x18\x02 \x01(\x0b\x32\x0f.pb.MessageSend2\x91\x01\n\nConnectInt\x12?\n\x0e\x44\x65liverMessage\x12\x15.pb.DeliverMessageReq\x1a\x16.pb.DeliverMessageResp\x12\x42\n\x0f\x44\x65liverMessages\x12\x16.pb.DeliverMessagesReq\x1a\x17.pb.DeliverMessagesRespb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11\x63onnect_int.proto\x12\x02pb\x1a\x11\x63onnect_ext.proto\"_\n\x11\x44\x65liverMessageReq\x12\x11\n\tdevice_id\x18\x01 \x01(\x03\x12%\n\x0cmessage_send\x18\x02 \x01(\x0b\x32\x0f.pb.MessageSend\x12\x10\n\x08sent_seq\x18\x03 \x01(\x03\"\x14\n\x12\x44\x65liverMessageResp\"=\n\x12\x44\x65liverMessagesReq\x12\'\n\x08messages\x18\x01 \x03(\x0b\x32\x15.pb.DeliverMessageReq\"0\n\x13\x44\x65liverMessagesResp\x12\x19\n\x11\x61\x62sent_device_ids\x18\x01 \x03(\x03\"E\n\x0bPushRoomMsg\x12\x0f\n\x07room_id\x18\x01 \x01(\x03\x12%\n\x0cmessage_send\x18\x02 \x01(\x0b\x32\x0f.pb.MessageSend\"3\n\nPushAllMsg\x12%\n\x0cmessage_send\x18\x02 \x01(\x0b\x32\x0f.pb.MessageSend2\x91\x01\n\nConnectInt\x12?\n\x0e\x44\x65liverMessage\x12\x15.pb.DeliverMessageReq\x1a\x16.pb.DeliverMessageResp\x12\x42\n\x0f\x44\x65liverMessages\x12\x16.pb.DeliverMessagesReq\x1a\x17.pb.DeliverMessagesRespb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,17 +33,17 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'connect_int_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DELIVERMESSAGEREQ']._serialized_start=44
-  _globals['_DELIVERMESSAGEREQ']._serialized_end=121
-  _globals['_DELIVERMESSAGERESP']._serialized_start=123
-  _globals['_DELIVERMESSAGERESP']._serialized_end=143
-  _globals['_DELIVERMESSAGESREQ']._serialized_start=145
-  _globals['_DELIVERMESSAGESREQ']._serialized_end=206
-  _globals['_DELIVERMESSAGESRESP']._serialized_start=208
-  _globals['_DELIVERMESSAGESRESP']._serialized_end=256
-  _globals['_PUSHROOMMSG']._serialized_start=258
-  _globals['_PUSHROOMMSG']._serialized_end=327
-  _globals['_PUSHALLMSG']._serialized_start=329
-  _globals['_PUSHALLMSG']._serialized_end=380
-  _globals['_CONNECTINT']._serialized_start=383
-  _globals['_CONNECTINT']._serialized_end=528
+  _globals['_DELIVERMESSAGEREQ']._serialized_end=139
+  _globals['_DELIVERMESSAGERESP']._serialized_start=141
+  _globals['_DELIVERMESSAGERESP']._serialized_end=161
+  _globals['_DELIVERMESSAGESREQ']._serialized_start=163
+  _globals['_DELIVERMESSAGESREQ']._serialized_end=224
+  _globals['_DELIVERMESSAGESRESP']._serialized_start=226
+  _globals['_DELIVERMESSAGESRESP']._serialized_end=274
+  _globals['_PUSHROOMMSG']._serialized_start=276
+  _globals['_PUSHROOMMSG']._serialized_end=345
+  _globals['_PUSHALLMSG']._serialized_start=347
+  _globals['_PUSHALLMSG']._serialized_end=398
+  _globals['_CONNECTINT']._serialized_start=401
+  _globals['_CONNECTINT']._serialized_end=546
 # @@protoc_insertion_point(module_scope)

@@ -8,12 +8,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DeliverMessageReq(_message.Message):
-    __slots__ = ("device_id", "message_send")
+    __slots__ = ("device_id", "message_send", "sent_seq")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_SEND_FIELD_NUMBER: _ClassVar[int]
+    SENT_SEQ_FIELD_NUMBER: _ClassVar[int]
     device_id: int
     message_send: _connect_ext_pb2.MessageSend
-    def __init__(self, device_id: _Optional[int] = ..., message_send: _Optional[_Union[_connect_ext_pb2.MessageSend, _Mapping]] = ...) -> None: ...
+    sent_seq: int
+    def __init__(self, device_id: _Optional[int] = ..., message_send: _Optional[_Union[_connect_ext_pb2.MessageSend, _Mapping]] = ..., sent_seq: _Optional[int] = ...) -> None: ...
 
 class DeliverMessageResp(_message.Message):
     __slots__ = ()

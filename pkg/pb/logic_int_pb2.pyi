@@ -23,8 +23,10 @@ class ConnSignInReq(_message.Message):
     def __init__(self, device_id: _Optional[int] = ..., user_id: _Optional[int] = ..., token: _Optional[str] = ..., conn_addr: _Optional[str] = ..., client_addr: _Optional[str] = ...) -> None: ...
 
 class ConnSignInResp(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("max_seq",)
+    MAX_SEQ_FIELD_NUMBER: _ClassVar[int]
+    max_seq: int
+    def __init__(self, max_seq: _Optional[int] = ...) -> None: ...
 
 class ConnSignInsReq(_message.Message):
     __slots__ = ("sign_ins",)
@@ -39,12 +41,14 @@ class ConnSignInsResp(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[SignInResult, _Mapping]]] = ...) -> None: ...
 
 class SignInResult(_message.Message):
-    __slots__ = ("code", "message")
+    __slots__ = ("code", "message", "max_seq")
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    MAX_SEQ_FIELD_NUMBER: _ClassVar[int]
     code: int
     message: str
-    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+    max_seq: int
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., max_seq: _Optional[int] = ...) -> None: ...
 
 class SyncReq(_message.Message):
     __slots__ = ("user_id", "device_id", "seq")

@@ -1,0 +1,96 @@
+"""Per-connection seq order of pushes: a device never gets seq N+1 before N.
+
+Consecutive messages to one user can be stored by different logic nodes, and their pushes
+can cross on the way to the connect node that holds the device. A 2021 client shows
+messages in arrival order, so the order is restored here, where every push of a device
+passes. `PushOrder` is the pure part (no I/O, no timers): pushes go in with their seq,
+bytes to write come out in seq order.
+
+- `last` is the highest seq this device has been given (or skipped); it starts at the
+  user's highest seq when the device signs in (everything up to there the client gets by
+  its sync after sign-in). A logic that does not say (an older one) gets no ordering:
+  the session then has no `PushOrder` and writes pushes as they come.
+- seq 0 (not stored) goes straight out.
+- seq <= last: already given (by an earlier push, or by a gap fill): dropped.
+- seq == last + 1: out at once, with whatever held seqs follow it contiguously.
+- seq > last + 1: held; the connection asks for the missing seqs (`waiting` turns true)
+  if they do not arrive soon, by a sync from `last` (`fill`).
+- A "sent" marker (the device sent that seq itself: nothing to push) moves `last` on
+  like a push that writes nothing.
+
+What is held is bounded (MAX_HELD pushes): past that, everything held goes out in order
+and `last` jumps (the client's next sync brings the rest).
+"""
+
+from __future__ import annotations
+
+MAX_HELD = 256
+SENT = b""  # a held "sent by this device" marker: nothing to write
+
+
+class PushOrder:
+    __slots__ = ("last", "held")
+
+    def __init__(self, last: int) -> None:
+        self.last = last
+        self.held: dict[int, bytes] | None = None  # seq -> bytes (SENT), only while a gap is open
+
+    @property
+    def waiting(self) -> bool:
+        """Pushes are held behind a gap."""
+        return bool(self.held)
+
+    @property
+    def wanted(self) -> int:
+        """The highest held seq: a gap fill should reach it."""
+        return max(self.held) if self.held else 0
+
+    def offer(self, seq: int, data: bytes) -> list[bytes]:
+        """A push of `seq` (or, with `data` == SENT, a sent marker): what to write now."""
+        if seq <= 0:  # not stored: no place in the order
+            return [data] if data else []
+        if seq <= self.last:
+            return []
+        if seq > self.last + 1:
+            if self.held is None:
+                self.held = {}
+            self.held[seq] = data
+            return self._release(jump=True) if len(self.held) > MAX_HELD else []
+        self.last = seq
+        out = [data] if data else []
+        return out + self._release() if self.held else out
+
+    def fill(self, synced: list[tuple[int, bytes]]) -> list[bytes]:
+        """Stored messages after `last` from a sync, in seq order: they and what is held
+        go out in order, up to the highest seq of either (the gap is closed)."""
+        out = self.advance(synced)
+        return out + self._release(jump=True)
+
+    def advance(self, synced: list[tuple[int, bytes]]) -> list[bytes]:
+        """Part of a gap fill (a sync page that does not reach the held pushes yet): the
+        stored messages after `last`, in seq order, and what held ones follow them."""
+        out: list[bytes] = []
+        for seq, data in synced:
+            if seq > self.last:
+                was = self.held.pop(seq, None) if self.held else None
+                self.last = seq
+                if was != SENT:
+                    out.append(data)
+        return out + self._release()
+
+    def _release(self, jump: bool = False) -> list[bytes]:
+        """Held pushes that now follow `last` contiguously (with `jump`: all of them)."""
+        held = self.held
+        out: list[bytes] = []
+        if held:
+            for seq in sorted(held):
+                if seq > self.last + 1 and not jump:
+                    break
+                data = held.pop(seq)
+                if seq > self.last:
+                    self.last = seq
+                    if data:
+                        out.append(data)
+        if not held:
+            self.held = None
+        return out

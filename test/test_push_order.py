@@ -1,0 +1,107 @@
+"""PushOrder: pushes in with their seq, bytes out in seq order (no I/O)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+from gim.internal.connect.push_order import MAX_HELD, SENT, PushOrder
+
+
+def b(seq: int) -> bytes:
+    return f"m{seq}".encode()
+
+
+def test_in_order_pushes_go_straight_out() -> None:
+    order = PushOrder(last=10)
+    assert order.offer(11, b(11)) == [b(11)]
+    assert order.offer(12, b(12)) == [b(12)]
+    assert (order.last, order.waiting) == (12, False)
+
+
+def test_unstored_messages_have_no_place_in_the_order() -> None:
+    order = PushOrder(last=10)
+    assert order.offer(0, b(0)) == [b(0)]
+    assert order.last == 10
+
+
+def test_what_the_client_already_has_is_dropped() -> None:
+    order = PushOrder(last=10)
+    assert order.offer(9, b(9)) == []
+    assert order.offer(10, b(10)) == []
+    assert order.offer(11, b(11)) == [b(11)]
+    assert order.offer(11, b(11)) == [], "a second push of one seq"
+
+
+def test_a_crossed_pair_is_put_back_in_order() -> None:
+    order = PushOrder(last=10)
+    assert order.offer(12, b(12)) == []
+    assert (order.waiting, order.wanted) == (True, 12)
+    assert order.offer(11, b(11)) == [b(11), b(12)]
+    assert (order.last, order.waiting, order.held) == (12, False, None)
+
+
+def test_every_arrival_order_comes_out_sorted() -> None:
+    for arrival in itertools.permutations(range(1, 6)):
+        order = PushOrder(last=0)
+        out: list[bytes] = []
+        for seq in arrival:
+            out += order.offer(seq, b(seq))
+        assert out == [b(s) for s in range(1, 6)], arrival
+        assert not order.waiting
+
+
+def test_a_sent_marker_moves_the_order_on_without_writing() -> None:
+    order = PushOrder(last=10)
+    assert order.offer(12, b(12)) == []
+    assert order.offer(11, SENT) == [b(12)]
+    assert order.offer(13, SENT) == []
+    assert order.last == 13
+
+
+def test_a_fill_closes_the_gap_and_skips_what_the_device_sent() -> None:
+    order = PushOrder(last=10)
+    order.offer(12, SENT)  # the device sent 12 itself
+    order.offer(14, b(14))
+    assert order.wanted == 14
+    synced = [(s, b(s) + b"*") for s in (9, 11, 12, 13, 14)]
+    assert order.fill(synced) == [b(11) + b"*", b(13) + b"*", b(14) + b"*"]
+    assert (order.last, order.waiting) == (14, False)
+    assert order.offer(14, b(14)) == []
+
+
+def test_a_fill_that_falls_short_lets_the_held_ones_out_in_order() -> None:
+    order = PushOrder(last=10)
+    order.offer(20, b(20))
+    order.offer(15, b(15))
+    assert order.fill([(11, b(11))]) == [b(11), b(15), b(20)]
+    assert (order.last, order.waiting) == (20, False)
+
+
+def test_what_is_held_is_bounded() -> None:
+    order = PushOrder(last=0)
+    out: list[bytes] = []
+    for seq in range(2, MAX_HELD + 3):
+        out += order.offer(seq, b(seq))
+    assert out == [b(s) for s in range(2, MAX_HELD + 3)]
+    assert (order.last, order.waiting) == (MAX_HELD + 2, False)
+    assert order.offer(1, b(1)) == []
+
+
+def test_random_crossings_with_a_fill_lose_nothing_and_repeat_nothing() -> None:
+    rng = random.Random(7)
+    for _ in range(200):
+        seqs = list(range(1, 30))
+        lost = set(rng.sample(seqs, 3))  # pushes that never arrive: the fill brings them
+        arrival = [s for s in seqs if s not in lost]
+        rng.shuffle(arrival)
+        order = PushOrder(last=0)
+        out: list[bytes] = []
+        for seq in arrival[: len(arrival) // 2]:
+            out += order.offer(seq, b(seq))
+        if order.waiting:
+            out += order.fill([(s, b(s)) for s in seqs if s <= order.wanted])
+        for seq in arrival[len(arrival) // 2 :]:
+            out += order.offer(seq, b(seq))
+        out += order.fill([(s, b(s)) for s in seqs])
+        assert out == [b(s) for s in seqs]
