@@ -35,7 +35,7 @@ async def announce(redis: aioredis.Redis, prefix: str, conn_addr: str) -> None:
 
 
 def reaped_key(prefix: str, conn_addr: str) -> str:
-    """Set by the logic node that declared `conn_addr` dead (see logic's reaper)."""
+    """Set by the logic node that declared `conn_addr` dead (see internal/logic/dead_nodes.py)."""
     return f"{prefix}node-reaped:{conn_addr}"
 
 

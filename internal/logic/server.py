@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gim.internal.logic.acks import AckStore
 from gim.internal.logic.api import LogicExtServicer, LogicIntServicer
+from gim.internal.logic.dead_nodes import DeadNodes
 from gim.internal.logic.delivery import Deliverer
 from gim.internal.logic.devices import DeviceStore
 from gim.internal.logic.friends import FriendService
@@ -17,7 +18,6 @@ from gim.internal.logic.group_store import GroupStore
 from gim.internal.logic.groups import GroupService
 from gim.internal.logic.message_store import MessageStore
 from gim.internal.logic.messages import MessageService
-from gim.internal.logic.reaper import NodeReaper
 from gim.internal.logic.rooms import RoomService
 from gim.internal.logic.users import UserClient
 from gim.pkg import db, log, redis_client, rpc
@@ -51,8 +51,8 @@ class LogicServer(rpc.ServesPair):
         self.devices = DeviceStore(engine, cache)
         nodes = NodeLiveness(redis, config.redis_prefix)
         self.deliverer = Deliverer(config.rpc_timeout, alive=nodes.is_alive)
-        self.reaper = NodeReaper(self.devices, redis, config.redis_prefix, self.deliverer)
-        self._reaping: asyncio.Task[None] | None = None
+        self.dead_nodes = DeadNodes(self.devices, redis, config.redis_prefix, self.deliverer)
+        self._sweeping: asyncio.Task[None] | None = None
         group_store = GroupStore(engine, cache)
         self.rooms = RoomService(
             engine,
@@ -96,13 +96,13 @@ class LogicServer(rpc.ServesPair):
 
     async def start(self) -> None:
         await self._grpc.start(self.config.int_listen, self.config.ext_listen)
-        self._reaping = asyncio.get_running_loop().create_task(self.reaper.run())
+        self._sweeping = asyncio.get_running_loop().create_task(self.dead_nodes.run())
         _log.info("logic_started", int_port=self.int_port, ext_port=self.ext_port)
 
     async def stop(self, grace: float = 5.0) -> None:
-        if self._reaping is not None:
-            self._reaping.cancel()
-            await asyncio.gather(self._reaping, return_exceptions=True)
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+            await asyncio.gather(self._sweeping, return_exceptions=True)
         await self._grpc.stop(grace)
         await self.messages.acks.close()  # the acks not yet written behind
         await self.deliverer.close()

@@ -28,13 +28,15 @@ from gim.internal.logic.delivery import Deliverer
 from gim.internal.logic.devices import DeviceStore
 from gim.pkg import log, nodes
 
-_log = log.get("reaper")
+_log = log.get("dead_nodes")
 
 REAP_LOCK_SECONDS = 60  # one logic node reaps a node; others skip it this long
 REAPED_MARK_SECONDS = 24 * 3600  # how long the mark waits for a node that comes back
 
 
-class NodeReaper:
+class DeadNodes:
+    """The sweep that finds and cleans up dead connect nodes (see the module docstring)."""
+
     def __init__(
         self,
         devices: DeviceStore,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from gim.internal.logic.reaper import NodeReaper
+from gim.internal.logic.dead_nodes import DeadNodes
 from gim.pkg import nodes, redis_client, rpc
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_int_pb2 as li
@@ -28,9 +28,9 @@ async def online_at(cluster: Any, conn_addr: str) -> Any:
     return creds
 
 
-def reaper_of(cluster: Any, redis: Any, clock: Clock) -> NodeReaper:
+def sweeper_of(cluster: Any, redis: Any, clock: Clock) -> DeadNodes:
     logic = cluster.logic
-    return NodeReaper(logic.devices, redis, cluster.storage.redis_prefix, logic.deliverer, clock=clock)
+    return DeadNodes(logic.devices, redis, cluster.storage.redis_prefix, logic.deliverer, clock=clock)
 
 
 async def test_a_dead_node_is_reaped_once_after_its_key_is_gone_long_enough(cluster: Any, redis: Any) -> None:
@@ -39,7 +39,7 @@ async def test_a_dead_node_is_reaped_once_after_its_key_is_gone_long_enough(clus
     live = await cluster.new_user()
     conn = await cluster.online(live[0])
     clock = Clock()
-    first, second = reaper_of(cluster, redis, clock), reaper_of(cluster, redis, clock)
+    first, second = sweeper_of(cluster, redis, clock), sweeper_of(cluster, redis, clock)
     try:
         assert await first.sweep() == [] and await second.sweep() == []  # gone, but not long enough
         assert [d.device_id for d in await cluster.logic.devices.online([creds.user_id])] == [creds.device_id]
@@ -62,13 +62,13 @@ async def test_a_key_back_in_time_saves_the_node(cluster: Any, redis: Any) -> No
     addr = f"127.0.0.1:{redis_client.free_port()}"
     creds = await online_at(cluster, addr)
     clock = Clock()
-    reaper = reaper_of(cluster, redis, clock)
-    await reaper.sweep()
+    sweeper = sweeper_of(cluster, redis, clock)
+    await sweeper.sweep()
     clock.now += nodes.NODE_REFRESH
     await nodes.announce(redis, cluster.storage.redis_prefix, addr)
-    await reaper.sweep()
+    await sweeper.sweep()
     clock.now += nodes.NODE_TTL
-    assert addr not in await reaper.sweep()
+    assert addr not in await sweeper.sweep()
     assert [d.device_id for d in await cluster.logic.devices.online([creds.user_id])] == [creds.device_id]
     await redis.delete(nodes.node_key(cluster.storage.redis_prefix, addr))
 
@@ -82,10 +82,10 @@ async def test_a_node_declared_dead_while_alive_makes_its_clients_sign_in_again(
     prefix, addr = cluster.storage.redis_prefix, node.node.conn_addr
     await redis.delete(nodes.node_key(prefix, addr))  # the node could not reach Redis for long
     clock = Clock()
-    reaper = reaper_of(cluster, redis, clock)
-    await reaper.sweep()
+    sweeper = sweeper_of(cluster, redis, clock)
+    await sweeper.sweep()
     clock.now += nodes.NODE_TTL
-    assert addr in await reaper.sweep()
+    assert addr in await sweeper.sweep()
     assert await cluster.logic.devices.online([creds.user_id]) == []
     assert await nodes.refresh(redis, prefix, addr), "the node finds the mark when it reaches Redis again"
     node.reaped()
