@@ -5,25 +5,39 @@
     gim client listen --phone 18800000002 --count 1 print messages as they come
 
 The defaults reach a server started by `make run` (its development code is 0000).
+Each installation keeps one device per server and phone number in a small state file
+(`--state`), and signs in again by itself when the server no longer knows its token.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import logging
+import os
+import re
 import sys
-import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 from grpc import aio
 
 from gim.client.api import Credentials, GimApi
+from gim.client.chat import HELP, Chat
 from gim.client.client import DEFAULT_LOGIC, DEFAULT_USER, DEFAULT_WS, Client, Timing
 from gim.client.events import describe, text
+from gim.client.state import Device, StateFile, default_path
+from gim.client.terminal import LineSource, line_source
 from gim.pkg import log
-from gim.pkg.config import ConfigError, split_host_port
 from gim.pkg.errors import GimError
 from gim.pkg.pb import connect_ext_pb2 as cx
+
+_log = logging.getLogger("gim.client.cli")
+
+# How long to try reaching connect, and the gRPC deadline: a wrong address fails in
+# seconds, not after the SDK's patient defaults.
+CONNECT_TIMEOUT = 5.0
 
 DEFAULTS = {
     "phone": None,
@@ -34,31 +48,37 @@ DEFAULTS = {
     "ws_url": DEFAULT_WS,
     "logic": DEFAULT_LOGIC,
     "business": DEFAULT_USER,
+    "state": None,
+    "verbose": 0,
 }
 
-HELP = """commands:
-  /to USER text      send to a user (by user id); later lines without a command go there too
-  /group GROUP text  send to a group
-  /room ROOM         receive the messages of a room (0 leaves it)
-  /friends           list your friends
-  /groups            list your groups
-  /quit              leave (Ctrl-D too)"""
+PHONE = re.compile(r"\+?[0-9]{5,15}")
+
+
+class BadArguments(ValueError):
+    """A command-line value that cannot work; the message names the option."""
+
+
+class CannotConnect(ConnectionError):
+    """No connect node answered within `CONNECT_TIMEOUT`."""
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add `client` (with its `send` / `listen` commands) to the `gim` commands."""
     common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
-    common.add_argument("--phone", help="phone number to sign in with (required)")
+    common.add_argument("--phone", help="phone number to sign in with (required): digits, optionally a leading +")
     common.add_argument("--code", help="verification code (default 0000, the code of `make run`)")
-    common.add_argument("--device-id", type=int, help="sign in on this device (default: register a new one)")
+    common.add_argument("--device-id", type=int, help="sign in on this device (default: this installation's own)")
     common.add_argument("--ws", action="store_true", help="use the WebSocket long connection instead of TCP")
     common.add_argument("--tcp", help="connect TCP address (default 127.0.0.1:8080)")
     common.add_argument("--ws-url", help=f"connect WebSocket URL (default {DEFAULT_WS})")
     common.add_argument("--logic", help=f"LogicExt address (default {DEFAULT_LOGIC})")
     common.add_argument("--business", help=f"UserExt address (default {DEFAULT_USER})")
+    common.add_argument("--state", help=f"file remembering this installation's device (default {default_path()})")
+    common.add_argument("-v", "--verbose", action="count", help="log to stderr: -v what happens, -vv everything")
     parser = commands.add_parser(
         "client", parents=[common], help="chat from the terminal (or send / listen from scripts)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__ + "\n" + HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     sub = parser.add_subparsers(dest="client_command")
     send = sub.add_parser("send", parents=[common], help="send one text message and exit")
@@ -76,58 +96,194 @@ def main(args: argparse.Namespace) -> None:
     for key, value in DEFAULTS.items():
         if not hasattr(args, key):
             setattr(args, key, value)
-    if not args.phone:
-        raise SystemExit("gim client: --phone is required")
-    log.setup("warning")
+    setup_logging(args.verbose)
+    try:
+        check_arguments(args)
+    except BadArguments as exc:
+        raise SystemExit(f"gim client: {exc}") from None
     command = {"send": _send, "listen": _listen}.get(args.client_command or "", _chat)
     try:
         sys.exit(asyncio.run(command(args)))
-    except (GimError, aio.AioRpcError, ConfigError, OSError, TimeoutError) as exc:
+    except (GimError, aio.AioRpcError, OSError, TimeoutError) as exc:
         raise SystemExit(f"gim client: {_reason(exc)}") from None
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+# -- arguments and logging ---------------------------------------------------------------
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    if not args.phone:
+        raise BadArguments("--phone is required (the number you sign in with, e.g. --phone 18800000001)")
+    if not PHONE.fullmatch(args.phone):
+        raise BadArguments(f"--phone: expected 5 to 15 digits, optionally after a +, got {args.phone!r}")
+    for option, value in (("--tcp", args.tcp), ("--logic", args.logic), ("--business", args.business)):
+        address(value, option)
+    if args.ws and not re.fullmatch(r"wss?://[^\s/]+.*", args.ws_url):
+        raise BadArguments(f"--ws-url: expected ws://HOST:PORT/PATH, got {args.ws_url!r}")
+    if args.device_id is not None and args.device_id <= 0:
+        raise BadArguments(f"--device-id: expected a positive number, got {args.device_id}")
+    if args.client_command == "listen" and (args.count < 0 or args.timeout < 0):
+        raise BadArguments("--count and --timeout must not be negative")
+
+
+def address(value: str, option: str) -> tuple[str, int]:
+    """'host:port' (or '[v6]:port') with a port from 1 to 65535."""
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or " " in host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise BadArguments(f"{option}: expected HOST:PORT with a port from 1 to 65535, got {value!r}")
+    return host, int(port)
+
+
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is now (the prompt replaces it while it is open)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
+def setup_logging(verbose: int) -> None:
+    """Warnings and errors to stderr; -v adds what happens (INFO), -vv everything."""
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    handler = _Stderr()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level)
+    log.setup(logging.getLevelName(level).lower())  # the shared gim code logs through structlog
 
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, GimError):
         return f"error {int(exc.code)}: {exc.message}"
     if isinstance(exc, aio.AioRpcError):
-        hint = " (is the server running? `make run` starts one)" if exc.code().name == "UNAVAILABLE" else ""
+        hint = " (is the server running? `make run` starts one)" if exc.code().name in ("UNAVAILABLE", "DEADLINE_EXCEEDED") else ""
         return f"{exc.code().name}: {exc.details()}{hint}"
-    if isinstance(exc, TimeoutError):
-        return "no long connection to connect within the time allowed (is connect running?)"
+    if isinstance(exc, OSError) and exc.errno and not isinstance(exc, CannotConnect):
+        return os.strerror(exc.errno)  # "Connection refused", not asyncio's wording
     return str(exc) or type(exc).__name__
 
 
-def _client(args: argparse.Namespace, api: GimApi) -> Client:
-    return Client(
-        phone=args.phone,
-        code=args.code,
-        device_id=args.device_id,
-        api=api,
-        tcp=split_host_port(args.tcp, "--tcp"),
-        ws_url=args.ws_url if args.ws else None,
-        timing=Timing(heartbeat_interval=30.0),
-    )
+# -- signing in with this installation's device -------------------------------------------
+
+
+class Account:
+    """The phone number on this server, with the device this installation keeps for it."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.server = args.logic
+        self.state: StateFile | None = None
+        self.claimed: set[int] = set()
+        if args.device_id is None:  # an explicit device is the caller's business
+            self.state = StateFile(Path(args.state) if args.state else default_path())
+
+    def client(self, api: GimApi) -> Client:
+        args = self.args
+        device = Device(args.device_id) if args.device_id is not None else self._claim()
+        creds = None
+        if device is not None and device.token and device.user_id:
+            creds = Credentials(device.user_id, device.device_id, device.token)
+        return Client(
+            credentials=creds,
+            phone=args.phone,
+            code=args.code,
+            device_id=device.device_id if device else None,
+            api=api,
+            tcp=address(args.tcp, "--tcp"),
+            ws_url=args.ws_url if args.ws else None,
+            timing=Timing(heartbeat_interval=30.0, request_timeout=CONNECT_TIMEOUT),
+        )
+
+    def _claim(self) -> Device | None:
+        if self.state is None:
+            return None
+        try:
+            device = self.state.claim(self.server, self.args.phone)
+        except OSError as exc:
+            _log.warning("state file %s not usable (%s): this run registers a new device", self.state.path, exc)
+            self.state = None
+            return None
+        if device is not None:
+            self.claimed.add(device.device_id)
+        return device
+
+    def remember(self, client: Client, held: bool = True) -> None:
+        """Keep the client's device and token for the next run (`held`: still in use)."""
+        if self.state is None:
+            return
+        try:
+            creds = client.credentials
+        except RuntimeError:  # never signed in
+            creds = None
+        try:
+            if not held and self.claimed - ({creds.device_id} if creds else set()):
+                self.state.release(self.server, self.args.phone, self.claimed)
+            if creds is not None:
+                self.state.keep(self.server, self.args.phone, Device(creds.device_id, creds.user_id, creds.token), held)
+        except OSError as exc:
+            _log.warning("state file %s not written (%s)", self.state.path, exc)
+
+
+@contextlib.asynccontextmanager
+async def connected(args: argparse.Namespace, api: GimApi) -> AsyncIterator[Client]:
+    """A started client on this installation's device, remembered for the next run."""
+    account = Account(args)
+    client = account.client(api)
+    try:
+        try:
+            await client.start(timeout=CONNECT_TIMEOUT)
+        except TimeoutError:
+            where = args.ws_url if args.ws else args.tcp
+            why = f" ({_reason(client.last_error)})" if client.last_error else ""
+            raise CannotConnect(
+                f"cannot reach connect at {where} within {CONNECT_TIMEOUT:g} s{why}; is the server running?"
+            ) from None
+        account.remember(client)
+        yield client
+    finally:
+        await client.close()
+        account.remember(client, held=False)
+
+
+# -- the commands ------------------------------------------------------------------------
 
 
 async def _send(args: argparse.Namespace) -> int:
-    api = GimApi(args.logic, args.business)
+    api = GimApi(args.logic, args.business, CONNECT_TIMEOUT)
+    account = Account(args)
+    client = account.client(api)
     try:
-        creds = await api.sign_in_by_phone(args.phone, args.code, args.device_id)
+        await client.sign_in()
         receiver = (cx.RT_GROUP, args.group) if args.group else (cx.RT_USER, args.to)
-        seq = await api.send_message(creds, *receiver, text(" ".join(args.text)))
+        seq = await client.call(api.send_message, *receiver, text(" ".join(args.text)))
         print(f"sent (seq {seq})", flush=True)
     finally:
+        await client.close()
+        account.remember(client, held=False)
         await api.close()
     return 0
 
 
+async def _my_nickname(client: Client) -> str:
+    return str((await client.call(client.api.get_user, client.user_id)).nickname)
+
+
 async def _listen(args: argparse.Namespace) -> int:
-    api = GimApi(args.logic, args.business)
+    api = GimApi(args.logic, args.business, CONNECT_TIMEOUT)
     seen = 0
     try:
-        async with _client(args, api) as client, asyncio.timeout(args.timeout or None):
+        async with connected(args, api) as client, asyncio.timeout(args.timeout or None):
+            nickname = await _my_nickname(client)
             async for event in client:
-                print(describe(event), flush=True)
+                print(describe(event, client.user_id, nickname), flush=True)
                 seen += 1
                 if seen == args.count:
                     break
@@ -139,126 +295,38 @@ async def _listen(args: argparse.Namespace) -> int:
 
 
 async def _chat(args: argparse.Namespace) -> int:
-    api = GimApi(args.logic, args.business)
+    api = GimApi(args.logic, args.business, CONNECT_TIMEOUT)
     try:
-        async with _client(args, api) as client:
-            me = await api.get_user(client.credentials, client.user_id)
-            print(f"signed in as {me.nickname or 'user'} (user {client.user_id}, device "
-                  f"{client.credentials.device_id}); /help lists the commands", flush=True)  # fmt: skip
-            chat = Chat(client)
-            jobs = [asyncio.create_task(chat.read_commands(_stdin_lines())), asyncio.create_task(chat.print_incoming())]
-            try:
-                done, _ = await asyncio.wait(jobs, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for job in jobs:
-                    job.cancel()
-                await asyncio.gather(*jobs, return_exceptions=True)
-            for job in done:
-                job.result()  # a refused sign-in ends the chat with its error
+        async with connected(args, api) as client:
+            chat = Chat(client, await _my_nickname(client), say=lambda line: print(line, flush=True))
+            lines = line_source([*chat.commands, "/quit"], _history_path(args))
+            chat.say(f"signed in as {chat.nickname or 'user ' + str(client.user_id)} (user {client.user_id}, "
+                     f"device {client.credentials.device_id}); /help lists the commands")  # fmt: skip
+            with lines.output():
+                await _converse(chat, lines)
     finally:
         await api.close()
     return 0
 
 
-def _stdin_lines() -> asyncio.Queue[str | None]:
-    """Lines of stdin (None at the end), read by a daemon thread so that leaving never
-    waits for a blocked read."""
-    loop = asyncio.get_running_loop()
-    lines: asyncio.Queue[str | None] = asyncio.Queue()
-
-    def read() -> None:
-        for line in sys.stdin:
-            loop.call_soon_threadsafe(lines.put_nowait, line.rstrip("\n"))
-        loop.call_soon_threadsafe(lines.put_nowait, None)
-
-    threading.Thread(target=read, name="stdin", daemon=True).start()
-    return lines
+def _history_path(args: argparse.Namespace) -> Path:
+    state = Path(args.state) if args.state else default_path()
+    return state.with_name("history")
 
 
-class Chat:
-    """The interactive session: typed commands in, incoming messages out."""
+async def _converse(chat: Chat, lines: LineSource) -> None:
+    """Typed lines and incoming messages until /quit, the end of input or a refusal."""
 
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self.sent: set[int] = set()  # seqs of what this terminal sent: not printed back
-        self.target: tuple[str, int] | None = None
-        self.commands: dict[str, Callable[[str], Awaitable[None]]] = {
-            "/to": self._to,
-            "/group": self._group,
-            "/room": self._room,
-            "/friends": self._friends,
-            "/groups": self._groups,
-            "/help": self._help,
-        }
+    async def commands() -> None:
+        while (line := await lines.read()) is not None and await chat.handle(line):
+            pass
 
-    @property
-    def creds(self) -> Credentials:
-        return self.client.credentials
-
-    async def print_incoming(self) -> None:
-        async for event in self.client:
-            if event.seq and event.seq in self.sent and event.sender.id == self.client.user_id:
-                continue
-            print(describe(event), flush=True)
-
-    async def read_commands(self, lines: asyncio.Queue[str | None]) -> None:
-        while (line := await lines.get()) is not None and line.strip() != "/quit":
-            try:
-                await self.handle(line.strip())
-            except (GimError, aio.AioRpcError, ValueError) as exc:
-                print(f"! {_reason(exc)}", flush=True)
-
-    async def handle(self, line: str) -> None:
-        if not line:
-            return
-        name, _, rest = line.partition(" ")
-        if name in self.commands:
-            await self.commands[name](rest.strip())
-        elif line.startswith("/"):
-            print(f"! unknown command {name}; /help lists them", flush=True)
-        elif self.target is None:
-            print("! no conversation yet: start one with /to USER text or /group GROUP text", flush=True)
-        else:
-            await self._send(self.target, line)
-
-    async def _send(self, target: tuple[str, int], value: str) -> None:
-        kind, ident = target
-        if kind == "group":
-            seq = await self.client.send_group_text(ident, value)
-        else:
-            seq = await self.client.send_text(ident, value)
-        self.target = target
-        self.sent.add(seq)
-        print(f"> sent to {kind} {ident} (seq {seq})", flush=True)
-
-    async def _to(self, rest: str) -> None:
-        await self._send(*_target("user", rest))
-
-    async def _group(self, rest: str) -> None:
-        await self._send(*_target("group", rest))
-
-    async def _room(self, rest: str) -> None:
-        await self.client.subscribe_room(int(rest))
-        print(f"> in room {rest}" if int(rest) else "> left the room", flush=True)
-
-    async def _friends(self, _rest: str) -> None:
-        friends = await self.client.api.get_friends(self.creds)
-        for f in friends:
-            print(f"  {f.user_id}  {f.nickname}  {f.remarks}".rstrip(), flush=True)
-        print(f"> {len(friends)} friends", flush=True)
-
-    async def _groups(self, _rest: str) -> None:
-        groups = await self.client.api.get_groups(self.creds)
-        for g in groups:
-            print(f"  {g.group_id}  {g.name}  ({g.user_mum} members)", flush=True)
-        print(f"> {len(groups)} groups", flush=True)
-
-    async def _help(self, _rest: str) -> None:
-        print(HELP, flush=True)
-
-
-def _target(kind: str, rest: str) -> tuple[tuple[str, int], str]:
-    ident, _, value = rest.partition(" ")
-    if not ident.isdigit() or not value.strip():
-        raise ValueError(f"usage: /{'to' if kind == 'user' else kind} {kind.upper()}_ID text")
-    return (kind, int(ident)), value.strip()
+    jobs = [asyncio.create_task(commands()), asyncio.create_task(chat.print_incoming())]
+    try:
+        done, _ = await asyncio.wait(jobs, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for job in jobs:
+            job.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)
+    for job in done:
+        job.result()  # a refused sign-in ends the chat with its error

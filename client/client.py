@@ -166,8 +166,7 @@ class Client:
 
     async def start(self, timeout: float | None = 30.0) -> None:
         """Sign in and wait for the first long-connection sign-in (retrying while unreachable)."""
-        if self._creds is None:
-            self._creds = await self._sign_in(self._device_id)
+        await self.sign_in()
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
         self._runner = loop.create_task(self._run())
@@ -222,6 +221,13 @@ class Client:
         return self._events.qsize()
 
     # -- signing in again ----------------------------------------------------------------
+
+    async def sign_in(self) -> Credentials:
+        """The credentials, signing in over gRPC first when the client has none yet (what
+        `start` does; alone, for an app that only makes calls)."""
+        if self._creds is None:
+            self._creds = await self._sign_in(self._device_id)
+        return self._creds
 
     @property
     def can_sign_in(self) -> bool:
@@ -315,6 +321,11 @@ class Client:
         return await self.send(cx.RT_GROUP, group_id, text(value))
 
     # -- rooms -------------------------------------------------------------------------
+
+    @property
+    def room_id(self) -> int:
+        """The room this client receives (0: none)."""
+        return self._rooms.room_id
 
     async def subscribe_room(self, room_id: int) -> None:
         """Receive the room's messages (room_id 0: leave the room); kept across reconnects."""

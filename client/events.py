@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+from collections.abc import Mapping
 
 from google.protobuf.message import DecodeError
 from google.protobuf.message import Message as Proto
 
+from gim.client.notices import person, sentence
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import push_ext_pb2 as px
 
@@ -141,16 +143,38 @@ def event_of(message: cx.Message) -> Message | RoomMessage:
     return kind.from_pb(message)  # type: ignore[return-value]
 
 
-def describe(event: Event) -> str:
-    """A one-line, human-readable rendering (what `gim client` prints)."""
-    if event.text is not None:
-        body = event.text
-    elif event.push is not None:
-        body = f"[push {event.content.code}] {event.push}".replace("\n", " ").strip()  # type: ignore[union-attr]
-    elif event.content is not None:
-        body = f"[{cx.MessageType.Name(event.message_type)}] {event.content}".replace("\n", " ").strip()
-    else:
-        body = f"[type {event.message_type}, {len(event.raw)} bytes]"
-    where: dict[int, str] = {cx.RT_GROUP: f" in group {event.receiver_id}", cx.RT_ROOM: f" in room {event.receiver_id}"}
+def describe(event: Event, me: int = 0, my_name: str = "", names: Mapping[int, str] | None = None) -> str:
+    """A one-line, human-readable rendering (what `gim client` prints).
+
+    `me`, `my_name`: the reader's user id and nickname (their own messages carry no
+    nickname when this device sent them); `names`: nicknames known for other users.
+    Server notifications read as sentences (see `notices`)."""
     stamp = event.time.astimezone().strftime("%H:%M:%S")
-    return f"[{stamp}] {event.sender.name} ({event.sender.id}){where.get(event.receiver_type, '')}: {body}"
+    push = event.push
+    if push is not None:
+        group_id = event.receiver_id if event.receiver_type == cx.RT_GROUP else 0
+        return f"[{stamp}] * {sentence(push, group_id, me, names)}"
+    known = names or {}
+    sender = event.sender
+    if sender.type == cx.ST_USER:
+        nickname = sender.nickname or (my_name if me and sender.id == me else "") or known.get(sender.id, "")
+        who = person(sender.id, nickname)
+    else:
+        who = sender.name
+    if event.receiver_type == cx.RT_GROUP:
+        where = f" in group {event.receiver_id}"
+    elif event.receiver_type == cx.RT_ROOM:
+        where = f" in room {event.receiver_id}"
+    elif me and sender.type == cx.ST_USER and sender.id == me:
+        where = f" to {person(event.receiver_id, known.get(event.receiver_id, ''))}"
+    else:
+        where = ""
+    return f"[{stamp}] {who}{where}: {_body(event)}"
+
+
+def _body(event: Event) -> str:
+    if event.text is not None:
+        return event.text
+    if event.content is not None:
+        return f"[{cx.MessageType.Name(event.message_type)}] {event.content}".replace("\n", " ").strip()
+    return f"[type {event.message_type}, {len(event.raw)} bytes]"

@@ -199,4 +199,4 @@ def test_events_are_typed_and_decoded() -> None:
     system = event_of(cx.Message(sender=cx.Sender(sender_type=cx.ST_SYSTEM), message_type=cx.MT_COMMAND,
                                  message_content=command, seq=2))  # fmt: skip
     assert isinstance(system.push, px.AddFriendPush) and system.push.nickname == "Bo"
-    assert "push 100" in describe(system)
+    assert describe(system).endswith("* Bo (5) asks to be your friend")
