@@ -64,6 +64,10 @@ class EmbeddedRedis:
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
 
@@ -81,7 +85,9 @@ class EmbeddedRedis:
             "--logfile", "redis.log",
             "--protected-mode", "no",
         ]
-        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        # its own session: a terminal's Ctrl-C reaches the launcher, which stops the
+        # services first and Redis last (they still need it while they shut down)
+        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
         client = connect(self.url)
         try:
             async with asyncio.timeout(timeout):
