@@ -22,6 +22,8 @@ class Code(enum.IntEnum):
     DEVICE_NOT_FOUND = 10014
     ALREADY_FRIENDS = 10015
     USER_NOT_FOUND = 10016
+    # not in the 2021 contract: SignIn on a device another user owns (docs/protocol.md §2.3)
+    DEVICE_NOT_YOURS = 10017
 
 
 # How a gim error travels as a gRPC status (config `grpc_status`):
@@ -41,6 +43,7 @@ STANDARD_STATUS: dict[Code, grpc.StatusCode] = {
     Code.DEVICE_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     Code.ALREADY_FRIENDS: grpc.StatusCode.ALREADY_EXISTS,
     Code.USER_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    Code.DEVICE_NOT_YOURS: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 
@@ -113,6 +116,17 @@ def _error_of(code: int, message: str) -> GimError | None:
 
 def unauthorized(message: str = "unauthorized, sign in again") -> GimError:
     return GimError(Code.UNAUTHORIZED, message)
+
+
+BAD_TOKEN = "invalid or expired token, sign in again"  # one answer for every bad token: nothing to probe
+
+
+def bad_token() -> GimError:
+    return GimError(Code.UNAUTHORIZED, BAD_TOKEN)
+
+
+def device_not_yours() -> GimError:
+    return GimError(Code.DEVICE_NOT_YOURS, "device belongs to another user: register a new device")
 
 
 def bad_request(message: str) -> GimError:

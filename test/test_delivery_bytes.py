@@ -26,9 +26,13 @@ def test_deliveries_parse_as_deliver_messages_req(seq: int, content_size: int) -
     )  # fmt: skip
     without_seq = message.SerializeToString()
     devices = [1, 2**63 - 1, 300]
-    data = b"".join(delivery_bytes(d, message_send_bytes(without_seq, seq + i)) for i, d in enumerate(devices))
+    users = [7, 2**63 - 1, 0]  # 0: an unowned target (connect then pushes to any session)
+    data = b"".join(
+        delivery_bytes(d, u, message_send_bytes(without_seq, seq + i)) for i, (d, u) in enumerate(zip(devices, users))
+    )
     parsed = ci.DeliverMessagesReq.FromString(data).messages
     assert [m.device_id for m in parsed] == devices
+    assert [m.user_id for m in parsed] == users
     for i, m in enumerate(parsed):
         expected = cx.Message()
         expected.CopyFrom(message)
@@ -39,7 +43,18 @@ def test_deliveries_parse_as_deliver_messages_req(seq: int, content_size: int) -
 def test_a_sent_mark_parses_as_a_delivery_without_a_message() -> None:
     from gim.internal.logic.wire import sent_mark_bytes
 
-    data = sent_mark_bytes(300, 2**40) + delivery_bytes(7, message_send_bytes(b"", 5))
+    data = sent_mark_bytes(300, 11, 2**40) + delivery_bytes(7, 12, message_send_bytes(b"", 5))
     first, second = ci.DeliverMessagesReq.FromString(data).messages
-    assert (first.device_id, first.sent_seq, first.HasField("message_send")) == (300, 2**40, False)
-    assert (second.device_id, second.sent_seq, second.message_send.message.seq) == (7, 0, 5)
+    assert (first.device_id, first.user_id, first.sent_seq, first.HasField("message_send")) == (300, 11, 2**40, False)
+    assert (second.device_id, second.user_id, second.sent_seq, second.message_send.message.seq) == (7, 12, 0, 5)
+
+
+def test_a_delivery_is_the_bytes_protobuf_writes() -> None:
+    from gim.internal.logic.wire import sent_mark_bytes
+
+    send = cx.MessageSend(message=cx.Message(seq=9, message_content=b"x")).SerializeToString()
+    expected = ci.DeliverMessagesReq(
+        messages=[ci.DeliverMessageReq(device_id=3, user_id=2**40, message_send=cx.MessageSend.FromString(send)),
+                  ci.DeliverMessageReq(device_id=4, user_id=5, sent_seq=6)]
+    )  # fmt: skip
+    assert delivery_bytes(3, 2**40, send) + sent_mark_bytes(4, 5, 6) == expected.SerializeToString()

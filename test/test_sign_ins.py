@@ -14,7 +14,7 @@ from gim.internal.connect.sign_ins import SignIns
 from gim.internal.logic.users import UserClient
 from gim.pkg import rpc
 from gim.pkg.cache import Cache
-from gim.pkg.errors import GIM_CODE_KEY, Code, GimError, grpc_status
+from gim.pkg.errors import BAD_TOKEN, GIM_CODE_KEY, Code, GimError, grpc_status
 from gim.pkg.pb import logic_int_pb2 as li
 from gim.pkg.pb import logic_int_pb2_grpc as li_grpc
 from gim.pkg.pb import user_int_pb2 as ui
@@ -34,7 +34,7 @@ async def test_auth_many_answers_each_token(cluster) -> None:  # type: ignore[no
     ]
     resp = await rpc.call(cluster.user_int.AuthMany, ui.AuthManyReq(auths=auths), TIMEOUT)
     assert [r.code for r in resp.results] == [0, Code.UNAUTHORIZED, 0, Code.UNAUTHORIZED, Code.UNAUTHORIZED]
-    assert "wrong token" in resp.results[1].message and "required" in resp.results[3].message
+    assert resp.results[1].message == resp.results[4].message == BAD_TOKEN and "required" in resp.results[3].message
 
 
 async def test_conn_sign_ins_each_succeeds_or_fails_alone(cluster) -> None:  # type: ignore[no-untyped-def]

@@ -7,7 +7,7 @@ from gim.internal.business.users import PHONE_MAX, User, UserStore
 from gim.internal.business.verifier import CodeVerifier
 from gim.pkg import log
 from gim.pkg.cache import KIND_USER, Cache
-from gim.pkg.errors import Code, GimError, bad_request
+from gim.pkg.errors import Code, GimError, bad_request, device_not_yours
 
 MAX_AUTHS = 1000  # tokens checked in one AuthMany call, at most
 
@@ -15,9 +15,14 @@ _log = log.get("business")
 
 
 class DeviceChecker:
-    """Asks logic whether a device exists (LogicInt.GetDevice); raises 10014 if not."""
+    """Asks logic about devices (LogicInt): who owns one, and claiming it at sign-in."""
 
-    async def check(self, device_id: int) -> None:  # pragma: no cover - interface
+    async def owner(self, device_id: int) -> int:  # pragma: no cover - interface
+        """The device's owner (0: nobody yet); raises 10014 if there is no such device."""
+        raise NotImplementedError
+
+    async def claim(self, device_id: int, user_id: int) -> None:  # pragma: no cover - interface
+        """Make `user_id` the owner unless another user is (atomically): 10017 if so."""
         raise NotImplementedError
 
 
@@ -45,11 +50,21 @@ class BusinessApp:
         if device_id <= 0:
             raise bad_request("device_id must be positive (LogicExt.RegisterDevice gives one)")
         await self.verifier.verify(phone_number, code)
-        await self.devices.check(device_id)
+        # A device belongs to the first user who signs in on it (docs/protocol.md §2.3).
+        owner = await self.devices.owner(device_id)  # 10014 if there is no such device
+        if owner and owner != await self._user_id(phone_number):
+            _log.warning("sign_in_device_not_yours", device_id=device_id, owner=owner)
+            raise device_not_yours()  # refused before anything is created
         user, is_new = await self.users.get_or_create(phone_number)
+        await self.devices.claim(device_id, user.user_id)  # atomic: of two users racing, one wins
         token = await self.tokens.issue(user.user_id, device_id)
         _log.info("signed_in", user_id=user.user_id, device_id=device_id, is_new=is_new)
         return user, is_new, token
+
+    async def _user_id(self, phone_number: str) -> int:
+        """The user id of this phone number, 0 if it has none yet."""
+        user = await self.users.by_phone(phone_number)
+        return user.user_id if user is not None else 0
 
     async def auth(self, user_id: int, device_id: int, token: str) -> None:
         error = (await self.auth_many([(user_id, device_id, token)]))[0]

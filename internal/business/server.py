@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grpc
 import redis.asyncio as aioredis
 from grpc import aio
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -26,12 +27,26 @@ class LogicDeviceChecker(DeviceChecker):
     def __init__(self, logic: logic_int_pb2_grpc.LogicIntStub, timeout: float) -> None:
         self._logic = logic
         self._timeout = timeout
+        self._no_claims = False  # logic answered ClaimDevice UNIMPLEMENTED (an older one)
 
-    async def check(self, device_id: int) -> None:
+    async def owner(self, device_id: int) -> int:
         req = logic_int_pb2.GetDeviceReq(device_id=device_id)
         resp = await rpc.call(self._logic.GetDevice, req, self._timeout, wait_for_ready=True)
         if resp.device.device_id != device_id:
             raise GimError(Code.DEVICE_NOT_FOUND, f"device {device_id} not found")
+        return int(resp.device.user_id)
+
+    async def claim(self, device_id: int, user_id: int) -> None:
+        if self._no_claims:
+            return
+        req = logic_int_pb2.ClaimDeviceReq(device_id=device_id, user_id=user_id)
+        try:
+            await rpc.call(self._logic.ClaimDevice, req, self._timeout, wait_for_ready=True)
+        except aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                raise
+            _log.warning("claim_device_unsupported", reason="logic has no ClaimDevice: ownership checked, not claimed")
+            self._no_claims = True
 
 
 class BusinessServer(rpc.ServesPair):

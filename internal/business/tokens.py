@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gim.pkg import db, log
 from gim.pkg.batcher import Batcher
-from gim.pkg.errors import GimError, unauthorized
+from gim.pkg.errors import GimError, bad_token
 from gim.pkg.redis_outage import UNREACHABLE, RedisOutage
 from gim.pkg.schema import device_token
 
@@ -129,10 +129,8 @@ class TokenStore:
                     fills[key] = (sha, expire - now)
                 else:
                     stale.append(key)
-            elif expire > now or value is not None:
-                results[i] = unauthorized("wrong token, sign in again")
-            else:
-                results[i] = unauthorized("token expired or unknown, sign in again")
+            else:  # wrong, expired or unknown: the same answer, so that none can be told apart
+                results[i] = bad_token()
         if (fills or stale) and not self._outage.down:
             await self._refill(fills, stale)
 

@@ -52,7 +52,7 @@ class UserStore:
 
     async def get_or_create(self, phone_number: str) -> tuple[User, bool]:
         """The user with this phone number, created if new; (user, is_new)."""
-        found = await self._by_phone(phone_number)
+        found = await self.by_phone(phone_number)
         if found is not None:
             return found, False
         try:
@@ -63,14 +63,14 @@ class UserStore:
         except IntegrityError:  # a concurrent first sign-in won the insert
             pass
         else:
-            created = await self._by_phone(phone_number)
+            created = await self.by_phone(phone_number)
             assert created is not None
             return created, True
-        found = await self._by_phone(phone_number)
+        found = await self.by_phone(phone_number)
         assert found is not None
         return found, False
 
-    async def _by_phone(self, phone_number: str) -> User | None:
+    async def by_phone(self, phone_number: str) -> User | None:
         async with db.reading(self._engine) as conn:
             row = (
                 await conn.execute(

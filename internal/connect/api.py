@@ -19,11 +19,21 @@ _log = log.get("connect")
 class ConnectIntServicer(connect_int_pb2_grpc.ConnectIntServicer):
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
+        self.refusals = log.Summary(_log)
 
     def _push(self, request: connect_int_pb2.DeliverMessageReq) -> bool:
-        """Queue the message on the device's connection; False if this node has none."""
+        """Queue the message on the device's connection; False if this node has none, or
+        none signed in as the user the message is for."""
         session = self.registry.get(request.device_id)
         if session is None:
+            return False
+        if request.user_id and request.user_id != session.user_id:  # 0: an older logic, which does not say
+            # The device changed hands since logic looked it up: the message is not for
+            # whoever holds it now. Its user gets it by sync.
+            self.refusals.warning(
+                "deliver_wrong_user", kind="user", device_id=request.device_id, for_user=request.user_id,
+                session_user=session.user_id,
+            )  # fmt: skip
             return False
         if request.sent_seq:  # the device sent that message itself: its order moves past it
             session.push_stored(request.sent_seq, SENT)
@@ -53,3 +63,18 @@ class ConnectIntServicer(connect_int_pb2_grpc.ConnectIntServicer):
         if absent:
             _log.info("deliver_no_connection", device_ids=absent[:20], absent=len(absent))
         return connect_int_pb2.DeliverMessagesResp(absent_device_ids=absent)
+
+    async def CloseConnection(
+        self, request: connect_int_pb2.CloseConnectionReq, context: aio.ServicerContext[Any, Any]
+    ) -> connect_int_pb2.CloseConnectionResp:
+        """The device signed in on another node: close its connection here, if it is still
+        the one logic replaced (a newer connection of the device stays). Its close does not
+        mark the device offline: logic's row names the new connection now, and Offline
+        compares client_addr."""
+        session = self.registry.get(request.device_id)
+        if session is None or not request.client_addr or session.client_addr != request.client_addr:
+            _log.info("close_connection_absent", device_id=request.device_id, client_addr=request.client_addr)
+            return connect_int_pb2.CloseConnectionResp(closed=False)
+        session.replaced = True
+        session.close("replaced by a connection of the same device on another node")
+        return connect_int_pb2.CloseConnectionResp(closed=True)

@@ -11,6 +11,7 @@ from gim.internal.logic.devices import Device, DeviceStore
 from gim.internal.logic.friends import FriendService
 from gim.internal.logic.groups import GroupService, group_pb
 from gim.internal.logic.messages import MessageService, Sender
+from gim.internal.logic.replaced import PreviousConnections
 from gim.internal.logic.rooms import RoomService
 from gim.internal.logic.users import UserClient
 from gim.pkg import log, rpc
@@ -178,6 +179,7 @@ class LogicIntServicer(int_grpc.LogicIntServicer):
         self.messages = messages
         self.users = users
         self.rooms = rooms
+        self.previous = PreviousConnections(messages.deliverer)
 
     async def ConnSignIn(self, request: int_.ConnSignInReq, context: Context) -> int_.ConnSignInResp:
         error = (await self._sign_in([request]))[0]
@@ -210,8 +212,9 @@ class LogicIntServicer(int_grpc.LogicIntServicer):
             return {}
 
     async def _sign_in(self, reqs: list[int_.ConnSignInReq]) -> list[GimError | None]:
-        """Check each token with business, then mark each device online at its node: None
-        for a sign-in that succeeded, else why it failed (the others go on)."""
+        """Check each token with business, then mark each device online at its node (only
+        for its owner): None for a sign-in that succeeded, else why it failed (the others
+        go on). A device that moved from another node has its connection there closed."""
         results: list[GimError | None] = [_malformed(r) for r in reqs]
         todo = [i for i, r in enumerate(results) if r is None]
         if todo:
@@ -231,7 +234,10 @@ class LogicIntServicer(int_grpc.LogicIntServicer):
                 results[i] = unavailable("sign-in")
             else:
                 r = reqs[i]
-                _log.info("device_online", user_id=r.user_id, device_id=r.device_id, conn_addr=r.conn_addr, client_addr=r.client_addr)
+                _log.info("device_online", user_id=r.user_id, device_id=r.device_id, conn_addr=r.conn_addr, client_addr=r.client_addr,
+                          moved_from=outcome.conn_addr if outcome else None)  # fmt: skip
+                if outcome is not None:
+                    self.previous.close(r.device_id, outcome)
         return results
 
     async def Sync(self, request: int_.SyncReq, context: Context) -> int_.SyncResp:
@@ -254,6 +260,18 @@ class LogicIntServicer(int_grpc.LogicIntServicer):
 
     async def GetDevice(self, request: int_.GetDeviceReq, context: Context) -> int_.GetDeviceResp:
         return int_.GetDeviceResp(device=device_pb(await self.devices.get(request.device_id)))
+
+    async def ClaimDevice(self, request: int_.ClaimDeviceReq, context: Context) -> int_.ClaimDeviceResp:
+        await self.devices.claim(request.device_id, request.user_id)
+        _log.info("device_claimed", device_id=request.device_id, user_id=request.user_id)
+        return int_.ClaimDeviceResp()
+
+    async def ReleaseDevice(self, request: int_.ReleaseDeviceReq, context: Context) -> int_.ReleaseDeviceResp:
+        released, connection = await self.devices.release(request.device_id, request.user_id)
+        _log.info("device_released", device_id=request.device_id, user_id=request.user_id, released=released)
+        if connection is not None:
+            self.previous.close(request.device_id, connection)
+        return int_.ReleaseDeviceResp(released=released)
 
     async def ServerStop(self, request: int_.ServerStopReq, context: Context) -> int_.ServerStopResp:
         count = await self.devices.node_stopped(request.conn_addr)

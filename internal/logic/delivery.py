@@ -159,6 +159,10 @@ class Deliverer:
             peer = self._peers[conn_addr] = _Peer(rpc.channel(conn_addr, private=True))
         return peer
 
+    def stub(self, conn_addr: str) -> connect_int_pb2_grpc.ConnectIntStub:
+        """The node's ConnectInt, on its delivery channel (for calls beside deliveries)."""
+        return self._peer(conn_addr).stub
+
     async def _close_idle(self) -> None:
         cutoff = self._clock() - self._idle_after
         for conn_addr in [a for a, used in self._used.items() if used < cutoff]:
@@ -189,7 +193,10 @@ class Deliverer:
         await self._close_idle()
         by_node: dict[str, list[bytes]] = defaultdict(list)
         for device, what in targets:
-            part = sent_mark_bytes(device.device_id, what) if isinstance(what, int) else delivery_bytes(device.device_id, what)
+            if isinstance(what, int):
+                part = sent_mark_bytes(device.device_id, device.user_id, what)
+            else:
+                part = delivery_bytes(device.device_id, device.user_id, what)
             by_node[device.conn_addr].append(part)
         queued: list[asyncio.Future[int]] = []
         for addr, parts in by_node.items():

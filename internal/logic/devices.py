@@ -1,4 +1,11 @@
-"""Devices: registration, online state per connect node, look-ups for delivery."""
+"""Devices: registration, ownership, online state per connect node, look-ups for delivery.
+
+A device belongs to the first user who signs in on it (`device.user_id`, 0: nobody yet):
+`claim` at UserExt.SignIn, and a long-connection sign-in (`set_online`) only by its owner
+(or on a device nobody owns yet). Neither ever rewrites an owner; both decide with a
+conditional UPDATE (`user_id IN (0, :me)`), so two users racing for a new device cannot
+both win. `release` is the hand-over: the owner gives the device up.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +16,15 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gim.pkg import db
+from gim.pkg import db, log
 from gim.pkg.batcher import Batcher
 from gim.pkg.cache import KIND_ONLINE, Cache, Decoded
 from gim.pkg.db import epoch_seconds
-from gim.pkg.errors import Code, GimError, bad_request
+from gim.pkg.errors import Code, GimError, bad_request, device_not_yours, unauthorized
 from gim.pkg.schema import DEVICE_OFFLINE, DEVICE_ONLINE
 from gim.pkg.schema import device as device_table
+
+_log = log.get("devices")
 
 DEVICE_TYPES = {1: "Android", 2: "iOS", 3: "Windows", 4: "macOS", 5: "Web"}
 _TEXT_LIMITS = {"brand": 50, "model": 50, "system_version": 20, "sdk_version": 20}
@@ -35,6 +44,13 @@ class Device:
     client_addr: str
     create_time: int
     update_time: int
+
+
+class Connection(NamedTuple):
+    """Where a device's connection is: its connect node and the connection's client_addr."""
+
+    conn_addr: str
+    client_addr: str
 
 
 class OnlineDevice(NamedTuple):  # a tuple: a group send makes one per member's device
@@ -69,9 +85,11 @@ class _SignIn:
     client_addr: str
 
 
+_c = device_table.c
+_NOT_FOUND = "device {} not found"
 _SET_ONLINE = (
     device_table.update()
-    .where(device_table.c.id == sa.bindparam("b_device_id"))
+    .where(_c.id == sa.bindparam("b_device_id"), _c.user_id.in_([0, sa.bindparam("b_user_id")]))
     .values(
         user_id=sa.bindparam("b_user_id"),
         status=DEVICE_ONLINE,
@@ -91,7 +109,7 @@ class DeviceStore:
     def __init__(self, engine: AsyncEngine, cache: Cache) -> None:
         self._engine = engine
         self._cache = cache
-        self._sign_ins: Batcher[_SignIn, None] = Batcher("sign_ins", self._set_online_batch, 500, 4)
+        self._sign_ins: Batcher[_SignIn, Connection | None] = Batcher("sign_ins", self._set_online_batch, 500, 4)
         self._decoded = Decoded(_online_devices)
 
     async def register(self, type_: int, **texts: str) -> int:
@@ -110,30 +128,79 @@ class DeviceStore:
         async with db.reading(self._engine) as conn:
             row = (await conn.execute(sa.select(device_table).where(device_table.c.id == device_id))).first()
         if row is None:
-            raise GimError(Code.DEVICE_NOT_FOUND, f"device {device_id} not found")
+            raise GimError(Code.DEVICE_NOT_FOUND, _NOT_FOUND.format(device_id))
         return _device(row)
 
-    async def set_online(self, device_id: int, user_id: int, conn_addr: str, client_addr: str) -> None:
-        """The device is now online at `conn_addr` for `user_id` (10014 if there is no such
-        device). Concurrent sign-ins are written together, one transaction a batch."""
-        await self._sign_ins.submit(_SignIn(device_id, user_id, conn_addr, client_addr))
-
-    async def _set_online_batch(self, batch: list[_SignIn]) -> list[None | BaseException]:
-        c = device_table.c
+    async def claim(self, device_id: int, user_id: int) -> None:
+        """Make `user_id` the device's owner unless it has another one: 10017 if it has,
+        10014 if there is no such device. Claiming one's own device again is fine."""
+        if device_id <= 0 or user_id <= 0:
+            raise bad_request("device_id and user_id must be positive")
         async with self._engine.begin() as conn:
-            rows = await conn.execute(sa.select(c.id, c.user_id).where(c.id.in_({s.device_id for s in batch})))
-            previous = {int(device_id): int(user_id) for device_id, user_id in rows}
-            found = [s for s in batch if s.device_id in previous]
-            if found:
-                params = [{f"b_{k}": v for k, v in dataclasses.asdict(s).items()} for s in found]
-                await conn.execute(_SET_ONLINE, params)
-        await self._cache.invalidate(
-            KIND_ONLINE, {s.user_id for s in found} | {previous[s.device_id] for s in found}
+            result = await conn.execute(
+                device_table.update().where(_c.id == device_id, _c.user_id.in_([0, user_id])).values(user_id=user_id)
+            )
+            if result.rowcount:
+                return
+            # nothing changed: no such device, the owner already (MySQL counts changed rows), or another's
+            owner = (await conn.execute(sa.select(_c.user_id).where(_c.id == device_id))).scalar()
+        if owner is None:
+            raise GimError(Code.DEVICE_NOT_FOUND, _NOT_FOUND.format(device_id))
+        if int(owner) != user_id:
+            raise device_not_yours()
+
+    async def release(self, device_id: int, user_id: int) -> tuple[bool, Connection | None]:
+        """The owner `user_id` gives the device up: it has no owner and is offline. Returns
+        whether it was this user's, and the connection it had if it was online."""
+        if device_id <= 0 or user_id <= 0:
+            raise bad_request("device_id and user_id must be positive")
+        mine = (_c.id == device_id, _c.user_id == user_id)
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(sa.select(_c.status, _c.conn_addr, _c.client_addr).where(*mine).with_for_update())).first()
+            if row is None:
+                return False, None
+            await conn.execute(device_table.update().where(*mine).values(user_id=0, status=DEVICE_OFFLINE))
+        await self._cache.invalidate(KIND_ONLINE, [user_id])
+        status, conn_addr, client_addr = int(row[0]), str(row[1]), str(row[2])
+        return True, Connection(conn_addr, client_addr) if status == DEVICE_ONLINE and conn_addr else None
+
+    async def set_online(self, device_id: int, user_id: int, conn_addr: str, client_addr: str) -> Connection | None:
+        """The device is now online at `conn_addr` for `user_id`, its owner (or the first
+        user on it): 10014 if there is no such device, 10000 if another user owns it.
+        Returns the device's previous connection if that was online on another node
+        (this node replaces its own). Concurrent sign-ins are written together, one
+        transaction a batch."""
+        return await self._sign_ins.submit(_SignIn(device_id, user_id, conn_addr, client_addr))
+
+    async def _set_online_batch(self, batch: list[_SignIn]) -> list[Connection | None | BaseException]:
+        query = (
+            sa.select(_c.id, _c.user_id, _c.status, _c.conn_addr, _c.client_addr)
+            .where(_c.id.in_({s.device_id for s in batch}))
+            .with_for_update()  # the owners cannot change before this transaction writes
         )
-        return [
-            None if s.device_id in previous else GimError(Code.DEVICE_NOT_FOUND, f"device {s.device_id} not found")
-            for s in batch
-        ]
+        results: list[Connection | None | BaseException] = []
+        async with self._engine.begin() as conn:
+            current = {int(row[0]): (int(row[1]), int(row[2]), str(row[3]), str(row[4])) for row in await conn.execute(query)}
+            accepted: list[_SignIn] = []
+            for s in batch:  # in order: a device signed in twice in one batch, the second replaces the first
+                state = current.get(s.device_id)
+                if state is None:
+                    results.append(GimError(Code.DEVICE_NOT_FOUND, _NOT_FOUND.format(s.device_id)))
+                    continue
+                owner, status, conn_addr, client_addr = state
+                if owner not in (0, s.user_id):
+                    _log.warning("sign_in_not_owner", device_id=s.device_id, user_id=s.user_id, owner=owner)
+                    results.append(unauthorized("this device belongs to another user: sign in again"))
+                    continue
+                moved = status == DEVICE_ONLINE and conn_addr != s.conn_addr and client_addr != s.client_addr
+                results.append(Connection(conn_addr, client_addr) if moved and conn_addr else None)
+                current[s.device_id] = (s.user_id, DEVICE_ONLINE, s.conn_addr, s.client_addr)
+                accepted.append(s)
+            if accepted:
+                params = [{f"b_{k}": v for k, v in dataclasses.asdict(s).items()} for s in accepted]
+                await conn.execute(_SET_ONLINE, params)
+        await self._cache.invalidate(KIND_ONLINE, {s.user_id for s in accepted})
+        return results
 
     async def set_offline(self, device_id: int, user_id: int, client_addr: str) -> bool:
         """Mark offline only if this is still the connection the device last signed in with."""

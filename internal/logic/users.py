@@ -10,13 +10,24 @@ from grpc import aio
 
 from gim.pkg import log, rpc
 from gim.pkg.cache import KIND_USER, Cache
-from gim.pkg.errors import GimError, errors_of
+from gim.pkg.errors import Code, GimError, bad_token, errors_of
 from gim.pkg.pb import user_ext_pb2, user_int_pb2, user_int_pb2_grpc
 
 _log = log.get("users")
 
 
 AUTH_CACHE_MAX = 100_000  # tokens remembered at most (then forgotten all at once)
+
+
+def _stable(error: GimError) -> GimError:
+    """What a caller is told when the business service refuses a token: every bad token
+    the same answer (whatever text a business backend chose), and no peer's text for the
+    rest (a gim code of our own: its own words)."""
+    if error.code == Code.UNAUTHORIZED:
+        return bad_token()
+    if error.code == Code.UNAVAILABLE:
+        return error
+    return GimError(error.code)
 
 
 class UserClient:
@@ -43,7 +54,10 @@ class UserClient:
         if cached and self._authed.get(key, 0.0) > now:
             return
         req = user_int_pb2.AuthReq(user_id=user_id, device_id=device_id, token=token)
-        await rpc.call(self._stub.Auth, req, self._timeout, wait_for_ready=True)
+        try:
+            await rpc.call(self._stub.Auth, req, self._timeout, wait_for_ready=True)
+        except GimError as exc:
+            raise _stable(exc) from None
         if self._auth_cache_seconds > 0:
             if len(self._authed) >= AUTH_CACHE_MAX:
                 self._authed.clear()
@@ -62,7 +76,7 @@ class UserClient:
                 _log.info("auth_one_by_one", reason="the business service has no AuthMany")
                 self._one_by_one = True
             else:
-                return errors_of(resp.results, len(auths), "auths")
+                return [_stable(e) if e is not None else None for e in errors_of(resp.results, len(auths), "auths")]
         return list(await asyncio.gather(*(self._auth_one(*a) for a in auths)))
 
     async def _auth_one(self, user_id: int, device_id: int, token: str) -> GimError | None:

@@ -157,19 +157,23 @@ def message_send_bytes(message_without_seq: bytes, seq: int) -> bytes:
     return _FIELD_1_BYTES + varint(len(message)) + message
 
 
-def delivery_bytes(device_id: int, message_send: bytes) -> bytes:
+def delivery_bytes(device_id: int, user_id: int, message_send: bytes) -> bytes:
     """One DeliverMessageReq as an element of DeliverMessagesReq.messages: elements of a
-    repeated field concatenate, so a request is the join of its deliveries."""
-    req = _DEVICE_ID_TAG + varint(device_id) + _MESSAGE_SEND_TAG + varint(len(message_send)) + message_send
+    repeated field concatenate, so a request is the join of its deliveries. `user_id` is
+    the device's user: connect pushes only to a connection signed in as that user."""
+    req = (
+        _DEVICE_ID_TAG + varint(device_id) + _MESSAGE_SEND_TAG + varint(len(message_send)) + message_send
+        + _USER_ID_TAG + varint(user_id)
+    )  # fmt: skip
     return _FIELD_1_BYTES + varint(len(req)) + req
 
 
-
 _SENT_SEQ_TAG = b"\x18"  # DeliverMessageReq.sent_seq: field 3, varint
+_USER_ID_TAG = b"\x20"  # DeliverMessageReq.user_id: field 4, varint
 
 
-def sent_mark_bytes(device_id: int, seq: int) -> bytes:
+def sent_mark_bytes(device_id: int, user_id: int, seq: int) -> bytes:
     """A DeliverMessageReq (as `delivery_bytes`) that pushes nothing: the device sent the
     message of `seq` itself, and connect's push order for it moves past that seq."""
-    req = _DEVICE_ID_TAG + varint(device_id) + _SENT_SEQ_TAG + varint(seq)
+    req = _DEVICE_ID_TAG + varint(device_id) + _SENT_SEQ_TAG + varint(seq) + _USER_ID_TAG + varint(user_id)
     return _FIELD_1_BYTES + varint(len(req)) + req

@@ -8,14 +8,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DeliverMessageReq(_message.Message):
-    __slots__ = ("device_id", "message_send", "sent_seq")
+    __slots__ = ("device_id", "message_send", "sent_seq", "user_id")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_SEND_FIELD_NUMBER: _ClassVar[int]
     SENT_SEQ_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
     device_id: int
     message_send: _connect_ext_pb2.MessageSend
     sent_seq: int
-    def __init__(self, device_id: _Optional[int] = ..., message_send: _Optional[_Union[_connect_ext_pb2.MessageSend, _Mapping]] = ..., sent_seq: _Optional[int] = ...) -> None: ...
+    user_id: int
+    def __init__(self, device_id: _Optional[int] = ..., message_send: _Optional[_Union[_connect_ext_pb2.MessageSend, _Mapping]] = ..., sent_seq: _Optional[int] = ..., user_id: _Optional[int] = ...) -> None: ...
 
 class DeliverMessageResp(_message.Message):
     __slots__ = ()
@@ -32,6 +34,20 @@ class DeliverMessagesResp(_message.Message):
     ABSENT_DEVICE_IDS_FIELD_NUMBER: _ClassVar[int]
     absent_device_ids: _containers.RepeatedScalarFieldContainer[int]
     def __init__(self, absent_device_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class CloseConnectionReq(_message.Message):
+    __slots__ = ("device_id", "client_addr")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ADDR_FIELD_NUMBER: _ClassVar[int]
+    device_id: int
+    client_addr: str
+    def __init__(self, device_id: _Optional[int] = ..., client_addr: _Optional[str] = ...) -> None: ...
+
+class CloseConnectionResp(_message.Message):
+    __slots__ = ("closed",)
+    CLOSED_FIELD_NUMBER: _ClassVar[int]
+    closed: bool
+    def __init__(self, closed: _Optional[bool] = ...) -> None: ...
 
 class PushRoomMsg(_message.Message):
     __slots__ = ("room_id", "message_send")

@@ -44,6 +44,11 @@ class ConnectIntStub:
                 request_serializer=connect__int__pb2.DeliverMessagesReq.SerializeToString,
                 response_deserializer=connect__int__pb2.DeliverMessagesResp.FromString,
                 _registered_method=True)
+        self.CloseConnection = channel.unary_unary(
+                '/pb.ConnectInt/CloseConnection',
+                request_serializer=connect__int__pb2.CloseConnectionReq.SerializeToString,
+                response_deserializer=connect__int__pb2.CloseConnectionResp.FromString,
+                _registered_method=True)
 
 
 class ConnectIntServicer:
@@ -63,6 +68,14 @@ class ConnectIntServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CloseConnection(self, request, context):
+        """Not in the original contract: the device signed in on another node; close its
+        connection here if it is still the one with this client_addr (a newer one stays).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConnectIntServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +88,11 @@ def add_ConnectIntServicer_to_server(servicer, server):
                     servicer.DeliverMessages,
                     request_deserializer=connect__int__pb2.DeliverMessagesReq.FromString,
                     response_serializer=connect__int__pb2.DeliverMessagesResp.SerializeToString,
+            ),
+            'CloseConnection': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseConnection,
+                    request_deserializer=connect__int__pb2.CloseConnectionReq.FromString,
+                    response_serializer=connect__int__pb2.CloseConnectionResp.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +149,33 @@ class ConnectInt:
             '/pb.ConnectInt/DeliverMessages',
             connect__int__pb2.DeliverMessagesReq.SerializeToString,
             connect__int__pb2.DeliverMessagesResp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseConnection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pb.ConnectInt/CloseConnection',
+            connect__int__pb2.CloseConnectionReq.SerializeToString,
+            connect__int__pb2.CloseConnectionResp.FromString,
             options,
             channel_credentials,
             insecure,

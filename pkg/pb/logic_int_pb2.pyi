@@ -175,3 +175,29 @@ class ServerStopReq(_message.Message):
 class ServerStopResp(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class ClaimDeviceReq(_message.Message):
+    __slots__ = ("device_id", "user_id")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    device_id: int
+    user_id: int
+    def __init__(self, device_id: _Optional[int] = ..., user_id: _Optional[int] = ...) -> None: ...
+
+class ClaimDeviceResp(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ReleaseDeviceReq(_message.Message):
+    __slots__ = ("device_id", "user_id")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    device_id: int
+    user_id: int
+    def __init__(self, device_id: _Optional[int] = ..., user_id: _Optional[int] = ...) -> None: ...
+
+class ReleaseDeviceResp(_message.Message):
+    __slots__ = ("released",)
+    RELEASED_FIELD_NUMBER: _ClassVar[int]
+    released: bool
+    def __init__(self, released: _Optional[bool] = ...) -> None: ...

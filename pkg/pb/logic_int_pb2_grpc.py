@@ -90,6 +90,16 @@ class LogicIntStub:
                 request_serializer=logic__int__pb2.ServerStopReq.SerializeToString,
                 response_deserializer=logic__int__pb2.ServerStopResp.FromString,
                 _registered_method=True)
+        self.ClaimDevice = channel.unary_unary(
+                '/pb.LogicInt/ClaimDevice',
+                request_serializer=logic__int__pb2.ClaimDeviceReq.SerializeToString,
+                response_deserializer=logic__int__pb2.ClaimDeviceResp.FromString,
+                _registered_method=True)
+        self.ReleaseDevice = channel.unary_unary(
+                '/pb.LogicInt/ReleaseDevice',
+                request_serializer=logic__int__pb2.ReleaseDeviceReq.SerializeToString,
+                response_deserializer=logic__int__pb2.ReleaseDeviceResp.FromString,
+                _registered_method=True)
 
 
 class LogicIntServicer:
@@ -166,6 +176,23 @@ class LogicIntServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ClaimDevice(self, request, context):
+        """Not in the original contract: a device belongs to the first user who signs in on it.
+        ClaimDevice makes user_id its owner if it has none (10014: no such device; 10017: it
+        belongs to another user); UserExt.SignIn calls it. ReleaseDevice is the hand-over: the
+        owner gives the device up (a business backend calls it at sign-out), it goes offline
+        and its connection is closed; the next user to sign in on it owns it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseDevice(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LogicIntServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -223,6 +250,16 @@ def add_LogicIntServicer_to_server(servicer, server):
                     servicer.ServerStop,
                     request_deserializer=logic__int__pb2.ServerStopReq.FromString,
                     response_serializer=logic__int__pb2.ServerStopResp.SerializeToString,
+            ),
+            'ClaimDevice': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimDevice,
+                    request_deserializer=logic__int__pb2.ClaimDeviceReq.FromString,
+                    response_serializer=logic__int__pb2.ClaimDeviceResp.SerializeToString,
+            ),
+            'ReleaseDevice': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseDevice,
+                    request_deserializer=logic__int__pb2.ReleaseDeviceReq.FromString,
+                    response_serializer=logic__int__pb2.ReleaseDeviceResp.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -522,6 +559,60 @@ class LogicInt:
             '/pb.LogicInt/ServerStop',
             logic__int__pb2.ServerStopReq.SerializeToString,
             logic__int__pb2.ServerStopResp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimDevice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pb.LogicInt/ClaimDevice',
+            logic__int__pb2.ClaimDeviceReq.SerializeToString,
+            logic__int__pb2.ClaimDeviceResp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseDevice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pb.LogicInt/ReleaseDevice',
+            logic__int__pb2.ReleaseDeviceReq.SerializeToString,
+            logic__int__pb2.ReleaseDeviceResp.FromString,
             options,
             channel_credentials,
             insecure,
