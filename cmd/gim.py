@@ -5,7 +5,7 @@
     gim migrate --sql   print the MySQL schema (sql/create_table.sql)
     gim client     chat from the terminal; `gim client send|listen` for scripts
     gim health HOST:PORT ...   exit 0 if every address accepts a connection (health checks)
-    gim bench      benchmark scenarios with their ceilings (BENCHMARKS.md)
+    gim bench      benchmark scenarios with their ceilings (docs/benchmarks.md)
 """
 
 from __future__ import annotations

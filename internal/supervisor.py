@@ -147,7 +147,7 @@ class Supervisor:
         await migrate(logic)
         await self.nodes.start()  # LaunchError: reported by run()
         demo = await _demo(self.configs, self.dev_code)
-        _print_banner(self.configs, demo, self.var / "log")
+        _print_banner(self.configs, demo, self.var / "log", self.dev_code)
         return True
 
     async def _until_stopped(self) -> Node | None:
@@ -218,7 +218,9 @@ async def _demo(configs: dict[str, config.BaseConfig], dev_code: str) -> list[tu
     return out
 
 
-def _print_banner(configs: dict[str, config.BaseConfig], demo: list[tuple[str, int, int, str]], logs: Path) -> None:
+def _print_banner(
+    configs: dict[str, config.BaseConfig], demo: list[tuple[str, int, int, str]], logs: Path, dev_code: str
+) -> None:
     c, lg, b = configs["connect"], configs["logic"], configs["business"]
     lines = [
         "",
@@ -232,9 +234,41 @@ def _print_banner(configs: dict[str, config.BaseConfig], demo: list[tuple[str, i
         f"  redis                  {lg.redis_url}",
         f"  service logs           {logs}/business.log, logic.log, connect.log",
         "",
-        "demo users (sign-in code for any phone number: the development code):",
+        f"demo users (the development sign-in code {dev_code} works for any phone number):",
     ]
     for phone, user_id, device_id, token in demo:
         lines.append(f"  phone {phone}  user_id {user_id}  device_id {device_id}  token {token}")
-    lines.append("")
+    lines += _next_steps(configs, demo, dev_code)
     print("\n".join(lines), flush=True)
+
+
+def _next_steps(configs: dict[str, config.BaseConfig], demo: list[tuple[str, int, int, str]], dev_code: str) -> list[str]:
+    """What to type next: `gim client` for the first two demo users."""
+    if len(demo) < 2:
+        return [""]
+    client = _client_command(configs, dev_code)
+    (alice, _, _, _), (bob, bob_id, _, _) = demo[:2]
+    return [
+        "",
+        "next, chat in two more terminals:",
+        f"  {client} --phone {alice}",
+        f"  {client} --phone {bob}",
+        f"and type  /to {bob_id} hello  in the first (/help lists the commands)",
+        "",
+    ]
+
+
+def _client_command(configs: dict[str, config.BaseConfig], dev_code: str) -> str:
+    """`gim client` as this gim was started (`.venv/bin/gim` under `make run`), with the
+    addresses and code that differ from the client's defaults."""
+    gim = sys.argv[0] if os.path.basename(sys.argv[0]) == "gim" else "gim"
+    if os.path.isabs(gim) and gim.startswith(os.getcwd() + os.sep):
+        gim = os.path.relpath(gim)
+    options = {
+        "--tcp": (configs["connect"].tcp_listen, "127.0.0.1:8080"),  # type: ignore[attr-defined]
+        "--logic": (configs["logic"].ext_listen, "127.0.0.1:50001"),  # type: ignore[attr-defined]
+        "--business": (configs["business"].ext_listen, "127.0.0.1:50301"),  # type: ignore[attr-defined]
+        "--code": (dev_code, "0000"),
+    }
+    extra = "".join(f" {option} {value}" for option, (value, default) in options.items() if value != default)
+    return f"{gim} client{extra}"

@@ -1,4 +1,4 @@
-"""The database tables (PROTOCOL.md §4), for MySQL/MariaDB and SQLite alike.
+"""The database tables (what lives where: docs/architecture.md), for MySQL/MariaDB and SQLite.
 
 `sql/create_table.sql` is this module rendered for MySQL (`gim migrate --sql`); a test
 keeps the two in step. Message rows are sharded over `message_000 … message_{N-1}` by

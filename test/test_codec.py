@@ -1,4 +1,4 @@
-"""The TCP frame codec and the packet helpers (PROTOCOL.md section 1, Framing)."""
+"""The TCP frame codec and the packet helpers (docs/protocol.md section 1.1, framing)."""
 
 from __future__ import annotations
 

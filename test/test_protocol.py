@@ -1,4 +1,4 @@
-"""The wire contract (PROTOCOL.md sections 1 and 2) as the generated code sees it.
+"""The wire contract (docs/protocol.md sections 1 and 2) as the generated code sees it.
 
 Checks that the committed generated modules in ``pkg/pb`` match ``proto/``, and
 that field numbers and types, service method paths and enum values are exactly
@@ -55,7 +55,7 @@ def _type_name(field: FieldDescriptor) -> str:
 
 
 def _describe(field: FieldDescriptor) -> str:
-    """Render a field's type as PROTOCOL.md writes it: int64, repeated pb.Message, map<..>."""
+    """Render a field's type as docs/protocol.md writes it: int64, repeated pb.Message, map<..>."""
     if field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.GetOptions().map_entry:
         entry = field.message_type.fields_by_name
         return f"map<{_type_name(entry['key'])}, {_type_name(entry['value'])}>"
@@ -100,7 +100,7 @@ def test_message_names_are_unique_across_files() -> None:
     assert not duplicates
 
 
-# (message full name, field name, number, type) copied from PROTOCOL.md.
+# (message full name, field name, number, type) copied from docs/protocol.md.
 FIELDS: list[tuple[str, str, int, str]] = [
     # connect_ext: Message
     ("pb.Message", "sender", 1, "pb.Sender"),
@@ -227,7 +227,7 @@ def test_field(message: str, name: str, number: int, type_: str) -> None:
     assert (field.number, _describe(field)) == (number, type_)
 
 
-# Messages whose complete field list is fixed by PROTOCOL.md (no extra fields).
+# Messages whose complete field list is fixed by docs/protocol.md (no extra fields).
 EXACT_FIELDS: dict[str, list[str]] = {
     "pb.Message": ["sender", "receiver_type", "receiver_id", "to_user_ids", "message_type",
                    "message_content", "seq", "send_time", "status"],

@@ -138,7 +138,7 @@ class MessageService:
         raise AssertionError(f"receiver_type {req.receiver_type} was validated")
 
     async def push_command(self, receiver_type: int, receiver_id: int, user_ids: list[int], code: int, data: Message) -> None:
-        """A server event (PROTOCOL.md push codes) stored for and delivered to `user_ids`."""
+        """A server event (docs/protocol.md section 3.7) stored for and delivered to `user_ids`."""
         await self.push_event(command_row(receiver_type, receiver_id, code, data), user_ids)
 
     async def push_event(self, row: MessageRow, user_ids: list[int]) -> None:
