@@ -84,17 +84,21 @@ class SeqOrder:
                 others[id(other)] = other
         others.pop(id(job), None)
         for other in others.values():
+            # shielded: a send whose caller gives up (its task cancelled) while waiting
+            # here must not cancel the other send's futures, or that send's finish fails
+            # and every later send sharing a key waits behind it for good
             if other.seqs is None and not other.done.done():
-                await other.known
+                await asyncio.shield(other.known)
             if other.seqs is None or other.done.done():  # finished, maybe without seqs
                 continue
             if _earlier(other.seqs, mine):
-                await other.done
+                await asyncio.shield(other.done)
 
     def finish(self, job: _Job) -> None:
         if not job.known.done():
             job.known.set_result(None)
-        job.done.set_result(None)
+        if not job.done.done():
+            job.done.set_result(None)
         for key in job.keys:
             jobs = self._jobs[key]
             jobs.remove(job)
