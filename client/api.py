@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from gim.pkg import rpc
+from gim.pkg.security import Outbound, client_credentials
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as lx
 from gim.pkg.pb import logic_ext_pb2_grpc, user_ext_pb2, user_ext_pb2_grpc
@@ -34,10 +35,14 @@ class Credentials:
 
 
 class GimApi:
-    """LogicExt and UserExt stubs; errors come back as `GimError`."""
+    """LogicExt and UserExt stubs; errors come back as `GimError`. `tls`: the ports speak
+    TLS; their certificates are checked against `ca_file` (the system's roots when None)."""
 
-    def __init__(self, logic_addr: str, user_addr: str, timeout: float = 10.0) -> None:
-        self._channels = [rpc.channel(logic_addr), rpc.channel(user_addr)]
+    def __init__(
+        self, logic_addr: str, user_addr: str, timeout: float = 10.0, *, tls: bool = False, ca_file: str | None = None
+    ) -> None:
+        how = Outbound(client_credentials(ca_file)) if tls else Outbound()  # never the process's internal secret
+        self._channels = [rpc.channel(logic_addr, outbound=how), rpc.channel(user_addr, outbound=how)]
         self.logic = logic_ext_pb2_grpc.LogicExtStub(self._channels[0])
         self.users = user_ext_pb2_grpc.UserExtStub(self._channels[1])
         self.timeout = timeout

@@ -48,6 +48,8 @@ DEFAULTS = {
     "ws_url": DEFAULT_WS,
     "logic": DEFAULT_LOGIC,
     "business": DEFAULT_USER,
+    "tls": False,
+    "ca": None,
     "state": None,
     "verbose": 0,
 }
@@ -74,6 +76,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     common.add_argument("--ws-url", help=f"connect WebSocket URL (default {DEFAULT_WS})")
     common.add_argument("--logic", help=f"LogicExt address (default {DEFAULT_LOGIC})")
     common.add_argument("--business", help=f"UserExt address (default {DEFAULT_USER})")
+    common.add_argument("--tls", action="store_true", help="the server speaks TLS (TCP, gRPC; with --ws give a wss:// --ws-url)")
+    common.add_argument("--ca", metavar="FILE", help="with --tls: PEM CA certificate(s) to trust (default: the system's)")
     common.add_argument("--state", help=f"file remembering this installation's device (default {default_path()})")
     common.add_argument("-v", "--verbose", action="count", help="log to stderr: -v what happens, -vv everything")
     parser = commands.add_parser(
@@ -122,6 +126,12 @@ def check_arguments(args: argparse.Namespace) -> None:
         address(value, option)
     if args.ws and not re.fullmatch(r"wss?://[^\s/]+.*", args.ws_url):
         raise BadArguments(f"--ws-url: expected ws://HOST:PORT/PATH, got {args.ws_url!r}")
+    if args.tls and args.ws and not args.ws_url.startswith("wss://"):
+        raise BadArguments(f"--tls with --ws: expected a wss:// --ws-url, got {args.ws_url!r}")
+    if args.ca and not args.tls:
+        raise BadArguments("--ca is for --tls: add --tls")
+    if args.ca and not os.access(args.ca, os.R_OK):
+        raise BadArguments(f"--ca: cannot read {args.ca!r}")
     if args.device_id is not None and args.device_id <= 0:
         raise BadArguments(f"--device-id: expected a positive number, got {args.device_id}")
     if args.client_command == "listen" and (args.count < 0 or args.timeout < 0):
@@ -199,6 +209,8 @@ class Account:
             api=api,
             tcp=address(args.tcp, "--tcp"),
             ws_url=args.ws_url if args.ws else None,
+            tls=args.tls,
+            ca_file=args.ca,
             timing=Timing(heartbeat_interval=30.0, request_timeout=CONNECT_TIMEOUT),
         )
 
@@ -257,7 +269,7 @@ async def connected(args: argparse.Namespace, api: GimApi) -> AsyncIterator[Clie
 
 
 async def _send(args: argparse.Namespace) -> int:
-    api = GimApi(args.logic, args.business, CONNECT_TIMEOUT)
+    api = GimApi(args.logic, args.business, CONNECT_TIMEOUT, tls=args.tls, ca_file=args.ca)
     account = Account(args)
     client = account.client(api)
     try:
@@ -277,7 +289,7 @@ async def _my_nickname(client: Client) -> str:
 
 
 async def _listen(args: argparse.Namespace) -> int:
-    api = GimApi(args.logic, args.business, CONNECT_TIMEOUT)
+    api = GimApi(args.logic, args.business, CONNECT_TIMEOUT, tls=args.tls, ca_file=args.ca)
     seen = 0
     try:
         async with connected(args, api) as client, asyncio.timeout(args.timeout or None):
@@ -295,7 +307,7 @@ async def _listen(args: argparse.Namespace) -> int:
 
 
 async def _chat(args: argparse.Namespace) -> int:
-    api = GimApi(args.logic, args.business, CONNECT_TIMEOUT)
+    api = GimApi(args.logic, args.business, CONNECT_TIMEOUT, tls=args.tls, ca_file=args.ca)
     try:
         async with connected(args, api) as client:
             chat = Chat(client, await _my_nickname(client), say=lambda line: print(line, flush=True))

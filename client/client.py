@@ -40,6 +40,7 @@ from gim.client.connection import LongConnection, ProtocolError, TcpConnection, 
 from gim.client.events import Event, Message, event_of, text
 from gim.client.ordering import RoomSeqs, Sequencer
 from gim.pkg.errors import Code, GimError
+from gim.pkg.security import client_ssl_context
 from gim.pkg.pb import connect_ext_pb2 as cx
 
 _log = logging.getLogger("gim.client")
@@ -103,6 +104,8 @@ class Client:
         last_seq: int | None = None,
         timing: Timing = Timing(),
         api: GimApi | None = None,
+        tls: bool = False,
+        ca_file: str | None = None,
     ) -> None:
         """`credentials`, or `phone` + `code` to sign in (on `device_id`, or a new device);
         both: start with `credentials` and sign in again with `phone` + `code` when the
@@ -116,10 +119,14 @@ class Client:
         instead of `tcp`): the connect nodes to try in turn. The client stays on a node
         while it works and moves to the next one whenever a connection fails or a node
         refuses the sign-in because it is shutting down.
+
+        `tls`: TCP and the gRPC ports speak TLS (give `wss://` URLs for WebSocket), their
+        certificates checked against `ca_file` (the system's roots when None).
         """
         if credentials is None and not phone:
             raise ValueError("Client needs credentials or a phone number")
-        self.api = api or GimApi(logic_addr, user_addr, timing.request_timeout)
+        self.api = api or GimApi(logic_addr, user_addr, timing.request_timeout, tls=tls, ca_file=ca_file)
+        self._tls = client_ssl_context(ca_file) if tls else None
         self._own_api = api is None
         self._creds = credentials
         self._phone, self._code, self._device_id = phone, code, device_id
@@ -405,8 +412,9 @@ class Client:
     async def _open(self) -> LongConnection:
         endpoint = self.endpoint
         if isinstance(endpoint, str):
-            return await WsConnection.open(endpoint, open_timeout=self.timing.request_timeout)
-        return await TcpConnection.open(*endpoint)
+            secure = {"ssl": self._tls} if self._tls is not None and endpoint.startswith("wss:") else {}
+            return await WsConnection.open(endpoint, open_timeout=self.timing.request_timeout, **secure)
+        return await TcpConnection.open(*endpoint, ssl=self._tls)
 
     async def _session(self) -> None:
         """One long connection, from opening to its end (which always raises)."""

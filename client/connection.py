@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import ssl as _ssl
 from typing import Any
 
 from google.protobuf.message import DecodeError
@@ -137,8 +138,9 @@ class TcpConnection(LongConnection):
         self._r, self._w = reader, writer
 
     @classmethod
-    async def open(cls, host: str, port: int) -> TcpConnection:
-        reader, writer = await asyncio.open_connection(host, port)
+    async def open(cls, host: str, port: int, ssl: _ssl.SSLContext | None = None) -> TcpConnection:
+        """Connect (with `ssl`: TLS, the server's certificate checked against `host`)."""
+        reader, writer = await asyncio.open_connection(host, port, ssl=ssl)
         conn = cls(reader, writer)
         conn._start()
         return conn

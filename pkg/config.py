@@ -63,13 +63,26 @@ class BaseConfig:
     # how a gim error goes out as a gRPC status: "gim" (the number itself, as the Go
     # original; grpc-go clients compare it) or "standard" (the nearest standard code)
     grpc_status: str = "gim"
+    # TLS and the internal credential (pkg/security.py, docs/security.md); the defaults are
+    # plaintext and no credential, as before
+    tls: str = ""  # listeners that speak TLS: tcp, ws, ext (public), int (private); public; all
+    tls_cert_file: str = ""  # PEM certificate chain of this node (every TLS listener)
+    tls_key_file: str = ""  # PEM private key of tls_cert_file
+    tls_ca_file: str = ""  # PEM CA(s) trusted on calls to private TLS ports ('' = system roots)
+    tls_server_name: str = ""  # name expected in peers' certificates ('' = the address's host)
+    internal_mtls: bool = False  # private TLS ports require a client certificate from tls_ca_file
+    internal_secret: str = ""  # shared secret of private calls (metadata gim-internal-secret)
+    private_network_trusted: bool = False  # a non-loopback int_listen may run without a credential
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             problem = _problem(field, value)
             if problem:
-                raise ConfigError(f"{field.name}={_shown(value)!r}: {problem}")
+                raise ConfigError(f"{field.name}={_shown(value, field.name)!r}: {problem}")
+        problem = _security_problem(self)
+        if problem:
+            raise ConfigError(problem)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,6 +221,41 @@ def _anything(value: Any) -> None:
     return None
 
 
+def _pem_file(value: str) -> str | None:
+    if value and not (os.path.isfile(value) and os.access(value, os.R_OK)):
+        return "expected a readable PEM file"
+    return None
+
+
+def _tls(value: str) -> str | None:
+    from gim.pkg.security import tls_listeners
+
+    try:
+        tls_listeners(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _secret(value: str) -> str | None:
+    return "expected at least 16 characters (e.g. openssl rand -hex 24), or '' for none" if 0 < len(value) < 16 else None
+
+
+def _security_problem(cfg: BaseConfig) -> str | None:
+    """What the TLS and credential keys ask for together that cannot work, or None."""
+    from gim.pkg.security import tls_listeners
+
+    if bool(cfg.tls_cert_file) != bool(cfg.tls_key_file):
+        return "tls_cert_file and tls_key_file: set both or neither"
+    if tls_listeners(cfg.tls) and not cfg.tls_cert_file:
+        return f"tls={cfg.tls}: needs tls_cert_file and tls_key_file"
+    if cfg.internal_mtls and ("int" not in tls_listeners(cfg.tls) or not cfg.tls_ca_file):
+        return "internal_mtls: needs int in tls and tls_ca_file (the CA of the nodes' client certificates)"
+    return None
+
+
+SECRET_KEYS = frozenset({"internal_secret"})  # never shown in an error message
+
 # The one table of what each key accepts (beyond its type in the dataclass).
 CHECKS: dict[str, Check] = {
     "log_level": _one_of("debug", "info", "warning", "error"),
@@ -240,6 +288,14 @@ CHECKS: dict[str, Check] = {
     "write_buffer_limit": _count(1),
     "close_timeout": _seconds(),
     "stats_interval": _seconds(),
+    "tls": _tls,
+    "tls_cert_file": _pem_file,
+    "tls_key_file": _pem_file,
+    "tls_ca_file": _pem_file,
+    "tls_server_name": _anything,
+    "internal_mtls": _anything,
+    "internal_secret": _secret,
+    "private_network_trusted": _anything,
 }
 
 _TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
@@ -283,12 +339,14 @@ def _valid(field: dataclasses.Field[Any], raw: Any, origin: str) -> Any:
     value = _coerce(raw, _kind(field))
     problem = _problem(field, value)
     if problem:
-        raise ConfigError(f"{origin}={_shown(raw)}: {problem}")
+        raise ConfigError(f"{origin}={_shown(raw, field.name)}: {problem}")
     return value
 
 
-def _shown(value: Any) -> Any:
-    """`value` fit for an error message: a URL's password replaced by ***."""
+def _shown(value: Any, key: str = "") -> Any:
+    """`value` fit for an error message: a URL's password replaced by ***, a secret by ***."""
+    if key in SECRET_KEYS:
+        return "***"
     return re.sub(r"^([\w+.-]+://[^:/@]*:).*@", r"\1***@", value) if isinstance(value, str) else value
 
 

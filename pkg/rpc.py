@@ -16,6 +16,7 @@ from sqlalchemy import exc as sa_exc
 
 from gim.pkg import log
 from gim.pkg.errors import GIM_CODE_KEY, Code, GimError, Overloaded, grpc_status, unauthorized, unavailable
+from gim.pkg.security import PLAINTEXT, Outbound, Security
 
 _log = log.get("rpc")
 
@@ -149,17 +150,21 @@ LISTEN_HINT = (
 )
 
 
-def new_server(status_mode: str = "gim") -> aio.Server:
-    """A gRPC server whose gim errors go out in `status_mode` ("gim" or "standard")."""
+def new_server(status_mode: str = "gim", interceptors: Sequence[aio.ServerInterceptor] = ()) -> aio.Server:
+    """A gRPC server whose gim errors go out in `status_mode` ("gim" or "standard");
+    `interceptors` (a private server's secret check) run before anything else."""
     return aio.server(
-        interceptors=[ErrorInterceptor(status_mode)], options=SERVER_OPTIONS, maximum_concurrent_rpcs=MAX_CONCURRENT_CALLS
+        interceptors=[*interceptors, ErrorInterceptor(status_mode)],
+        options=SERVER_OPTIONS,
+        maximum_concurrent_rpcs=MAX_CONCURRENT_CALLS,
     )
 
 
-def bind(server: aio.Server, addr: str) -> int:
-    """Listen on `addr` (port 0 picks a free one); returns the bound port."""
+def bind(server: aio.Server, addr: str, credentials: grpc.ServerCredentials | None = None) -> int:
+    """Listen on `addr` (port 0 picks a free one), with TLS when `credentials` are given;
+    returns the bound port."""
     try:
-        port = server.add_insecure_port(addr)
+        port = server.add_secure_port(addr, credentials) if credentials else server.add_insecure_port(addr)
     except RuntimeError:  # grpc's way of saying the bind failed (it does not say why)
         port = 0
     if port == 0:
@@ -190,12 +195,28 @@ def target(addr: str) -> str:
     return f"{scheme}:{','.join(peers)}"
 
 
-def channel(addr: str, *, private: bool = False) -> aio.Channel:
-    """A channel to `addr` (see `target`). `private`: its own connections, not shared with
-    other channels to the same address, so that closing it and opening a new one really
-    connects afresh (gRPC otherwise reuses a shared connection still in reconnect backoff)."""
-    options = CHANNEL_OPTIONS + ([("grpc.use_local_subchannel_pool", 1)] if private else [])
-    return aio.insecure_channel(target(addr), options=options)
+# How this process calls other nodes' private ports unless told otherwise: set once at
+# start from the configuration (pkg/service.serve -> `configure`).
+_outbound: Outbound = PLAINTEXT
+
+
+def configure(outbound: Outbound) -> None:
+    """Make `outbound` (TLS credentials, internal secret) the default of `channel`."""
+    global _outbound
+    _outbound = outbound
+
+
+def channel(addr: str, *, private: bool = False, outbound: Outbound | None = None) -> aio.Channel:
+    """A channel to `addr` (see `target`), speaking TLS and carrying the internal secret as
+    `outbound` says (default: this process's, see `configure`). `private`: its own
+    connections, not shared with other channels to the same address, so that closing it
+    and opening a new one really connects afresh (gRPC otherwise reuses a shared
+    connection still in reconnect backoff)."""
+    how = _outbound if outbound is None else outbound
+    options = CHANNEL_OPTIONS + ([("grpc.use_local_subchannel_pool", 1)] if private else []) + how.options()
+    if how.credentials is not None:
+        return aio.secure_channel(target(addr), how.credentials, options=options, interceptors=how.interceptors())
+    return aio.insecure_channel(target(addr), options=options, interceptors=how.interceptors())
 
 
 def gim_error_of(exc: aio.AioRpcError) -> GimError | None:
@@ -272,15 +293,16 @@ class ServerPair:
     """A service's two gRPC servers: `int` (other gim services, private network) and
     `ext` (apps and business backends), bound and stopped together."""
 
-    def __init__(self, status_mode: str = "gim") -> None:
-        self.int = new_server(status_mode)
+    def __init__(self, status_mode: str = "gim", security: Security = Security()) -> None:
+        self.security = security
+        self.int = new_server(status_mode, security.server_interceptors("int"))
         self.ext = new_server(status_mode)
         self.int_port = 0
         self.ext_port = 0
 
     async def start(self, int_listen: str, ext_listen: str) -> None:
-        self.int_port = bind(self.int, int_listen)
-        self.ext_port = bind(self.ext, ext_listen)
+        self.int_port = bind(self.int, int_listen, self.security.server_credentials("int"))
+        self.ext_port = bind(self.ext, ext_listen, self.security.server_credentials("ext"))
         await self.int.start()
         await self.ext.start()
 

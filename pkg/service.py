@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
 
-from gim.pkg import config, log, parent_death, ports
+from gim.pkg import config, log, parent_death, ports, rpc, security
 from gim.pkg.config import C, BaseConfig
 
 _log = log.get("service")
@@ -149,11 +149,16 @@ def serve(
     gracefully (within `shutdown_limit`)."""
     log.setup(config.log_level, config.log_format)
     raise_fd_limit()
+    exposed = security.exposure_problem(config)
+    if exposed:
+        _log.error("cannot_start", service=name, error=exposed)
+        raise SystemExit(1)
     try:
         check_listeners(name, config)
     except ports.PortTaken as exc:
         _log.error("cannot_start", service=name, error=str(exc))
         raise SystemExit(1) from None
+    rpc.configure(security.Security.from_config(config).outbound)  # every channel to another node
 
     async def main(stop: asyncio.Event) -> None:
         server = build()

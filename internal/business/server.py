@@ -19,6 +19,7 @@ from gim.pkg.errors import Code, GimError
 from gim.pkg.pb import logic_int_pb2, logic_int_pb2_grpc
 from gim.pkg.pb import user_ext_pb2_grpc as ext_grpc
 from gim.pkg.pb import user_int_pb2_grpc as int_grpc
+from gim.pkg.security import Security
 
 _log = log.get("business")
 
@@ -71,7 +72,7 @@ class BusinessServer(rpc.ServesPair):
             search_limit=config.search_limit,
             cache=Cache(redis, config.redis_prefix, config.cache_ttl),
         )
-        self._grpc = rpc.ServerPair(config.grpc_status)
+        self._grpc = rpc.ServerPair(config.grpc_status, Security.from_config(config))
         int_servicer = UserIntServicer(self.app)
         int_grpc.add_UserIntServicer_to_server(int_servicer, self._grpc.int)
         int_grpc.add_BusinessIntServicer_to_server(int_servicer, self._grpc.int)
@@ -85,7 +86,7 @@ class BusinessServer(rpc.ServesPair):
             config,
             db.create_engine(config.database_url),
             redis_client.connect(config.redis_url),
-            rpc.channel(config.logic_int_addr),
+            rpc.channel(config.logic_int_addr, outbound=Security.from_config(config).outbound),
         )
 
     async def start(self) -> None:

@@ -19,6 +19,7 @@ from gim.internal.connect.registry import Registry
 from gim.internal.connect.session import Node
 from gim.pkg import log, nodes, redis_client, rpc
 from gim.pkg.config import ConnectConfig, split_host_port
+from gim.pkg.security import Security
 from gim.pkg.pb import connect_int_pb2_grpc, logic_int_pb2, logic_int_pb2_grpc
 
 _log = log.get("connect")
@@ -31,7 +32,8 @@ class ConnectServer:
         self.config = config
         self._logic_channel = logic_channel
         self.registry = Registry()
-        self._grpc = rpc.new_server(config.grpc_status)
+        self.security = Security.from_config(config)
+        self._grpc = rpc.new_server(config.grpc_status, self.security.server_interceptors("int"))
         connect_int_pb2_grpc.add_ConnectIntServicer_to_server(ConnectIntServicer(self.registry), self._grpc)
         self.node: Node | None = None
         self._tcp: asyncio.Server | None = None
@@ -45,10 +47,10 @@ class ConnectServer:
 
     @classmethod
     def from_config(cls, config: ConnectConfig) -> ConnectServer:
-        return cls(config, rpc.channel(config.logic_int_addr))
+        return cls(config, rpc.channel(config.logic_int_addr, outbound=Security.from_config(config).outbound))
 
     async def start(self) -> None:
-        self.int_port = rpc.bind(self._grpc, self.config.int_listen)
+        self.int_port = rpc.bind(self._grpc, self.config.int_listen, self.security.server_credentials("int"))
         host, _ = split_host_port(self.config.int_listen, "int_listen")
         conn_addr = self.config.conn_addr or f"{host}:{self.int_port}"
         self.node = Node(
@@ -67,9 +69,11 @@ class ConnectServer:
             self.config.redis_url, self.config.redis_prefix, self.registry, f"gim-connect@{conn_addr}"
         )
         await self.broadcasts.start(timeout=self.config.rpc_timeout)
-        self._tcp = await tcp.serve(self.node, *split_host_port(self.config.tcp_listen, "tcp_listen"))
+        tcp_host, tcp_port = split_host_port(self.config.tcp_listen, "tcp_listen")
+        self._tcp = await tcp.serve(self.node, tcp_host, tcp_port, self.security.ssl_context("tcp"))
         self.tcp_port = self._tcp.sockets[0].getsockname()[1]
-        self._ws = await ws.serve(self.node, *split_host_port(self.config.ws_listen, "ws_listen"))
+        ws_host, ws_port = split_host_port(self.config.ws_listen, "ws_listen")
+        self._ws = await ws.serve(self.node, ws_host, ws_port, self.security.ssl_context("ws"))
         self.ws_port = next(iter(self._ws.sockets)).getsockname()[1]
         _deepen_backlog([*self._tcp.sockets, *self._ws.sockets])
         self._install_accept_guard()
@@ -85,6 +89,7 @@ class ConnectServer:
             ws_port=self.ws_port,
             int_port=self.int_port,
             conn_addr=conn_addr,
+            tls=sorted(self.security.tls),
         )
 
     async def settle(self, timeout: float = 10.0) -> None:

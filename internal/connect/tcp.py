@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 
 from gim.internal.connect.codec import FrameDecoder, FrameError
 from gim.internal.connect.packets import Encoded
@@ -87,8 +88,11 @@ class TcpConnection(asyncio.Protocol):
 ACCEPT_BATCH = 64
 
 
-async def serve(node: Node, host: str, port: int) -> asyncio.Server:
+async def serve(node: Node, host: str, port: int, tls: ssl.SSLContext | None = None) -> asyncio.Server:
+    """Listen for long connections; with `tls`, each speaks TLS (the same framing inside)
+    and must finish its handshake within the sign-in deadline."""
     loop = asyncio.get_running_loop()
+    handshake = {"ssl": tls, "ssl_handshake_timeout": node.config.sign_in_timeout} if tls else {}
     return await loop.create_server(
-        lambda: TcpConnection(node), host, port, backlog=ACCEPT_BATCH, reuse_address=True
+        lambda: TcpConnection(node), host, port, backlog=ACCEPT_BATCH, reuse_address=True, **handshake
     )

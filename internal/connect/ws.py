@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import http
+import ssl
 from collections import deque
 from urllib.parse import parse_qs, urlsplit
 
@@ -118,7 +119,10 @@ async def _handle(node: Node, ws: ServerConnection) -> None:
         await conn.drain()
 
 
-async def serve(node: Node, host: str, port: int) -> Server:
+async def serve(node: Node, host: str, port: int, tls: ssl.SSLContext | None = None) -> Server:
+    """Listen for WebSocket long connections; with `tls`, WSS (the TLS handshake bounded
+    by the sign-in deadline)."""
+    handshake = {"ssl": tls, "ssl_handshake_timeout": node.config.sign_in_timeout} if tls else {}
     return await ws_serve(
         lambda ws: _handle(node, ws),
         host,
@@ -130,4 +134,5 @@ async def serve(node: Node, host: str, port: int) -> Server:
         close_timeout=node.config.close_timeout,
         ping_interval=None,  # the application heartbeat and idle eviction keep watch
         backlog=ACCEPT_BATCH,  # see tcp.ACCEPT_BATCH
+        **handshake,
     )

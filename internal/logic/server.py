@@ -26,6 +26,7 @@ from gim.pkg.config import LogicConfig
 from gim.pkg.nodes import NodeLiveness
 from gim.pkg.pb import logic_ext_pb2_grpc, logic_int_pb2_grpc, user_int_pb2_grpc
 from gim.pkg.schema import MessageShards
+from gim.pkg.security import Security
 
 _log = log.get("logic")
 
@@ -75,7 +76,7 @@ class LogicServer(rpc.ServesPair):
             max_content_bytes=config.max_content_bytes,
             sync_page_size=config.sync_page_size,
         )
-        self._grpc = rpc.ServerPair(config.grpc_status)
+        self._grpc = rpc.ServerPair(config.grpc_status, Security.from_config(config))
         logic_int_pb2_grpc.add_LogicIntServicer_to_server(
             LogicIntServicer(self.devices, self.messages, users, self.rooms), self._grpc.int
         )
@@ -91,7 +92,7 @@ class LogicServer(rpc.ServesPair):
             config,
             db.create_engine(config.database_url),
             redis_client.connect(config.redis_url),
-            rpc.channel(config.business_int_addr),
+            rpc.channel(config.business_int_addr, outbound=Security.from_config(config).outbound),
         )
 
     async def start(self) -> None:
