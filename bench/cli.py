@@ -1,4 +1,4 @@
-"""`gim bench SCENARIO [options] --json PATH` (docs: BENCHMARKS.md, README "Performance").
+"""`gim bench SCENARIO [options] --json PATH` (docs/benchmarks.md, docs/performance.md).
 
 Exit code 0 only when every expected delivery arrived exactly once and in order.
 """
@@ -13,6 +13,9 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from gim.bench.chaos import ChaosParams, run_chaos
+from gim.bench.chaos import check as check_chaos
+from gim.bench.chaos_report import ChaosReport
 from gim.bench.chat import GroupParams, SingleParams, SyncParams, run_group, run_single, run_sync
 from gim.bench.conn import ConnParams, run_conn
 from gim.bench.report import Report, progress
@@ -27,17 +30,19 @@ PARAMS: dict[str, type] = {
     "group": GroupParams,
     "room": RoomParams,
     "sync": SyncParams,
+    "chaos": ChaosParams,
 }
 SCENARIOS = [*PARAMS, "cluster"]
 
 
 def add_parser(sub: Any) -> None:
-    bench = sub.add_parser("bench", help="benchmark the services on this machine (BENCHMARKS.md)")
+    bench = sub.add_parser("bench", help="benchmark the services on this machine (docs/benchmarks.md)")
     bench.add_argument("scenario", choices=SCENARIOS)
     bench.add_argument("--json", default="", metavar="PATH", help="write the JSON document here ('-': stdout)")
     bench.add_argument("--mysql", default="", metavar="URL", help="MySQL server (a fresh database, dropped after)")
     bench.add_argument("--redis", default="", metavar="URL", help="Redis (a fresh key prefix, deleted after)")
     bench.add_argument("--shards", type=int, default=10, help="message tables")
+    bench.add_argument("--sqlite", action="store_true", help="chaos: a temporary SQLite file instead of MySQL")
     bench.add_argument(
         "--target", nargs="?", const="", default=None, metavar="SPEC",
         help="benchmark running services (addresses and storage from config/; SPEC: logic=,business=,tcp=,ws= HOST:PORT)",
@@ -74,6 +79,13 @@ async def _cluster(opts: StorageOptions, args: argparse.Namespace) -> Report:
 
 def run(args: argparse.Namespace) -> Report:
     opts = StorageOptions(mysql=args.mysql, redis=args.redis, shards=args.shards)
+    if args.scenario == "chaos" and (args.target is not None or args.redis):
+        sys.exit("gim bench: chaos starts its own nodes and its own Redis (it kills them); drop --target / --redis")
+    if args.scenario == "chaos":
+        try:
+            check_chaos(_params(ChaosParams, args))
+        except ValueError as exc:
+            sys.exit(f"gim bench chaos: {exc}")
     if args.target is not None:
         if args.scenario == "cluster":
             sys.exit("gim bench: cluster starts its own nodes; run single or room with --target instead")
@@ -88,6 +100,7 @@ def run(args: argparse.Namespace) -> Report:
         "room": lambda: run_room(opts, _params(RoomParams, args)),
         "sync": lambda: run_sync(opts, _params(SyncParams, args)),
         "cluster": lambda: _cluster(opts, args),
+        "chaos": lambda: run_chaos(opts, _params(ChaosParams, args), sqlite=args.sqlite),
     }
     return asyncio.run(runners[args.scenario]())
 
@@ -101,6 +114,12 @@ def main(args: argparse.Namespace) -> None:
     print(rep.table(), flush=True)
     if args.json:
         rep.write_json(args.json)
+    if isinstance(rep, ChaosReport):
+        for warning in rep.warnings():
+            progress(f"warning: {warning}")
+        if rep.problems():
+            sys.exit("gim bench chaos: FAILED\n" + "\n".join(f"- {p}" for p in rep.problems()))
+        return
     if not rep.accounting.ok:
         a = rep.accounting
         sys.exit(

@@ -126,6 +126,7 @@ class Deployment:
         self.api = GimApi(logic, business, timeout=30)  # calls are balanced over a list of logic nodes
         self._connect = connect  # (tcp, ws) listeners of each connect node
         self._pids = pids
+        self.launcher: Launcher | None = None  # the nodes, when started here (kill, restart)
 
     def pids(self, service: str) -> list[int]:
         return self._pids.get(service, [])
@@ -203,6 +204,7 @@ async def deployment(
         deployed = Deployment(
             store, ",".join(launcher.addrs("logic", "ext")), launcher.addrs("business", "ext")[0], connects, pids
         )
+        deployed.launcher = launcher
         try:
             yield deployed
         except Exception:
