@@ -45,6 +45,7 @@ from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_int_pb2 as li
 from gim.pkg.pb import logic_int_pb2_grpc
 from gim.pkg.schema import MessageShards
+from gim.pkg.security import Outbound, exposure_problem
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = REPO / "docker-compose.yml"
@@ -55,7 +56,7 @@ CONFIGS: dict[str, type[config.BaseConfig]] = {
     "connect": config.ConnectConfig,
 }
 MIGRATE = "migrate"  # the one-shot service; `gim migrate` reads the logic configuration
-SECRETS = ("GIM_MYSQL_ROOT_PASSWORD", "GIM_MYSQL_PASSWORD", "GIM_REDIS_PASSWORD")
+SECRETS = ("GIM_MYSQL_ROOT_PASSWORD", "GIM_MYSQL_PASSWORD", "GIM_REDIS_PASSWORD", "GIM_INTERNAL_SECRET")
 DEV_CODE = "0000"
 WAIT = 30.0  # bound on any one wait
 FAST = Timing(heartbeat_interval=5.0, heartbeat_timeout=5.0, request_timeout=5.0, backoff_initial=0.02, backoff_max=0.3)
@@ -345,6 +346,20 @@ def test_compose_environment_is_real_configuration() -> None:
         assert env["GIM_CONNECT_CONN_ADDR"] == f"{name}:{listen_ports('connect', env)['int']}"
         inside = {int(p.split(":")[1]) for p in services[name]["ports"]}
         assert inside == {listen_ports("connect", env)[k] for k in ("tcp", "ws")}, "TCP and WebSocket published"
+
+
+def test_compose_nodes_listen_everywhere_and_share_the_internal_secret() -> None:
+    """Every gim node gets GIM_INTERNAL_SECRET from .env; with it a node on 0.0.0.0 may
+    start, without it the same node refuses to (pkg/security.exposure_problem)."""
+    example = env_file()
+    services = load_compose()["services"]
+    for name, kind in gim_services(load_compose()).items():
+        env = environment(services[name])
+        assert env["GIM_INTERNAL_SECRET"] == example["GIM_INTERNAL_SECRET"], name
+        cfg = config.load(CONFIGS[kind], kind, environ=env)
+        assert config.split_host_port(cfg.int_listen)[0] == "0.0.0.0" and exposure_problem(cfg) is None, name
+        bare = config.load(CONFIGS[kind], kind, environ={k: v for k, v in env.items() if k != "GIM_INTERNAL_SECRET"})
+        assert "int_listen=0.0.0.0" in (exposure_problem(bare) or ""), name
 
 
 def test_gim_health() -> None:
@@ -654,11 +669,13 @@ async def _wait_for(predicate: Any, what: str) -> None:
         raise AssertionError(f"timed out waiting for {what}") from None
 
 
-async def test_cluster_delivers_across_nodes_and_survives_a_killed_connect_node(deployment: Launcher) -> None:
+async def test_cluster_delivers_across_nodes_and_survives_a_killed_connect_node(
+    deployment: Launcher, env_values: dict[str, str]
+) -> None:
     nodes = deployment
     tcp = [config.split_host_port(a) for a in nodes.addrs("connect", "tcp")]
     api = GimApi(",".join(nodes.addrs("logic", "ext")), nodes.addr("business", "ext"), timeout=10)
-    logic_int = rpc.channel(",".join(nodes.addrs("logic", "int")))
+    logic_int = rpc.channel(",".join(nodes.addrs("logic", "int")), outbound=Outbound(secret=env_values["GIM_INTERNAL_SECRET"]))
     devices: dict[str, Device] = {}
     try:
         # three users, each with one device on each connect node (the list starts there)
