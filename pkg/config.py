@@ -100,6 +100,20 @@ class BusinessConfig(StorageConfig):
     token_ttl: int = 30 * 24 * 3600
     dev_code: str = ""  # the development verifier's fixed code; empty = no such verifier
     search_limit: int = 20
+    # sign-in codes (internal/business/verifier.py) and their attempt limits (docs/security.md)
+    verifier: str = "dev"  # dev (dev_code, '' refuses all) | http (the operator's SMS service) | none
+    verifier_url: str = ""  # http: POST {"phone_number", "code"} here; 200 {"valid": true|false}
+    verifier_timeout: float = 5.0
+    dev_code_anywhere: bool = False  # allow dev_code although ext_listen is not a loopback address
+    sign_in_phone_limit: str = "5/15m"  # wrong codes per phone number, then locked until the window ends
+    sign_in_address_limit: str = "20/15m"  # wrong codes per client address, likewise
+    limit_exempt: str = "127.0.0.0/8,::1"  # client addresses no per-address limit applies to
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        problem = _sign_in_problem(self)
+        if problem:
+            raise ConfigError(problem)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +127,16 @@ class LogicConfig(StorageConfig):
     auth_cache_seconds: float = 10.0  # an API caller's token, once checked, is trusted this long
     rpc_timeout: float = 5.0
     room_keep_seconds: int = 120  # persisted room messages stay replayable this long
+    # limits (docs/security.md "Limits"): COUNT/WINDOW per user unless said, '' = none
+    send_limit: str = "300/10s"  # LogicExt.SendMessage
+    room_push_limit: str = "100/10s"  # LogicExt.PushRoom
+    new_room_limit: str = "20/1h"  # rooms a user's pushes bring into being (each keeps a seq row)
+    create_group_limit: str = "20/1h"
+    add_friend_limit: str = "50/1h"
+    register_device_limit: str = "100/1h"  # per client address
+    room_keep_bytes: int = 1 << 20  # kept (replayable) bytes per room; the oldest go first
+    room_replay_bytes: int = 256 << 10  # bytes one subscribe replays at most (oldest first)
+    limit_exempt: str = "127.0.0.0/8,::1"  # client addresses no per-address limit applies to
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +153,8 @@ class ConnectConfig(BaseConfig):
     close_timeout: float = 5.0  # a closing connection still not drained after this is aborted
     stats_interval: float = 60.0  # log connection and room counts this often (when changed)
     rpc_timeout: float = 5.0
+    max_pending_per_address: int = 256  # connections not signed in yet from one client address (0: no cap)
+    limit_exempt: str = "127.0.0.0/8,::1"  # client addresses no per-address limit applies to
 
     @property
     def advertised_addr(self) -> str:
@@ -217,6 +243,45 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+def _rate(value: str) -> str | None:
+    from gim.pkg.ratelimit import rate_problem
+
+    return rate_problem(value)
+
+
+def _networks(value: str) -> str | None:
+    from gim.pkg.ratelimit import networks_problem
+
+    return networks_problem(value)
+
+
+LOOPBACK_HOSTS = ("localhost",)
+
+
+def is_loopback(addr: str) -> bool:
+    """Whether a listen address (host:port) binds only the loopback interface."""
+    host, _ = _host_port(addr) or ("", 0)
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a wildcard ('', 0.0.0.0 is an IP: not loopback) or a name
+
+
+def _sign_in_problem(cfg: BusinessConfig) -> str | None:
+    """What the verifier keys ask for together that cannot be, or None."""
+    if cfg.verifier == "http" and not cfg.verifier_url:
+        return "verifier=http: needs verifier_url (the operator's code-checking service)"
+    if cfg.verifier == "dev" and cfg.dev_code and not cfg.dev_code_anywhere and not is_loopback(cfg.ext_listen):
+        return (
+            f"dev_code is set but ext_listen={cfg.ext_listen} is not a loopback address: the development code "
+            "would let anyone sign in as anyone; remove dev_code (use verifier: http), "
+            "or set dev_code_anywhere: true on a network you trust"
+        )
+    return None
+
+
 def _anything(value: Any) -> None:
     return None
 
@@ -296,6 +361,22 @@ CHECKS: dict[str, Check] = {
     "internal_mtls": _anything,
     "internal_secret": _secret,
     "private_network_trusted": _anything,
+    "verifier": _one_of("dev", "http", "none"),
+    "verifier_url": lambda value: _url("http", "https")(value) if value else None,
+    "verifier_timeout": _seconds(),
+    "dev_code_anywhere": _anything,
+    "sign_in_phone_limit": _rate,
+    "sign_in_address_limit": _rate,
+    "limit_exempt": _networks,
+    "send_limit": _rate,
+    "room_push_limit": _rate,
+    "new_room_limit": _rate,
+    "create_group_limit": _rate,
+    "add_friend_limit": _rate,
+    "register_device_limit": _rate,
+    "room_keep_bytes": _count(65535),
+    "room_replay_bytes": _count(65535),
+    "max_pending_per_address": _count(0),
 }
 
 _TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}

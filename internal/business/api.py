@@ -10,6 +10,7 @@ from gim.internal.business.app import BusinessApp
 from gim.internal.business.users import User
 from gim.pkg import rpc
 from gim.pkg.errors import result_pb
+from gim.pkg.ratelimit import host_of
 from gim.pkg.pb import user_ext_pb2 as ext
 from gim.pkg.pb import user_ext_pb2_grpc as ext_grpc
 from gim.pkg.pb import user_int_pb2 as int_
@@ -42,7 +43,8 @@ class UserExtServicer(ext_grpc.UserExtServicer):
         return user_id
 
     async def SignIn(self, request: ext.SignInReq, context: Context) -> ext.SignInResp:
-        user, is_new, token = await self.app.sign_in(request.phone_number, request.code, request.device_id)
+        client_addr = host_of(context.peer() or "")  # wrong codes are counted per address too
+        user, is_new, token = await self.app.sign_in(request.phone_number, request.code, request.device_id, client_addr)
         return ext.SignInResp(is_new=is_new, user_id=user.user_id, token=token)
 
     async def GetUser(self, request: ext.GetUserReq, context: Context) -> ext.GetUserResp:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gim.internal.business.attempts import SignInAttempts, masked
 from gim.internal.business.tokens import TokenStore
 from gim.internal.business.users import PHONE_MAX, User, UserStore
 from gim.internal.business.verifier import CodeVerifier
@@ -35,6 +36,7 @@ class BusinessApp:
         devices: DeviceChecker,
         search_limit: int,
         cache: Cache,
+        attempts: SignInAttempts | None = None,
     ) -> None:
         self.users = users
         self.tokens = tokens
@@ -42,14 +44,17 @@ class BusinessApp:
         self.devices = devices
         self.search_limit = search_limit
         self.cache = cache
+        self.attempts = attempts  # wrong-code lockout (None: no limit)
 
-    async def sign_in(self, phone_number: str, code: str, device_id: int) -> tuple[User, bool, str]:
+    async def sign_in(
+        self, phone_number: str, code: str, device_id: int, client_addr: str = ""
+    ) -> tuple[User, bool, str]:
         phone_number = phone_number.strip()
         if not phone_number or len(phone_number) > PHONE_MAX:
             raise bad_request(f"phone_number must be 1..{PHONE_MAX} characters")
         if device_id <= 0:
             raise bad_request("device_id must be positive (LogicExt.RegisterDevice gives one)")
-        await self.verifier.verify(phone_number, code)
+        await self._verify(phone_number, code, client_addr)
         # A device belongs to the first user who signs in on it (docs/protocol.md §2.3).
         owner = await self.devices.owner(device_id)  # 10014 if there is no such device
         if owner and owner != await self._user_id(phone_number):
@@ -60,6 +65,21 @@ class BusinessApp:
         token = await self.tokens.issue(user.user_id, device_id)
         _log.info("signed_in", user_id=user.user_id, device_id=device_id, is_new=is_new)
         return user, is_new, token
+
+    async def _verify(self, phone_number: str, code: str, client_addr: str) -> None:
+        """The verifier's word on the code, within the attempt limits (RESOURCE_EXHAUSTED
+        while the phone or the client address is locked out, see attempts.py)."""
+        if self.attempts is None:
+            await self.verifier.verify(phone_number, code)
+            return
+        await self.attempts.check(phone_number, client_addr)
+        try:
+            await self.verifier.verify(phone_number, code)
+        except GimError as exc:
+            if exc.code == Code.WRONG_CODE:
+                await self.attempts.failed(phone_number, client_addr)
+                _log.info("wrong_code", phone_number=masked(phone_number), client_addr=client_addr)
+            raise
 
     async def _user_id(self, phone_number: str) -> int:
         """The user id of this phone number, 0 if it has none yet."""

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gim.internal.business.api import UserExtServicer, UserIntServicer
 from gim.internal.business.app import BusinessApp, DeviceChecker
+from gim.internal.business.attempts import SignInAttempts
 from gim.internal.business.tokens import TokenStore
 from gim.internal.business.users import UserStore
 from gim.internal.business.verifier import from_config
@@ -16,6 +17,7 @@ from gim.pkg import db, log, redis_client, rpc
 from gim.pkg.cache import Cache
 from gim.pkg.config import BusinessConfig
 from gim.pkg.errors import Code, GimError
+from gim.pkg.ratelimit import Rate, RateLimiter, networks
 from gim.pkg.pb import logic_int_pb2, logic_int_pb2_grpc
 from gim.pkg.pb import user_ext_pb2_grpc as ext_grpc
 from gim.pkg.pb import user_int_pb2_grpc as int_grpc
@@ -67,10 +69,16 @@ class BusinessServer(rpc.ServesPair):
         self.app = BusinessApp(
             users=UserStore(engine),
             tokens=TokenStore(engine, redis, config.redis_prefix, config.token_ttl),
-            verifier=from_config(config.dev_code),
+            verifier=from_config(config),
             devices=LogicDeviceChecker(logic_int_pb2_grpc.LogicIntStub(logic_channel), 5.0),
             search_limit=config.search_limit,
             cache=Cache(redis, config.redis_prefix, config.cache_ttl),
+            attempts=SignInAttempts(
+                RateLimiter(redis, config.redis_prefix, "business"),
+                per_phone=Rate.parse(config.sign_in_phone_limit),
+                per_address=Rate.parse(config.sign_in_address_limit),
+                exempt=networks(config.limit_exempt),
+            ),
         )
         self._grpc = rpc.ServerPair(config.grpc_status, Security.from_config(config))
         int_servicer = UserIntServicer(self.app)
@@ -91,7 +99,10 @@ class BusinessServer(rpc.ServesPair):
 
     async def start(self) -> None:
         await self._grpc.start(self.config.int_listen, self.config.ext_listen)
-        _log.info("business_started", int_port=self.int_port, ext_port=self.ext_port)
+        _log.info(
+            "business_started", int_port=self.int_port, ext_port=self.ext_port, verifier=self.config.verifier,
+            dev_code=bool(self.config.dev_code) and self.config.verifier == "dev",
+        )  # fmt: skip
 
     async def stop(self, grace: float = 5.0) -> None:
         await self._grpc.stop(grace)

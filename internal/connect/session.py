@@ -20,6 +20,7 @@ from grpc import aio
 
 from gim.internal.connect.codec import FrameError
 from gim.internal.connect.packets import KNOWN_TYPES, Encoded, PacketError, output, parse_data, parse_input
+from gim.internal.connect.pending import PendingByAddress
 from gim.internal.connect.push_order import PushOrder
 from gim.internal.connect.registry import Registry
 from gim.internal.connect.sign_ins import SignIns
@@ -28,6 +29,7 @@ from gim.pkg.config import ConnectConfig
 from gim.pkg.errors import Code, GimError
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_int_pb2, logic_int_pb2_grpc
+from gim.pkg.ratelimit import networks
 
 _log = log.get("connect")
 # Connection ids start at a random point so that `client_addr` (peer#conn_id) of two
@@ -92,10 +94,12 @@ class Node:
     ack_failures: log.Summary = dataclasses.field(default_factory=lambda: log.Summary(_log))
 
     sign_ins: SignIns = dataclasses.field(init=False)
+    pending: PendingByAddress = dataclasses.field(init=False)  # connections not signed in, per address
 
     def __post_init__(self) -> None:
         self._no_sign_ins.set()
         self.sign_ins = SignIns(self.logic, self.config.rpc_timeout)
+        self.pending = PendingByAddress(self.config.max_pending_per_address, networks(self.config.limit_exempt))
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -140,10 +144,12 @@ class Session:
     # inbox until packets queue up, a logger built only when something is logged.
     __slots__ = (
         "transport", "node", "conn_id", "client_addr", "user_id", "device_id", "room_id", "closed",
-        "replaced", "_inbox", "_worker", "_signing_in", "last_active", "_deadline", "order", "_gap",
+        "replaced", "_inbox", "_worker", "_signing_in", "last_active", "_deadline", "order", "_gap", "_pending",
     )  # fmt: skip
 
-    def __init__(self, transport: Transport, node: Node) -> None:
+    def __init__(self, transport: Transport, node: Node, pending: str | None = None) -> None:
+        """`pending`: the client host counted in `node.pending` for this connection, which
+        leaves that count when it signs in or closes."""
         self.transport = transport
         self.node = node
         self.conn_id = next(_ids)
@@ -160,6 +166,7 @@ class Session:
         self._signing_in = False
         self.order: PushOrder | None = None  # the device's push order, once signed in
         self._gap: asyncio.TimerHandle | asyncio.Task[None] | None = None  # a gap being waited for or filled
+        self._pending = pending
         loop = asyncio.get_running_loop()
         self.last_active = loop.time()
         self._deadline: asyncio.TimerHandle | None = loop.call_later(
@@ -181,6 +188,9 @@ class Session:
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+        if self._pending is not None:  # signed in or closed: no longer pending
+            self.node.pending.release(self._pending)
+            self._pending = None
 
     @property
     def signed_in(self) -> bool:
@@ -440,8 +450,11 @@ class Session:
             self.on_closed(reason)
 
     def _sign_in_expired(self) -> None:
-        if not self.signed_in and not self._signing_in:
-            self.close("no sign-in in time")
+        """The sign-in deadline applies whatever the sign-in is doing: a connection still
+        waiting for an earlier sign-in of its device (`Node.signing_in`) or for logic is
+        closed too; a sign-in that logic completes afterwards is undone (`_sign_in`)."""
+        if not self.signed_in:
+            self.close("no sign-in in time" + (" (still signing in)" if self._signing_in else ""))
 
     # -- end -----------------------------------------------------------------------
 

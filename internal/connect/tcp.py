@@ -10,6 +10,7 @@ from gim.internal.connect.codec import FrameDecoder, FrameError
 from gim.internal.connect.packets import Encoded
 from gim.internal.connect.session import Node, Session
 from gim.pkg.errors import Code
+from gim.pkg.ratelimit import host_of
 
 
 def _addr(peer: object) -> str:
@@ -34,13 +35,18 @@ class TcpConnection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         self.peer = _addr(transport.get_extra_info("peername"))
+        host = host_of(self.peer)
+        if not self.node.pending.admit(host):  # too many connections not signed in from there
+            transport.abort()
+            return
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.session = Session(self, self.node)
+        self.session = Session(self, self.node, pending=host)
 
     def data_received(self, data: bytes) -> None:
-        assert self.session is not None
+        if self.session is None:  # refused at accept
+            return
         try:
             bodies = self.decoder.feed(data)
         except FrameError as exc:

@@ -6,10 +6,12 @@ import asyncio
 import http
 import ssl
 from collections import deque
+from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve as ws_serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
 from gim.internal.connect.packets import Encoded
@@ -87,15 +89,31 @@ class WsConnection:
         await self.ws.close()  # the closing handshake is bounded by close_timeout
 
 
-def _only_ws_path(connection: ServerConnection, request: Request) -> Response | None:
-    if urlsplit(request.path).path != PATH:
-        return connection.respond(http.HTTPStatus.NOT_FOUND, f"WebSocket endpoint is {PATH}\n")
-    return None
+def _client_host(ws: ServerConnection) -> str:
+    return str(ws.remote_address[0]) if ws.remote_address else ""
+
+
+def _checks(node: Node) -> Callable[[ServerConnection, Request], Response | None]:
+    """The handshake's checks: the path, then the cap on connections not signed in yet
+    from the client's address (pending.py): HTTP 429 past it."""
+
+    def check(connection: ServerConnection, request: Request) -> Response | None:
+        if urlsplit(request.path).path != PATH:
+            return connection.respond(http.HTTPStatus.NOT_FOUND, f"WebSocket endpoint is {PATH}\n")
+        if node.pending.full(_client_host(connection)):
+            return connection.respond(http.HTTPStatus.TOO_MANY_REQUESTS, "too many connections not signed in from this address\n")
+        return None
+
+    return check
 
 
 async def _handle(node: Node, ws: ServerConnection) -> None:
+    host = _client_host(ws)
+    if not node.pending.admit(host):  # others from there finished their handshakes meanwhile
+        await ws.close(CloseCode.TRY_AGAIN_LATER, "too many connections not signed in from this address")
+        return
     conn = WsConnection(ws, node)
-    session = conn.session = Session(conn, node)
+    session = conn.session = Session(conn, node, pending=host)
     try:
         query = parse_qs(urlsplit(ws.request.path).query) if ws.request else {}
         if "token" in query:  # legacy clients sign in with query parameters
@@ -127,7 +145,7 @@ async def serve(node: Node, host: str, port: int, tls: ssl.SSLContext | None = N
         lambda ws: _handle(node, ws),
         host,
         port,
-        process_request=_only_ws_path,
+        process_request=_checks(node),
         compression=None,
         max_size=node.config.max_body_bytes,
         max_queue=16,

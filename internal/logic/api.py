@@ -10,6 +10,7 @@ from grpc import aio
 from gim.internal.logic.devices import Device, DeviceStore
 from gim.internal.logic.friends import FriendService
 from gim.internal.logic.groups import GroupService, group_pb
+from gim.internal.logic.limits import LogicLimits
 from gim.internal.logic.messages import MessageService, Sender
 from gim.internal.logic.replaced import PreviousConnections
 from gim.internal.logic.rooms import RoomService
@@ -54,6 +55,7 @@ class LogicExtServicer(ext_grpc.LogicExtServicer):
         rooms: RoomService,
         friends: FriendService,
         groups: GroupService,
+        limits: LogicLimits | None = None,
     ) -> None:
         self.devices = devices
         self.messages = messages
@@ -61,6 +63,7 @@ class LogicExtServicer(ext_grpc.LogicExtServicer):
         self.rooms = rooms
         self.friends = friends
         self.groups = groups
+        self.limits = limits  # rate limits per caller (None: none)
 
     async def _caller(self, context: Context) -> tuple[Sender, int]:
         user_id, device_id, token, request_id = rpc.identity_of(context)
@@ -68,6 +71,8 @@ class LogicExtServicer(ext_grpc.LogicExtServicer):
         return Sender(cx.ST_USER, user_id, device_id), request_id
 
     async def RegisterDevice(self, request: ext.RegisterDeviceReq, context: Context) -> ext.RegisterDeviceResp:
+        if self.limits is not None:
+            await self.limits.register_device(context.peer() or "")
         device_id = await self.devices.register(
             request.type,
             brand=request.brand,
@@ -80,10 +85,15 @@ class LogicExtServicer(ext_grpc.LogicExtServicer):
 
     async def SendMessage(self, request: ext.SendMessageReq, context: Context) -> ext.SendMessageResp:
         sender, request_id = await self._caller(context)
+        if self.limits is not None:  # a message to a room is a room push
+            is_room = request.receiver_type == cx.RT_ROOM
+            await (self.limits.room_push if is_room else self.limits.send)(sender.sender_id)
         return ext.SendMessageResp(seq=await self.messages.send(sender, request, request_id))
 
     async def PushRoom(self, request: ext.PushRoomReq, context: Context) -> ext.PushRoomResp:
         sender, _ = await self._caller(context)
+        if self.limits is not None:
+            await self.limits.room_push(sender.sender_id)
         await push_room(self.rooms, sender, request)
         return ext.PushRoomResp()
 
@@ -91,6 +101,8 @@ class LogicExtServicer(ext_grpc.LogicExtServicer):
 
     async def AddFriend(self, request: ext.AddFriendReq, context: Context) -> ext.AddFriendResp:
         caller, _ = await self._caller(context)
+        if self.limits is not None:
+            await self.limits.add_friend(caller.sender_id)
         await self.friends.add(caller.sender_id, request.friend_id, request.remarks, request.description)
         return ext.AddFriendResp()
 
@@ -112,6 +124,8 @@ class LogicExtServicer(ext_grpc.LogicExtServicer):
 
     async def CreateGroup(self, request: ext.CreateGroupReq, context: Context) -> ext.CreateGroupResp:
         caller, _ = await self._caller(context)
+        if self.limits is not None:
+            await self.limits.create_group(caller.sender_id)
         return ext.CreateGroupResp(group_id=await self.groups.create(caller.sender_id, request))
 
     async def UpdateGroup(self, request: ext.UpdateGroupReq, context: Context) -> ext.UpdateGroupResp:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from gim.pkg import db
 from gim.pkg.cache import KIND_GROUP, KIND_MEMBERS, Cache, Decoded
 from gim.pkg.db import epoch_seconds
-from gim.pkg.errors import Code, GimError
+from gim.pkg.errors import Code, GimError, bad_request
 from gim.pkg.schema import group as group_table
 from gim.pkg.schema import group_user as member_table
 
@@ -128,8 +128,14 @@ class GroupStore:
                 found[int(group_id)].append([int(user_id), int(member_type), str(remarks), str(extra)])
         return {g: json.dumps(rows).encode() for g, rows in found.items()}
 
-    async def add_members(self, group_id: int, members: list[Member]) -> list[int]:
-        """Add those not in yet; returns the user ids that already were members."""
+    async def add_members(self, group_id: int, members: list[Member], max_members: int | None = None) -> list[int]:
+        """Add those not in yet; returns the user ids that already were members.
+
+        The group row is locked first (SELECT ... FOR UPDATE on MySQL; SQLite writers take
+        the database lock at BEGIN IMMEDIATE), so concurrent adds to one group count its
+        members one after the other: with `max_members`, an add that would go past it
+        fails with 10001 and adds no one.
+        """
         ids = [m.user_id for m in members]
         async with self._engine.begin() as conn:
             await self._lock_group(conn, group_id)
@@ -142,6 +148,8 @@ class GroupStore:
                 )
             }
             new = [_member_row(group_id, m) for m in members if m.user_id not in existing]
+            if new and max_members is not None:
+                await self._check_size(conn, group_id, len(new), max_members)
             if new:
                 await conn.execute(self._insert_ignore(), new)
                 await self._recount(conn, group_id)
@@ -177,6 +185,13 @@ class GroupStore:
             query = query.with_for_update()
         if await conn.scalar(query) is None:
             raise GimError(Code.GROUP_NOT_FOUND, f"group {group_id} not found")
+
+    async def _check_size(self, conn: AsyncConnection, group_id: int, adding: int, max_members: int) -> None:
+        """10001 if the group (locked) has no room for `adding` more members."""
+        query = sa.select(sa.func.count()).select_from(member_table).where(member_table.c.group_id == group_id)
+        current = int(await conn.scalar(query) or 0)
+        if current + adding > max_members:
+            raise bad_request(f"a group has at most {max_members} members (it has {current}, {adding} more asked)")
 
     async def _recount(self, conn: AsyncConnection, group_id: int) -> None:
         count = (

@@ -165,7 +165,8 @@ class GroupService:
         new = [Member(u, ext.GMT_MEMBER) for u in ids if u not in current]
         events = await self._added_events(user_id, new, group_id) if new else []
         self._admit(events, len(current) + len(new))
-        existing = await self.store.add_members(group_id, [Member(u, ext.GMT_MEMBER) for u in ids])
+        # the size is checked again inside the transaction: concurrent adds cannot pass it
+        existing = await self.store.add_members(group_id, [Member(u, ext.GMT_MEMBER) for u in ids], self.max_members)
         added = [u for u in ids if u not in existing]
         if set(added) != {m.user_id for m in new}:  # the members changed meanwhile: tell of those added
             events = await self._added_events(user_id, [Member(u, ext.GMT_MEMBER) for u in added], group_id)

@@ -15,9 +15,22 @@ Kept messages: the sorted set `{prefix}room:{room_id}` scored by seq; each membe
 8 bytes of expiry time (ms, big-endian) followed by the serialized `Message`. Expired
 members are skipped on replay and trimmed from the low end on every push; the key
 itself expires `room_keep_seconds` after the last push.
+
+Bounds (docs/security.md "Limits"): the kept members of a room total at most
+`room_keep_bytes` (their byte count is kept beside them in `{prefix}room:{room_id}:bytes`;
+a push that goes past it drops the oldest, in the same script); one subscribe replays at
+most `room_replay_bytes` (the oldest first: a client that wants the rest subscribes
+again after the last seq it got). Who may push: LogicInt callers (business backends) to
+any room; any signed-in user through LogicExt, at `room_push_limit`, and a push of a
+user that would create a room (its seq row: rows are never removed) counts against
+`new_room_limit`, checked inside the transaction that creates the row, so a refused push
+leaves none.
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -39,6 +52,38 @@ _log = log.get("rooms")
 REPLAY_LIMIT = 500  # kept messages replayed to one subscriber at most (oldest first)
 _TRIM_BATCH = 64  # expired members looked at (from the low end) per push
 _EXPIRY = 8  # bytes of the expiry prefix of a kept member
+NEW_ROOM_CHECK = Callable[[], Awaitable[None]]
+
+# KEYS: the room's sorted set, its byte count. ARGV: member, seq, key TTL (s), byte cap,
+# now (ms), trim batch. Adds the member, drops expired members from the low end (at most
+# a batch) and then the oldest while the room keeps more than the cap; returns the bytes
+# kept afterwards.
+_KEEP = """
+local key, bytes_key = KEYS[1], KEYS[2]
+local member, cap, now = ARGV[1], tonumber(ARGV[4]), tonumber(ARGV[5])
+if redis.call('EXISTS', key) == 0 then redis.call('DEL', bytes_key) end
+redis.call('ZADD', key, ARGV[2], member)
+local kept = redis.call('INCRBY', bytes_key, #member)
+local function expiry(m)
+  local t = 0
+  for i = 1, 8 do t = t * 256 + string.byte(m, i) end
+  return t
+end
+for _, m in ipairs(redis.call('ZRANGE', key, 0, tonumber(ARGV[6]) - 1)) do
+  if expiry(m) > now then break end
+  redis.call('ZREM', key, m)
+  kept = redis.call('DECRBY', bytes_key, #m)
+end
+while kept > cap do
+  local oldest = redis.call('ZRANGE', key, 0, 0)[1]
+  if not oldest then break end
+  redis.call('ZREM', key, oldest)
+  kept = redis.call('DECRBY', bytes_key, #oldest)
+end
+redis.call('EXPIRE', key, ARGV[3])
+redis.call('EXPIRE', bytes_key, ARGV[3])
+return kept
+"""
 
 
 class RoomSeq:
@@ -47,9 +92,14 @@ class RoomSeq:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def next(self, room_id: int) -> int:
+    async def next(self, room_id: int, new_room: NEW_ROOM_CHECK | None = None) -> int:
+        """`new_room`: awaited when this push creates the room's row (its seq is 1), inside
+        the transaction: if it raises, the row is not created."""
         async with self._engine.begin() as conn:
-            return (await seqs.allocate(conn, SEQ_OBJECT_ROOM, {room_id: 1}))[room_id]
+            seq = (await seqs.allocate(conn, SEQ_OBJECT_ROOM, {room_id: 1}))[room_id]
+            if seq == 1 and new_room is not None:
+                await new_room()
+            return seq
 
 
 class RoomService:
@@ -62,6 +112,9 @@ class RoomService:
         deliverer: Deliverer,
         max_content_bytes: int,
         keep_seconds: int,
+        keep_bytes: int = 1 << 20,
+        replay_bytes: int = 256 << 10,
+        new_rooms: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.seqs = RoomSeq(engine)
         self._redis = redis
@@ -70,6 +123,10 @@ class RoomService:
         self.deliverer = deliverer
         self.max_content_bytes = max_content_bytes
         self.keep_seconds = keep_seconds
+        self.keep_bytes = keep_bytes
+        self.replay_bytes = replay_bytes
+        self.new_rooms = new_rooms  # (user id) -> raises if the user may not create another room
+        self._keep_script = redis.register_script(_KEEP)
         self._order = SeqOrder()
 
     def _key(self, room_id: int) -> str:
@@ -85,7 +142,8 @@ class RoomService:
         send_time: int,
         is_persist: bool,
     ) -> int:
-        """Give the message the room's next seq, keep it if asked, broadcast it; returns the seq."""
+        """Give the message the room's next seq, keep it if asked, broadcast it; returns the
+        seq. A user's push that creates the room passes `new_rooms` first (RoomSeq.next)."""
         if room_id <= 0:
             raise bad_request("room_id must be positive")
         validate_content(message_type, content, self.max_content_bytes)
@@ -93,7 +151,10 @@ class RoomService:
         sender = await self._sender(sender_type, sender_id)
         job = self._order.start([room_id])
         try:
-            seq = await self.seqs.next(room_id)
+            new_room = None
+            if sender_type == cx.ST_USER and self.new_rooms is not None:
+                new_room = functools.partial(self.new_rooms, sender_id)
+            seq = await self.seqs.next(room_id, new_room)
             await self._order.turn(job, {room_id: seq})  # published in seq order
             message = cx.Message(
                 sender=sender,
@@ -143,27 +204,29 @@ class RoomService:
         return len(messages)
 
     async def kept(self, room_id: int, after: int) -> list[cx.Message]:
-        """Kept, unexpired messages of the room with seq > `after`, in seq order."""
+        """Kept, unexpired messages of the room with seq > `after`, in seq order, as many
+        from the oldest as fit `replay_bytes` (at least one)."""
         members = await self._redis.zrangebyscore(self._key(room_id), f"({after}", "+inf", start=0, num=REPLAY_LIMIT)
         now = now_ms()
-        return [
-            cx.Message.FromString(member[_EXPIRY:])
-            for member in members
-            if int.from_bytes(member[:_EXPIRY], "big") > now
-        ]
+        messages: list[cx.Message] = []
+        size = 0
+        for member in members:
+            if int.from_bytes(member[:_EXPIRY], "big") <= now:
+                continue
+            size += len(member) - _EXPIRY
+            if messages and size > self.replay_bytes:
+                _log.info("room_replay_cut", room_id=room_id, after=after, replayed=len(messages), limit=self.replay_bytes)
+                break
+            messages.append(cx.Message.FromString(member[_EXPIRY:]))
+        return messages
 
     async def _keep(self, room_id: int, message: cx.Message) -> None:
         key = self._key(room_id)
         expires = (now_ms() + self.keep_seconds * 1000).to_bytes(_EXPIRY, "big")
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.zadd(key, {expires + message.SerializeToString(): message.seq})
-            pipe.expire(key, self.keep_seconds + 1)
-            pipe.zrange(key, 0, _TRIM_BATCH - 1)
-            *_, oldest = await pipe.execute()
-        now = now_ms()
-        expired = [m for m in oldest if int.from_bytes(m[:_EXPIRY], "big") <= now]
-        if expired:
-            await self._redis.zrem(key, *expired)
+        await self._keep_script(
+            keys=[key, f"{key}:bytes"],
+            args=[expires + message.SerializeToString(), message.seq, self.keep_seconds + 1, self.keep_bytes, now_ms(), _TRIM_BATCH],
+        )
 
     async def _sender(self, sender_type: int, sender_id: int) -> cx.Sender:
         users = await self.users.get_many([sender_id]) if sender_type == cx.ST_USER else {}

@@ -16,6 +16,7 @@ from gim.internal.logic.devices import DeviceStore
 from gim.internal.logic.friends import FriendService
 from gim.internal.logic.group_store import GroupStore
 from gim.internal.logic.groups import GroupService
+from gim.internal.logic.limits import LogicLimits
 from gim.internal.logic.message_store import MessageStore
 from gim.internal.logic.messages import MessageService
 from gim.internal.logic.rooms import RoomService
@@ -24,6 +25,7 @@ from gim.pkg import db, log, redis_client, rpc
 from gim.pkg.cache import Cache
 from gim.pkg.config import LogicConfig
 from gim.pkg.nodes import NodeLiveness
+from gim.pkg.ratelimit import RateLimiter
 from gim.pkg.pb import logic_ext_pb2_grpc, logic_int_pb2_grpc, user_int_pb2_grpc
 from gim.pkg.schema import MessageShards
 from gim.pkg.security import Security
@@ -55,6 +57,7 @@ class LogicServer(rpc.ServesPair):
         self.dead_nodes = DeadNodes(self.devices, redis, config.redis_prefix, self.deliverer)
         self._sweeping: asyncio.Task[None] | None = None
         group_store = GroupStore(engine, cache)
+        limits = LogicLimits(RateLimiter(redis, config.redis_prefix, "logic"), config)
         self.rooms = RoomService(
             engine,
             redis,
@@ -63,6 +66,9 @@ class LogicServer(rpc.ServesPair):
             self.deliverer,
             max_content_bytes=config.max_content_bytes,
             keep_seconds=config.room_keep_seconds,
+            keep_bytes=config.room_keep_bytes,
+            replay_bytes=config.room_replay_bytes,
+            new_rooms=limits.new_room,
         )
         self.messages = MessageService(
             store=MessageStore(engine, MessageShards(config.message_shards)),
@@ -83,7 +89,7 @@ class LogicServer(rpc.ServesPair):
         friends = FriendService(engine, users, self.messages)
         groups = GroupService(group_store, users, self.messages, config.max_group_members)
         logic_ext_pb2_grpc.add_LogicExtServicer_to_server(
-            LogicExtServicer(self.devices, self.messages, users, self.rooms, friends, groups), self._grpc.ext
+            LogicExtServicer(self.devices, self.messages, users, self.rooms, friends, groups, limits), self._grpc.ext
         )
 
     @classmethod
