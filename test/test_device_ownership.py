@@ -151,6 +151,24 @@ async def test_close_connection_spares_a_newer_connection(cluster, conns) -> Non
         await channel.close()
 
 
+async def test_close_connection_reaches_a_connection_still_signing_in(cluster, conns) -> None:  # type: ignore[no-untyped-def]
+    # logic answered its sign-in and then the device's next one elsewhere, before this node
+    # bound it: found by client_addr among the connections not signed in yet
+    before = set(cluster.connect.registry.connections)
+    conn = await conns.open("tcp")
+    async with asyncio.timeout(TIMEOUT):
+        while not (fresh := set(cluster.connect.registry.connections) - before):
+            await asyncio.sleep(0.01)
+    (session,) = fresh
+    channel = rpc.channel(f"127.0.0.1:{cluster.connect.int_port}")
+    try:
+        req = ci.CloseConnectionReq(device_id=2**62, client_addr=session.client_addr)
+        assert (await rpc.call(ci_grpc.ConnectIntStub(channel).CloseConnection, req, TIMEOUT)).closed
+        await closed(conn)
+    finally:
+        await channel.close()
+
+
 def _delivery(device_id: int, user_id: int, text: str) -> ci.DeliverMessageReq:
     message = cx.Message(sender=cx.Sender(sender_type=cx.ST_BUSINESS), receiver_type=cx.RT_USER, message_type=cx.MT_TEXT,
                          message_content=cx.Text(text=text).SerializeToString())  # fmt: skip

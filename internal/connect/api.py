@@ -9,6 +9,7 @@ from grpc import aio
 from gim.internal.connect.codec import FrameError
 from gim.internal.connect.push_order import SENT
 from gim.internal.connect.registry import Registry
+from gim.internal.connect.session import Session
 from gim.pkg import log
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import connect_int_pb2, connect_int_pb2_grpc
@@ -72,9 +73,21 @@ class ConnectIntServicer(connect_int_pb2_grpc.ConnectIntServicer):
         mark the device offline: logic's row names the new connection now, and Offline
         compares client_addr."""
         session = self.registry.get(request.device_id)
-        if session is None or not request.client_addr or session.client_addr != request.client_addr:
+        if session is None or session.client_addr != request.client_addr:
+            # Logic may have answered this connection's sign-in and then the device's next
+            # one elsewhere before this node bound it: a connection still signing in is
+            # closed too (its sign-in then ends without taking the device).
+            session = self._signing_in(request.client_addr)
+        if session is None:
             _log.info("close_connection_absent", device_id=request.device_id, client_addr=request.client_addr)
             return connect_int_pb2.CloseConnectionResp(closed=False)
         session.replaced = True
         session.close("replaced by a connection of the same device on another node")
         return connect_int_pb2.CloseConnectionResp(closed=True)
+
+    def _signing_in(self, client_addr: str) -> Session | None:
+        """The open connection with this client_addr that is not signed in yet, if any
+        (rare: a look through every connection)."""
+        if not client_addr:
+            return None
+        return next((s for s in self.registry.connections if s.client_addr == client_addr and not s.signed_in), None)
