@@ -105,3 +105,32 @@ def test_random_crossings_with_a_fill_lose_nothing_and_repeat_nothing() -> None:
             out += order.offer(seq, b(seq))
         out += order.fill([(s, b(s)) for s in seqs])
         assert out == [b(s) for s in seqs]
+
+
+def test_pushes_wait_for_a_sync_answer_and_skip_what_it_carried() -> None:
+    order = PushOrder(last=10)
+    order.syncing = True  # a PT_SYNC from 10 is with logic
+    assert order.offer(11, b(11)) == [], "held: the answer may carry it"
+    assert order.offer(13, b(13)) == []
+    assert order.synced(highest=12, more=False) == [b(13)], "11 and 12 came in the answer"
+    assert (order.last, order.waiting, order.syncing) == (13, False, False)
+
+
+def test_pushes_wait_for_the_next_page_while_the_answer_says_has_more() -> None:
+    order = PushOrder(last=0)
+    order.syncing = True
+    assert order.offer(120, b(120)) == []
+    assert order.synced(highest=50, more=True) == []
+    assert order.offer(121, b(121)) == [], "still syncing: page 2 comes first"
+    assert order.synced(highest=100, more=True) == []
+    assert order.synced(highest=119, more=False) == [b(120), b(121)]
+    assert order.last == 121
+
+
+def test_a_client_that_stops_paging_gets_what_follows() -> None:
+    order = PushOrder(last=5)
+    order.syncing = True
+    order.offer(8, b(8))
+    order.offer(7, b(7))
+    assert order.synced(highest=6, more=True) == []
+    assert order.stop_syncing() == [b(7), b(8)]

@@ -18,6 +18,11 @@ bytes to write come out in seq order.
 - A "sent" marker (the device sent that seq itself: nothing to push) moves `last` on
   like a push that writes nothing.
 
+- While the client syncs (a PT_SYNC is with logic, or its answer said has_more and the
+  client has not asked for the next page yet), every push is held: the sync answer goes
+  out first and moves `last` past what it carried, so a push is neither shown twice (in
+  the answer and as a push) nor before older messages the answer brings.
+
 What is held is bounded (MAX_HELD pushes): past that, everything held goes out in order
 and `last` jumps (the client's next sync brings the rest).
 """
@@ -29,11 +34,12 @@ SENT = b""  # a held "sent by this device" marker: nothing to write
 
 
 class PushOrder:
-    __slots__ = ("last", "held")
+    __slots__ = ("last", "held", "syncing")
 
     def __init__(self, last: int) -> None:
         self.last = last
         self.held: dict[int, bytes] | None = None  # seq -> bytes (SENT), only while a gap is open
+        self.syncing = False
 
     @property
     def waiting(self) -> bool:
@@ -51,7 +57,7 @@ class PushOrder:
             return [data] if data else []
         if seq <= self.last:
             return []
-        if seq > self.last + 1:
+        if seq > self.last + 1 or self.syncing:
             if self.held is None:
                 self.held = {}
             self.held[seq] = data
@@ -65,6 +71,19 @@ class PushOrder:
         go out in order, up to the highest seq of either (the gap is closed)."""
         out = self.advance(synced)
         return out + self._release(jump=True)
+
+    def synced(self, highest: int, more: bool) -> list[bytes]:
+        """The client got a sync answer whose highest seq is `highest` (0: none); `more`:
+        it said has_more, so the client is expected to ask for the next page. What is held
+        and follows now goes out (after the answer)."""
+        self.last = max(self.last, highest)
+        self.syncing = more
+        return [] if more else self._release()
+
+    def stop_syncing(self) -> list[bytes]:
+        """The client did not ask for the next page after all: held pushes that follow go."""
+        self.syncing = False
+        return self._release()
 
     def advance(self, synced: list[tuple[int, bytes]]) -> list[bytes]:
         """Part of a gap fill (a sync page that does not reach the held pushes yet): the

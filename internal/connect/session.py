@@ -42,6 +42,9 @@ INBOX_LIMIT = 64
 # milliseconds behind, through another logic node), then they are fetched from logic.
 GAP_WAIT = 1.0
 FILL_PAGES = 10  # sync pages one gap fill reads at most
+# A client whose sync answer said has_more normally asks for the next page at once; pushes
+# wait for it at most this long.
+SYNC_STALL = 5.0
 
 
 def _kind(exc: Exception) -> str:
@@ -326,12 +329,24 @@ class Session:
     async def _sync(self, packet: cx.Input) -> None:
         sync = parse_data(cx.SyncInput, packet.data)
         req = logic_int_pb2.SyncReq(user_id=self.user_id, device_id=self.device_id, seq=sync.seq)  # type: ignore[attr-defined]
-        if self.node.sync_raw is not None:
-            data = await self._call(self.node.sync_raw, req)
-        else:
-            resp = await self._call(self.node.logic.Sync, req)
-            data = cx.SyncOutput(messages=resp.messages, has_more=resp.has_more).SerializeToString()
+        order = self.order
+        if order is not None:
+            order.syncing = True  # pushes wait for the answer (see push_order.py)
+        try:
+            if self.node.sync_raw is not None:
+                data = await self._call(self.node.sync_raw, req)
+            else:
+                resp = await self._call(self.node.logic.Sync, req)
+                data = cx.SyncOutput(messages=resp.messages, has_more=resp.has_more).SerializeToString()
+        except BaseException:
+            if order is not None:
+                self._write_pushes(order.stop_syncing())
+            raise
         self.reply(packet, data=data)
+        if order is not None:
+            answer = cx.SyncOutput.FromString(data)
+            highest = answer.messages[-1].seq if answer.messages else 0
+            self._write_pushes(order.synced(highest, answer.has_more))
 
     async def _ack(self, packet: cx.Input) -> None:
         """Pass an ack on to logic. An ack is never answered (as in 2021: clients take every
@@ -395,10 +410,19 @@ class Session:
             if message_send:
                 self.push(message_send)
             return
-        for data in order.offer(seq, message_send):
+        self._write_pushes(order.offer(seq, message_send))
+
+    def _write_pushes(self, ready: list[bytes]) -> None:
+        """Write what the push order let out, and keep a timer while pushes are held: the
+        missing seqs are fetched after GAP_WAIT (SYNC_STALL while the client syncs)."""
+        for data in ready:
             self.push(data)
-        if order.waiting and self._gap is None and not self.closed:
-            self._gap = asyncio.get_running_loop().call_later(GAP_WAIT, self._fill_gap)
+        order = self.order
+        if order is None or self.closed:
+            return
+        if order.waiting and self._gap is None:
+            wait = SYNC_STALL if order.syncing else GAP_WAIT
+            self._gap = asyncio.get_running_loop().call_later(wait, self._fill_gap)
         elif not order.waiting and isinstance(self._gap, asyncio.TimerHandle):
             self._gap.cancel()  # the missing ones came
             self._gap = None
@@ -412,6 +436,8 @@ class Session:
         pushes go out anyway: the client's next sync brings what is missing."""
         order = self.order
         assert order is not None
+        for data in order.stop_syncing() if order.syncing else ():  # the client stopped paging
+            self.push(data)
         try:
             for _ in range(FILL_PAGES):
                 if self.closed or not order.waiting:
@@ -419,6 +445,8 @@ class Session:
                 wanted = order.wanted
                 req = logic_int_pb2.SyncReq(user_id=self.user_id, device_id=self.device_id, seq=order.last)
                 resp = await self._call(self.node.logic.Sync, req)
+                if order.syncing:  # the client asked itself meanwhile: its answer closes the gap
+                    break
                 synced = [(m.seq, cx.MessageSend(message=m).SerializeToString()) for m in resp.messages if m.seq <= wanted]
                 reached = not resp.has_more or not resp.messages or resp.messages[-1].seq >= wanted
                 for data in order.fill(synced) if reached else order.advance(synced):
@@ -428,7 +456,7 @@ class Session:
             self.log.warning("push_gap_fill_failed", error=_reason(exc))
         finally:
             self._gap = None
-            if not self.closed:
+            if not self.closed and not order.syncing:
                 for data in order.fill([]) if order.waiting else ():
                     self.push(data)
 
