@@ -67,7 +67,14 @@ class LeanClient(asyncio.Protocol):
     def _sign_in(self) -> None:
         d = self.device
         self._waiting[1] = self.signed_in
+        self.signed_in.add_done_callback(self._sync_after_sign_in)
         self._write(wire.sign_in_body(d.user_id, d.device_id, d.token))
+
+    def _sync_after_sign_in(self, signed_in: asyncio.Future[wire.Reply]) -> None:
+        """As every client does once signed in (connect holds its pushes until then): a
+        bench device is new, so from 0; the answer is not waited for."""
+        if not signed_in.cancelled() and signed_in.exception() is None and not signed_in.result().code:
+            self._write(wire.input_body(cx.PT_SYNC, next(self._ids), wire.SYNC_FROM_START))
 
     def _write(self, body: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():

@@ -45,6 +45,9 @@ def input_body(package_type: int, request_id: int = 0, data: bytes = b"") -> byt
     return cx.Input(type=package_type, request_id=request_id, data=data).SerializeToString()  # type: ignore[arg-type]
 
 
+SYNC_FROM_START = cx.SyncInput(seq=0).SerializeToString()
+
+
 def sign_in_body(user_id: int, device_id: int, token: str) -> bytes:
     data = cx.SignInInput(user_id=user_id, device_id=device_id, token=token).SerializeToString()
     return input_body(cx.PT_SIGN_IN, 1, data)

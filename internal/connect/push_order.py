@@ -18,10 +18,12 @@ bytes to write come out in seq order.
 - A "sent" marker (the device sent that seq itself: nothing to push) moves `last` on
   like a push that writes nothing.
 
-- While the client syncs (a PT_SYNC is with logic, or its answer said has_more and the
-  client has not asked for the next page yet), every push is held: the sync answer goes
-  out first and moves `last` past what it carried, so a push is neither shown twice (in
-  the answer and as a push) nor before older messages the answer brings.
+- While the client syncs (from its sign-in to its first sync's answer, while a PT_SYNC is
+  with logic, or while an answer said has_more and the next page is expected), every push
+  is held: the sync answer goes out first and moves `last` past what it carried, so a push
+  is neither shown twice (in the answer and as a push) nor before older messages the
+  answer brings, nor moves a client's position (the highest seq it has, which its sync
+  starts from) past messages it has not got yet.
 
 What is held is bounded (MAX_HELD pushes): past that, everything held goes out in order
 and `last` jumps (the client's next sync brings the rest).

@@ -42,9 +42,9 @@ INBOX_LIMIT = 64
 # milliseconds behind, through another logic node), then they are fetched from logic.
 GAP_WAIT = 1.0
 FILL_PAGES = 10  # sync pages one gap fill reads at most
-# A client whose sync answer said has_more normally asks for the next page at once; pushes
-# wait for it at most this long.
-SYNC_STALL = 5.0
+# A client syncs right after signing in, and asks for the next page at once when a sync
+# answer said has_more: pushes wait for that sync at most this long (see push_order.py).
+SYNC_STALL = 2.0
 
 
 def _kind(exc: Exception) -> str:
@@ -318,6 +318,10 @@ class Session:
         self._cancel_deadline()
         self.user_id, self.device_id = user_id, device_id
         self.order = PushOrder(max_seq) if max_seq is not None else None
+        if self.order is not None:
+            # Pushes wait for the client's first sync: one shown before it would move the
+            # client's position (the highest seq it has) past the messages the sync is for.
+            self.order.syncing = True
         old = self.node.registry.bind(device_id, self)
         if old is not None:
             old.replaced = True
