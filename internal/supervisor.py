@@ -171,7 +171,7 @@ class Supervisor:
             return
         self.redis = redis_client.EmbeddedRedis(self.var / "redis", port, host="127.0.0.1")
         await self.redis.start()
-        redis_pid = self.redis._process.pid  # type: ignore[union-attr]  # EmbeddedRedis names no PID
+        redis_pid = self.redis.pid
         self.reaper = await asyncio.create_subprocess_exec(
             sys.executable, "-P", "-m", "gim.internal.reaper", str(os.getpid()), str(redis_pid),
             stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
