@@ -201,6 +201,8 @@ def main(name: str, config_cls: type[C], build: Callable[[C], Server], argv: lis
     args = parser.parse_args(argv)
     if args.parent_pid is not None and not parent_death.die_with_parent(args.parent_pid):
         raise SystemExit(f"gim-{name}: the process that started it (pid {args.parent_pid}) is gone")
+    if args.config is not None and not args.config.is_file():
+        raise SystemExit(f"gim-{name}: bad configuration: {args.config}: no such file")
     try:
         cfg = config.load(config_cls, name, path=args.config)
     except config.ConfigError as exc:

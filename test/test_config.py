@@ -458,3 +458,14 @@ def test_a_service_with_a_bad_value_prints_one_line_and_exits_non_zero(
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"gim-logic: bad configuration: {expected}"), lines
     assert out == b""
+
+
+def test_a_config_file_that_does_not_exist_is_one_line(tmp_path: Path) -> None:
+    """`--config PATH` names a file: a wrong path is said, not taken for "use the defaults"."""
+    exe = Path(sys.executable).with_name("gim-logic")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIM_")}
+    done = subprocess.run(
+        [str(exe), "--config", str(tmp_path / "logic.yml")], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert done.stderr.strip() == f"gim-logic: bad configuration: {tmp_path / 'logic.yml'}: no such file"
