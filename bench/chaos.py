@@ -3,9 +3,9 @@
 2 connect + 2 logic nodes + business (real processes), the bench's own redis-server
 with its append-only file, MySQL (a fresh database, dropped after; SQLite with
 `--sqlite`). Raw 2021-style TCP receivers and SDK receivers (`chaos_clients`); senders
-call `LogicExt.SendMessage` over both logic nodes, each message with its own
-`request_id`, a failed send retried with the same one (other node first) until it
-returns a seq or `SEND_GIVE_UP` passes. During the send phase, spaced evenly, the
+call `LogicExt.SendMessage` over both logic nodes (one channel, round-robin, as behind a
+balancer), each message with its own `request_id`, a failed send retried with the same
+one until it returns a seq or `SEND_GIVE_UP` passes. During the send phase, spaced evenly, the
 faults of `chaos_faults` are injected one after the other. Then every receiver syncs
 once more and `chaos_verdict` counts what reached the screens; the database is checked
 for messages stored twice. The nodes' logs are kept with `--logs DIR`.
@@ -20,7 +20,6 @@ import math
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +142,9 @@ async def _run(rep: ChaosReport, store: Storage, dep: Deployment, redis: Killabl
     endpoints = [(e.host, e.port) for e in dep.endpoints()]
     business = launcher.addrs("business", "ext")[0]
     logic_addrs = launcher.addrs("logic", "ext")
-    apis = [GimApi(addr, business, timeout=SEND_TIMEOUT) for addr in logic_addrs]
+    # Senders reach logic as apps behind a balancer do: one channel over both nodes, calls
+    # round-robin (consecutive messages to one receiver go through different nodes), a
+    # node that is down skipped once its connection fails.
     sdk_api = GimApi(",".join(logic_addrs), business, timeout=SEND_TIMEOUT)
     raw = [RawReceiver(i, d.user_id, d.device_id, d.token, endpoints) for i, d in enumerate(receivers[: p.receivers])]
     sdk = [
@@ -157,11 +158,11 @@ async def _run(rep: ChaosReport, store: Storage, dep: Deployment, redis: Killabl
         await asyncio.gather(*(r.wait_signed_in(60) for r in raw), *(s.start(60) for s in sdk))
         progress(
             f"{p.receivers} raw + {p.sdk_receivers} SDK receivers online; {p.messages} sends at {p.rate:g}/s "
-            f"from {p.senders} senders over {len(apis)} logic nodes; faults: {', '.join(faults) or 'none'}"
+            f"from {p.senders} senders over {len(logic_addrs)} logic nodes; faults: {', '.join(faults) or 'none'}"
         )
         injector = Injector(launcher, redis, store.database_url)
         start = time.monotonic()
-        sending = asyncio.ensure_future(_send_all(run, apis))
+        sending = asyncio.ensure_future(_send_all(run, sdk_api))
         injected = await _inject(injector, faults, start, p.messages / p.rate, sending)
         await sending
         sent_end = time.monotonic()
@@ -175,8 +176,7 @@ async def _run(rep: ChaosReport, store: Storage, dep: Deployment, redis: Killabl
         died = [name for name, node in launcher.nodes.items() if not node.running]
     finally:
         await asyncio.gather(*(r.stop() for r in raw), *(s.stop() for s in sdk), return_exceptions=True)
-        for api in [*apis, sdk_api]:
-            await api.close()
+        await sdk_api.close()
     stored = await _database_check(store, run)
     await launcher.stop()
     exits = {name: node.returncode for name, node in launcher.nodes.items()}
@@ -199,7 +199,7 @@ async def _until(done: Any, timeout: float, every: float = 0.2) -> bool:
     return True
 
 
-async def _send_all(run: Run, apis: Sequence[GimApi]) -> None:
+async def _send_all(run: Run, api: GimApi) -> None:
     loop = asyncio.get_running_loop()
     gate = asyncio.Semaphore(MAX_IN_FLIGHT)
     tasks: list[asyncio.Task[None]] = []
@@ -209,20 +209,18 @@ async def _send_all(run: Run, apis: Sequence[GimApi]) -> None:
         if gate.locked():
             run.behind += 1
         await gate.acquire()
-        task = loop.create_task(_send(run, apis, message))
+        task = loop.create_task(_send(run, api, message))
         task.add_done_callback(lambda _: gate.release())
         tasks.append(task)
     await asyncio.gather(*tasks)
 
 
-async def _send(run: Run, apis: Sequence[GimApi], m: Sent) -> None:
+async def _send(run: Run, api: GimApi, m: Sent) -> None:
     creds = credentials(run.senders[m.sender])
     receiver = run.receiver_users[m.receiver]
     body = content(m.tag)
-    turn = m.tag // len(run.receiver_users)  # consecutive messages to one receiver alternate logic nodes
     give_up = time.monotonic() + SEND_GIVE_UP
     while True:
-        api = apis[(turn + m.attempts) % len(apis)]
         m.attempts += 1
         began = time.monotonic()
         try:
