@@ -44,7 +44,7 @@ GAP_WAIT = 1.0
 FILL_PAGES = 10  # sync pages one gap fill reads at most
 # A client syncs right after signing in, and asks for the next page at once when a sync
 # answer said has_more: pushes wait for that sync at most this long (see push_order.py).
-SYNC_STALL = 2.0
+SYNC_STALL = 1.0
 
 
 def _kind(exc: Exception) -> str:
