@@ -5,7 +5,9 @@ from __future__ import annotations
 import itertools
 import random
 
-from gim.internal.connect.push_order import MAX_HELD, SENT, PushOrder
+import pytest
+
+from gim.internal.connect.push_order import MAX_HELD, SENT, HeldTooMany, PushOrder
 
 
 def b(seq: int) -> bytes:
@@ -65,7 +67,7 @@ def test_a_fill_closes_the_gap_and_skips_what_the_device_sent() -> None:
     order.offer(14, b(14))
     assert order.wanted == 14
     synced = [(s, b(s) + b"*") for s in (9, 11, 12, 13, 14)]
-    assert order.fill(synced) == [b(11) + b"*", b(13) + b"*", b(14) + b"*"]
+    assert order.fill(synced, upto=order.wanted) == [b(11) + b"*", b(13) + b"*", b(14) + b"*"]
     assert (order.last, order.waiting) == (14, False)
     assert order.offer(14, b(14)) == []
 
@@ -74,18 +76,17 @@ def test_a_fill_that_falls_short_lets_the_held_ones_out_in_order() -> None:
     order = PushOrder(last=10)
     order.offer(20, b(20))
     order.offer(15, b(15))
-    assert order.fill([(11, b(11))]) == [b(11), b(15), b(20)]
+    assert order.fill([(11, b(11))], upto=order.wanted) == [b(11), b(15), b(20)]
     assert (order.last, order.waiting) == (20, False)
 
 
-def test_what_is_held_is_bounded() -> None:
+def test_what_is_held_is_bounded_and_never_skipped() -> None:
     order = PushOrder(last=0)
-    out: list[bytes] = []
-    for seq in range(2, MAX_HELD + 3):
-        out += order.offer(seq, b(seq))
-    assert out == [b(s) for s in range(2, MAX_HELD + 3)]
-    assert (order.last, order.waiting) == (MAX_HELD + 2, False)
-    assert order.offer(1, b(1)) == []
+    for seq in range(2, MAX_HELD + 2):
+        assert order.offer(seq, b(seq)) == []
+    with pytest.raises(HeldTooMany):  # the session closes the connection: the client syncs
+        order.offer(MAX_HELD + 2, b(MAX_HELD + 2))
+    assert order.last == 0, "nothing skipped: the client's position never passes seq 1"
 
 
 def test_random_crossings_with_a_fill_lose_nothing_and_repeat_nothing() -> None:
@@ -100,10 +101,11 @@ def test_random_crossings_with_a_fill_lose_nothing_and_repeat_nothing() -> None:
         for seq in arrival[: len(arrival) // 2]:
             out += order.offer(seq, b(seq))
         if order.waiting:
-            out += order.fill([(s, b(s)) for s in seqs if s <= order.wanted])
+            wanted = order.wanted
+            out += order.fill([(s, b(s)) for s in seqs if s <= wanted], upto=wanted)
         for seq in arrival[len(arrival) // 2 :]:
             out += order.offer(seq, b(seq))
-        out += order.fill([(s, b(s)) for s in seqs])
+        out += order.fill([(s, b(s)) for s in seqs], upto=seqs[-1])
         assert out == [b(s) for s in seqs]
 
 
@@ -134,3 +136,15 @@ def test_a_client_that_stops_paging_gets_what_follows() -> None:
     order.offer(7, b(7))
     assert order.synced(highest=6, more=True) == []
     assert order.stop_syncing() == [b(7), b(8)]
+
+
+def test_a_fill_never_skips_past_what_its_sync_covered() -> None:
+    """A push held while the fill was on its way (17, beyond the 15 it asked up to) waits
+    for the seqs before it, which may still be on their way as pushes."""
+    order = PushOrder(last=10)
+    order.offer(15, b(15))
+    wanted = order.wanted
+    order.offer(17, b(17))  # came during the fill
+    assert order.fill([(12, b(12))], upto=wanted) == [b(12), b(15)], "13, 14 do not exist: skipped"
+    assert (order.last, order.waiting) == (15, True)
+    assert order.offer(16, b(16)) == [b(16), b(17)], "16 was on its way: not lost"

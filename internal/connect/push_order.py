@@ -25,8 +25,10 @@ bytes to write come out in seq order.
   answer brings, nor moves a client's position (the highest seq it has, which its sync
   starts from) past messages it has not got yet.
 
-What is held is bounded (MAX_HELD pushes): past that, everything held goes out in order
-and `last` jumps (the client's next sync brings the rest).
+Nothing is ever skipped while the connection lives: the client's position (the highest
+seq it has, which it syncs from) must never pass a message it has not got. What is held
+is bounded (MAX_HELD pushes): past that `offer` raises `HeldTooMany`, and the session
+closes the connection instead, so that the client reconnects and syncs.
 """
 
 from __future__ import annotations
@@ -35,13 +37,19 @@ MAX_HELD = 256
 SENT = b""  # a held "sent by this device" marker: nothing to write
 
 
+class HeldTooMany(Exception):
+    """More than MAX_HELD pushes wait behind a missing seq."""
+
+
 class PushOrder:
-    __slots__ = ("last", "held", "syncing")
+    __slots__ = ("last", "held", "syncing", "asking", "failed_fills")
 
     def __init__(self, last: int) -> None:
         self.last = last
         self.held: dict[int, bytes] | None = None  # seq -> bytes (SENT), only while a gap is open
-        self.syncing = False
+        self.syncing = False  # the client syncs: pushes wait for its answer
+        self.asking = False  # a PT_SYNC of the client is with logic now
+        self.failed_fills = 0  # gap fills in a row that logic did not answer
 
     @property
     def waiting(self) -> bool:
@@ -63,16 +71,21 @@ class PushOrder:
             if self.held is None:
                 self.held = {}
             self.held[seq] = data
-            return self._release(jump=True) if len(self.held) > MAX_HELD else []
+            if len(self.held) > MAX_HELD:
+                raise HeldTooMany(f"{len(self.held)} pushes held behind seq {self.last + 1}")
+            return []
         self.last = seq
         out = [data] if data else []
         return out + self._release() if self.held else out
 
-    def fill(self, synced: list[tuple[int, bytes]]) -> list[bytes]:
-        """Stored messages after `last` from a sync, in seq order: they and what is held
-        go out in order, up to the highest seq of either (the gap is closed)."""
+    def fill(self, synced: list[tuple[int, bytes]], upto: int) -> list[bytes]:
+        """Stored messages after `last` from a sync that covered every seq up to `upto`
+        (the highest held when it was asked), in seq order: they and what is held go out
+        in order. Up to `upto` a seq that neither holds does not exist (a send that
+        failed): skipped. Past it, only what follows on (a push still on its way there
+        is waited for)."""
         out = self.advance(synced)
-        return out + self._release(jump=True)
+        return out + self._release(upto=upto)
 
     def synced(self, highest: int, more: bool) -> list[bytes]:
         """The client got a sync answer whose highest seq is `highest` (0: none); `more`:
@@ -99,13 +112,13 @@ class PushOrder:
                     out.append(data)
         return out + self._release()
 
-    def _release(self, jump: bool = False) -> list[bytes]:
-        """Held pushes that now follow `last` contiguously (with `jump`: all of them)."""
+    def _release(self, upto: int = 0) -> list[bytes]:
+        """Held pushes that now follow `last` contiguously, and all of those up to `upto`."""
         held = self.held
         out: list[bytes] = []
         if held:
             for seq in sorted(held):
-                if seq > self.last + 1 and not jump:
+                if seq > self.last + 1 and seq > upto:
                     break
                 data = held.pop(seq)
                 if seq > self.last:

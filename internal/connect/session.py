@@ -21,7 +21,7 @@ from grpc import aio
 from gim.internal.connect.codec import FrameError
 from gim.internal.connect.packets import KNOWN_TYPES, Encoded, PacketError, output, parse_data, parse_input
 from gim.internal.connect.pending import PendingByAddress
-from gim.internal.connect.push_order import PushOrder
+from gim.internal.connect.push_order import HeldTooMany, PushOrder
 from gim.internal.connect.registry import Registry
 from gim.internal.connect.sign_ins import SignIns
 from gim.pkg import log, rpc
@@ -41,10 +41,12 @@ INBOX_LIMIT = 64
 # A push that arrives ahead of its turn waits this long for the seqs before it (usually
 # milliseconds behind, through another logic node), then they are fetched from logic.
 GAP_WAIT = 1.0
-FILL_PAGES = 10  # sync pages one gap fill reads at most
+FILL_PAGES = 10  # sync pages one gap fill reads at most (then it goes on after GAP_WAIT)
+FILL_TRIES = 5  # gap fills in a row that logic does not answer before the connection is closed
 # A client syncs right after signing in, and asks for the next page at once when a sync
-# answer said has_more: pushes wait for that sync at most this long (see push_order.py).
-SYNC_STALL = 1.0
+# answer said has_more: pushes wait for that sync at most this long (see push_order.py),
+# for a client that does not (a loaded client can take a moment to send it).
+SYNC_STALL = 5.0
 
 
 def _kind(exc: Exception) -> str:
@@ -148,6 +150,7 @@ class Session:
     __slots__ = (
         "transport", "node", "conn_id", "client_addr", "user_id", "device_id", "room_id", "closed",
         "replaced", "_inbox", "_worker", "_signing_in", "last_active", "_deadline", "order", "_gap", "_pending",
+        "_ack",
     )  # fmt: skip
 
     def __init__(self, transport: Transport, node: Node, pending: str | None = None) -> None:
@@ -167,6 +170,7 @@ class Session:
         self._inbox: deque[cx.Input] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._signing_in = False
+        self._ack: cx.MessageACK | None = None  # the highest ack waiting in the inbox
         self.order: PushOrder | None = None  # the device's push order, once signed in
         self._gap: asyncio.TimerHandle | asyncio.Task[None] | None = None  # a gap being waited for or filled
         self._pending = pending
@@ -214,11 +218,15 @@ class Session:
         if packet.type == cx.PT_HEARTBEAT and self.signed_in and self._worker is None:
             self.reply(packet)
             return
+        if packet.type == cx.PT_MESSAGE and self.signed_in and not self._queue_ack(packet.data):
+            return  # merged into the ack already waiting (or not an ack at all)
         if self._inbox is None:
             self._inbox = deque()
         if len(self._inbox) >= INBOX_LIMIT:
             self.fail(Code.BAD_REQUEST, "too many packets waiting: slow down")
             return
+        if packet.type == cx.PT_SYNC and self.order is not None:
+            self.order.syncing = self.order.asking = True  # from now: pushes wait for its answer
         self._inbox.append(packet)
         if self._worker is None:
             self._worker = self.node.spawn(self._drain())
@@ -268,7 +276,7 @@ class Session:
         elif packet.type == cx.PT_SYNC:
             await self._sync(packet)
         elif packet.type == cx.PT_MESSAGE:
-            await self._ack(packet)
+            await self._send_ack(packet)
         elif packet.type == cx.PT_SUBSCRIBE_ROOM:
             await self._subscribe_room(packet)
 
@@ -335,7 +343,7 @@ class Session:
         req = logic_int_pb2.SyncReq(user_id=self.user_id, device_id=self.device_id, seq=sync.seq)  # type: ignore[attr-defined]
         order = self.order
         if order is not None:
-            order.syncing = True  # pushes wait for the answer (see push_order.py)
+            order.syncing = order.asking = True  # pushes wait for the answer (see push_order.py)
         try:
             if self.node.sync_raw is not None:
                 data = await self._call(self.node.sync_raw, req)
@@ -344,20 +352,40 @@ class Session:
                 data = cx.SyncOutput(messages=resp.messages, has_more=resp.has_more).SerializeToString()
         except BaseException:
             if order is not None:
+                order.asking = False
                 self._write_pushes(order.stop_syncing())
             raise
+        if order is not None:
+            order.asking = False
         self.reply(packet, data=data)
         if order is not None:
             answer = cx.SyncOutput.FromString(data)
             highest = answer.messages[-1].seq if answer.messages else 0
             self._write_pushes(order.synced(highest, answer.has_more))
 
-    async def _ack(self, packet: cx.Input) -> None:
-        """Pass an ack on to logic. An ack is never answered (as in 2021: clients take every
-        downstream PT_MESSAGE for a push), not even when it fails: a lost ack is corrected
-        by the device's next ack or sync, so a failure is only logged (summarised)."""
+    def _queue_ack(self, data: bytes) -> bool:
+        """An ack arrived: True to queue it; False when it went into the ack already
+        waiting in the inbox (clients ack every push and only the highest counts, so a
+        slow logic never makes a client's acks fill the inbox) or is not an ack."""
         try:
-            ack = parse_data(cx.MessageACK, packet.data)
+            ack = parse_data(cx.MessageACK, data)
+        except PacketError as exc:
+            self.node.ack_failures.warning("ack_dropped", kind=_kind(exc), reason=_reason(exc), device_id=self.device_id)
+            return False
+        if self._ack is None:
+            self._ack = ack
+            return True
+        if ack.device_ack > self._ack.device_ack:  # type: ignore[attr-defined]
+            self._ack = ack
+        return False
+
+    async def _send_ack(self, packet: cx.Input) -> None:
+        """Pass the waiting ack on to logic. An ack is never answered (as in 2021: clients
+        take every downstream PT_MESSAGE for a push), not even when it fails: a lost ack is
+        corrected by the device's next ack or sync, so a failure is only logged
+        (summarised)."""
+        try:
+            ack, self._ack = self._ack or parse_data(cx.MessageACK, packet.data), None
             req = logic_int_pb2.MessageACKReq(
                 user_id=self.user_id,
                 device_id=self.device_id,
@@ -414,7 +442,13 @@ class Session:
             if message_send:
                 self.push(message_send)
             return
-        self._write_pushes(order.offer(seq, message_send))
+        try:
+            ready = order.offer(seq, message_send)
+        except HeldTooMany as exc:
+            self.log.warning("push_order_overflow", error=str(exc))
+            self.close("too many pushes wait for a missing one: reconnect and sync")
+            return
+        self._write_pushes(ready)
 
     def _write_pushes(self, ready: list[bytes]) -> None:
         """Write what the push order let out, and keep a timer while pushes are held: the
@@ -425,11 +459,13 @@ class Session:
         if order is None or self.closed:
             return
         if order.waiting and self._gap is None:
-            wait = SYNC_STALL if order.syncing else GAP_WAIT
-            self._gap = asyncio.get_running_loop().call_later(wait, self._fill_gap)
+            self._arm_gap(SYNC_STALL if order.syncing else GAP_WAIT)
         elif not order.waiting and isinstance(self._gap, asyncio.TimerHandle):
             self._gap.cancel()  # the missing ones came
             self._gap = None
+
+    def _arm_gap(self, wait: float) -> None:
+        self._gap = asyncio.get_running_loop().call_later(wait, self._fill_gap)
 
     def _fill_gap(self) -> None:
         self._gap = self.node.spawn(self._fetch_gap())
@@ -440,8 +476,13 @@ class Session:
         pushes go out anyway: the client's next sync brings what is missing."""
         order = self.order
         assert order is not None
+        if order.asking:  # the client's own sync is with logic: its answer decides
+            self._gap = None
+            self._arm_gap(GAP_WAIT)
+            return
         for data in order.stop_syncing() if order.syncing else ():  # the client stopped paging
             self.push(data)
+        failed = False
         try:
             for _ in range(FILL_PAGES):
                 if self.closed or not order.waiting:
@@ -453,16 +494,24 @@ class Session:
                     break
                 synced = [(m.seq, cx.MessageSend(message=m).SerializeToString()) for m in resp.messages if m.seq <= wanted]
                 reached = not resp.has_more or not resp.messages or resp.messages[-1].seq >= wanted
-                for data in order.fill(synced) if reached else order.advance(synced):
+                for data in order.fill(synced, upto=wanted) if reached else order.advance(synced):
                     self.push(data)
                 self.log.info("push_gap_filled", fetched=len(synced), last=order.last)
+            order.failed_fills = 0
         except (GimError, aio.AioRpcError) as exc:
-            self.log.warning("push_gap_fill_failed", error=_reason(exc))
+            failed = True
+            order.failed_fills += 1
+            self.log.warning("push_gap_fill_failed", error=_reason(exc), tries=order.failed_fills)
         finally:
             self._gap = None
-            if not self.closed and not order.syncing:
-                for data in order.fill([]) if order.waiting else ():
-                    self.push(data)
+        if self.closed or order.syncing or not order.waiting:
+            return
+        if failed and order.failed_fills >= FILL_TRIES:
+            # Never skip what is missing (the client would sync past it): it reconnects
+            # and syncs from what it has.
+            self.close("the messages before a push could not be fetched: reconnect and sync")
+        else:
+            self._arm_gap(GAP_WAIT)
 
     def push_encoded(self, out: Encoded) -> None:
         """An Output encoded once for many connections (room and push-all broadcasts)."""

@@ -25,7 +25,7 @@ import dataclasses
 from collections import Counter, defaultdict
 
 import sqlalchemy as sa
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gim.internal.logic import seqs as seqs_table
@@ -39,8 +39,11 @@ from gim.pkg.schema import seq as seq_table
 _log = log.get("message_store")
 _bursts = log.Summary(_log)  # refusals come in bursts: one line per interval with a count
 
-# MySQL errors after which the whole transaction may simply run again.
-_RETRYABLE = {1213, 1205}  # deadlock, lock wait timeout
+# MySQL errors after which the whole transaction may simply run again: a deadlock, a lock
+# wait timeout, and a connection lost (the server restarted, the session was killed): the
+# batch runs again on a new connection, rather than one send at a time (the batcher's
+# fallback for a batch that fails), which a batch of thousands would not survive.
+_RETRYABLE = {1213, 1205, 2006, 2013, 2055}
 _ATTEMPTS = 5
 
 # The columns `_insert` writes, in the order of its row tuples.
@@ -182,9 +185,10 @@ class MessageStore:
             try:
                 async with self._engine.begin() as conn:
                     return await self._store_batch(conn, batch)
-            except OperationalError as exc:
+            except DBAPIError as exc:
                 code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
-                if code not in _RETRYABLE or attempt == _ATTEMPTS:
+                retryable = code in _RETRYABLE or exc.connection_invalidated
+                if not retryable or attempt == _ATTEMPTS:
                     raise
                 _log.warning("store_retry", code=code, attempt=attempt, sends=len(batch))
                 await asyncio.sleep(0.01 * attempt)
@@ -220,18 +224,16 @@ class MessageStore:
         if not retryable:
             return {}
         current = await self._lock_current(conn, sorted({batch[i].row.sender_id for i in retryable}))
+        earlier = await self._earlier_copies(conn, [batch[i].row for i in retryable], current)
         first: dict[tuple[object, ...], int] = {}
         copies: dict[int, int] = {}
         for i in retryable:
-            row = batch[i].row
-            key = (row.sender_id, row.request_id, row.receiver_type, row.receiver_id, row.content)
+            key = _send_key(batch[i].row)
             if key in first:
                 copies[i] = first[key]
                 results[i] = DuplicateSend(0)  # settled after allocation
-                continue
-            earlier = await self._earlier_copy(conn, row, current.get(row.sender_id, 0) + 1)
-            if earlier:
-                results[i] = DuplicateSend(earlier)
+            elif key in earlier:
+                results[i] = DuplicateSend(earlier[key])
             else:
                 first[key] = i
         return copies
@@ -245,33 +247,45 @@ class MessageStore:
         )
         return {int(u): int(v) for u, v in result}
 
-    async def _earlier_copy(self, conn: AsyncConnection, row: MessageRow, new_seq: int) -> int:
-        """The sender's seq of the same message already stored by an earlier attempt, or 0.
+    async def _earlier_copies(
+        self, conn: AsyncConnection, rows: list[MessageRow], current: dict[int, int]
+    ) -> dict[tuple[object, ...], int]:
+        """The sender's seq of each message already stored by an earlier attempt, by
+        `_send_key`: one query per message table for the whole batch.
 
         The same message: same request_id, receiver and content, among the sender's last
         RETRY_WINDOW messages (a client that reuses request_ids later is not mistaken for a
-        retry). Concurrent attempts queue on the sender's seq row, so the later one sees
-        the earlier one's rows; the read locks, so it sees the latest commit on MySQL.
+        retry). Concurrent attempts queue on the sender's seq row (`current` was read with
+        it locked), so the later one sees the earlier one's rows: on MySQL this plain read
+        is the transaction's first consistent read, so its snapshot is taken now, after
+        the earlier attempt committed; it takes no locks (shared range locks on message
+        rows made two logic nodes' inserts deadlock).
         """
-        table = self._shards.table_for(row.sender_id)
-        c = table.c
-        query = (
-            sa.select(c.seq)
-            .where(
-                c.user_id == row.sender_id,
-                c.seq > new_seq - RETRY_WINDOW,
-                c.seq < new_seq,
-                c.request_id == row.request_id,
-                c.sender_type == row.sender_type,
-                c.sender_id == row.sender_id,
-                c.receiver_type == row.receiver_type,
-                c.receiver_id == row.receiver_id,
-                c.content == row.content,
+        by_table: dict[sa.Table, list[MessageRow]] = defaultdict(list)
+        for row in rows:
+            by_table[self._shards.table_for(row.sender_id)].append(row)
+        wanted = {_send_key(row) for row in rows}
+        found: dict[tuple[object, ...], int] = {}
+        for table, some in by_table.items():
+            c = table.c
+            recent = [
+                sa.and_(c.user_id == sender, c.seq > current.get(sender, 0) - RETRY_WINDOW)
+                for sender in sorted({row.sender_id for row in some})
+            ]
+            query = (
+                sa.select(c.sender_id, c.request_id, c.receiver_type, c.receiver_id, c.content, c.seq)
+                .where(
+                    sa.or_(*recent),
+                    c.request_id.in_(sorted({row.request_id for row in some})),
+                    c.sender_type == cx.ST_USER,
+                    c.sender_id == c.user_id,  # the sender's own copy
+                )
             )
-            .limit(1)
-            .with_for_update(read=True)
-        )
-        return int(await conn.scalar(query) or 0)
+            for sender_id, request_id, receiver_type, receiver_id, content, seq in await conn.execute(query):
+                key = (int(sender_id), int(request_id), int(receiver_type), int(receiver_id), bytes(content))
+                if key in wanted:
+                    found[key] = min(int(seq), found.get(key, int(seq)))
+        return found
 
     async def _insert(self, conn: AsyncConnection, messages: list[tuple[MessageRow, dict[int, int]]]) -> None:
         """One multi-row INSERT per shard, its rows as plain tuples: a group message is
@@ -320,6 +334,11 @@ class MessageStore:
             for user_id, seq in await conn.execute(query):
                 highest[int(user_id)] = int(seq)
         return highest
+
+
+def _send_key(row: MessageRow) -> tuple[object, ...]:
+    """What makes two attempts the same send (with the sender, see `_earlier_copies`)."""
+    return (row.sender_id, row.request_id, row.receiver_type, row.receiver_id, bytes(row.content))
 
 
 def _caller_gone() -> GimError:
