@@ -80,6 +80,10 @@ def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
             # insert goes as one bulk execution. Each connection keeps this many; the
             # server allows max_prepared_stmt_count (16,382 by default) in all.
             "connect_args": {"stmt_cache_size": STATEMENT_CACHE},
+            # Row locks only: under REPEATABLE READ the range and gap locks of one logic
+            # node's store transaction (seq rows, message rows) deadlocked another's.
+            # Everything that must not race takes row locks (FOR UPDATE, upserts).
+            "isolation_level": "READ COMMITTED",
         }
         options.update(kwargs)
         return create_async_engine(parsed, pool_pre_ping=True, **options)

@@ -242,6 +242,7 @@ class MessageStore:
         """The users' current seqs, their rows locked: concurrent attempts of one send queue here."""
         result = await conn.execute(
             sa.select(seq_table.c.object_id, seq_table.c.seq)
+            .with_hint(seq_table, "FORCE INDEX (PRIMARY)", dialect_name="mysql")  # lock these rows only
             .where(seq_table.c.object_type == SEQ_OBJECT_USER, seq_table.c.object_id.in_(users))
             .with_for_update()
         )

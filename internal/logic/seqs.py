@@ -28,10 +28,12 @@ async def allocate(conn: AsyncConnection, object_type: int, counts: Mapping[int,
     if conn.dialect.name == "mysql":
         sql = db.driver_sql(conn, _MYSQL_UPSERT, ("object_type", "object_id", "seq"))
         await conn.exec_driver_sql(sql, [(object_type, o, counts[o]) for o in owners])
+        # the upsert holds these rows locked: a plain read sees this transaction's values
+        # (a locking read would scan a small table whole and wait on other owners' rows)
         result = await conn.execute(
-            sa.select(seq_table.c.object_id, seq_table.c.seq)
-            .where(seq_table.c.object_type == object_type, seq_table.c.object_id.in_(owners))
-            .with_for_update()
+            sa.select(seq_table.c.object_id, seq_table.c.seq).where(
+                seq_table.c.object_type == object_type, seq_table.c.object_id.in_(owners)
+            )
         )
     else:
         values = [{"object_type": object_type, "object_id": o, "seq": counts[o]} for o in owners]
