@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import subprocess
 from pathlib import Path
@@ -40,9 +41,31 @@ def connect(url: str) -> aioredis.Redis:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now, below the kernel's ephemeral range where it can: a
+    port from that range can be taken meanwhile as the source port of an outgoing
+    connection, and a node restarted on it (tests, benchmarks) would find it in use."""
+    low = _ephemeral_low()
+    for _ in range(50):
+        port = random.randrange(PRIVATE_PORTS_FROM, low) if low > PRIVATE_PORTS_FROM + 1000 else 0
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+PRIVATE_PORTS_FROM = 20_000  # below the ephemeral range, above the well-known services
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def port_open(host: str, port: int) -> bool:

@@ -58,6 +58,7 @@ async def test_concurrent_sign_ins_of_one_device_leave_exactly_one_connection(cl
         assert len(done) == 1
         (live,) = [c for c in pair if not c.closed.is_set()]
         assert (await live.request(cx.PT_HEARTBEAT)).code == 0
+        await live.sync(2**62)  # as clients do once signed in: pushes flow from here
         await cluster.connect.settle()
         session = cluster.connect.registry.get(device.device_id)
         assert session is not None and not session.closed

@@ -46,7 +46,7 @@ FILL_TRIES = 5  # gap fills in a row that logic does not answer before the conne
 # A client syncs right after signing in, and asks for the next page at once when a sync
 # answer said has_more: pushes wait for that sync at most this long (see push_order.py),
 # for a client that does not (a loaded client can take a moment to send it).
-SYNC_STALL = 5.0
+SYNC_STALL = 2.0
 
 
 def _kind(exc: Exception) -> str:
