@@ -47,18 +47,23 @@ def free_port(host: str = "127.0.0.1") -> int:
     low = _ephemeral_low()
     for _ in range(50):
         port = random.randrange(PRIVATE_PORTS_FROM, low) if low > PRIVATE_PORTS_FROM + 1000 else 0
+        if port in _handed_out:  # picked before and maybe not bound yet: never twice
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind((host, port))
             except OSError:
                 continue
-            return int(sock.getsockname()[1])
+            port = int(sock.getsockname()[1])
+            _handed_out.add(port)
+            return port
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 
 PRIVATE_PORTS_FROM = 20_000  # below the ephemeral range, above the well-known services
+_handed_out: set[int] = set()
 
 
 def _ephemeral_low() -> int:
