@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test proto migrate clean
+.PHONY: run test check proto migrate clean
 
 $(STAMP): pyproject.toml setup.py
 	@test -n "$(PYTHON)" || { echo "gim needs Python 3.11 or 3.12 (python3, python3.12 or python3.11)"; exit 1; }
@@ -20,6 +20,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+# the gates CI runs before the tests: lint, formatting, types
+check: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 proto: $(STAMP)
 	$(BIN)/python -P -m gim.pkg.protogen

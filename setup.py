@@ -10,9 +10,6 @@ from setuptools import find_packages, setup
 
 SOURCE_FOLDERS = ["bench", "client", "cmd", "internal", "pkg"]
 
-packages = ["gim"] + [
-    f"gim.{name}"
-    for name in find_packages(".", include=[f"{folder}*" for folder in SOURCE_FOLDERS])
-]
+packages = ["gim"] + [f"gim.{name}" for name in find_packages(".", include=[f"{folder}*" for folder in SOURCE_FOLDERS])]
 
 setup(packages=packages, package_dir={"gim": "."})

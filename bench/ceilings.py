@@ -44,9 +44,7 @@ async def _echo(request: bytes, _context: aio.ServicerContext[bytes, bytes]) -> 
 
 async def serve_rpc(port: int) -> None:
     server = aio.server()
-    handler = grpc.method_handlers_generic_handler(
-        "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(_echo)}
-    )
+    handler = grpc.method_handlers_generic_handler("bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(_echo)})
     server.add_generic_rpc_handlers((handler,))
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
@@ -97,9 +95,7 @@ class _SocketPeer(asyncio.Protocol):
 
 async def serve_socket(port: int) -> None:
     peers: set[asyncio.Transport] = set()
-    server = await asyncio.get_running_loop().create_server(
-        lambda: _SocketPeer(peers), "127.0.0.1", port, backlog=4096
-    )
+    server = await asyncio.get_running_loop().create_server(lambda: _SocketPeer(peers), "127.0.0.1", port, backlog=4096)
     await _until_terminated()
     server.close()
 

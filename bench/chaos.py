@@ -14,7 +14,6 @@ for messages stored twice. The nodes' logs are kept with `--logs DIR`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import math
 import shutil
@@ -68,7 +67,9 @@ def check(p: ChaosParams) -> list[str]:
     if unknown:
         raise ValueError(f"--faults: unknown {', '.join(unknown)} (choose from {','.join(FAULTS)})")
     if p.messages < 1 or p.rate <= 0 or p.senders < 1 or p.receivers < 0 or p.sdk_receivers < 0:
-        raise ValueError("--messages, --rate and --senders must be positive, --receivers and --sdk-receivers not negative")
+        raise ValueError(
+            "--messages, --rate and --senders must be positive, --receivers and --sdk-receivers not negative"
+        )
     if p.receivers + p.sdk_receivers < 1:
         raise ValueError("--receivers + --sdk-receivers must be at least 1")
     if p.stuck_window <= 0 or p.timeout <= 0:
@@ -287,10 +288,10 @@ async def _database_check(store: Storage, run: Run) -> Stored:
                     for user_id, sender_id, request_id, n in await conn.execute(query):
                         dupes += int(n) - 1
                         if len(examples) < 5:
-                            examples.append(f"user {user_id}: request_id {request_id} from {sender_id} stored {n} times")
-                    ids = await conn.execute(
-                        sa.select(c.request_id).where(c.user_id.in_(receivers), c.request_id != 0)
-                    )
+                            examples.append(
+                                f"user {user_id}: request_id {request_id} from {sender_id} stored {n} times"
+                            )
+                    ids = await conn.execute(sa.select(c.request_id).where(c.user_id.in_(receivers), c.request_id != 0))
                     stored.update(int(r) for (r,) in ids)
             break
         except sa.exc.DBAPIError:
@@ -324,7 +325,16 @@ def _verdict(rep: ChaosReport, run: Run, injected: list[FaultRun], stored: Store
         "stored_not_accepted": stored.not_accepted,
     })  # fmt: skip
     for kind, counts in rep.kinds.items():
-        for key in ("lost", "duplicated", "stuck", "out_of_order", "unexpected", "reconnects", "push_p50_ms", "push_p99_ms"):
+        for key in (
+            "lost",
+            "duplicated",
+            "stuck",
+            "out_of_order",
+            "unexpected",
+            "reconnects",
+            "push_p50_ms",
+            "push_p99_ms",
+        ):
             rep.results[f"{kind}_{key}"] = getattr(counts, key)
     rep.failure_kinds = failure_kinds(run.attempts)
     rep.db_examples = stored.examples

@@ -39,7 +39,7 @@ def tag_of(message_type: int, data: bytes) -> int:
         return -1
     try:
         value = cx.Text.FromString(data).text
-    except Exception:  # noqa: BLE001 - not ours
+    except Exception:
         return -1
     return int(value[len(PREFIX) :]) if value.startswith(PREFIX) and value[len(PREFIX) :].isdigit() else -1
 

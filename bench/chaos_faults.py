@@ -71,7 +71,7 @@ class Injector:
             await self.launcher.restart(node)
             clean = code == KILLED
             detail += f", ready again after {time.monotonic() - at:.1f} s (pid {self.launcher[node].pid})"
-        except Exception as exc:  # noqa: BLE001 - reported: the node did not come back
+        except Exception as exc:
             clean = False
             detail += f", restart failed: {exc}"
         return FaultRun(fault, at, time.monotonic(), detail, clean)
@@ -84,7 +84,7 @@ class Injector:
             await self.redis.start(timeout=60)
             clean = code == KILLED
             detail = f"redis exit {code}, ready again on its AOF after {time.monotonic() - at:.1f} s"
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             clean = False
             detail = f"redis exit {code}, restart failed: {exc}"
         return FaultRun("redis_kill", at, time.monotonic(), detail, clean)

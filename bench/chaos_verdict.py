@@ -116,7 +116,10 @@ class KindCounts:
 
 
 def count_kind(
-    sent: Sequence[Sent], receivers: Iterable[int], screens: dict[int, list[Shown]], presence: dict[int, Presence],
+    sent: Sequence[Sent],
+    receivers: Iterable[int],
+    screens: dict[int, list[Shown]],
+    presence: dict[int, Presence],
     stuck_window: float,
 ) -> KindCounts:
     """Counts for the receivers (indexes) of one kind."""
@@ -185,8 +188,12 @@ class Recovery:
 
 
 def recovery(
-    faults: Sequence[FaultRun], attempts: Sequence[Attempt], sent: Sequence[Sent],
-    first_shown_at: dict[int, tuple[float, str]], start: float, end: float,
+    faults: Sequence[FaultRun],
+    attempts: Sequence[Attempt],
+    sent: Sequence[Sent],
+    first_shown_at: dict[int, tuple[float, str]],
+    start: float,
+    end: float,
 ) -> list[Recovery]:
     """For each fault, within [its injection, the next one's): how long sends failed and
     how long pushes were late. `first_shown_at`: tag -> (time, via) of its first showing."""
@@ -216,8 +223,15 @@ def recovery(
         pushes_back = max(late) - fault.at if late else 0.0
         out.append(
             Recovery(
-                fault.name, round(fault.at - start, 1), len(failed), round(sends_back, 2), len(late),
-                round(pushes_back, 2), fault.detail, fault.clean, tuple(examples[:3] + examples[-3:]),
+                fault.name,
+                round(fault.at - start, 1),
+                len(failed),
+                round(sends_back, 2),
+                len(late),
+                round(pushes_back, 2),
+                fault.detail,
+                fault.clean,
+                tuple(examples[:3] + examples[-3:]),
             )
         )
     return out

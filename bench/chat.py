@@ -58,7 +58,9 @@ def _failed(exc: BaseException) -> int:
 _failure_kinds: set[str] = set()
 
 
-async def _sends(senders: Sequence[Send], per_sender: int, tags: itertools.count[int], timeout: float) -> tuple[list[int], int]:
+async def _sends(
+    senders: Sequence[Send], per_sender: int, tags: itertools.count[int], timeout: float
+) -> tuple[list[int], int]:
     """Each sender sends `per_sender` messages back to back; (their seqs, failures)."""
     seqs: list[int] = []
     failures = 0
@@ -68,7 +70,7 @@ async def _sends(senders: Sequence[Send], per_sender: int, tags: itertools.count
         for _ in range(per_sender):
             try:
                 seqs.append(await send(next(tags)))
-            except Exception as exc:  # noqa: BLE001 - counted; the accounting shows what it cost
+            except Exception as exc:
                 failures += _failed(exc)
 
     async with asyncio.timeout(timeout):
@@ -93,7 +95,9 @@ def _sender(dep: Deployment, device: Device, receiver_type: int, receiver_id: in
     creds = credentials(device)
 
     async def send(tag: int) -> int:
-        return await dep.api.send_message(creds, receiver_type, receiver_id, wire.content(tag), message_type=cx.MT_CUSTOM)
+        return await dep.api.send_message(
+            creds, receiver_type, receiver_id, wire.content(tag), message_type=cx.MT_CUSTOM
+        )
 
     return send
 
@@ -113,7 +117,9 @@ async def run_single(opts: StorageOptions, p: SingleParams) -> Report:
 async def run_single_on(opts: StorageOptions, p: SingleParams, connect_nodes: int = 1, logic_nodes: int = 1) -> Report:
     rep = Report("single", {**dataclasses.asdict(p), "connect_nodes": connect_nodes, "logic_nodes": logic_nodes})
     progress(f"rpc ceiling: {p.rpc_calls} echo calls at concurrency {p.pairs}")
-    rep.limit["rpc_calls_per_s"] = round(await ceilings.rpc_calls_per_second(p.rpc_calls, p.pairs, _request_size(cx.RT_USER)))
+    rep.limit["rpc_calls_per_s"] = round(
+        await ceilings.rpc_calls_per_second(p.rpc_calls, p.pairs, _request_size(cx.RT_USER))
+    )
     async with storage(opts) as store, deployment(store, logic=logic_nodes, connect=connect_nodes) as dep:
         devices = await dep.seed(2 * p.pairs)
         senders, receivers = devices[: p.pairs], devices[p.pairs :]
@@ -132,7 +138,9 @@ async def run_single_on(opts: StorageOptions, p: SingleParams, connect_nodes: in
         rep.results["deliveries_per_s"] = round(fleet.delivered / (delivered_at - start))
         rep.results.update(ms_percentiles(fleet.latencies, "latency"))
         fleet.latencies = type(fleet.latencies)("q")
-        progress(f"throughput: {rep.results['sends_per_s']} sends/s; paced phase at {p.rate:g} msg/s for {p.paced_seconds:g} s")
+        progress(
+            f"throughput: {rep.results['sends_per_s']} sends/s; paced phase at {p.rate:g} msg/s for {p.paced_seconds:g} s"
+        )
         paced, paced_failed = await _paced(sends, p.rate, p.paced_seconds, tags)
         failures += paced_failed
         rep.results["paced_rate"] = p.rate
@@ -149,7 +157,10 @@ async def run_single_on(opts: StorageOptions, p: SingleParams, connect_nodes: in
 
 
 async def _expect_all(
-    store: Storage, fleet: Fleet, receivers: Sequence[Device], base: dict[int, int] | None = None,
+    store: Storage,
+    fleet: Fleet,
+    receivers: Sequence[Device],
+    base: dict[int, int] | None = None,
     own: dict[int, set[int]] | None = None,
 ) -> None:
     """Each receiver expects every seq it holds after `base` (its seq before the sends),
@@ -211,8 +222,10 @@ async def _own_seqs(store: Storage, senders: Sequence[Device], base: dict[int, i
     own: dict[int, set[int]] = {}
     for d in senders:
         table = store.shards.table_for(d.user_id)
-        query = table.select().with_only_columns(table.c.seq).where(
-            table.c.user_id == d.user_id, table.c.sender_id == d.user_id, table.c.seq > base[d.user_id]
+        query = (
+            table.select()
+            .with_only_columns(table.c.seq)
+            .where(table.c.user_id == d.user_id, table.c.sender_id == d.user_id, table.c.seq > base[d.user_id])
         )
         async with store.engine.connect() as conn:
             own[d.user_id] = {int(s) for s in await conn.scalars(query)}
@@ -257,10 +270,18 @@ async def _store_messages(store: Storage, user_id: int, count: int, chunk: int =
         for first in range(1, count + 1, chunk):
             rows = [
                 {
-                    "user_id": user_id, "seq": seq, "request_id": 0, "sender_type": cx.ST_USER,
-                    "sender_id": user_id, "receiver_type": cx.RT_USER, "receiver_id": user_id,
-                    "to_user_ids": "", "type": cx.MT_CUSTOM, "content": wire.content(seq),
-                    "send_time": 0, "status": 1,
+                    "user_id": user_id,
+                    "seq": seq,
+                    "request_id": 0,
+                    "sender_type": cx.ST_USER,
+                    "sender_id": user_id,
+                    "receiver_type": cx.RT_USER,
+                    "receiver_id": user_id,
+                    "to_user_ids": "",
+                    "type": cx.MT_CUSTOM,
+                    "content": wire.content(seq),
+                    "send_time": 0,
+                    "status": 1,
                 }  # fmt: skip
                 for seq in range(first, min(first + chunk, count + 1))
             ]

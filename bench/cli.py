@@ -13,13 +13,13 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from gim.bench import target
 from gim.bench.chaos import ChaosParams, run_chaos
 from gim.bench.chaos import check as check_chaos
 from gim.bench.chaos_report import ChaosReport
 from gim.bench.chat import GroupParams, SingleParams, SyncParams, run_group, run_single, run_sync
 from gim.bench.conn import ConnParams, run_conn
 from gim.bench.report import Report, progress
-from gim.bench import target
 from gim.bench.room import RoomParams, run_room
 from gim.bench.services import StorageOptions
 from gim.pkg import config, log

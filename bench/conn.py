@@ -43,7 +43,7 @@ async def run_conn(opts: StorageOptions, p: ConnParams) -> Report:
                 # a source address each (more than 28k sockets per address), on loopback
                 source = f"127.0.0.{2 + w}" if all(e.host.startswith("127.") for e in tcp + ws) else ""
                 endpoints = [[t.host, t.port, w.host, w.port, w.ws_url, source] for t, w in zip(tcp, ws, strict=True)]
-                share = devices[w :: workers]
+                share = devices[w::workers]
                 commands.append({
                     "op": "open", "endpoints": endpoints, "ws_every": p.ws_every, "concurrency": p.concurrency,
                     "devices": [[d.user_id, d.device_id, d.token] for d in share],

@@ -83,7 +83,7 @@ class LeanClient(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             bodies = self.framing.feed(data)
-        except Exception as exc:  # noqa: BLE001 - a broken stream ends this connection
+        except Exception as exc:
             self._fail(exc)
             return
         if isinstance(self.framing, wire.WsFraming):
@@ -179,7 +179,11 @@ class Fleet:
         return client
 
     async def open(
-        self, devices: Sequence[Device], endpoints: Sequence[Endpoint], concurrency: int = 200, timeout: float = 60.0,
+        self,
+        devices: Sequence[Device],
+        endpoints: Sequence[Endpoint],
+        concurrency: int = 200,
+        timeout: float = 60.0,
         attempts: int = 3,
     ) -> list[LeanClient]:
         """Connect and sign in every device (device i at endpoint i % len); all or an error."""

@@ -26,7 +26,10 @@ def percentile(samples: Iterable[int | float], q: float) -> float:
 
 def ms_percentiles(samples_ns: Iterable[int], prefix: str) -> dict[str, float]:
     ordered = sorted(samples_ns)
-    return {f"{prefix}_p50_ms": round(percentile(ordered, 50) / 1e6, 2), f"{prefix}_p99_ms": round(percentile(ordered, 99) / 1e6, 2)}
+    return {
+        f"{prefix}_p50_ms": round(percentile(ordered, 50) / 1e6, 2),
+        f"{prefix}_p99_ms": round(percentile(ordered, 99) / 1e6, 2),
+    }
 
 
 def rss_kib(pid: int) -> int:

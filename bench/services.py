@@ -154,10 +154,14 @@ class Deployment:
                 chunk = phones[i : i + SEED_CHUNK]
                 await conn.execute(user_table.insert().values([{"phone_number": p, "nickname": p[-6:]} for p in chunk]))
                 await conn.execute(device_table.insert().values([{"type": 1, "brand": run} for _ in chunk]))
-            query = sa.select(user_table.c.phone_number, user_table.c.id).where(user_table.c.phone_number.like(f"b{run}%"))
+            query = sa.select(user_table.c.phone_number, user_table.c.id).where(
+                user_table.c.phone_number.like(f"b{run}%")
+            )
             by_phone = dict((await conn.execute(query)).all())
             device_ids = list(
-                await conn.scalars(sa.select(device_table.c.id).where(device_table.c.brand == run).order_by(device_table.c.id))
+                await conn.scalars(
+                    sa.select(device_table.c.id).where(device_table.c.brand == run).order_by(device_table.c.id)
+                )
             )
         users = [int(by_phone[p]) for p in phones]
         redis = redis_client.connect(self.storage.redis_url)

@@ -12,7 +12,6 @@ is the parent's side (`python -P -m gim.bench.worker`).
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 import contextlib
 import json
 import os
@@ -20,6 +19,7 @@ import resource
 import signal
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,7 +42,7 @@ async def _open(fleet: Fleet, cmd: dict[str, Any]) -> tuple[dict[str, Any], list
                 if not reply.code:
                     return client
                 reasons[f"{reply.code} {reply.message}"[:80]] += 1
-            except Exception as exc:  # noqa: BLE001 - counted, by reason
+            except Exception as exc:
                 reasons[type(exc).__name__] += 1
             return None
 
@@ -50,14 +50,20 @@ async def _open(fleet: Fleet, cmd: dict[str, Any]) -> tuple[dict[str, Any], list
     opened = await asyncio.gather(*(one(i, row) for i, row in enumerate(cmd["devices"])))
     clients = [c for c in opened if c is not None]
     failed = sum(reasons.values())
-    return {"signed": len(clients), "failed": failed, "reasons": dict(reasons), "start": start, "end": time.time()}, clients
+    return {
+        "signed": len(clients),
+        "failed": failed,
+        "reasons": dict(reasons),
+        "start": start,
+        "end": time.time(),
+    }, clients
 
 
 async def _heartbeat(fleet: Fleet, clients: Sequence[LeanClient], spread: float) -> dict[str, Any]:
     try:
         rtts = await asyncio.wait_for(fleet.heartbeats(clients, spread), spread + 60)
         return {"rtts_ns": list(rtts), "failed": len(clients) - len(rtts)}
-    except Exception:  # noqa: BLE001 - a lost connection or a timeout: count what came back
+    except Exception:
         return {"rtts_ns": [], "failed": len(clients)}
 
 
@@ -95,8 +101,13 @@ class WorkerPool:
         for _ in range(self.count):
             self.processes.append(
                 await asyncio.create_subprocess_exec(
-                    sys.executable, "-P", "-m", "gim.bench.worker",
-                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 28,
+                    sys.executable,
+                    "-P",
+                    "-m",
+                    "gim.bench.worker",
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    limit=1 << 28,
                 )  # fmt: skip
             )
         return self

@@ -14,11 +14,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from gim.pkg import rpc
-from gim.pkg.security import Outbound, client_credentials
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as lx
 from gim.pkg.pb import logic_ext_pb2_grpc, user_ext_pb2, user_ext_pb2_grpc
 from gim.pkg.pb import user_ext_pb2 as ux
+from gim.pkg.security import Outbound, client_credentials
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +148,9 @@ class GimApi:
     async def agree_add_friend(self, creds: Credentials, user_id: int, remarks: str = "") -> None:
         await self.call(self.logic.AgreeAddFriend, lx.AgreeAddFriendReq(user_id=user_id, remarks=remarks), creds)
 
-    async def set_friend(self, creds: Credentials, friend_id: int, remarks: str = "", extra: str = "") -> lx.SetFriendResp:
+    async def set_friend(
+        self, creds: Credentials, friend_id: int, remarks: str = "", extra: str = ""
+    ) -> lx.SetFriendResp:
         req = lx.SetFriendReq(friend_id=friend_id, remarks=remarks, extra=extra)
         return await self.call(self.logic.SetFriend, req, creds)  # type: ignore[no-any-return]
 
@@ -215,7 +217,9 @@ class GimApi:
         await self.call(self.logic.UpdateGroupMember, req, creds)
 
     async def delete_group_member(self, creds: Credentials, group_id: int, user_id: int) -> None:
-        await self.call(self.logic.DeleteGroupMember, lx.DeleteGroupMemberReq(group_id=group_id, user_id=user_id), creds)
+        await self.call(
+            self.logic.DeleteGroupMember, lx.DeleteGroupMemberReq(group_id=group_id, user_id=user_id), creds
+        )
 
     async def get_group_members(self, creds: Credentials, group_id: int) -> list[lx.GroupMember]:
         req = lx.GetGroupMembersReq(group_id=group_id)

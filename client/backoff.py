@@ -10,9 +10,7 @@ class Backoff:
     `maximum`, each scaled down by a random share of up to `jitter` so that many clients
     dropped together do not come back together. `reset()` after a success."""
 
-    def __init__(
-        self, initial: float = 0.5, maximum: float = 30.0, factor: float = 2.0, jitter: float = 0.5
-    ) -> None:
+    def __init__(self, initial: float = 0.5, maximum: float = 30.0, factor: float = 2.0, jitter: float = 0.5) -> None:
         if not (0 < initial <= maximum and factor >= 1 and 0 <= jitter <= 1):
             raise ValueError("need 0 < initial <= maximum, factor >= 1, 0 <= jitter <= 1")
         self.initial, self.maximum, self.factor, self.jitter = initial, maximum, factor, jitter

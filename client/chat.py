@@ -122,7 +122,7 @@ class Chat:
             self.say(f"! {exc.code().name}: {exc.details()}")
         except (ConnectionError, TimeoutError) as exc:
             self.say(f"! not connected right now ({exc or type(exc).__name__}); try again in a moment")
-        except Exception as exc:  # noqa: BLE001 - never a traceback in the chat window
+        except Exception as exc:
             _log.debug("command failed: %s", line, exc_info=True)
             self.say(f"! {line.split(' ')[0]} failed: {exc or type(exc).__name__}")
         return True

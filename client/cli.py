@@ -76,8 +76,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     common.add_argument("--ws-url", help=f"connect WebSocket URL (default {DEFAULT_WS})")
     common.add_argument("--logic", help=f"LogicExt address (default {DEFAULT_LOGIC})")
     common.add_argument("--business", help=f"UserExt address (default {DEFAULT_USER})")
-    common.add_argument("--tls", action="store_true", help="the server speaks TLS (TCP, gRPC; with --ws give a wss:// --ws-url)")
-    common.add_argument("--ca", metavar="FILE", help="with --tls: PEM CA certificate(s) to trust (default: the system's)")
+    common.add_argument(
+        "--tls", action="store_true", help="the server speaks TLS (TCP, gRPC; with --ws give a wss:// --ws-url)"
+    )
+    common.add_argument(
+        "--ca", metavar="FILE", help="with --tls: PEM CA certificate(s) to trust (default: the system's)"
+    )
     common.add_argument("--state", help=f"file remembering this installation's device (default {default_path()})")
     common.add_argument("-v", "--verbose", action="count", help="log to stderr: -v what happens, -vv everything")
     parser = commands.add_parser(
@@ -174,7 +178,11 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, GimError):
         return f"error {int(exc.code)}: {exc.message}"
     if isinstance(exc, aio.AioRpcError):
-        hint = " (is the server running? `make run` starts one)" if exc.code().name in ("UNAVAILABLE", "DEADLINE_EXCEEDED") else ""
+        hint = (
+            " (is the server running? `make run` starts one)"
+            if exc.code().name in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
+            else ""
+        )
         return f"{exc.code().name}: {exc.details()}{hint}"
     if isinstance(exc, OSError) and exc.errno and not isinstance(exc, CannotConnect):
         return os.strerror(exc.errno)  # "Connection refused", not asyncio's wording

@@ -40,8 +40,8 @@ from gim.client.connection import LongConnection, ProtocolError, TcpConnection, 
 from gim.client.events import Event, Message, event_of, text
 from gim.client.ordering import RoomSeqs, Sequencer
 from gim.pkg.errors import Code, GimError
-from gim.pkg.security import client_ssl_context
 from gim.pkg.pb import connect_ext_pb2 as cx
+from gim.pkg.security import client_ssl_context
 
 _log = logging.getLogger("gim.client")
 
@@ -372,7 +372,7 @@ class Client:
                 self.last_error = exc
                 _log.info("connection to %s lost: %r", _show(self.endpoint), exc)
                 self._at = (self._at + 1) % len(self.endpoints)
-            except Exception as exc:  # noqa: BLE001 - a bug: surface it, do not spin
+            except Exception as exc:
                 _log.exception("client failed")
                 self._fail(exc)
                 return
@@ -455,7 +455,9 @@ class Client:
         try:
             await self._subscribe(conn, self._rooms.room_id, self._rooms.subscribe(self._rooms.room_id))
         except GimError as exc:
-            _log.warning("joining room %d again was refused: error %d: %s", self._rooms.room_id, int(exc.code), exc.message)
+            _log.warning(
+                "joining room %d again was refused: error %d: %s", self._rooms.room_id, int(exc.code), exc.message
+            )
 
     async def _serve(self, conn: LongConnection) -> None:
         """Run the connection's jobs until one fails or the connection closes."""

@@ -66,7 +66,9 @@ class PromptLines(LineSource):
             except OSError as exc:
                 _log.warning("history not kept: cannot write %s (%s)", history, exc)
         completer = WordCompleter(sorted(commands), sentence=True)
-        self._session: PromptSession[str] = PromptSession(history=kept, completer=completer, complete_while_typing=False)
+        self._session: PromptSession[str] = PromptSession(
+            history=kept, completer=completer, complete_while_typing=False
+        )
 
     async def read(self) -> str | None:
         try:

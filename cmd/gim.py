@@ -1,11 +1,11 @@
 """`gim`: one command for operators and newcomers.
 
-    gim run        start business, logic and connect on this machine (the embedded default)
-    gim migrate    create the schema in the configured database (idempotent)
-    gim migrate --sql   print the MySQL schema (sql/create_table.sql)
-    gim client     chat from the terminal; `gim client send|listen` for scripts
-    gim health HOST:PORT ...   exit 0 if every address accepts a connection (health checks)
-    gim bench      benchmark scenarios with their ceilings (docs/benchmarks.md)
+gim run        start business, logic and connect on this machine (the embedded default)
+gim migrate    create the schema in the configured database (idempotent)
+gim migrate --sql   print the MySQL schema (sql/create_table.sql)
+gim client     chat from the terminal; `gim client send|listen` for scripts
+gim health HOST:PORT ...   exit 0 if every address accepts a connection (health checks)
+gim bench      benchmark scenarios with their ceilings (docs/benchmarks.md)
 """
 
 from __future__ import annotations

@@ -106,7 +106,8 @@ class Node:
             )  # fmt: skip
             self._ready = asyncio.StreamReader()
             self._ready_pipe, _ = await asyncio.get_running_loop().connect_read_pipe(
-                lambda: asyncio.StreamReaderProtocol(self._ready), os.fdopen(ready_read, "rb", 0)  # type: ignore[arg-type]
+                lambda: asyncio.StreamReaderProtocol(self._ready),
+                os.fdopen(ready_read, "rb", 0),  # type: ignore[arg-type]
             )
         except BaseException:
             os.close(ready_read)
@@ -307,17 +308,20 @@ def local_nodes(
         listen_keys = {f"{listener}_listen": addr for listener, addr in listen.items()}
         return NodeSpec(name, service, listen, {**common, **service_env(service, {**listen_keys, **keys})})
 
-    specs = [
-        spec("business", "business", business, **storage, logic_int_addr=logic_peers, dev_code=dev_code)
-    ]
+    specs = [spec("business", "business", business, **storage, logic_int_addr=logic_peers, dev_code=dev_code)]
     specs += [
         spec(f"logic-{i}", "logic", listen, **storage, business_int_addr=business["int"])
         for i, listen in enumerate(logics, 1)
     ]
     specs += [
         spec(
-            f"connect-{i}", "connect", listen,
-            redis_url=redis_url, redis_prefix=redis_prefix, logic_int_addr=logic_peers, conn_addr=listen["int"],
+            f"connect-{i}",
+            "connect",
+            listen,
+            redis_url=redis_url,
+            redis_prefix=redis_prefix,
+            logic_int_addr=logic_peers,
+            conn_addr=listen["int"],
         )  # fmt: skip
         for i, listen in enumerate(connects, 1)
     ]

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from gim.internal.launcher import LISTENERS, SERVICES, LaunchError, Launcher, Node, NodeSpec
+from gim.internal.launcher import LISTENERS, SERVICES, Launcher, LaunchError, Node, NodeSpec
 from gim.internal.run_lock import AlreadyRunning, RunLock
 from gim.pkg import config, log, ports, redis_client, rpc, service
 from gim.pkg.pb import logic_ext_pb2, logic_ext_pb2_grpc, user_ext_pb2, user_ext_pb2_grpc
@@ -244,7 +244,9 @@ def _print_banner(
     print("\n".join(lines), flush=True)
 
 
-def _next_steps(configs: dict[str, config.BaseConfig], demo: list[tuple[str, int, int, str]], dev_code: str) -> list[str]:
+def _next_steps(
+    configs: dict[str, config.BaseConfig], demo: list[tuple[str, int, int, str]], dev_code: str
+) -> list[str]:
     """What to type next: `gim client` for the first two demo users."""
     if len(demo) < 2:
         return [""]

@@ -303,7 +303,9 @@ def _tls(value: str) -> str | None:
 
 
 def _secret(value: str) -> str | None:
-    return "expected at least 16 characters (e.g. openssl rand -hex 24), or '' for none" if 0 < len(value) < 16 else None
+    return (
+        "expected at least 16 characters (e.g. openssl rand -hex 24), or '' for none" if 0 < len(value) < 16 else None
+    )
 
 
 def _security_problem(cfg: BaseConfig) -> str | None:
@@ -494,7 +496,7 @@ def _check_variables(environ: Mapping[str, str], service: str, cls: type[BaseCon
 
 
 def _not_a_setting(var: str, keys: Mapping[str, set[str]], known: set[str]) -> str:
-    for service, names in keys.items():
+    for service, _names in keys.items():
         key = var.removeprefix(f"GIM_{service.upper()}_").lower()
         if var.startswith(f"GIM_{service.upper()}_") and any(key in other for other in keys.values()):
             return f"{var} is not a gim setting: {service} has no key {key}"

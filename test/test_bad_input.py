@@ -47,7 +47,9 @@ async def test_send_message_rejections_write_nothing(cluster, message_rows, expe
     await expect_code(api.send_message(forged, cx.RT_USER, bob.user_id, TEXT), Code.UNAUTHORIZED)
     other_device = Credentials(alice.user_id, bob.device_id, alice.token)
     await expect_code(api.send_message(other_device, cx.RT_USER, bob.user_id, TEXT), Code.UNAUTHORIZED)
-    no_metadata = lx.SendMessageReq(receiver_type=cx.RT_USER, receiver_id=bob.user_id, message_type=1, message_content=TEXT)
+    no_metadata = lx.SendMessageReq(
+        receiver_type=cx.RT_USER, receiver_id=bob.user_id, message_type=1, message_content=TEXT
+    )
     await expect_code(api.call(api.logic.SendMessage, no_metadata), Code.UNAUTHORIZED)
     await expect_code(api.send_message(alice, cx.RT_USER, 10**15, TEXT), Code.USER_NOT_FOUND)
     await expect_code(api.send_message(alice, cx.RT_UNKNOWN, bob.user_id, TEXT), Code.BAD_REQUEST)

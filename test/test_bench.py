@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import sqlalchemy as sa
 
 from gim.bench import target, wire
@@ -21,10 +20,10 @@ from gim.bench.conn import ConnParams, run_conn
 from gim.bench.report import Report
 from gim.bench.room import RoomParams, run_room
 from gim.bench.services import StorageOptions, storage
-from gim.internal.launcher import Launcher, local_nodes
-from gim.pkg.schema import user as user_table
 from gim.internal.connect.codec import encode_frame
+from gim.internal.launcher import Launcher, local_nodes
 from gim.pkg.pb import connect_ext_pb2 as cx
+from gim.pkg.schema import user as user_table
 
 KEYS = {"scenario", "params", "results", "limit", "ratio", "accounting", "machine"}
 COUNTS = {"sent", "expected", "delivered", "lost", "duplicated", "out_of_order", "unexpected"}
@@ -108,7 +107,10 @@ async def test_room() -> None:
 
 async def test_cluster_single() -> None:
     rep = await run_single_on(
-        OPTS, SingleParams(pairs=4, messages=2, rate=20, paced_seconds=0.2, rpc_calls=20), connect_nodes=2, logic_nodes=2
+        OPTS,
+        SingleParams(pairs=4, messages=2, rate=20, paced_seconds=0.2, rpc_calls=20),
+        connect_nodes=2,
+        logic_nodes=2,
     )
     check(rep)
 
@@ -170,7 +172,11 @@ async def test_cli_against_running_services(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("spec", "error"),
-    [("foo=127.0.0.1:1", "is not one of"), ("tcp=127.0.0.1:1", "one ws= for each tcp="), ("logic=nope", "expected host:port")],
+    [
+        ("foo=127.0.0.1:1", "is not one of"),
+        ("tcp=127.0.0.1:1", "one ws= for each tcp="),
+        ("logic=nope", "expected host:port"),
+    ],
 )
 def test_a_bad_target_is_refused_with_the_reason(spec: str, error: str) -> None:
     with pytest.raises(ValueError, match=error):

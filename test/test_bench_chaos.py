@@ -77,7 +77,13 @@ async def test_small_chaos_run_on_mysql_exits_zero_with_nothing_lost(empty_mysql
     done = subprocess.run(args, capture_output=True, text=True, timeout=480)
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr[-6000:]}"
     document = json.loads(out.read_text())
-    assert [f["name"] for f in document["faults"]] == ["connect_kill", "logic_kill", "redis_kill", "redis_flush", "mysql_kill"]
+    assert [f["name"] for f in document["faults"]] == [
+        "connect_kill",
+        "logic_kill",
+        "redis_kill",
+        "redis_flush",
+        "mysql_kill",
+    ]
     assert all(f["clean"] for f in document["faults"])
     assert "sessions killed" in document["faults"][-1]["detail"]
     assert document["results"]["accepted"] == 2000 and document["results"]["db_duplicates"] == 0

@@ -14,7 +14,9 @@ async def test_changed_nickname_shows_in_next_sync_and_member_list(cluster) -> N
     api = cluster.api
     (alice,) = await cluster.new_user(nickname="Alice")
     bob_phone, bob_laptop = await cluster.new_user(devices=2, nickname="Bob")
-    group_id = (await api.call(api.logic.CreateGroup, lx.CreateGroupReq(name="g", member_ids=[bob_phone.user_id]), alice)).group_id
+    group_id = (
+        await api.call(api.logic.CreateGroup, lx.CreateGroupReq(name="g", member_ids=[bob_phone.user_id]), alice)
+    ).group_id
     body = cx.Text(text="hi").SerializeToString()
     await api.send_message(alice, cx.RT_USER, bob_phone.user_id, body)
     conn = await cluster.online(bob_laptop)
@@ -41,7 +43,9 @@ async def test_member_changes_show_at_once(cluster) -> None:  # type: ignore[no-
     group_id = (await api.call(api.logic.CreateGroup, lx.CreateGroupReq(name="g"), owner)).group_id
     before = await api.call(api.logic.GetGroupMembers, lx.GetGroupMembersReq(group_id=group_id), owner)
     assert [m.user_id for m in before.members] == [owner.user_id]  # now cached
-    await api.call(api.logic.AddGroupMembers, lx.AddGroupMembersReq(group_id=group_id, user_ids=[newcomer.user_id]), owner)
+    await api.call(
+        api.logic.AddGroupMembers, lx.AddGroupMembersReq(group_id=group_id, user_ids=[newcomer.user_id]), owner
+    )
     # The newcomer may send at once: the cached member list was invalidated.
     assert await api.send_message(newcomer, cx.RT_GROUP, group_id, b"\n\x02hi") > 0
     group = (await api.call(api.logic.GetGroup, lx.GetGroupReq(group_id=group_id), owner)).group

@@ -126,13 +126,19 @@ async def terminal(cluster, state: Path, number: str | None = None) -> AsyncIter
 async def test_send_then_listen(cluster, state: Path) -> None:  # type: ignore[no-untyped-def]
     alice, bob = phone(), phone()
     bob_id = await user_id_of(cluster, bob)
-    code, out, err = await gim_client("send", "--phone", alice, "--to", str(bob_id), "hello", "from", "cli", *flags(cluster, state))
+    code, out, err = await gim_client(
+        "send", "--phone", alice, "--to", str(bob_id), "hello", "from", "cli", *flags(cluster, state)
+    )
     assert code == 0 and out == "sent (seq 1)\n", out + err
-    code, out, err = await gim_client("listen", "--phone", bob, "--count", "1", "--timeout", "30", *flags(cluster, state))
+    code, out, err = await gim_client(
+        "listen", "--phone", bob, "--count", "1", "--timeout", "30", *flags(cluster, state)
+    )
     assert code == 0, out + err
     assert "hello from cli" in out and out.count("\n") == 1, out
     # nothing more arrives: a timeout with fewer than --count messages exits 1
-    code, out, err = await gim_client("listen", "--phone", bob, "--ws", "--count", "1", "--timeout", "0.5", *flags(cluster, state))
+    code, out, err = await gim_client(
+        "listen", "--phone", bob, "--ws", "--count", "1", "--timeout", "0.5", *flags(cluster, state)
+    )
     assert (code, out) == (1, ""), out + err
 
 
@@ -221,7 +227,9 @@ async def test_a_replaced_token_signs_in_again(cluster, state: Path, sdk_client)
     assert code == 0, out + err
     first = stored()
     await cluster.api.sign_in(number, "0000", first["device_id"])  # the stored token is dead now
-    code, out, err = await gim_client("send", "--phone", number, "--to", str(bob.user_id), "by send", *flags(cluster, state))
+    code, out, err = await gim_client(
+        "send", "--phone", number, "--to", str(bob.user_id), "by send", *flags(cluster, state)
+    )
     assert code == 0, out + err
     second = stored()
     assert second["device_id"] == first["device_id"] and second["token"] != first["token"]

@@ -13,8 +13,8 @@ import pytest
 from gim.client import Client, Credentials, Message, Timing
 from gim.client.events import text
 from gim.pkg.errors import Code, GimError
-from gim.pkg.redis_client import free_port
 from gim.pkg.pb import connect_ext_pb2 as cx
+from gim.pkg.redis_client import free_port
 
 WAIT = 20.0  # bound on any single wait for an event
 
@@ -222,7 +222,9 @@ async def test_client_signs_in_by_phone_registering_a_device(cluster) -> None:  
     [(signal.SIGKILL, "tcp"), (signal.SIGTERM, "tcp"), (signal.SIGKILL, "ws")],
     ids=["sigkill-tcp", "sigterm-tcp", "sigkill-ws"],
 )
-async def test_connect_process_restart_mid_stream_is_gapless(cluster, sdk_client, connect_process, sig: int, transport: str) -> None:  # type: ignore[no-untyped-def]
+async def test_connect_process_restart_mid_stream_is_gapless(
+    cluster, sdk_client, connect_process, sig: int, transport: str
+) -> None:  # type: ignore[no-untyped-def]
     """The acceptance test: a steady stream of N messages, the connect process killed and
     started again on the same ports while it flows; the SDK yields exactly 1..N."""
     total = 200
@@ -288,7 +290,9 @@ async def test_a_list_of_connect_nodes_is_tried_in_turn(cluster, sdk_client, con
 
 # -- signing in again, stray error outputs, logging ---------------------------------------
 
-QUICK = Timing(heartbeat_interval=5.0, heartbeat_timeout=5.0, request_timeout=5.0, backoff_initial=0.02, backoff_max=0.3)
+QUICK = Timing(
+    heartbeat_interval=5.0, heartbeat_timeout=5.0, request_timeout=5.0, backoff_initial=0.02, backoff_max=0.3
+)
 
 
 async def test_phone_client_signs_in_again_when_its_token_dies(cluster, fault_proxy) -> None:  # type: ignore[no-untyped-def]

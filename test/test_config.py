@@ -377,9 +377,7 @@ def test_a_key_under_a_service_that_lacks_it_is_reported(tmp_path: Path) -> None
 def test_every_unknown_variable_is_reported_at_once(tmp_path: Path) -> None:
     environ = {"GIM_NOPE": "1", "GIM_LOG_LEVL": "info", "GIM_LOG_LEVEL": "info"}
     message = _error(ConnectConfig, "connect", environ, tmp_path)
-    assert message == (
-        "GIM_LOG_LEVL is not a gim setting (did you mean GIM_LOG_LEVEL?); GIM_NOPE is not a gim setting"
-    )
+    assert message == ("GIM_LOG_LEVL is not a gim setting (did you mean GIM_LOG_LEVEL?); GIM_NOPE is not a gim setting")
 
 
 def test_settings_of_other_services_and_other_gim_variables_are_accepted(tmp_path: Path) -> None:

@@ -72,7 +72,9 @@ async def test_truncated_frame_then_eof_is_just_a_close(cluster, conns, bystande
 
 
 @pytest.mark.parametrize("transport", ["tcp", "ws"])
-async def test_unknown_package_type_is_10001_and_the_connection_stays(cluster, conns, bystander, crashes, transport) -> None:  # type: ignore[no-untyped-def]
+async def test_unknown_package_type_is_10001_and_the_connection_stays(
+    cluster, conns, bystander, crashes, transport
+) -> None:  # type: ignore[no-untyped-def]
     (creds,) = await cluster.new_user()
     conn = await conns.open(transport, creds)
     out = await conn.request(99)
@@ -124,7 +126,9 @@ async def test_logic_down_during_sign_in_is_answered_with_a_code(cluster, conns,
 async def test_flooding_client_is_disconnected(cluster, conns, bystander, crashes) -> None:  # type: ignore[no-untyped-def]
     (creds,) = await cluster.new_user()
     conn = await conns.open("tcp", creds)
-    sync = frame(cx.Input(type=cx.PT_SYNC, request_id=5, data=cx.SyncInput(seq=0).SerializeToString()).SerializeToString())
+    sync = frame(
+        cx.Input(type=cx.PT_SYNC, request_id=5, data=cx.SyncInput(seq=0).SerializeToString()).SerializeToString()
+    )
     await conn.write_raw(sync * 2000)  # far more than are served before the next read
     await asyncio.wait_for(conn.closed.wait(), 10)
     refusals = []
@@ -156,13 +160,17 @@ async def _never_reading_ws(node, creds):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("transport", ["tcp", "ws"])
-async def test_client_that_never_reads_is_dropped_and_others_keep_receiving(cluster, conns, connect_node, logic_int, crashes, transport) -> None:  # type: ignore[no-untyped-def]
+async def test_client_that_never_reads_is_dropped_and_others_keep_receiving(
+    cluster, conns, connect_node, logic_int, crashes, transport
+) -> None:  # type: ignore[no-untyped-def]
     node = await connect_node(write_buffer_limit=64 * 1024, close_timeout=1.0)
     slow_creds, fast_creds = await cluster.new_user(devices=2)
     room = random.randrange(1, 1 << 50)
     slow = await (_never_reading_tcp if transport == "tcp" else _never_reading_ws)(node, slow_creds)
     slow_session = node.registry.get(slow_creds.device_id)
-    subscribe = cx.Input(type=cx.PT_SUBSCRIBE_ROOM, request_id=2, data=cx.SubscribeRoomInput(room_id=room).SerializeToString())
+    subscribe = cx.Input(
+        type=cx.PT_SUBSCRIBE_ROOM, request_id=2, data=cx.SubscribeRoomInput(room_id=room).SerializeToString()
+    )
     slow_session.on_body(subscribe.SerializeToString())  # as if sent: its answer is never read anyway
     fast = await conns.open("tcp", fast_creds, server=node)
     out = await fast.request(cx.PT_SUBSCRIBE_ROOM, cx.SubscribeRoomInput(room_id=room).SerializeToString())
@@ -178,13 +186,17 @@ async def test_client_that_never_reads_is_dropped_and_others_keep_receiving(clus
         assert (await fast.next_message()).message_content == content
     assert slow_session.closed, f"still open after {pushed} pushes of 50 KB"
     assert node.registry.get(slow_creds.device_id) is None
-    await rpc.call(logic_int.PushRoom, lx.PushRoomReq(room_id=room, message_type=cx.MT_TEXT, message_content=b"ok"), 10.0)
+    await rpc.call(
+        logic_int.PushRoom, lx.PushRoomReq(room_id=room, message_type=cx.MT_TEXT, message_content=b"ok"), 10.0
+    )
     assert (await fast.next_message()).message_content == b"ok"
     slow.transport.abort()  # a never-reading client would not finish a closing handshake
     assert crashes() == []
 
 
-async def test_closing_a_client_that_never_reads_aborts_after_close_timeout(cluster, conns, connect_node, crashes, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_closing_a_client_that_never_reads_aborts_after_close_timeout(
+    cluster, conns, connect_node, crashes, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     node = await connect_node(close_timeout=0.2)
     (creds,) = await cluster.new_user()
     slow = await _never_reading_tcp(node, creds)

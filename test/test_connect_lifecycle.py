@@ -54,7 +54,9 @@ async def test_concurrent_sign_ins_of_one_device_leave_exactly_one_connection(cl
             *(c.sign_in(device.user_id, device.device_id, device.token) for c in pair), return_exceptions=True
         )
         assert any(isinstance(a, type(cx.Output())) and a.code == 0 for a in answers)
-        done, _ = await asyncio.wait([asyncio.create_task(c.closed.wait()) for c in pair], timeout=10, return_when="FIRST_COMPLETED")
+        done, _ = await asyncio.wait(
+            [asyncio.create_task(c.closed.wait()) for c in pair], timeout=10, return_when="FIRST_COMPLETED"
+        )
         assert len(done) == 1
         (live,) = [c for c in pair if not c.closed.is_set()]
         assert (await live.request(cx.PT_HEARTBEAT)).code == 0
@@ -97,7 +99,9 @@ async def test_ack_queued_just_before_close_still_reaches_logic(cluster, conns) 
     assert await cluster.logic.messages.acks.of_device(device.user_id, device.device_id) == 123
 
 
-async def test_stop_refuses_sign_in_closes_sessions_and_marks_devices_offline(cluster, conns, connect_node, engine) -> None:  # type: ignore[no-untyped-def]
+async def test_stop_refuses_sign_in_closes_sessions_and_marks_devices_offline(
+    cluster, conns, connect_node, engine
+) -> None:  # type: ignore[no-untyped-def]
     node = await connect_node()
     tcp_device, ws_device, late_device = await cluster.new_user(devices=3)
     live = [await conns.open("tcp", tcp_device, server=node), await conns.open("ws", ws_device, server=node)]

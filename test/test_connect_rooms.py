@@ -178,5 +178,9 @@ async def test_send_message_to_a_room_is_a_room_push(cluster, conns, message_row
     seq = await cluster.api.send_message(sender, cx.RT_ROOM, room, text("to the room"))
     got = await listener.next_message()
     assert (got.receiver_type, got.receiver_id, got.seq) == (cx.RT_ROOM, room, seq)
-    assert (got.sender.sender_id, got.sender.nickname, got.message_content) == (sender.user_id, "Speaker", text("to the room"))
+    assert (got.sender.sender_id, got.sender.nickname, got.message_content) == (
+        sender.user_id,
+        "Speaker",
+        text("to the room"),
+    )
     assert await message_rows() == before

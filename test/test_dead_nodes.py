@@ -23,7 +23,9 @@ class Clock:
 
 async def online_at(cluster: Any, conn_addr: str) -> Any:
     (creds,) = await cluster.new_user()
-    req = li.ConnSignInReq(user_id=creds.user_id, device_id=creds.device_id, token=creds.token, conn_addr=conn_addr, client_addr="c")
+    req = li.ConnSignInReq(
+        user_id=creds.user_id, device_id=creds.device_id, token=creds.token, conn_addr=conn_addr, client_addr="c"
+    )
     await rpc.call(cluster.logic_int.ConnSignIn, req, 10.0)
     return creds
 

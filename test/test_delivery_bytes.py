@@ -28,7 +28,8 @@ def test_deliveries_parse_as_deliver_messages_req(seq: int, content_size: int) -
     devices = [1, 2**63 - 1, 300]
     users = [7, 2**63 - 1, 0]  # 0: an unowned target (connect then pushes to any session)
     data = b"".join(
-        delivery_bytes(d, u, message_send_bytes(without_seq, seq + i)) for i, (d, u) in enumerate(zip(devices, users))
+        delivery_bytes(d, u, message_send_bytes(without_seq, seq + i))
+        for i, (d, u) in enumerate(zip(devices, users, strict=False))
     )
     parsed = ci.DeliverMessagesReq.FromString(data).messages
     assert [m.device_id for m in parsed] == devices

@@ -55,7 +55,9 @@ async def still_receives(cluster, conn: LongConnection, creds: Credentials) -> N
 
 
 @pytest.mark.parametrize("transport", ["tcp", "ws"])
-async def test_a_takeover_is_refused_and_the_owner_keeps_its_connection(cluster, conns, engine, expect_code, transport) -> None:  # type: ignore[no-untyped-def]
+async def test_a_takeover_is_refused_and_the_owner_keeps_its_connection(
+    cluster, conns, engine, expect_code, transport
+) -> None:  # type: ignore[no-untyped-def]
     (alice,) = await cluster.new_user()
     conn = await conns.open(transport, alice)
     intruder = new_phone()
@@ -65,7 +67,9 @@ async def test_a_takeover_is_refused_and_the_owner_keeps_its_connection(cluster,
     await still_receives(cluster, conn, alice)
     # the refusal created nobody: the intruder's first sign-in on a device of his own is new
     own_device = await cluster.api.register_device()
-    resp = await cluster.api.call(cluster.api.users.SignIn, ux.SignInReq(phone_number=intruder, code=DEV_CODE, device_id=own_device))
+    resp = await cluster.api.call(
+        cluster.api.users.SignIn, ux.SignInReq(phone_number=intruder, code=DEV_CODE, device_id=own_device)
+    )
     assert resp.is_new
     # and the intruder's user, now existing, is refused too
     await expect_code(cluster.api.sign_in(intruder, DEV_CODE, alice.device_id), Code.DEVICE_NOT_YOURS)
@@ -85,7 +89,9 @@ async def test_two_users_racing_for_a_new_device_one_wins(cluster, engine) -> No
     for _ in range(3):
         device_id = await cluster.api.register_device()
         phones = [new_phone() for _ in range(4)]
-        answers = await asyncio.gather(*(cluster.api.sign_in(p, DEV_CODE, device_id) for p in phones), return_exceptions=True)
+        answers = await asyncio.gather(
+            *(cluster.api.sign_in(p, DEV_CODE, device_id) for p in phones), return_exceptions=True
+        )
         won = [a for a in answers if isinstance(a, Credentials)]
         lost = [a for a in answers if not isinstance(a, Credentials)]
         assert len(won) == 1, answers
@@ -107,8 +113,17 @@ async def test_a_long_connection_sign_in_never_rewrites_the_owner(cluster, conns
         await closed(attempt)
     resp = await rpc.call(
         cluster.logic_int.ConnSignIns,
-        li.ConnSignInsReq(sign_ins=[li.ConnSignInReq(user_id=bob.user_id, device_id=alice.device_id, token=token,
-                                                     conn_addr="127.0.0.1:1", client_addr="elsewhere#1")]),  # fmt: skip
+        li.ConnSignInsReq(
+            sign_ins=[
+                li.ConnSignInReq(
+                    user_id=bob.user_id,
+                    device_id=alice.device_id,
+                    token=token,
+                    conn_addr="127.0.0.1:1",
+                    client_addr="elsewhere#1",
+                )
+            ]
+        ),  # fmt: skip
         TIMEOUT,
     )
     assert [r.code for r in resp.results] == [Code.UNAUTHORIZED]
@@ -119,7 +134,9 @@ async def test_a_long_connection_sign_in_never_rewrites_the_owner(cluster, conns
 
 
 @pytest.mark.parametrize("transport", ["tcp", "ws"])
-async def test_a_sign_in_on_another_node_closes_the_connection_on_the_first(cluster, conns, connect_node, engine, transport) -> None:  # type: ignore[no-untyped-def]
+async def test_a_sign_in_on_another_node_closes_the_connection_on_the_first(
+    cluster, conns, connect_node, engine, transport
+) -> None:  # type: ignore[no-untyped-def]
     node2 = await connect_node()
     (alice,) = await cluster.new_user()
     first = await conns.open(transport, alice)
@@ -209,7 +226,9 @@ async def test_every_bad_token_gets_the_same_answer(cluster, conns, expect_code)
         send = cluster.api.call(cluster.api.logic.SendMessage, lx.SendMessageReq(
             receiver_type=cx.RT_USER, receiver_id=alice.user_id, message_type=cx.MT_TEXT, message_content=TEXT), creds)  # fmt: skip
         via_logic = await expect_code(send, Code.UNAUTHORIZED)
-        via_business = await expect_code(cluster.api.call(cluster.api.users.GetUser, ux.GetUserReq(user_id=1), creds), Code.UNAUTHORIZED)
+        via_business = await expect_code(
+            cluster.api.call(cluster.api.users.GetUser, ux.GetUserReq(user_id=1), creds), Code.UNAUTHORIZED
+        )
         conn = await conns.open("tcp")
         out = await conn.sign_in(creds.user_id, creds.device_id, creds.token)
         answers.append((via_logic.message, via_business.message, out.code, out.message))
@@ -220,10 +239,14 @@ async def test_release_hands_the_device_over(cluster, conns, engine, logic_int, 
     (alice,) = await cluster.new_user()
     (bob,) = await cluster.new_user()
     conn = await conns.open("tcp", alice)
-    not_owner = await rpc.call(logic_int.ReleaseDevice, li.ReleaseDeviceReq(device_id=alice.device_id, user_id=bob.user_id), TIMEOUT)
+    not_owner = await rpc.call(
+        logic_int.ReleaseDevice, li.ReleaseDeviceReq(device_id=alice.device_id, user_id=bob.user_id), TIMEOUT
+    )
     assert not not_owner.released
     await still_receives(cluster, conn, alice)
-    resp = await rpc.call(logic_int.ReleaseDevice, li.ReleaseDeviceReq(device_id=alice.device_id, user_id=alice.user_id), TIMEOUT)
+    resp = await rpc.call(
+        logic_int.ReleaseDevice, li.ReleaseDeviceReq(device_id=alice.device_id, user_id=alice.user_id), TIMEOUT
+    )
     assert resp.released
     await closed(conn)  # its connection is closed
     await cluster.connect.settle()

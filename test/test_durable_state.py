@@ -229,7 +229,9 @@ class GimRun:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.ports = {k: redis_client.free_port() for k in ("tcp", "ws", "c_int", "l_int", "l_ext", "b_int", "b_ext", "redis")}
+        self.ports = {
+            k: redis_client.free_port() for k in ("tcp", "ws", "c_int", "l_int", "l_ext", "b_int", "b_ext", "redis")
+        }
         self.addr = {k: f"127.0.0.1:{p}" for k, p in self.ports.items()}
         self.env = dict(
             os.environ,
@@ -323,7 +325,9 @@ async def test_gim_run_restart_keeps_users_signed_in_and_their_acks(tmp_path: Pa
     async with gim_run(run):
         probe = redis_client.connect(f"redis://{run.addr['redis']}/0")
         try:
-            assert await probe.exists(f"{RUN_PREFIX}token:{bob.user_id}:{bob.device_id}"), "the embedded Redis kept its data"
+            assert await probe.exists(f"{RUN_PREFIX}token:{bob.user_id}:{bob.device_id}"), (
+                "the embedded Redis kept its data"
+            )
         finally:
             await probe.aclose()
         api = GimApi(run.addr["l_ext"], run.addr["b_ext"])

@@ -45,7 +45,9 @@ async def seed_users(engine, count: int) -> list[tuple[int, str]]:  # type: igno
     ]
     async with engine.begin() as conn:
         await conn.execute(user_table.insert(), rows)
-        found = await conn.execute(sa.select(user_table.c.phone_number, user_table.c.id).where(user_table.c.phone_number.like(prefix + "%")))
+        found = await conn.execute(
+            sa.select(user_table.c.phone_number, user_table.c.id).where(user_table.c.phone_number.like(prefix + "%"))
+        )
         ids = {str(phone): int(user_id) for phone, user_id in found}
     return [(ids[p], p) for p in phones]
 
@@ -157,11 +159,13 @@ async def test_the_largest_message_that_fits_reaches_devices_with_the_largest_se
     monkeypatch.setattr(cluster.logic.messages, "max_content_bytes", FRAME_MAX)
     api = cluster.api
     sender, receiver = [c for (c,) in await asyncio.gather(cluster.new_user(), cluster.new_user())]
-    wide = "\U0001F600"
+    wide = "\U0001f600"
     profile = ux.UpdateUserReq(nickname=wide * 50, avatar_url=wide * 255, extra=wide * 1024)
     await api.call(api.users.UpdateUser, profile, sender)
     size = largest_fitting_content(receiver.user_id)
-    await expect_code(api.send_message(sender, cx.RT_USER, receiver.user_id, b"y" * (size + 1), cx.MT_CUSTOM), Code.BAD_REQUEST)
+    await expect_code(
+        api.send_message(sender, cx.RT_USER, receiver.user_id, b"y" * (size + 1), cx.MT_CUSTOM), Code.BAD_REQUEST
+    )
     conn = await cluster.online(receiver)
     try:
         seq = await api.send_message(sender, cx.RT_USER, receiver.user_id, b"y" * size, cx.MT_CUSTOM)
@@ -235,12 +239,15 @@ async def test_one_oversized_delivery_does_not_cost_the_other_devices_theirs(clu
     conns = [await cluster.online(big_receiver), await cluster.online(other)]
     channel = rpc.channel(f"127.0.0.1:{cluster.connect.int_port}")
     try:
+
         def send(device_id: int, content: bytes) -> ci.DeliverMessageReq:
             message = cx.Message(sender=cx.Sender(sender_type=cx.ST_BUSINESS), receiver_type=cx.RT_ROOM, receiver_id=7,
                                  message_type=cx.MT_CUSTOM, message_content=content)  # fmt: skip
             return ci.DeliverMessageReq(device_id=device_id, message_send=cx.MessageSend(message=message))
 
-        req = ci.DeliverMessagesReq(messages=[send(big_receiver.device_id, b"z" * 70_000), send(other.device_id, b"small")])
+        req = ci.DeliverMessagesReq(
+            messages=[send(big_receiver.device_id, b"z" * 70_000), send(other.device_id, b"small")]
+        )
         resp = await connect_int_pb2_grpc.ConnectIntStub(channel).DeliverMessages(req, timeout=10)
         assert list(resp.absent_device_ids) == []
         assert (await conns[1].next_message()).message_content == b"small"

@@ -20,7 +20,9 @@ async def test_apply_agree_and_list(cluster, command, expect_code) -> None:  # t
     alice_conn = await cluster.online(alice)
     bob_conn = await cluster.online(bob)
     try:
-        await api.call(api.logic.AddFriend, lx.AddFriendReq(friend_id=bob.user_id, remarks="B", description="hi, it's me"), alice)
+        await api.call(
+            api.logic.AddFriend, lx.AddFriendReq(friend_id=bob.user_id, remarks="B", description="hi, it's me"), alice
+        )
         code, push = command(await bob_conn.next_message(), px.AddFriendPush)
         assert code == px.PC_ADD_FRIEND
         assert (push.friend_id, push.nickname, push.description) == (alice.user_id, "Alice", "hi, it's me")
@@ -40,15 +42,21 @@ async def test_apply_agree_and_list(cluster, command, expect_code) -> None:  # t
         bob_friends = await friends_of(cluster, bob)
         assert (bob_friends[alice.user_id].nickname, bob_friends[alice.user_id].remarks) == ("Alice", "A")
 
-        await expect_code(api.call(api.logic.AddFriend, lx.AddFriendReq(friend_id=bob.user_id), alice), Code.ALREADY_FRIENDS)
-        await expect_code(api.call(api.logic.AddFriend, lx.AddFriendReq(friend_id=alice.user_id), bob), Code.ALREADY_FRIENDS)
+        await expect_code(
+            api.call(api.logic.AddFriend, lx.AddFriendReq(friend_id=bob.user_id), alice), Code.ALREADY_FRIENDS
+        )
+        await expect_code(
+            api.call(api.logic.AddFriend, lx.AddFriendReq(friend_id=alice.user_id), bob), Code.ALREADY_FRIENDS
+        )
         await expect_code(
             api.call(api.logic.AgreeAddFriend, lx.AgreeAddFriendReq(user_id=alice.user_id), bob), Code.ALREADY_FRIENDS
         )
 
         # Remarks and extra are plain text, quotes and SQL keywords included.
         tricky = "Robert'); DROP TABLE friend;-- \"%_\\"
-        resp = await api.call(api.logic.SetFriend, lx.SetFriendReq(friend_id=bob.user_id, remarks=tricky[:50], extra=tricky), alice)
+        resp = await api.call(
+            api.logic.SetFriend, lx.SetFriendReq(friend_id=bob.user_id, remarks=tricky[:50], extra=tricky), alice
+        )
         assert (resp.friend_id, resp.remarks, resp.extra) == (bob.user_id, tricky[:50], tricky)
         stored = (await friends_of(cluster, alice))[bob.user_id]
         assert (stored.remarks, stored.extra) == (tricky[:50], tricky)

@@ -42,9 +42,7 @@ async def test_group_of_200_half_online(cluster) -> None:  # type: ignore[no-unt
     create = lx.CreateGroupReq(name="big", member_ids=[m.user_id for m in members[1:]])
     group_id = (await api.call(api.logic.CreateGroup, create, sender)).group_id
     online = members[: MEMBERS // 2]  # the sender's device among them: it gets no push
-    conns = await asyncio.gather(
-        *(cluster.online(m, "ws" if i % 4 == 3 else "tcp") for i, m in enumerate(online))
-    )
+    conns = await asyncio.gather(*(cluster.online(m, "ws" if i % 4 == 3 else "tcp") for i, m in enumerate(online)))
     try:
         sent = [text(f"group message {i}") for i in range(MESSAGES)]
         seqs = [await api.send_message(sender, cx.RT_GROUP, group_id, body) for body in sent]
@@ -78,7 +76,9 @@ async def test_concurrent_group_sends_keep_every_member_gapless(cluster) -> None
     senders = members[:6]
     watchers = await asyncio.gather(*(cluster.online(m) for m in members[-3:]))
     try:
-        sends = [api.send_message(s, cx.RT_GROUP, group_id, text(f"{s.user_id}/{i}")) for s in senders for i in range(5)]
+        sends = [
+            api.send_message(s, cx.RT_GROUP, group_id, text(f"{s.user_id}/{i}")) for s in senders for i in range(5)
+        ]
         await asyncio.gather(*sends)
         for conn in watchers:  # pushes leave logic in seq order, whatever the senders' timing
             seqs = [(await conn.next_message()).seq for _ in range(len(sends))]
@@ -98,11 +98,17 @@ async def test_a_dead_node_does_not_stop_delivery_to_the_others(cluster) -> None
     api = cluster.api
     sender, alive, stranded = await users(cluster, 3)
     group_id = (
-        await api.call(api.logic.CreateGroup, lx.CreateGroupReq(name="g", member_ids=[alive.user_id, stranded.user_id]), sender)
+        await api.call(
+            api.logic.CreateGroup, lx.CreateGroupReq(name="g", member_ids=[alive.user_id, stranded.user_id]), sender
+        )
     ).group_id
     dead_node = f"127.0.0.1:{redis_client.free_port()}"
     sign_in = li.ConnSignInReq(
-        user_id=stranded.user_id, device_id=stranded.device_id, token=stranded.token, conn_addr=dead_node, client_addr="x"
+        user_id=stranded.user_id,
+        device_id=stranded.device_id,
+        token=stranded.token,
+        conn_addr=dead_node,
+        client_addr="x",
     )
     await rpc.call(cluster.logic_int.ConnSignIn, sign_in, 10.0)
     conn = await cluster.online(alive)

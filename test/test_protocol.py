@@ -77,9 +77,7 @@ def test_generated_code_is_up_to_date(tmp_path: pathlib.Path) -> None:
     assert written, "protogen generated nothing"
     committed_dir = protogen.DEFAULT_OUT_DIR
     fresh = {p.name: p for p in tmp_path.iterdir() if p.is_file()}
-    committed = {
-        p.name: p for p in committed_dir.iterdir() if p.is_file() and p.name != "__init__.py"
-    }
+    committed = {p.name: p for p in committed_dir.iterdir() if p.is_file() and p.name != "__init__.py"}
     assert sorted(fresh) == sorted(committed), hint
     for name in sorted(fresh):
         assert fresh[name].read_bytes() == committed[name].read_bytes(), f"{name}: {hint}"
@@ -87,9 +85,7 @@ def test_generated_code_is_up_to_date(tmp_path: pathlib.Path) -> None:
 
 def test_every_proto_is_generated() -> None:
     stems = [p.stem for p in protogen.proto_files()]
-    assert stems == sorted(
-        ["connect_ext", "connect_int", "logic_ext", "logic_int", "push_ext", "user_ext", "user_int"]
-    )
+    assert stems == sorted(["connect_ext", "connect_int", "logic_ext", "logic_int", "push_ext", "user_ext", "user_int"])
     assert [f.name for f in FILES] == [f"{stem}.proto" for stem in stems]
     assert all(f.package == "pb" for f in FILES)
 
@@ -229,15 +225,34 @@ def test_field(message: str, name: str, number: int, type_: str) -> None:
 
 # Messages whose complete field list is fixed by docs/protocol.md (no extra fields).
 EXACT_FIELDS: dict[str, list[str]] = {
-    "pb.Message": ["sender", "receiver_type", "receiver_id", "to_user_ids", "message_type",
-                   "message_content", "seq", "send_time", "status"],
+    "pb.Message": [
+        "sender",
+        "receiver_type",
+        "receiver_id",
+        "to_user_ids",
+        "message_type",
+        "message_content",
+        "seq",
+        "send_time",
+        "status",
+    ],
     "pb.Input": ["type", "request_id", "data"],
     "pb.Output": ["type", "request_id", "code", "message", "data"],
     "pb.MessageACK": ["device_ack", "receive_time"],
     "pb.File": ["id", "name", "size", "url"],
     "pb.PushAllMsg": ["message_send"],
-    "pb.Device": ["device_id", "user_id", "type", "brand", "model", "system_version",
-                  "sdk_version", "status", "create_time", "update_time"],
+    "pb.Device": [
+        "device_id",
+        "user_id",
+        "type",
+        "brand",
+        "model",
+        "system_version",
+        "sdk_version",
+        "status",
+        "create_time",
+        "update_time",
+    ],
     "pb.DeliverMessageResp": [],
 }
 
@@ -278,11 +293,7 @@ def test_method_path(path: str) -> None:
 
 def test_method_types() -> None:
     def io(service: str, method: str) -> tuple[str, str]:
-        [m] = [
-            f.services_by_name[service].methods_by_name[method]
-            for f in FILES
-            if service in f.services_by_name
-        ]
+        [m] = [f.services_by_name[service].methods_by_name[method] for f in FILES if service in f.services_by_name]
         return m.input_type.full_name, m.output_type.full_name
 
     assert io("LogicInt", "SendMessage") == io("LogicExt", "SendMessage")
@@ -293,9 +304,7 @@ def test_method_types() -> None:
     assert io("UserInt", "GetUser") == io("UserExt", "GetUser") == ("pb.GetUserReq", "pb.GetUserResp")
 
 
-@pytest.mark.parametrize(
-    ("twin", "original"), [("BusinessExt", "UserExt"), ("BusinessInt", "UserInt")]
-)
+@pytest.mark.parametrize(("twin", "original"), [("BusinessExt", "UserExt"), ("BusinessInt", "UserInt")])
 def test_business_services_mirror_user_services(twin: str, original: str) -> None:
     def methods(service: str) -> list[tuple[str, str, str]]:
         [s] = [f.services_by_name[service] for f in FILES if service in f.services_by_name]
@@ -306,19 +315,34 @@ def test_business_services_mirror_user_services(twin: str, original: str) -> Non
 
 ENUMS: dict[str, dict[str, int]] = {
     "PackageType": {
-        "PT_UNKNOWN": 0, "PT_SIGN_IN": 1, "PT_SYNC": 2, "PT_HEARTBEAT": 3,
-        "PT_MESSAGE": 4, "PT_SUBSCRIBE_ROOM": 5,
+        "PT_UNKNOWN": 0,
+        "PT_SIGN_IN": 1,
+        "PT_SYNC": 2,
+        "PT_HEARTBEAT": 3,
+        "PT_MESSAGE": 4,
+        "PT_SUBSCRIBE_ROOM": 5,
     },
     "MessageType": {
-        "MT_UNKNOWN": 0, "MT_TEXT": 1, "MT_FACE": 2, "MT_VOICE": 3, "MT_IMAGE": 4,
-        "MT_FILE": 5, "MT_LOCATION": 6, "MT_COMMAND": 7, "MT_CUSTOM": 8,
+        "MT_UNKNOWN": 0,
+        "MT_TEXT": 1,
+        "MT_FACE": 2,
+        "MT_VOICE": 3,
+        "MT_IMAGE": 4,
+        "MT_FILE": 5,
+        "MT_LOCATION": 6,
+        "MT_COMMAND": 7,
+        "MT_CUSTOM": 8,
     },
     "ReceiverType": {"RT_UNKNOWN": 0, "RT_USER": 1, "RT_GROUP": 2, "RT_ROOM": 3},
     "SenderType": {"ST_UNKNOWN": 0, "ST_SYSTEM": 1, "ST_USER": 2, "ST_BUSINESS": 3},
     "MessageStatus": {"MS_UNKNOWN": 0, "MS_NORMAL": 1, "MS_RECALL": 2},
     "PushCode": {
-        "PC_ADD_DEFAULT": 0, "PC_ADD_FRIEND": 100, "PC_AGREE_ADD_FRIEND": 101,
-        "PC_UPDATE_GROUP": 110, "PC_ADD_GROUP_MEMBERS": 120, "PC_REMOVE_GROUP_MEMBER": 121,
+        "PC_ADD_DEFAULT": 0,
+        "PC_ADD_FRIEND": 100,
+        "PC_AGREE_ADD_FRIEND": 101,
+        "PC_UPDATE_GROUP": 110,
+        "PC_ADD_GROUP_MEMBERS": 120,
+        "PC_REMOVE_GROUP_MEMBER": 121,
     },
     "MemberType": {"GMT_UNKNOWN": 0, "GMT_ADMIN": 1, "GMT_MEMBER": 2},
 }
@@ -352,14 +376,13 @@ def test_sign_in_input_bytes() -> None:
 
 def test_push_all_msg_uses_field_two() -> None:
     message = connect_ext_pb2.Message(seq=1)
-    wire = connect_int_pb2.PushAllMsg(
-        message_send=connect_ext_pb2.MessageSend(message=message)
-    ).SerializeToString()
+    wire = connect_int_pb2.PushAllMsg(message_send=connect_ext_pb2.MessageSend(message=message)).SerializeToString()
     assert wire == b"\x12\x04\x0a\x02\x38\x01"  # field 2 > field 1 > field 7 (seq) = 1
 
 
 def test_sync_resp_is_sync_output_on_the_wire() -> None:
     """connect passes LogicInt.Sync's answer on as the PT_SYNC data without parsing it."""
+
     def fields(message: str) -> list[tuple[str, int, str]]:
         return [(f.name, f.number, _type_name(f)) for f in _message(message).fields]
 

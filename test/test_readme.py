@@ -154,7 +154,9 @@ async def test_the_readme_quick_start_and_sdk_example_run_as_written(tmp_path: P
         # the shell quick start, pointed at this gim run; it prints what the README shows
         options = f"--tcp {run.addr('tcp')} --logic {run.addr('l_ext')} --business {run.addr('b_ext')}"
         assert shell.count(".venv/bin/gim client ") == 2
-        printed = await sh(shell.replace(".venv/bin/gim client ", f".venv/bin/gim client {options} "), client_env(tmp_path))
+        printed = await sh(
+            shell.replace(".venv/bin/gim client ", f".venv/bin/gim client {options} "), client_env(tmp_path)
+        )
         lines = printed.splitlines()
         shown = shown_output()
         assert len(lines) == len(shown), f"printed {printed!r}, the README shows {shown}"
@@ -233,5 +235,7 @@ def test_no_file_of_the_repository_cites_a_document_that_is_not_in_it() -> None:
         texts[f"gim {' '.join(command)}"] = subprocess.run(
             [GIM, *command], capture_output=True, text=True, timeout=STEP, check=True
         ).stdout
-    wrong = sorted({f"{where}: {name}" for where, text in texts.items() for name in MD_NAME.findall(text) if name not in documents})
+    wrong = sorted(
+        {f"{where}: {name}" for where, text in texts.items() for name in MD_NAME.findall(text) if name not in documents}
+    )
     assert not wrong, "documents cited but not in the repository:\n" + "\n".join(wrong)

@@ -45,7 +45,11 @@ async def test_concurrent_attempts_store_one_copy(cluster, message_rows) -> None
     api = cluster.api
     (alice,) = await cluster.new_user()
     members = [creds for (creds,) in [await cluster.new_user() for _ in range(3)]]
-    group_id = (await api.call(api.logic.CreateGroup, lx.CreateGroupReq(name="g", member_ids=[m.user_id for m in members]), alice)).group_id
+    group_id = (
+        await api.call(
+            api.logic.CreateGroup, lx.CreateGroupReq(name="g", member_ids=[m.user_id for m in members]), alice
+        )
+    ).group_id
     rows = await message_rows()
     attempts = [api.send_message(alice, cx.RT_GROUP, group_id, text("hi all"), request_id=99) for _ in range(4)]
     seqs = await asyncio.gather(*attempts)

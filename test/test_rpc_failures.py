@@ -73,18 +73,24 @@ async def test_a_bug_is_internal_without_internals(failing_server: aio.Channel) 
     assert _gim_code(error) is None
 
 
-async def test_a_burst_of_failures_is_one_line_per_kind(failing_server: aio.Channel, log_events: list[dict[str, Any]]) -> None:
+async def test_a_burst_of_failures_is_one_line_per_kind(
+    failing_server: aio.Channel, log_events: list[dict[str, Any]]
+) -> None:
     calls = ["redis_down"] * 20 + ["database_gone"] * 20 + ["bug"] * 20
     errors = await asyncio.gather(*(_call(failing_server, f) for f in calls))
     assert [e.code() for e in errors].count(grpc.StatusCode.UNAVAILABLE) == 40
     unavailable = [e for e in log_events if e["event"] == "rpc_unavailable"]
-    assert sorted(e["kind"] for e in unavailable) == ["database: OperationalError", "redis: ConnectionError"], unavailable
+    assert sorted(e["kind"] for e in unavailable) == ["database: OperationalError", "redis: ConnectionError"], (
+        unavailable
+    )
     bugs = [e for e in log_events if e["event"] == "rpc_failed"]
     assert len(bugs) == 1, bugs
     assert bugs[0]["exc_info"] is True  # the first of its kind has its traceback
 
 
-async def test_a_refusal_is_its_gim_code_and_not_a_warning(failing_server: aio.Channel, log_events: list[dict[str, Any]]) -> None:
+async def test_a_refusal_is_its_gim_code_and_not_a_warning(
+    failing_server: aio.Channel, log_events: list[dict[str, Any]]
+) -> None:
     error = await _call(failing_server, "refused")
     assert _gim_code(error) == str(int(Code.USER_NOT_FOUND))
     assert error.code() in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.NOT_FOUND)  # gim mode reads UNKNOWN in grpcio

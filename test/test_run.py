@@ -255,7 +255,9 @@ async def test_a_port_held_by_another_program_is_one_line(tmp_path: Path) -> Non
         assert await run.ended(60) == 1
     text = run.output.decode()
     assert text.count("\n") == 1, text
-    assert text.startswith(f"gim: cannot listen on 127.0.0.1:{ports['tcp']} (connect tcp_listen): in use by pid {os.getpid()}")
+    assert text.startswith(
+        f"gim: cannot listen on 127.0.0.1:{ports['tcp']} (connect tcp_listen): in use by pid {os.getpid()}"
+    )
     assert "Exception ignored" not in text and "Traceback" not in text and "never awaited" not in text
     assert not (tmp_path / "var" / "redis").exists(), "nothing was started"
 
@@ -266,4 +268,6 @@ async def test_two_services_on_one_port_is_one_line(tmp_path: Path) -> None:
     run = await start_gim_run(tmp_path, ports)
     assert await run.ended(60) == 1
     text = run.output.decode()
-    assert text == f"gim: logic ext_listen and connect ws_listen both listen on port {ports['ws']}; give each its own\n", text
+    assert (
+        text == f"gim: logic ext_listen and connect ws_listen both listen on port {ports['ws']}; give each its own\n"
+    ), text

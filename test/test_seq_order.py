@@ -51,4 +51,3 @@ async def test_a_send_that_ended_without_seqs_releases_the_ones_waiting() -> Non
     order.finish(failed)  # its store failed (or it was a recognised retry): no seqs ever
     await asyncio.wait_for(waiting, 5)
     order.finish(later)
-

@@ -24,7 +24,9 @@ from gim.pkg.redis_client import free_port
 MARGIN = 10.0  # seconds on top of the bound for a loaded machine to schedule the exit
 
 
-async def spawn_with_ready_pipe(args: list[str], env: dict[str, str]) -> tuple[asyncio.subprocess.Process, dict[str, int]]:
+async def spawn_with_ready_pipe(
+    args: list[str], env: dict[str, str]
+) -> tuple[asyncio.subprocess.Process, dict[str, int]]:
     """Start a service the way the launcher does (`--ready-fd`) and wait for its line."""
     read_fd, write_fd = os.pipe()
     proc = await asyncio.create_subprocess_exec(

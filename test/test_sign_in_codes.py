@@ -298,7 +298,9 @@ def test_business_process_with_dev_code_on_public_address_refuses_to_start() -> 
     )
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "dev_code is set but ext_listen=0.0.0.0:0 is not a loopback address" in lines[0], done.stderr
+    assert len(lines) == 1 and "dev_code is set but ext_listen=0.0.0.0:0 is not a loopback address" in lines[0], (
+        done.stderr
+    )
 
 
 def test_gim_run_keeps_the_dev_code_off_on_public_addresses(

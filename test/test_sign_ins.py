@@ -43,7 +43,9 @@ async def test_conn_sign_ins_each_succeeds_or_fails_alone(cluster) -> None:  # t
     node = "127.0.0.1:2"  # a node address of this test only
 
     def req(user_id: int, device_id: int, token: str, conn_addr: str = node) -> li.ConnSignInReq:
-        return li.ConnSignInReq(user_id=user_id, device_id=device_id, token=token, conn_addr=conn_addr, client_addr=f"c{device_id}")
+        return li.ConnSignInReq(
+            user_id=user_id, device_id=device_id, token=token, conn_addr=conn_addr, client_addr=f"c{device_id}"
+        )
 
     reqs = [
         req(alice.user_id, alice.device_id, alice.token),
@@ -133,7 +135,9 @@ async def test_concurrent_sign_ins_go_together_and_fail_alone() -> None:
 
         async def one(i: int) -> str:
             try:
-                await sign_ins.sign_in(li.ConnSignInReq(user_id=i, device_id=i, token="bad" if i == 7 else "ok", conn_addr="n"))
+                await sign_ins.sign_in(
+                    li.ConnSignInReq(user_id=i, device_id=i, token="bad" if i == 7 else "ok", conn_addr="n")
+                )
             except GimError as exc:
                 return f"refused {int(exc.code)}"
             return "ok"

@@ -89,11 +89,43 @@ async def test_each_gim_error_is_the_status_on_the_wire(cluster: Any) -> None:
     send = lx.SendMessageReq(receiver_type=cx.RT_USER, receiver_id=alice.user_id, message_type=cx.MT_TEXT, message_content=text)  # fmt: skip
     calls: list[tuple[Code, int, str, Message, list[tuple[str, str]]]] = [
         # a bad token, a bad request, a wrong code, a missing user: the public ports ...
-        (Code.UNAUTHORIZED, logic_ext, "/pb.LogicExt/SendMessage", send, identity(alice.user_id, alice.device_id, "nope")),
-        (Code.BAD_REQUEST, logic_ext, "/pb.LogicExt/SendMessage", lx.SendMessageReq(receiver_type=cx.RT_UNKNOWN, receiver_id=1, message_type=cx.MT_TEXT, message_content=text), identity(alice.user_id, alice.device_id, alice.token)),  # fmt: skip
-        (Code.WRONG_CODE, user_ext, "/pb.UserExt/SignIn", ux.SignInReq(phone_number="1" + str(uuid.uuid4().int)[:10], code="9999", device_id=device_id), []),  # fmt: skip
-        (Code.USER_NOT_FOUND, user_ext, "/pb.UserExt/GetUser", ux.GetUserReq(user_id=10**15), identity(alice.user_id, alice.device_id, alice.token)),  # fmt: skip
-        (Code.UNAUTHORIZED, user_ext, "/pb.BusinessExt/GetUser", ux.GetUserReq(user_id=alice.user_id), identity(alice.user_id, alice.device_id, "nope")),  # fmt: skip
+        (
+            Code.UNAUTHORIZED,
+            logic_ext,
+            "/pb.LogicExt/SendMessage",
+            send,
+            identity(alice.user_id, alice.device_id, "nope"),
+        ),
+        (
+            Code.BAD_REQUEST,
+            logic_ext,
+            "/pb.LogicExt/SendMessage",
+            lx.SendMessageReq(
+                receiver_type=cx.RT_UNKNOWN, receiver_id=1, message_type=cx.MT_TEXT, message_content=text
+            ),
+            identity(alice.user_id, alice.device_id, alice.token),
+        ),  # fmt: skip
+        (
+            Code.WRONG_CODE,
+            user_ext,
+            "/pb.UserExt/SignIn",
+            ux.SignInReq(phone_number="1" + str(uuid.uuid4().int)[:10], code="9999", device_id=device_id),
+            [],
+        ),  # fmt: skip
+        (
+            Code.USER_NOT_FOUND,
+            user_ext,
+            "/pb.UserExt/GetUser",
+            ux.GetUserReq(user_id=10**15),
+            identity(alice.user_id, alice.device_id, alice.token),
+        ),  # fmt: skip
+        (
+            Code.UNAUTHORIZED,
+            user_ext,
+            "/pb.BusinessExt/GetUser",
+            ux.GetUserReq(user_id=alice.user_id),
+            identity(alice.user_id, alice.device_id, "nope"),
+        ),  # fmt: skip
         # ... and the private ones
         (Code.BAD_REQUEST, logic_int, "/pb.LogicInt/GetDevice", li.GetDeviceReq(device_id=0), []),
         (Code.USER_NOT_FOUND, user_int, "/pb.UserInt/GetUser", ux.GetUserReq(user_id=10**15), []),

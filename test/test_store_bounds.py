@@ -190,7 +190,8 @@ async def test_a_request_id_beyond_int64_is_10001_and_nothing_stored(  # type: i
     sender, receiver = await pair(cluster)
     before = await message_rows()
     error = await expect_code(
-        cluster.api.send_message(sender, cx.RT_USER, receiver.user_id, text("x"), request_id=request_id), Code.BAD_REQUEST
+        cluster.api.send_message(sender, cx.RT_USER, receiver.user_id, text("x"), request_id=request_id),
+        Code.BAD_REQUEST,
     )
     assert "request_id must be a 64-bit signed number" in error.message
     assert await message_rows() == before
@@ -205,7 +206,9 @@ async def test_a_bad_request_id_does_not_fail_the_sends_batched_with_it(cluster,
     good = [api.send_message(sender, cx.RT_USER, receiver.user_id, text(f"ok {i}"), request_id=i + 1) for i in range(5)]
     bad = api.call(
         cluster.logic_int.SendMessage,
-        lx.SendMessageReq(receiver_type=cx.RT_USER, receiver_id=receiver.user_id, message_type=cx.MT_TEXT, message_content=text("bad")),
+        lx.SendMessageReq(
+            receiver_type=cx.RT_USER, receiver_id=receiver.user_id, message_type=cx.MT_TEXT, message_content=text("bad")
+        ),
         Credentials(0, 0, ""),
         request_id=2**64,
     )
@@ -218,6 +221,10 @@ async def test_a_bad_request_id_does_not_fail_the_sends_batched_with_it(cluster,
 async def test_an_identity_beyond_int64_is_10001(cluster, expect_code, message_rows, field) -> None:  # type: ignore[no-untyped-def]
     sender, receiver = await pair(cluster)
     before = await message_rows()
-    creds = Credentials(2**63 if field == "user_id" else sender.user_id, 2**63 if field == "device_id" else sender.device_id, sender.token)
+    creds = Credentials(
+        2**63 if field == "user_id" else sender.user_id,
+        2**63 if field == "device_id" else sender.device_id,
+        sender.token,
+    )
     await expect_code(cluster.api.send_message(creds, cx.RT_USER, receiver.user_id, text("x")), Code.BAD_REQUEST)
     assert await message_rows() == before

@@ -29,8 +29,14 @@ from gim.pkg import redis_client, rpc
 from gim.pkg.config import BusinessConfig, ConnectConfig, LogicConfig
 from gim.pkg.errors import GIM_CODE_KEY, Code
 from gim.pkg.pb import connect_ext_pb2 as cx
-from gim.pkg.pb import connect_int_pb2, connect_int_pb2_grpc, logic_int_pb2, logic_int_pb2_grpc
-from gim.pkg.pb import user_int_pb2, user_int_pb2_grpc
+from gim.pkg.pb import (
+    connect_int_pb2,
+    connect_int_pb2_grpc,
+    logic_int_pb2,
+    logic_int_pb2_grpc,
+    user_int_pb2,
+    user_int_pb2_grpc,
+)
 from gim.pkg.security import SECRET_KEY, Outbound, Security, client_credentials, client_ssl_context
 
 SECRET = "test-internal-secret-0123456789"
@@ -104,7 +110,9 @@ async def tls_cluster(storage: Any, certs: Certs) -> AsyncIterator[TlsCluster]:
     at = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
     business_config = BusinessConfig(**common, **stored, int_listen=at["b_int"], ext_listen=at["b_ext"],
                                      logic_int_addr=at["l_int"], dev_code=DEV_CODE)  # fmt: skip
-    logic_config = LogicConfig(**common, **stored, int_listen=at["l_int"], ext_listen=at["l_ext"], business_int_addr=at["b_int"])
+    logic_config = LogicConfig(
+        **common, **stored, int_listen=at["l_int"], ext_listen=at["l_ext"], business_int_addr=at["b_int"]
+    )
     connect_config = ConnectConfig(**common, tcp_listen="127.0.0.1:0", ws_listen="127.0.0.1:0", int_listen=at["c_int"],
                                    logic_int_addr=at["l_int"])  # fmt: skip
     rpc.configure(Security.from_config(logic_config).outbound)
@@ -198,14 +206,18 @@ async def test_plain_websocket_to_a_wss_listener_fails(tls_cluster: TlsCluster) 
 
 
 async def test_plain_grpc_to_tls_ports_fails(tls_cluster: TlsCluster) -> None:
-    plain = GimApi(tls_cluster.addr(tls_cluster.logic.ext_port), tls_cluster.addr(tls_cluster.business.ext_port), timeout=5)
+    plain = GimApi(
+        tls_cluster.addr(tls_cluster.logic.ext_port), tls_cluster.addr(tls_cluster.business.ext_port), timeout=5
+    )
     try:
         with pytest.raises(aio.AioRpcError) as info:
             await plain.register_device()
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
         internal = tls_cluster.internal(tls_cluster.logic.int_port, Outbound(secret=SECRET))  # the secret, no TLS
         with pytest.raises(aio.AioRpcError) as info:
-            await logic_int_pb2_grpc.LogicIntStub(internal).GetDevice(logic_int_pb2.GetDeviceReq(device_id=1), timeout=5)
+            await logic_int_pb2_grpc.LogicIntStub(internal).GetDevice(
+                logic_int_pb2.GetDeviceReq(device_id=1), timeout=5
+            )
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
         await internal.close()
     finally:
@@ -248,7 +260,9 @@ async def test_a_private_call_with_the_secret_works(tls_cluster: TlsCluster) -> 
     me = await tls_cluster.user()
     channel = tls_cluster.internal(tls_cluster.logic.int_port, tls_cluster.tls_outbound(SECRET))
     try:
-        resp = await logic_int_pb2_grpc.LogicIntStub(channel).GetDevice(logic_int_pb2.GetDeviceReq(device_id=me.device_id), timeout=5)
+        resp = await logic_int_pb2_grpc.LogicIntStub(channel).GetDevice(
+            logic_int_pb2.GetDeviceReq(device_id=me.device_id), timeout=5
+        )
         assert resp.device.device_id == me.device_id
     finally:
         await channel.close()

@@ -20,7 +20,11 @@ async def test_profile_get_and_update(cluster, expect_code) -> None:  # type: ig
     await api.call(api.users.UpdateUser, update, alice)
     user = (await api.call(api.users.GetUser, ux.GetUserReq(user_id=alice.user_id), bob)).user
     assert (user.user_id, user.nickname, user.sex, user.avatar_url, user.extra) == (
-        alice.user_id, "Alice 'A' \"x\"", 2, "https://a/b.png", '{"k": 1}',
+        alice.user_id,
+        "Alice 'A' \"x\"",
+        2,
+        "https://a/b.png",
+        '{"k": 1}',
     )
     assert user.create_time > 0 and user.update_time >= user.create_time
 

@@ -10,11 +10,11 @@ from gim.internal.business.app import BusinessApp
 from gim.internal.business.users import User
 from gim.pkg import rpc
 from gim.pkg.errors import result_pb
-from gim.pkg.ratelimit import host_of
 from gim.pkg.pb import user_ext_pb2 as ext
 from gim.pkg.pb import user_ext_pb2_grpc as ext_grpc
 from gim.pkg.pb import user_int_pb2 as int_
 from gim.pkg.pb import user_int_pb2_grpc as int_grpc
+from gim.pkg.ratelimit import host_of
 
 Context = aio.ServicerContext[Any, Any]
 

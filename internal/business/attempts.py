@@ -21,7 +21,9 @@ def masked(phone_number: str) -> str:
 
 
 class SignInAttempts:
-    def __init__(self, limiter: RateLimiter, per_phone: Rate | None, per_address: Rate | None, exempt: Networks) -> None:
+    def __init__(
+        self, limiter: RateLimiter, per_phone: Rate | None, per_address: Rate | None, exempt: Networks
+    ) -> None:
         self._limiter = limiter
         self._per_phone = per_phone
         self._per_address = per_address

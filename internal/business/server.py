@@ -17,10 +17,10 @@ from gim.pkg import db, log, redis_client, rpc
 from gim.pkg.cache import Cache
 from gim.pkg.config import BusinessConfig
 from gim.pkg.errors import Code, GimError
-from gim.pkg.ratelimit import Rate, RateLimiter, networks
 from gim.pkg.pb import logic_int_pb2, logic_int_pb2_grpc
 from gim.pkg.pb import user_ext_pb2_grpc as ext_grpc
 from gim.pkg.pb import user_int_pb2_grpc as int_grpc
+from gim.pkg.ratelimit import Rate, RateLimiter, networks
 from gim.pkg.security import Security
 
 _log = log.get("business")

@@ -105,13 +105,19 @@ class TokenStore:
         else:
             self._outage.ok()
         results: list[GimError | None] = [None] * len(auths)
-        unsure = [i for i, (value, (_, _, token)) in enumerate(zip(cached, auths, strict=True)) if not _matches(value, token)]
+        unsure = [
+            i for i, (value, (_, _, token)) in enumerate(zip(cached, auths, strict=True)) if not _matches(value, token)
+        ]
         if unsure:
             await self._check_in_database([auths[i] for i in unsure], [cached[i] for i in unsure], unsure, results)
         return results
 
     async def _check_in_database(
-        self, auths: list[tuple[int, int, str]], cached: list[bytes | None], at: list[int], results: list[GimError | None]
+        self,
+        auths: list[tuple[int, int, str]],
+        cached: list[bytes | None],
+        at: list[int],
+        results: list[GimError | None],
     ) -> None:
         query = sa.select(_c.user_id, _c.device_id, _c.token_sha256, _c.expire_time).where(
             _c.user_id.in_(sorted({u for u, _, _ in auths}))

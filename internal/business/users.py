@@ -57,9 +57,7 @@ class UserStore:
             return found, False
         try:
             async with self._engine.begin() as conn:
-                await conn.execute(
-                    user_table.insert().values(phone_number=phone_number, nickname=phone_number[-4:])
-                )
+                await conn.execute(user_table.insert().values(phone_number=phone_number, nickname=phone_number[-4:]))
         except IntegrityError:  # a concurrent first sign-in won the insert
             pass
         else:
@@ -72,11 +70,7 @@ class UserStore:
 
     async def by_phone(self, phone_number: str) -> User | None:
         async with db.reading(self._engine) as conn:
-            row = (
-                await conn.execute(
-                    sa.select(user_table).where(user_table.c.phone_number == phone_number)
-                )
-            ).first()
+            row = (await conn.execute(sa.select(user_table).where(user_table.c.phone_number == phone_number))).first()
         return _user(row) if row else None
 
     async def get(self, user_id: int) -> User | None:

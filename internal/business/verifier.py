@@ -83,7 +83,11 @@ class HttpVerifier:
         try:
             valid = await asyncio.wait_for(self._ask(phone_number, code), self.timeout)
         except (OSError, TimeoutError, EOFError, VerifierFailed, ValueError) as exc:
-            what = f"no answer within {self.timeout:g} s" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
+            what = (
+                f"no answer within {self.timeout:g} s"
+                if isinstance(exc, TimeoutError)
+                else str(exc) or type(exc).__name__
+            )
             self._failures.warning("verifier_failed", kind=type(exc).__name__, url=self.url, error=what)
             raise unavailable("the sign-in code service did not answer") from None
         if not valid:

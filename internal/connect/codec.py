@@ -50,8 +50,7 @@ class FrameDecoder:
                 self._broken = True
                 del buffer[:]
                 raise FrameError(
-                    "zero-length frame" if length == 0
-                    else f"frame of {length} bytes is larger than {self.max_body}"
+                    "zero-length frame" if length == 0 else f"frame of {length} bytes is larger than {self.max_body}"
                 )
             if end - start - _HEADER < length:
                 break

@@ -32,9 +32,7 @@ def parse_data(message_type: type, data: bytes) -> object:
     return message
 
 
-def output(
-    package_type: int, request_id: int = 0, code: int = 0, message: str = "", data: bytes = b""
-) -> bytes:
+def output(package_type: int, request_id: int = 0, code: int = 0, message: str = "", data: bytes = b"") -> bytes:
     return cx.Output(
         type=package_type,  # type: ignore[arg-type]
         request_id=request_id,

@@ -19,8 +19,8 @@ from gim.internal.connect.registry import Registry
 from gim.internal.connect.session import Node
 from gim.pkg import log, nodes, redis_client, rpc
 from gim.pkg.config import ConnectConfig, split_host_port
-from gim.pkg.security import Security
 from gim.pkg.pb import connect_int_pb2_grpc, logic_int_pb2, logic_int_pb2_grpc
+from gim.pkg.security import Security
 
 _log = log.get("connect")
 
@@ -126,8 +126,12 @@ class ConnectServer:
                 return
             state["count"] += 1
             if loop.time() - state["last"] >= 1.0:
-                _log.warning("accept_failed", error=str(context.get("exception")), failures=state["count"],
-                             connections=len(self.registry.connections))
+                _log.warning(
+                    "accept_failed",
+                    error=str(context.get("exception")),
+                    failures=state["count"],
+                    connections=len(self.registry.connections),
+                )
                 state["last"], state["count"] = loop.time(), 0
 
         loop.set_exception_handler(handler)

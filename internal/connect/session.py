@@ -176,9 +176,7 @@ class Session:
         self._pending = pending
         loop = asyncio.get_running_loop()
         self.last_active = loop.time()
-        self._deadline: asyncio.TimerHandle | None = loop.call_later(
-            node.config.sign_in_timeout, self._sign_in_expired
-        )
+        self._deadline: asyncio.TimerHandle | None = loop.call_later(node.config.sign_in_timeout, self._sign_in_expired)
         node.registry.connections.add(self)
         self.log.info("conn_opened")
 
@@ -288,14 +286,18 @@ class Session:
         if self._signing_in or self.signed_in:
             return False
         if not (0 < user_id < 2**63 and 0 < device_id < 2**63):
-            self.fail(Code.UNAUTHORIZED, "user_id and device_id must be positive 64-bit numbers", cx.PT_SIGN_IN, request_id)
+            self.fail(
+                Code.UNAUTHORIZED, "user_id and device_id must be positive 64-bit numbers", cx.PT_SIGN_IN, request_id
+            )
             return False
         self._signing_in = True
         try:
             async with self.node.signing_in(device_id):
                 return await self._sign_in(user_id, device_id, token, request_id)
         except ShuttingDown:
-            self.fail(Code.BAD_REQUEST, "server is shutting down: connect again (to another node)", cx.PT_SIGN_IN, request_id)
+            self.fail(
+                Code.BAD_REQUEST, "server is shutting down: connect again (to another node)", cx.PT_SIGN_IN, request_id
+            )
             return False
         finally:
             self._signing_in = False
@@ -370,7 +372,9 @@ class Session:
         try:
             ack = parse_data(cx.MessageACK, data)
         except PacketError as exc:
-            self.node.ack_failures.warning("ack_dropped", kind=_kind(exc), reason=_reason(exc), device_id=self.device_id)
+            self.node.ack_failures.warning(
+                "ack_dropped", kind=_kind(exc), reason=_reason(exc), device_id=self.device_id
+            )
             return False
         if self._ack is None:
             self._ack = ack
@@ -394,7 +398,9 @@ class Session:
             )
             await self._call(self.node.logic.MessageACK, req)
         except (PacketError, GimError, aio.AioRpcError) as exc:
-            self.node.ack_failures.warning("ack_dropped", kind=_kind(exc), reason=_reason(exc), device_id=self.device_id)
+            self.node.ack_failures.warning(
+                "ack_dropped", kind=_kind(exc), reason=_reason(exc), device_id=self.device_id
+            )
 
     async def _subscribe_room(self, packet: cx.Input) -> None:
         """Join one room (leaving any other), or leave with room_id 0; replay if seq > 0."""
@@ -492,7 +498,9 @@ class Session:
                 resp = await self._call(self.node.logic.Sync, req)
                 if order.syncing:  # the client asked itself meanwhile: its answer closes the gap
                     break
-                synced = [(m.seq, cx.MessageSend(message=m).SerializeToString()) for m in resp.messages if m.seq <= wanted]
+                synced = [
+                    (m.seq, cx.MessageSend(message=m).SerializeToString()) for m in resp.messages if m.seq <= wanted
+                ]
                 reached = not resp.has_more or not resp.messages or resp.messages[-1].seq >= wanted
                 for data in order.fill(synced, upto=wanted) if reached else order.advance(synced):
                     self.push(data)

@@ -9,7 +9,8 @@ from collections import deque
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import Server, ServerConnection, serve as ws_serve
+from websockets.asyncio.server import Server, ServerConnection
+from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
@@ -101,7 +102,9 @@ def _checks(node: Node) -> Callable[[ServerConnection, Request], Response | None
         if urlsplit(request.path).path != PATH:
             return connection.respond(http.HTTPStatus.NOT_FOUND, f"WebSocket endpoint is {PATH}\n")
         if node.pending.full(_client_host(connection)):
-            return connection.respond(http.HTTPStatus.TOO_MANY_REQUESTS, "too many connections not signed in from this address\n")
+            return connection.respond(
+                http.HTTPStatus.TOO_MANY_REQUESTS, "too many connections not signed in from this address\n"
+            )
         return None
 
     return check

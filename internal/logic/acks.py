@@ -100,7 +100,9 @@ class AckStore:
 
     async def _raise_batch(self, acks: list[tuple[int, int, int]]) -> list[None | BaseException]:
         try:
-            await self._raise(keys=[self._key(u) for u, _, _ in acks], args=[ACK_TTL, *(x for _, d, s in acks for x in (d, s))])
+            await self._raise(
+                keys=[self._key(u) for u, _, _ in acks], args=[ACK_TTL, *(x for _, d, s in acks for x in (d, s))]
+            )
         except UNREACHABLE as exc:
             self._outage.skipped("ack", exc)
             for user_id, device_id, seq in acks:
@@ -164,7 +166,9 @@ class AckStore:
             for start in range(0, len(rows), FLUSH_ROWS):
                 chunk = rows[start : start + FLUSH_ROWS]
                 async with self._engine.begin() as conn:
-                    await conn.execute(_raise_rows(conn), [{"user_id": u, "device_id": d, "seq": s} for u, d, s in chunk])
+                    await conn.execute(
+                        _raise_rows(conn), [{"user_id": u, "device_id": d, "seq": s} for u, d, s in chunk]
+                    )
                 written += len(chunk)
         except BaseException as exc:
             for user_id, device_id, seq in rows[written:]:

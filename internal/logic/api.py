@@ -16,7 +16,7 @@ from gim.internal.logic.replaced import PreviousConnections
 from gim.internal.logic.rooms import RoomService
 from gim.internal.logic.users import UserClient
 from gim.pkg import log, rpc
-from gim.pkg.errors import Code, GimError, bad_request, result_pb, unauthorized, unavailable
+from gim.pkg.errors import GimError, bad_request, result_pb, unauthorized, unavailable
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as ext
 from gim.pkg.pb import logic_ext_pb2_grpc as ext_grpc
@@ -146,16 +146,12 @@ class LogicExtServicer(ext_grpc.LogicExtServicer):
         existing = await self.groups.add_members(caller.sender_id, request.group_id, list(request.user_ids))
         return ext.AddGroupMembersResp(user_ids=existing)
 
-    async def UpdateGroupMember(
-        self, request: ext.UpdateGroupMemberReq, context: Context
-    ) -> ext.UpdateGroupMemberResp:
+    async def UpdateGroupMember(self, request: ext.UpdateGroupMemberReq, context: Context) -> ext.UpdateGroupMemberResp:
         caller, _ = await self._caller(context)
         await self.groups.update_member(caller.sender_id, request)
         return ext.UpdateGroupMemberResp()
 
-    async def DeleteGroupMember(
-        self, request: ext.DeleteGroupMemberReq, context: Context
-    ) -> ext.DeleteGroupMemberResp:
+    async def DeleteGroupMember(self, request: ext.DeleteGroupMemberReq, context: Context) -> ext.DeleteGroupMemberResp:
         caller, _ = await self._caller(context)
         await self.groups.delete_member(caller.sender_id, request.group_id, request.user_id)
         return ext.DeleteGroupMemberResp()
@@ -221,7 +217,7 @@ class LogicIntServicer(int_grpc.LogicIntServicer):
             return {}
         try:
             return await self.messages.store.max_seqs([r.user_id for r in signed_in])
-        except Exception as exc:  # noqa: BLE001 - ordering is a bonus, the sign-in is done
+        except Exception as exc:
             _log.warning("max_seqs_failed", users=len(signed_in), error=repr(exc))
             return {}
 
@@ -237,7 +233,10 @@ class LogicIntServicer(int_grpc.LogicIntServicer):
                 results[i] = error
         todo = [i for i, r in enumerate(results) if r is None]
         online = await asyncio.gather(
-            *(self.devices.set_online(reqs[i].device_id, reqs[i].user_id, reqs[i].conn_addr, reqs[i].client_addr) for i in todo),
+            *(
+                self.devices.set_online(reqs[i].device_id, reqs[i].user_id, reqs[i].conn_addr, reqs[i].client_addr)
+                for i in todo
+            ),
             return_exceptions=True,
         )
         for i, outcome in zip(todo, online, strict=True):

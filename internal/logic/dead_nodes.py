@@ -59,7 +59,7 @@ class DeadNodes:
             await asyncio.sleep(nodes.NODE_REFRESH)
             try:
                 await self.sweep()
-            except Exception as exc:  # noqa: BLE001 - Redis or the database away: next round
+            except Exception as exc:
                 self._failures.warning("reap_sweep_failed", kind=type(exc).__name__, error=str(exc))
 
     async def sweep(self) -> list[str]:
@@ -91,5 +91,7 @@ class DeadNodes:
             return False  # another logic node does it
         await self._redis.set(nodes.reaped_key(self._prefix, addr), "1", ex=REAPED_MARK_SECONDS)
         count = await self._devices.node_stopped(addr)
-        _log.warning("node_reaped", conn_addr=addr, devices_offline=count, reason="no liveness key", seconds=nodes.NODE_TTL)
+        _log.warning(
+            "node_reaped", conn_addr=addr, devices_offline=count, reason="no liveness key", seconds=nodes.NODE_TTL
+        )
         return True

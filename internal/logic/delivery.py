@@ -280,7 +280,9 @@ class Deliverer:
                     raise
                 self._single_only.add(conn_addr)
         reqs = connect_int_pb2.DeliverMessagesReq.FromString(chunk.data).messages
-        results = await asyncio.gather(*(peer.stub.DeliverMessage(req, timeout=timeout) for req in reqs), return_exceptions=True)
+        results = await asyncio.gather(
+            *(peer.stub.DeliverMessage(req, timeout=timeout) for req in reqs), return_exceptions=True
+        )
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
             raise failed[0]

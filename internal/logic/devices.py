@@ -156,7 +156,9 @@ class DeviceStore:
             raise bad_request("device_id and user_id must be positive")
         mine = (_c.id == device_id, _c.user_id == user_id)
         async with self._engine.begin() as conn:
-            row = (await conn.execute(sa.select(_c.status, _c.conn_addr, _c.client_addr).where(*mine).with_for_update())).first()
+            row = (
+                await conn.execute(sa.select(_c.status, _c.conn_addr, _c.client_addr).where(*mine).with_for_update())
+            ).first()
             if row is None:
                 return False, None
             await conn.execute(device_table.update().where(*mine).values(user_id=0, status=DEVICE_OFFLINE))
@@ -180,7 +182,9 @@ class DeviceStore:
         )
         results: list[Connection | None | BaseException] = []
         async with self._engine.begin() as conn:
-            current = {int(row[0]): (int(row[1]), int(row[2]), str(row[3]), str(row[4])) for row in await conn.execute(query)}
+            current = {
+                int(row[0]): (int(row[1]), int(row[2]), str(row[3]), str(row[4])) for row in await conn.execute(query)
+            }
             accepted: list[_SignIn] = []
             for s in batch:  # in order: a device signed in twice in one batch, the second replaces the first
                 state = current.get(s.device_id)

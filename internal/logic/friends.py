@@ -48,7 +48,9 @@ class FriendService:
         c = friend_table.c
         row = (
             await conn.execute(
-                sa.select(c.friend_id, c.remarks, c.extra, c.status).where(c.user_id == user_id, c.friend_id == friend_id)
+                sa.select(c.friend_id, c.remarks, c.extra, c.status).where(
+                    c.user_id == user_id, c.friend_id == friend_id
+                )
             )
         ).first()
         return None if row is None else FriendRow(int(row[0]), str(row[1]), str(row[2]), int(row[3]))
@@ -132,7 +134,9 @@ class FriendService:
             c.user_id == user_id, c.status == FRIEND_AGREED
         )
         async with db.reading(self._engine) as conn:
-            rows = [FriendRow(int(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in await conn.execute(query.order_by(c.id))]
+            rows = [
+                FriendRow(int(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in await conn.execute(query.order_by(c.id))
+            ]
         users = await self._users.get_many([r.friend_id for r in rows])
         friends = []
         for row in rows:

@@ -20,8 +20,8 @@ from google.protobuf.message import Message
 from gim.internal.logic.group_store import GroupInfo, GroupStore, Member
 from gim.internal.logic.message_store import MessageRow
 from gim.internal.logic.messages import MessageService, command_row
-from gim.internal.logic.wire import COMMAND_DATA_MAX, field_size
 from gim.internal.logic.users import UserClient
+from gim.internal.logic.wire import COMMAND_DATA_MAX, field_size
 from gim.pkg import log
 from gim.pkg.errors import Code, GimError, bad_request, check_id, check_length
 from gim.pkg.pb import connect_ext_pb2 as cx

@@ -135,7 +135,9 @@ class MessageStore:
     def admit(self, rows: int) -> None:
         """`Overloaded` unless `rows` more message rows may queue now (a lone send always may)."""
         if self.pending_rows and self.pending_rows + rows > self.max_pending_rows:
-            _bursts.warning("store_queue_full", kind="refused", pending_rows=self.pending_rows, bound=self.max_pending_rows)
+            _bursts.warning(
+                "store_queue_full", kind="refused", pending_rows=self.pending_rows, bound=self.max_pending_rows
+            )
             raise Overloaded(
                 f"too many messages waiting to be stored ({self.pending_rows} rows queued, at most "
                 f"{self.max_pending_rows}): nothing stored, retry later"
@@ -273,14 +275,11 @@ class MessageStore:
                 sa.and_(c.user_id == sender, c.seq > current.get(sender, 0) - RETRY_WINDOW)
                 for sender in sorted({row.sender_id for row in some})
             ]
-            query = (
-                sa.select(c.sender_id, c.request_id, c.receiver_type, c.receiver_id, c.content, c.seq)
-                .where(
-                    sa.or_(*recent),
-                    c.request_id.in_(sorted({row.request_id for row in some})),
-                    c.sender_type == cx.ST_USER,
-                    c.sender_id == c.user_id,  # the sender's own copy
-                )
+            query = sa.select(c.sender_id, c.request_id, c.receiver_type, c.receiver_id, c.content, c.seq).where(
+                sa.or_(*recent),
+                c.request_id.in_(sorted({row.request_id for row in some})),
+                c.sender_type == cx.ST_USER,
+                c.sender_id == c.user_id,  # the sender's own copy
             )
             for sender_id, request_id, receiver_type, receiver_id, content, seq in await conn.execute(query):
                 key = (int(sender_id), int(request_id), int(receiver_type), int(receiver_id), bytes(content))
@@ -313,12 +312,7 @@ class MessageStore:
     async def after(self, user_id: int, seq: int, limit: int) -> list[StoredMessage]:
         """The user's messages with seq greater than `seq`, in seq order, at most `limit`."""
         table = self._shards.table_for(user_id)
-        query = (
-            sa.select(table)
-            .where(table.c.user_id == user_id, table.c.seq > seq)
-            .order_by(table.c.seq)
-            .limit(limit)
-        )
+        query = sa.select(table).where(table.c.user_id == user_id, table.c.seq > seq).order_by(table.c.seq).limit(limit)
         async with db.reading(self._engine) as conn:
             return [_stored(r._mapping) for r in await conn.execute(query)]
 
@@ -343,7 +337,9 @@ def _send_key(row: MessageRow) -> tuple[object, ...]:
 
 
 def _caller_gone() -> GimError:
-    return GimError(Code.BAD_REQUEST, "the call ended (cancelled or past its deadline) before the send was stored: nothing stored")
+    return GimError(
+        Code.BAD_REQUEST, "the call ended (cancelled or past its deadline) before the send was stored: nothing stored"
+    )
 
 
 def _stored(m: sa.RowMapping) -> StoredMessage:

@@ -26,8 +26,8 @@ from gim.internal.logic.wire import (
     validate_content,
 )
 from gim.pkg import log
-from gim.pkg.nodes import NodeLiveness
 from gim.pkg.errors import Code, GimError, bad_request
+from gim.pkg.nodes import NodeLiveness
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2, user_ext_pb2
 
@@ -137,7 +137,9 @@ class MessageService:
             return members, {}
         raise AssertionError(f"receiver_type {req.receiver_type} was validated")
 
-    async def push_command(self, receiver_type: int, receiver_id: int, user_ids: list[int], code: int, data: Message) -> None:
+    async def push_command(
+        self, receiver_type: int, receiver_id: int, user_ids: list[int], code: int, data: Message
+    ) -> None:
         """A server event (docs/protocol.md section 3.7) stored for and delivered to `user_ids`."""
         await self.push_event(command_row(receiver_type, receiver_id, code, data), user_ids)
 
@@ -197,7 +199,7 @@ class MessageService:
         """The sending device has its own message: its ack moves past it."""
         try:
             await self.acks.ack(sender.sender_id, sender.device_id, own_seq)
-        except Exception as exc:  # noqa: BLE001 - the device's next ack or sync corrects it
+        except Exception as exc:
             self._failures.warning("own_ack_failed", kind=type(exc).__name__, error=str(exc))
 
     async def _targets(
@@ -214,7 +216,7 @@ class MessageService:
             suspects = await self.nodes.suspects({d.conn_addr for d in online})
             if sender.sender_id not in users:
                 users = await self._users_of([(sender.sender_type, sender.sender_id)])
-        except Exception as exc:  # noqa: BLE001 - stored already: never fail the send here
+        except Exception as exc:
             self._failures.warning("push_routes_failed", kind=type(exc).__name__, error=str(exc), recipients=len(seqs))
             return [], set()
         from_ = sender_pb(sender.sender_type, sender.sender_id, users)

@@ -55,7 +55,10 @@ class PreviousConnections:
         except (GimError, aio.AioRpcError) as exc:
             kind = str(int(exc.code)) if isinstance(exc, GimError) else exc.code().name
             self._failures.warning(
-                "close_previous_failed", kind=f"{previous.conn_addr} {kind}", device_id=device_id, conn_addr=previous.conn_addr
+                "close_previous_failed",
+                kind=f"{previous.conn_addr} {kind}",
+                device_id=device_id,
+                conn_addr=previous.conn_addr,
             )
             return
         _log.info(

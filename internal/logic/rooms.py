@@ -38,8 +38,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gim.internal.logic import seqs
 from gim.internal.logic.delivery import Deliverer, SeqOrder
 from gim.internal.logic.devices import OnlineDevice
-from gim.internal.logic.users import UserClient
 from gim.internal.logic.message_store import MessageRow
+from gim.internal.logic.users import UserClient
 from gim.internal.logic.wire import check_fits, now_ms, sender_pb, validate_content
 from gim.pkg import broadcast, log
 from gim.pkg.errors import bad_request
@@ -215,7 +215,9 @@ class RoomService:
                 continue
             size += len(member) - _EXPIRY
             if messages and size > self.replay_bytes:
-                _log.info("room_replay_cut", room_id=room_id, after=after, replayed=len(messages), limit=self.replay_bytes)
+                _log.info(
+                    "room_replay_cut", room_id=room_id, after=after, replayed=len(messages), limit=self.replay_bytes
+                )
                 break
             messages.append(cx.Message.FromString(member[_EXPIRY:]))
         return messages
@@ -225,7 +227,14 @@ class RoomService:
         expires = (now_ms() + self.keep_seconds * 1000).to_bytes(_EXPIRY, "big")
         await self._keep_script(
             keys=[key, f"{key}:bytes"],
-            args=[expires + message.SerializeToString(), message.seq, self.keep_seconds + 1, self.keep_bytes, now_ms(), _TRIM_BATCH],
+            args=[
+                expires + message.SerializeToString(),
+                message.seq,
+                self.keep_seconds + 1,
+                self.keep_bytes,
+                now_ms(),
+                _TRIM_BATCH,
+            ],
         )
 
     async def _sender(self, sender_type: int, sender_id: int) -> cx.Sender:

@@ -25,8 +25,8 @@ from gim.pkg import db, log, redis_client, rpc
 from gim.pkg.cache import Cache
 from gim.pkg.config import LogicConfig
 from gim.pkg.nodes import NodeLiveness
-from gim.pkg.ratelimit import RateLimiter
 from gim.pkg.pb import logic_ext_pb2_grpc, logic_int_pb2_grpc, user_int_pb2_grpc
+from gim.pkg.ratelimit import RateLimiter
 from gim.pkg.schema import MessageShards
 from gim.pkg.security import Security
 

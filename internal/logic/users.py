@@ -67,7 +67,9 @@ class UserClient:
         """Each (user, device, token) asked of business, in one AuthMany call (or, for a
         business backend without it, one Auth each): None where the token is valid."""
         if not self._one_by_one:
-            req = user_int_pb2.AuthManyReq(auths=[user_int_pb2.AuthReq(user_id=u, device_id=d, token=t) for u, d, t in auths])
+            req = user_int_pb2.AuthManyReq(
+                auths=[user_int_pb2.AuthReq(user_id=u, device_id=d, token=t) for u, d, t in auths]
+            )
             try:
                 resp = await rpc.call(self._stub.AuthMany, req, self._timeout, wait_for_ready=True)
             except aio.AioRpcError as exc:

@@ -64,7 +64,7 @@ _SEQ_MAX = 2**63 - 1
 
 
 def _longest(column: str) -> str:
-    return "\U0001F600" * user_table.c[column].type.length  # type: ignore[attr-defined]
+    return "\U0001f600" * user_table.c[column].type.length  # type: ignore[attr-defined]
 
 
 LARGEST_SENDER = cx.Sender(
