@@ -97,7 +97,7 @@ class Cache:
         out: list[list[bytes | None] | BaseException] = []
         start = 0
         for keys in reads:
-            out.append(values[start : start + len(keys)])
+            out.append(values[start : start + len(keys)])  # type: ignore[arg-type]  # clients never decode: bytes
             start += len(keys)
         return out
 

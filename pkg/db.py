@@ -53,7 +53,7 @@ def driver_sql(conn: AsyncConnection, statement: Executable, columns: Sequence[s
     key = (dialect.name, dialect.server_version_info, getattr(dialect, "is_mariadb", False), statement)
     sql = _driver_sql.get(key)
     if sql is None:
-        compiled = statement.compile(dialect=dialect, column_keys=list(columns))
+        compiled = statement.compile(dialect=dialect, column_keys=list(columns))  # type: ignore[attr-defined]  # every statement given here is a ClauseElement
         if list(compiled.positiontup or ()) != list(columns):
             raise ValueError(f"{statement} takes {compiled.positiontup}, not {list(columns)}")
         sql = _driver_sql[key] = str(compiled)

@@ -7,7 +7,7 @@ import asyncio
 import errno
 import ipaddress
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from grpc import aio
@@ -74,13 +74,14 @@ class ErrorInterceptor(aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
-        inner = handler.unary_unary
+        # an aio server holds coroutine handlers; the stubs type them as plain functions
+        inner = cast(Callable[[Any, aio.ServicerContext[Any, Any]], Awaitable[Any]], handler.unary_unary)
         method = handler_call_details.method
 
         async def guarded(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:

@@ -7,6 +7,8 @@ keeps the two in step. Message rows are sharded over `message_000 … message_{N
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -28,7 +30,7 @@ from sqlalchemy import (
 # SQLite only auto-increments an INTEGER PRIMARY KEY; MySQL gets BIGINT.
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
-MYSQL_OPTIONS = {
+MYSQL_OPTIONS: dict[str, Any] = {
     "mysql_engine": "InnoDB",
     "mysql_charset": "utf8mb4",
     "mysql_collate": "utf8mb4_unicode_ci",

@@ -172,7 +172,7 @@ def client_ssl_context(ca_file: str | None = None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca_file)
 
 
-class SecretMetadata(aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+class SecretMetadata(aio.UnaryUnaryClientInterceptor):
     """Adds the shared secret to every call of a channel."""
 
     def __init__(self, secret: str) -> None:
@@ -182,10 +182,13 @@ class SecretMetadata(aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
         self, continuation: Callable[..., Awaitable[Any]], details: aio.ClientCallDetails, request: Any
     ) -> Any:
         metadata = aio.Metadata(*(details.metadata or ()), self._pair)
-        return await continuation(details._replace(metadata=metadata), request)
+        call = aio.ClientCallDetails(
+            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+        )
+        return await continuation(call, request)
 
 
-class SecretCheck(aio.ServerInterceptor):  # type: ignore[misc]
+class SecretCheck(aio.ServerInterceptor):
     """Refuses a private call that lacks the shared secret or carries another value."""
 
     def __init__(self, secret: str) -> None:
@@ -194,9 +197,9 @@ class SecretCheck(aio.ServerInterceptor):  # type: ignore[misc]
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         given = next((value for key, value in details.invocation_metadata or () if key == SECRET_KEY), None)
         if isinstance(given, str) and hmac.compare_digest(given.encode(), self._secret):
             return await continuation(details)

@@ -98,7 +98,8 @@ class TokenStore:
         device), else the 10000 to answer. One Redis read for all; the database only for
         those Redis does not confirm."""
         try:
-            cached: list[bytes | None] = await self._redis.mget([self._key(u, d) for u, d, _ in auths])
+            keys = [self._key(u, d) for u, d, _ in auths]
+            cached: list[bytes | None] = await self._redis.mget(keys)  # type: ignore[assignment]  # bytes: never decoded
         except UNREACHABLE as exc:
             self._outage.skipped("check", exc)
             cached = [None] * len(auths)
