@@ -4,6 +4,11 @@ Requests that arrive while earlier batches are being handled wait and go togethe
 next one, so batches grow with the load and cost nothing when it is light (a lone request
 is handled at once). A batch is all or nothing: when its handler raises, its requests are
 handled one by one, so that one bad request fails alone.
+
+Every caller is answered, whatever happens: a handler that returns the wrong number of
+results fails its whole batch with `BatchMismatch`; a worker stopped by a BaseException
+fails its batch with it (cancellation: `BatcherClosed`); `close()` fails whatever is still queued
+with `BatcherClosed` and refuses new requests.
 """
 
 from __future__ import annotations
@@ -24,6 +29,14 @@ R = TypeVar("R")
 Handler = Callable[[list[T]], Awaitable[list[R | BaseException]]]
 
 
+class BatcherClosed(Exception):
+    """The batcher was closed before the request was handled."""
+
+
+class BatchMismatch(Exception):
+    """A handler answered a batch with a number of results other than its size (a bug)."""
+
+
 class Batcher(Generic[T, R]):
     def __init__(
         self, name: str, handler: Handler[T, R], max_batch: int, workers: int, size: Callable[[T], int] = lambda _: 1
@@ -37,6 +50,7 @@ class Batcher(Generic[T, R]):
         self._workers = 0
         self._queue: deque[tuple[T, asyncio.Future[R]]] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     @property
     def pending(self) -> int:
@@ -54,6 +68,8 @@ class Batcher(Generic[T, R]):
     def enqueue(self, request: T) -> asyncio.Future[R]:
         """Queue `request` now (requests are handled in the order they are queued); the
         future holds its answer."""
+        if self._closed:
+            raise BatcherClosed(f"{self._name} is closed")
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[R] = loop.create_future()
         self._queue.append((request, answer))
@@ -65,6 +81,7 @@ class Batcher(Generic[T, R]):
         return answer
 
     async def _work(self) -> None:
+        batch: list[tuple[T, asyncio.Future[R]]] = []
         try:
             while self._queue:
                 first = self._queue.popleft()
@@ -72,27 +89,60 @@ class Batcher(Generic[T, R]):
                 while self._queue and total + self._size(self._queue[0][0]) <= self._max_batch:
                     batch.append(self._queue.popleft())
                     total += self._size(batch[-1][0])
-                requests = [request for request, _ in batch]
-                try:
-                    results = await self._handler(requests)
-                except Exception as exc:
-                    if len(batch) == 1:
-                        results = [exc]
-                    else:
-                        _log.warning("batch_failed", batcher=self._name, size=len(batch), error=repr(exc))
-                        results = [await self._alone(request) for request in requests]
+                results = await self._results([request for request, _ in batch])
                 for (_, answer), result in zip(batch, results, strict=True):
-                    if answer.done():  # the caller gave up; what was done stays done
-                        continue
-                    if isinstance(result, BaseException):
-                        answer.set_exception(result)
-                    else:
-                        answer.set_result(result)
+                    _settle(answer, result)
+                batch = []
+        except BaseException as exc:  # cancelled or worse: nobody of this batch waits forever
+            failure = BatcherClosed(f"{self._name} stopped") if isinstance(exc, asyncio.CancelledError) else exc
+            for _, answer in batch:
+                _settle(answer, failure)
+            raise
         finally:
             self._workers -= 1
 
+    async def _results(self, requests: list[T]) -> list[R | BaseException]:
+        """The handler's answers to `requests`, one each, in order."""
+        try:
+            results = await self._handler(requests)
+            if len(results) != len(requests):
+                raise BatchMismatch(f"{self._name}: {len(results)} results for {len(requests)} requests")
+            return results
+        except BatchMismatch as exc:
+            _log.error("batch_mismatch", batcher=self._name, error=str(exc))
+            return [exc] * len(requests)
+        except Exception as exc:
+            if len(requests) == 1:
+                return [exc]
+            _log.warning("batch_failed", batcher=self._name, size=len(requests), error=repr(exc))
+            return [await self._alone(request) for request in requests]
+
+    async def close(self) -> None:
+        """Refuse new requests, fail those still queued with `BatcherClosed`, stop the
+        workers (a batch being handled fails with `BatcherClosed` too) and wait for them."""
+        self._closed = True
+        while self._queue:
+            _, answer = self._queue.popleft()
+            _settle(answer, BatcherClosed(f"{self._name} is closed"))
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def _alone(self, request: T) -> R | BaseException:
         try:
-            return (await self._handler([request]))[0]
+            results = await self._handler([request])
         except Exception as exc:
             return exc
+        if len(results) != 1:
+            return BatchMismatch(f"{self._name}: {len(results)} results for 1 request")
+        return results[0]
+
+
+def _settle(answer: asyncio.Future[R], result: R | BaseException) -> None:
+    if answer.done():  # the caller gave up; what was done stays done
+        return
+    if isinstance(result, BaseException):
+        answer.set_exception(result)
+    else:
+        answer.set_result(result)
