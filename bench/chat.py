@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import itertools
 import time
+from array import array
 from collections.abc import Awaitable, Callable, Sequence
 
 from grpc import aio
@@ -91,13 +92,30 @@ async def _paced(sends: Sequence[Send], rate: float, seconds: float, tags: itert
     return total, failed
 
 
-def _sender(dep: Deployment, device: Device, receiver_type: int, receiver_id: int) -> Send:
+class RequestIds:
+    """Unique `request_id`s as 2021 clients make them: the call's UnixNano (one more than
+    the last one when the clock has not moved)."""
+
+    def __init__(self) -> None:
+        self._last = 0
+
+    def __call__(self) -> int:
+        self._last = max(time.time_ns(), self._last + 1)
+        return self._last
+
+
+_request_ids = RequestIds()
+
+
+def _sender(dep: Deployment, device: Device, receiver_type: int, receiver_id: int, request_id: bool = True) -> Send:
+    """Sends to the receiver; with `request_id`, each call carries a new one (as clients do)."""
     creds = credentials(device)
 
     async def send(tag: int) -> int:
         return await dep.api.send_message(
-            creds, receiver_type, receiver_id, wire.content(tag), message_type=cx.MT_CUSTOM
-        )
+            creds, receiver_type, receiver_id, wire.content(tag), message_type=cx.MT_CUSTOM,
+            request_id=_request_ids() if request_id else 0,
+        )  # fmt: skip
 
     return send
 
@@ -123,11 +141,12 @@ async def run_single_on(opts: StorageOptions, p: SingleParams, connect_nodes: in
     async with storage(opts) as store, deployment(store, logic=logic_nodes, connect=connect_nodes) as dep:
         devices = await dep.seed(2 * p.pairs)
         senders, receivers = devices[: p.pairs], devices[p.pairs :]
-        fleet = Fleet()
+        fleet = Fleet(behaviour=opts.clients)
         # receivers alternate over the connect nodes: with several, deliveries cross nodes
         await fleet.open(receivers, dep.endpoints())
         progress(f"{p.pairs} receivers online; {p.pairs} senders x {p.messages} messages")
-        sends = [_sender(dep, s, cx.RT_USER, r.user_id) for s, r in zip(senders, receivers, strict=True)]
+        with_id = opts.clients.request_id
+        sends = [_sender(dep, s, cx.RT_USER, r.user_id, with_id) for s, r in zip(senders, receivers, strict=True)]
         tags = itertools.count(1)
         start = time.perf_counter()
         seqs, failures = await _sends(sends, p.messages, tags, timeout=90)
@@ -181,18 +200,22 @@ async def run_group(opts: StorageOptions, p: GroupParams) -> Report:
             devices = await dep.seed(p.members)
             owner = credentials(devices[0])
             group_id = await dep.api.create_group(owner, "bench", [d.user_id for d in devices[1:]])
-            fleet = Fleet()
-            await fleet.open(devices, dep.endpoints())
+            fleet = Fleet(behaviour=opts.clients)
             base = await current_seqs(store, [d.user_id for d in devices])
+            fleet.sync_from.update({d.device_id: base[d.user_id] for d in devices})  # they have seen the group's events
+            await fleet.open(devices, dep.endpoints())
             progress(f"group of {p.members} online; {p.messages} messages from {p.senders} members")
-            senders = [_sender(dep, d, cx.RT_GROUP, group_id) for d in devices[: p.senders]]
+            senders = [_sender(dep, d, cx.RT_GROUP, group_id, opts.clients.request_id) for d in devices[: p.senders]]
             tags = itertools.count(1)
             sent_at: dict[int, int] = {}
+            answers = array("q")  # ns from the call to its answer
 
             def timed(send: Send) -> Send:
                 async def go(tag: int) -> int:
                     sent_at[tag] = time.time_ns()
+                    t0 = time.perf_counter_ns()
                     seq = await send(tag)
+                    answers.append(time.perf_counter_ns() - t0)
                     return seq
 
                 return go
@@ -205,7 +228,8 @@ async def run_group(opts: StorageOptions, p: GroupParams) -> Report:
             await _expect_all(store, fleet, devices, base, own)
             await fleet.wait_delivered(DRAIN_TIMEOUT)
             done_at = time.perf_counter()
-            rep.results["sends_per_s"] = round(len(seqs) / (stored_at - start))
+            rep.results["sends_per_s"] = round(len(seqs) / (stored_at - start), 1)
+            rep.results.update(ms_percentiles(answers, "answer"))
             rep.results["stored_rows_per_s"] = round(len(seqs) * p.members / (stored_at - start))
             rep.results["deliveries_per_s"] = round(fleet.delivered / (done_at - start))
             reach = [fleet.last_arrival[t] - sent_at[t] for t in sent_at if t in fleet.last_arrival]
@@ -233,31 +257,23 @@ async def _own_seqs(store: Storage, senders: Sequence[Device], base: dict[int, i
 
 
 async def run_sync(opts: StorageOptions, p: SyncParams) -> Report:
+    """One new device signs in to S stored messages and syncs them page by page from 0, as
+    a client does once signed in (and acks each page)."""
     rep = Report("sync", dataclasses.asdict(p))
     async with storage(opts) as store, deployment(store) as dep:
         (device,) = await dep.seed(1)
         await _store_messages(store, device.user_id, p.messages)
-        fleet = Fleet()
-        (client,) = await fleet.open([device], dep.endpoints())
+        fleet = Fleet(behaviour=opts.clients)
         fleet.accounting.expect(device.device_id, range(1, p.messages + 1))
         fleet.accounting.sent = p.messages
-        progress(f"{p.messages} stored messages; syncing from seq 0")
-        pages, seq = 0, 0
+        progress(f"{p.messages} stored messages; signing in and syncing from seq 0")
         start = time.perf_counter()
-        async with asyncio.timeout(90):
-            while True:
-                reply = await client.request(cx.PT_SYNC, cx.SyncInput(seq=seq).SerializeToString())
-                out = cx.SyncOutput.FromString(reply.data)
-                pages += 1
-                for message in out.messages:
-                    fleet.accounting.delivered(device.device_id, message.seq)
-                if not out.has_more or not out.messages:
-                    break
-                seq = out.messages[-1].seq
+        await fleet.open([device], dep.endpoints())
+        await fleet.wait_delivered(90)
         elapsed = time.perf_counter() - start
         rep.results["messages_per_s"] = round(fleet.accounting.delivered_count() / elapsed)
-        rep.results["pages"] = pages
-        rep.results["page_ms"] = round(elapsed / pages * 1000, 2)
+        rep.results["pages"] = fleet.sync_pages
+        rep.results["page_ms"] = round(elapsed / max(fleet.sync_pages, 1) * 1000, 2)
         rep.accounting = fleet.accounting.summary()
         fleet.close()
     return rep

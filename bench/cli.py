@@ -10,7 +10,8 @@ import asyncio
 import dataclasses
 import resource
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from gim.bench import target
@@ -19,6 +20,7 @@ from gim.bench.chaos import check as check_chaos
 from gim.bench.chaos_report import ChaosReport
 from gim.bench.chat import GroupParams, SingleParams, SyncParams, run_group, run_single, run_sync
 from gim.bench.conn import ConnParams, run_conn
+from gim.bench.fleet import SDK_HEARTBEAT_INTERVAL, Behaviour
 from gim.bench.report import Report, progress
 from gim.bench.room import RoomParams, run_room
 from gim.bench.services import StorageOptions
@@ -43,6 +45,19 @@ def add_parser(sub: Any) -> None:
     bench.add_argument("--redis", default="", metavar="URL", help="Redis (a fresh key prefix, deleted after)")
     bench.add_argument("--shards", type=int, default=10, help="message tables")
     bench.add_argument("--sqlite", action="store_true", help="chaos: a temporary SQLite file instead of MySQL")
+    bench.add_argument(
+        "--no-request-id", action="store_true", help="sends carry no request_id metadata (clients send one; to compare)"
+    )
+    bench.add_argument("--no-ack", action="store_true", help="receivers do not ack (clients do; to compare)")
+    bench.add_argument(
+        "--heartbeat-interval", type=float, default=SDK_HEARTBEAT_INTERVAL, metavar="S",
+        help=f"each connection's heartbeat period (the SDK's: {SDK_HEARTBEAT_INTERVAL:g} s; 0: none)",
+    )  # fmt: skip
+    bench.add_argument(
+        "--baseline", default="", metavar="DIR",
+        help="first run the scenario on nodes running the gim package in DIR/gim (e.g. an older commit), "
+        "then on this code; ratios to it in the same run",
+    )  # fmt: skip
     bench.add_argument(
         "--target", nargs="?", const="", default=None, metavar="SPEC",
         help="benchmark running services (addresses and storage from config/; SPEC: logic=,business=,tcp=,ws= HOST:PORT)",
@@ -78,7 +93,14 @@ async def _cluster(opts: StorageOptions, args: argparse.Namespace) -> Report:
 
 
 def run(args: argparse.Namespace) -> Report:
-    opts = StorageOptions(mysql=args.mysql, redis=args.redis, shards=args.shards)
+    clients = Behaviour(
+        ack=not args.no_ack, heartbeat_interval=args.heartbeat_interval, request_id=not args.no_request_id
+    )
+    opts = StorageOptions(mysql=args.mysql, redis=args.redis, shards=args.shards, clients=clients)
+    if args.baseline and (args.target is not None or args.scenario == "chaos"):
+        sys.exit("gim bench: --baseline starts nodes of both versions itself; not with --target or chaos")
+    if args.baseline and not (Path(args.baseline) / "gim" / "cmd").is_dir():
+        sys.exit(f"gim bench: --baseline {args.baseline}: no gim package there (DIR/gim/cmd)")
     if args.scenario == "chaos" and (args.target is not None or args.redis):
         sys.exit("gim bench: chaos starts its own nodes and its own Redis (it kills them); drop --target / --redis")
     if args.scenario == "chaos":
@@ -93,7 +115,7 @@ def run(args: argparse.Namespace) -> Report:
             opts = dataclasses.replace(opts, target=target.parse(args.target, args.mysql, args.redis))
         except (ValueError, config.ConfigError) as exc:
             sys.exit(f"gim bench: {exc}")
-    runners: dict[str, Callable[[], Awaitable[Report]]] = {
+    runners: dict[str, Callable[[], Coroutine[Any, Any, Report]]] = {
         "conn": lambda: run_conn(opts, _params(ConnParams, args)),
         "single": lambda: run_single(opts, _params(SingleParams, args)),
         "group": lambda: run_group(opts, _params(GroupParams, args)),
@@ -102,7 +124,28 @@ def run(args: argparse.Namespace) -> Report:
         "cluster": lambda: _cluster(opts, args),
         "chaos": lambda: run_chaos(opts, _params(ChaosParams, args), sqlite=args.sqlite),
     }
-    return asyncio.run(runners[args.scenario]())
+    if not args.baseline:
+        rep = asyncio.run(runners[args.scenario]())
+    else:
+        current = opts
+        opts = dataclasses.replace(current, node_code=str(Path(args.baseline).resolve()))
+        progress(f"baseline: nodes from {opts.node_code}")
+        baseline = asyncio.run(runners[args.scenario]())
+        opts = current
+        progress("this code")
+        rep = asyncio.run(runners[args.scenario]())
+        compare(rep, baseline)
+    rep.params["clients"] = dataclasses.asdict(clients)
+    return rep
+
+
+def compare(rep: Report, baseline: Report) -> None:
+    """`baseline_X` for each figure of the baseline run, and `X_vs_baseline` (this ÷ baseline)."""
+    for key, value in baseline.results.items():
+        rep.results[f"baseline_{key}"] = value
+        if value and key in rep.results:
+            rep.ratio[f"{key}_vs_baseline"] = round(rep.results[key] / value, 3)
+    rep.accounting = rep.accounting + baseline.accounting
 
 
 def main(args: argparse.Namespace) -> None:

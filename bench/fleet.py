@@ -3,6 +3,12 @@
 `Fleet.open` connects and signs in devices with bounded concurrency; pushed messages go
 straight into the fleet's `Accounting` and latency samples; `request` sends one packet
 and waits for its answer (heartbeat, sync, subscribe).
+
+A client behaves as the SDK and 2021 clients do (`Behaviour`): once signed in it syncs
+from its position and shows (counts as delivered) every message of the answer, page by
+page; it acks each message it is given (pushed or synced; room messages are not acked);
+it sends a heartbeat every `heartbeat_interval` seconds, the first at a random moment
+within one interval so a fleet's heartbeats are spread.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import random
 import socket
 import time
 from array import array
@@ -20,6 +27,19 @@ from gim.bench.accounting import Accounting
 from gim.pkg.pb import connect_ext_pb2 as cx
 
 RETRY_BACKOFF = 0.1  # seconds; a refused sign-in retries after 0.2 s, 0.4 s, ...
+SDK_HEARTBEAT_INTERVAL = 60.0  # seconds, the SDK's (gim.client.client.Timing)
+
+
+@dataclasses.dataclass(frozen=True)
+class Behaviour:
+    """What the clients do besides receiving: the SDK's defaults; off only to compare."""
+
+    ack: bool = True  # ack each message given to the application
+    heartbeat_interval: float = SDK_HEARTBEAT_INTERVAL  # 0: no periodic heartbeats
+    request_id: bool = True  # senders put a unique request_id on every call (not the fleet's)
+
+
+QUIET = Behaviour(ack=False, heartbeat_interval=0.0, request_id=False)  # for the ceilings' minimal servers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +74,7 @@ class LeanClient(asyncio.Protocol):
         self._waiting: dict[int, asyncio.Future[wire.Reply]] = {}
         self._ids = itertools.count(2)
         self._ws_open = False
+        self._heartbeat_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -71,10 +92,51 @@ class LeanClient(asyncio.Protocol):
         self._write(wire.sign_in_body(d.user_id, d.device_id, d.token))
 
     def _sync_after_sign_in(self, signed_in: asyncio.Future[wire.Reply]) -> None:
-        """As every client does once signed in (connect holds its pushes until then): a
-        bench device is new, so from 0; the answer is not waited for."""
+        """As every client does once signed in (connect holds its pushes until then): sync
+        from the device's position (`Fleet.sync_from`; a new device's is 0)."""
         if not signed_in.cancelled() and signed_in.exception() is None and not signed_in.result().code:
-            self._write(wire.input_body(cx.PT_SYNC, next(self._ids), wire.SYNC_FROM_START))
+            self._sync(self.fleet.sync_from.get(self.device.device_id, 0))
+            interval = self.fleet.behaviour.heartbeat_interval
+            if interval > 0:
+                self._heartbeat_timer = self.fleet.loop.call_later(random.uniform(0, interval), self._heartbeat)
+
+    def _sync(self, seq: int) -> None:
+        """One PT_SYNC page from `seq`; its answer is handled by `_synced` (not awaited)."""
+        request_id = next(self._ids)
+        page: asyncio.Future[wire.Reply] = self.fleet.loop.create_future()
+        page.add_done_callback(self._synced)
+        self._waiting[request_id] = page
+        self._write(wire.input_body(cx.PT_SYNC, request_id, cx.SyncInput(seq=seq).SerializeToString()))
+
+    def _synced(self, page: asyncio.Future[wire.Reply]) -> None:
+        """A sync answer: its messages are shown (delivered) and acked, as a client does;
+        the next page is asked for while it says has_more."""
+        if page.cancelled() or page.exception() is not None or page.result().code:
+            return
+        out = cx.SyncOutput.FromString(page.result().data)
+        self.fleet.sync_pages += 1
+        if not out.messages:
+            return
+        now = time.time_ns()
+        for message in out.messages:
+            self.fleet.on_push(self.device.device_id, wire.pushed(message), now)
+        last = out.messages[-1].seq
+        if self.fleet.behaviour.ack:
+            self._write(wire.ack_body(last, now // 1_000_000))
+        if out.has_more:
+            self._sync(last)
+
+    def _heartbeat(self) -> None:
+        """One heartbeat now (its round trip is recorded), the next one interval later."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        request_id = next(self._ids)
+        answer: asyncio.Future[wire.Reply] = self.fleet.loop.create_future()
+        sent = time.perf_counter_ns()
+        answer.add_done_callback(lambda f: self.fleet.on_heartbeat(f, sent))
+        self._waiting[request_id] = answer
+        self._write(wire.input_body(cx.PT_HEARTBEAT, request_id))
+        self._heartbeat_timer = self.fleet.loop.call_later(self.fleet.behaviour.heartbeat_interval, self._heartbeat)
 
     def _write(self, body: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -95,16 +157,21 @@ class LeanClient(asyncio.Protocol):
                 self._sign_in()
         now = time.time_ns()
         parse = self.fleet.downstream.parse
+        ack = self.fleet.behaviour.ack
         for body in bodies:
             event = parse(body)
             if type(event) is wire.Pushed:
                 self.fleet.on_push(self.device.device_id, event, now)
+                if ack and not event.room:
+                    self._write(wire.ack_body(event.seq, now // 1_000_000))
             else:
                 waiter = self._waiting.pop(event.request_id, None)  # type: ignore[union-attr]
                 if waiter is not None and not waiter.done():
                     waiter.set_result(event)  # type: ignore[arg-type]
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._heartbeat_timer is not None:
+            self._heartbeat_timer.cancel()
         self._fail(exc or ConnectionResetError("connection closed"))
         if not self.closed.done():
             self.closed.set_result(None)
@@ -130,6 +197,8 @@ class LeanClient(asyncio.Protocol):
         return reply
 
     def close(self) -> None:
+        if self._heartbeat_timer is not None:
+            self._heartbeat_timer.cancel()
         if self.transport is not None:
             self.transport.abort()
 
@@ -137,8 +206,13 @@ class LeanClient(asyncio.Protocol):
 class Fleet:
     """Clients of one process; deliveries counted in `accounting`, latencies in ns."""
 
-    def __init__(self, accounting: Accounting | None = None) -> None:
+    def __init__(self, accounting: Accounting | None = None, behaviour: Behaviour = Behaviour()) -> None:
         self.loop = asyncio.get_running_loop()
+        self.behaviour = behaviour
+        self.sync_from: dict[int, int] = {}  # device id -> the seq its first sync starts from (default 0)
+        self.heartbeat_rtts = array("q")  # ns, the periodic heartbeats' round trips
+        self.heartbeat_failures = 0
+        self.sync_pages = 0  # sync answers received
         self.accounting = accounting or Accounting()
         self.downstream = wire.Downstream()
         self.clients: list[LeanClient] = []
@@ -159,6 +233,12 @@ class Fleet:
         self.delivered += 1
         if self.delivered >= self._target and self._reached is not None:
             self._reached.set()
+
+    def on_heartbeat(self, answer: asyncio.Future[wire.Reply], sent_ns: int) -> None:
+        if answer.cancelled() or answer.exception() is not None or answer.result().code:
+            self.heartbeat_failures += 1
+        else:
+            self.heartbeat_rtts.append(time.perf_counter_ns() - sent_ns)
 
     async def connect(self, device: Device, endpoint: Endpoint) -> LeanClient:
         framing: wire.Framing = wire.WsFraming(endpoint.ws_url) if endpoint.ws_url else wire.TcpFraming()

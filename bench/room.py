@@ -9,7 +9,7 @@ import random
 import time
 
 from gim.bench import ceilings, wire
-from gim.bench.fleet import Device, Endpoint, Fleet
+from gim.bench.fleet import QUIET, Device, Endpoint, Fleet
 from gim.bench.report import Report, ms_percentiles, progress
 from gim.bench.services import StorageOptions, credentials, deployment, storage
 from gim.pkg.pb import connect_ext_pb2 as cx
@@ -27,7 +27,7 @@ class RoomParams:
 async def socket_writes_per_second(p: RoomParams) -> float:
     """The same R connections, K frames at the same rate, from a minimal asyncio server."""
     async with ceilings.ceiling_server("socket") as port:
-        fleet = Fleet()
+        fleet = Fleet(behaviour=QUIET)
         try:
             fake = [Device(i, i, "") for i in range(1, p.subscribers + 1)]
             await fleet.open(fake, [Endpoint("127.0.0.1", port)], concurrency=500)
@@ -47,7 +47,7 @@ async def run_room(opts: StorageOptions, p: RoomParams, connect_nodes: int = 1, 
     rep.limit["socket_writes_per_s"] = round(await socket_writes_per_second(p))
     async with storage(opts) as store, deployment(store, logic=logic_nodes, connect=connect_nodes) as dep:
         pusher, *devices = await dep.seed(p.subscribers + 1)
-        fleet = Fleet()
+        fleet = Fleet(behaviour=opts.clients)
         clients = await fleet.open(devices, dep.endpoints(), concurrency=200, timeout=120)
         room_id = random.randrange(1, 1 << 40)
         await fleet.subscribe_room(clients, room_id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
@@ -20,7 +21,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gim.bench.fleet import Device, Endpoint
+from gim.bench.fleet import Behaviour, Device, Endpoint
 from gim.bench.report import progress
 from gim.bench.target import Target
 from gim.client.api import Credentials, GimApi
@@ -46,6 +47,8 @@ class StorageOptions:
     redis: str = ""  # URL; empty = an embedded redis-server
     shards: int = 10
     target: Target | None = None  # running services and their storage: nothing started or dropped
+    clients: Behaviour = Behaviour()  # what the bench's clients do: request_id, acks, heartbeats (as the SDK)
+    node_code: str = ""  # a folder holding another `gim` package: the nodes started run that code (a baseline)
 
 
 @dataclasses.dataclass
@@ -57,6 +60,7 @@ class Storage:
     engine: AsyncEngine
     folder: Path
     target: Target | None = None
+    node_code: str = ""  # StorageOptions.node_code
 
 
 @contextlib.asynccontextmanager
@@ -86,7 +90,7 @@ async def storage(options: StorageOptions) -> AsyncIterator[Storage]:
             await db.ensure_database(database_url)
             engine = db.create_engine(database_url)
             await db.migrate(engine, shards)
-            yield Storage(database_url, redis_url, prefix, shards, engine, folder)
+            yield Storage(database_url, redis_url, prefix, shards, engine, folder, node_code=options.node_code)
         finally:
             if engine is not None:
                 await engine.dispose()
@@ -206,7 +210,8 @@ async def deployment(
         dev_code=DEV_CODE,
         extra={"GIM_MESSAGE_SHARDS": str(store.shards.count), "GIM_LOG_LEVEL": log_level, **NO_RATE_LIMITS},
     )
-    async with Launcher(specs, log_dir=store.folder) as launcher:
+    env = {**os.environ, "PYTHONPATH": store.node_code} if store.node_code else None
+    async with Launcher(specs, log_dir=store.folder, env=env) as launcher:
         connects = [(node.addr("tcp"), node.addr("ws")) for node in launcher.of("connect")]
         pids = {service: [n.pid for n in launcher.of(service) if n.pid is not None] for service in ("logic", "connect")}
         deployed = Deployment(

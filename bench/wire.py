@@ -64,11 +64,25 @@ class Reply(NamedTuple):
 
 
 class Pushed(NamedTuple):
-    """A pushed message: its seq (user or room), and tag and send time when it is ours."""
+    """A pushed message: its seq (user or room), and tag and send time when it is ours;
+    `room`: a room message (a room seq, never acked)."""
 
     seq: int
     tag: int
     sent_ns: int
+    room: bool = False
+
+
+def pushed(message: cx.Message) -> Pushed:
+    """The event of one message, pushed or in a sync answer."""
+    tag, sent_ns = read_content(message.message_content) or (0, 0)
+    return Pushed(message.seq, tag, sent_ns, message.receiver_type == cx.RT_ROOM)
+
+
+def ack_body(seq: int, receive_time_ms: int) -> bytes:
+    """The upstream PT_MESSAGE acknowledging every message up to `seq`, as the SDK sends it."""
+    data = cx.MessageACK(device_ack=seq, receive_time=receive_time_ms).SerializeToString()
+    return input_body(cx.PT_MESSAGE, 0, data)
 
 
 Event = Reply | Pushed
@@ -87,9 +101,7 @@ class Downstream:
             return event
         out = cx.Output.FromString(body)
         if out.type == cx.PT_MESSAGE and out.request_id == 0 and not out.code:
-            message = cx.MessageSend.FromString(out.data).message
-            stamp = read_content(message.message_content) or (0, 0)
-            event = Pushed(message.seq, *stamp)
+            event = pushed(cx.MessageSend.FromString(out.data).message)
             if len(self._cache) >= self._cache_size:
                 del self._cache[next(iter(self._cache))]
             self._cache[body] = event

@@ -15,14 +15,25 @@ import sqlalchemy as sa
 
 from gim.bench import target, wire
 from gim.bench.accounting import Accounting
-from gim.bench.chat import GroupParams, SingleParams, SyncParams, run_group, run_single, run_single_on, run_sync
+from gim.bench.chat import (
+    GroupParams,
+    RequestIds,
+    SingleParams,
+    SyncParams,
+    run_group,
+    run_single,
+    run_single_on,
+    run_sync,
+)
 from gim.bench.conn import ConnParams, run_conn
+from gim.bench.fleet import Behaviour, Fleet
 from gim.bench.report import Report
 from gim.bench.room import RoomParams, run_room
-from gim.bench.services import StorageOptions, storage
+from gim.bench.services import StorageOptions, credentials, deployment, storage
 from gim.internal.connect.codec import encode_frame
 from gim.internal.launcher import Launcher, local_nodes
 from gim.pkg.pb import connect_ext_pb2 as cx
+from gim.pkg.schema import device_ack as device_ack_table
 from gim.pkg.schema import user as user_table
 
 KEYS = {"scenario", "params", "results", "limit", "ratio", "accounting", "machine"}
@@ -119,6 +130,44 @@ async def test_conn_over_two_nodes_and_two_workers() -> None:
     rep = await run_conn(OPTS, ConnParams(devices=30, nodes=2, ws_every=3, per_worker=20, heartbeat_spread=0.1))
     check(rep)
     assert rep.results["signed_in"] == 30
+
+
+async def test_clients_show_and_ack_what_their_sync_answer_holds_and_heartbeat() -> None:
+    """Messages stored before a device signs in come only in its sync answer (connect
+    starts its pushes after them): the lean client counts them delivered and acks them,
+    as a client shows them; later pushes are acked too; heartbeats run at the interval."""
+    async with storage(OPTS) as store, deployment(store) as dep:
+        sender, receiver = await dep.seed(2)
+        creds = credentials(sender)
+        before = [
+            await dep.api.send_message(creds, cx.RT_USER, receiver.user_id, wire.content(t), request_id=t)
+            for t in (1, 2, 3)
+        ]
+        fleet = Fleet(behaviour=Behaviour(heartbeat_interval=0.2))
+        fleet.accounting.expect(receiver.device_id, range(1, 5))
+        await fleet.open([receiver], dep.endpoints())
+        await dep.api.send_message(creds, cx.RT_USER, receiver.user_id, wire.content(4), request_id=4)
+        assert await fleet.wait_delivered(10)
+        summary = fleet.accounting.summary()
+        assert summary.ok and summary.delivered == 4 and fleet.sync_pages >= 1 and len(before) == 3
+        query = sa.select(device_ack_table.c.seq).where(device_ack_table.c.device_id == receiver.device_id)
+        acked = 0
+        async with asyncio.timeout(10):  # acks reach the database behind Redis, within a flush interval
+            while acked != 4:
+                async with store.engine.connect() as conn:
+                    acked = await conn.scalar(query) or 0
+                await asyncio.sleep(0.05)
+        async with asyncio.timeout(10):
+            while len(fleet.heartbeat_rtts) < 2:
+                await asyncio.sleep(0.05)
+        assert fleet.heartbeat_failures == 0
+        fleet.close()
+
+
+def test_request_ids_are_unique_and_increasing() -> None:
+    ids = RequestIds()
+    drawn = [ids() for _ in range(10_000)]
+    assert drawn == sorted(set(drawn)) and drawn[0] > 1_600_000_000 * 10**9
 
 
 def test_cli_sync_writes_json_and_exits_zero(tmp_path: Path) -> None:
