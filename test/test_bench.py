@@ -25,6 +25,7 @@ from gim.bench.chat import (
     run_single_on,
     run_sync,
 )
+from gim.bench.cli import compare
 from gim.bench.conn import ConnParams, run_conn
 from gim.bench.fleet import Behaviour, Fleet
 from gim.bench.report import Report
@@ -236,3 +237,20 @@ def test_target_defaults_come_from_the_configuration() -> None:
     t = target.parse("tcp=0.0.0.0:9000,ws=127.0.0.1:9001", environ={"GIM_LOGIC_EXT_LISTEN": "0.0.0.0:7001"})
     assert (t.logic, t.tcp, t.ws) == ("127.0.0.1:7001", ("127.0.0.1:9000",), ("127.0.0.1:9001",))
     assert t.business == "127.0.0.1:50301" and t.shards == 10 and t.redis_prefix == "gim:"
+
+
+def test_a_baseline_run_gives_its_figures_and_the_ratios_to_it() -> None:
+    now, before = Report("group", {}), Report("group", {})
+    now.results.update({"sends_per_s": 300.0, "answer_p50_ms": 4.0})
+    before.results.update({"sends_per_s": 30.0, "answer_p50_ms": 28.0, "only_before": 1.0})
+    compare(now, before)
+    assert now.results["baseline_sends_per_s"] == 30.0 and now.ratio["sends_per_s_vs_baseline"] == 10.0
+    assert now.ratio["answer_p50_ms_vs_baseline"] == round(4 / 28, 3) and "only_before_vs_baseline" not in now.ratio
+
+
+def test_a_baseline_folder_without_gim_is_refused(tmp_path: Path) -> None:
+    gim = Path(sys.executable).parent / "gim"
+    done = subprocess.run(
+        [str(gim), "bench", "group", "--baseline", str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0 and "no gim package there" in done.stderr
