@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check proto migrate clean
+.PHONY: run test check proto web migrate clean
 
 $(STAMP): pyproject.toml setup.py
 	@test -n "$(PYTHON)" || { echo "gim needs Python 3.11 or 3.12 (python3, python3.12 or python3.11)"; exit 1; }
@@ -28,6 +28,12 @@ check: $(STAMP)
 
 proto: $(STAMP)
 	$(BIN)/python -P -m gim.pkg.protogen
+
+# the browser chat: web/ -> internal/web/static/ (a deterministic copy, no Node needed), and
+# docs/openapi.json from the protos; both are committed, a test checks they are current
+web: $(STAMP)
+	$(BIN)/python -P -m gim.internal.web.build
+	$(BIN)/python -P -m gim.internal.web.openapi
 
 migrate: $(STAMP)
 	$(BIN)/gim migrate

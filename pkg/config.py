@@ -137,6 +137,18 @@ class LogicConfig(StorageConfig):
     room_keep_bytes: int = 1 << 20  # kept (replayable) bytes per room; the oldest go first
     room_replay_bytes: int = 256 << 10  # bytes one subscribe replays at most (oldest first)
     limit_exempt: str = "127.0.0.0/8,::1"  # client addresses no per-address limit applies to
+    # the HTTP/JSON API and the browser chat (internal/web, docs/http.md); '' = off (gim run turns them on)
+    http_listen: str = ""  # public: LogicExt + UserExt as JSON, the chat page at /
+    http_int_listen: str = ""  # private: the LogicInt calls of business backends
+    http_cors_origins: str = ""  # origins allowed to call http_listen from a browser page ('*' = any)
+    business_ext_addr: str = "127.0.0.1:50301"  # UserExt, where http_listen forwards /v1/user/* calls
+    web_ws_url: str = "ws://127.0.0.1:8081/ws"  # where the chat page connects (comma-separated: tried in turn)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        problem = _http_problem(self)
+        if problem:
+            raise ConfigError(problem)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -308,6 +320,34 @@ def _secret(value: str) -> str | None:
     )
 
 
+def _origins(value: str) -> str | None:
+    """'' (same origin only), '*' or a comma-separated list of scheme://host[:port]."""
+    for origin in (o.strip() for o in value.split(",") if o.strip()):
+        if origin != "*" and not re.fullmatch(r"https?://[^/\s]+/?", origin):
+            return f"expected '*' or a comma-separated list of origins like http://localhost:3000 (not {origin!r})"
+    return None
+
+
+def _url_list(value: str, *schemes: str) -> str | None:
+    urls = [u.strip() for u in value.split(",") if u.strip()]
+    if not urls:
+        return "expected at least one URL"
+    return next((problem for url in urls if (problem := _url(*schemes)(url))), None)
+
+
+def _http_problem(cfg: LogicConfig) -> str | None:
+    """A private HTTP listener reachable from other hosts without any credential: as for
+    int_listen (pkg/security.exposure_problem)."""
+    if not cfg.http_int_listen or is_loopback(cfg.http_int_listen) or cfg.private_network_trusted:
+        return None
+    if cfg.internal_secret or (cfg.internal_mtls and "int" in cfg.tls):
+        return None
+    return (
+        f"http_int_listen={cfg.http_int_listen} is reachable from other hosts and private calls need no credential: "
+        "set internal_secret (GIM_INTERNAL_SECRET) or internal_mtls, or private_network_trusted: true"
+    )
+
+
 def _security_problem(cfg: BaseConfig) -> str | None:
     """What the TLS and credential keys ask for together that cannot work, or None."""
     from gim.pkg.security import tls_listeners
@@ -379,6 +419,11 @@ CHECKS: dict[str, Check] = {
     "room_keep_bytes": _count(65535),
     "room_replay_bytes": _count(65535),
     "max_pending_per_address": _count(0),
+    "http_listen": lambda value: _listen(value) if value else None,  # '' = off
+    "http_int_listen": lambda value: _listen(value) if value else None,
+    "http_cors_origins": lambda value: _origins(value),
+    "business_ext_addr": _peers,
+    "web_ws_url": lambda value: _url_list(value, "ws", "wss"),
 }
 
 _TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}

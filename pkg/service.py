@@ -40,7 +40,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # above every graceful stop's own bounds (gRPC grace 5 s, a call to a peer `rpc_timeout`)
 SHUTDOWN_LIMIT = 15.0
 CLEANUP_LIMIT = 5.0  # seconds to release what a start that failed half-way had opened
-LISTENERS = ("int", "ext", "tcp", "ws")  # `<name>_listen` settings, `<name>_port` attributes
+LISTENERS = ("int", "ext", "tcp", "ws", "http", "http_int")  # `<name>_listen` settings, `<name>_port` attributes
 
 
 def raise_fd_limit() -> int:

@@ -21,6 +21,7 @@ from gim.internal.logic.message_store import MessageStore
 from gim.internal.logic.messages import MessageService
 from gim.internal.logic.rooms import RoomService
 from gim.internal.logic.users import UserClient
+from gim.internal.web.server import WebServer
 from gim.pkg import db, log, redis_client, rpc
 from gim.pkg.cache import Cache
 from gim.pkg.config import LogicConfig
@@ -83,14 +84,22 @@ class LogicServer(rpc.ServesPair):
             sync_page_size=config.sync_page_size,
         )
         self._grpc = rpc.ServerPair(config.grpc_status, Security.from_config(config))
-        logic_int_pb2_grpc.add_LogicIntServicer_to_server(
-            LogicIntServicer(self.devices, self.messages, users, self.rooms), self._grpc.int
-        )
+        int_servicer = LogicIntServicer(self.devices, self.messages, users, self.rooms)
+        logic_int_pb2_grpc.add_LogicIntServicer_to_server(int_servicer, self._grpc.int)
         friends = FriendService(engine, users, self.messages)
         groups = GroupService(group_store, users, self.messages, config.max_group_members)
-        logic_ext_pb2_grpc.add_LogicExtServicer_to_server(
-            LogicExtServicer(self.devices, self.messages, users, self.rooms, friends, groups, limits), self._grpc.ext
-        )
+        ext_servicer = LogicExtServicer(self.devices, self.messages, users, self.rooms, friends, groups, limits)
+        logic_ext_pb2_grpc.add_LogicExtServicer_to_server(ext_servicer, self._grpc.ext)
+        # the HTTP/JSON API and the chat page call the same servicer objects (off unless http_listen is set)
+        self.web = WebServer.for_logic(config, ext_servicer, int_servicer)
+
+    @property
+    def http_port(self) -> int | None:
+        return self.web.port
+
+    @property
+    def http_int_port(self) -> int | None:
+        return self.web.int_port
 
     @classmethod
     def from_config(cls, config: LogicConfig) -> LogicServer:
@@ -104,12 +113,14 @@ class LogicServer(rpc.ServesPair):
     async def start(self) -> None:
         await self._grpc.start(self.config.int_listen, self.config.ext_listen)
         self._sweeping = asyncio.get_running_loop().create_task(self.dead_nodes.run())
-        _log.info("logic_started", int_port=self.int_port, ext_port=self.ext_port)
+        await self.web.start()
+        _log.info("logic_started", int_port=self.int_port, ext_port=self.ext_port, http_port=self.http_port)
 
     async def stop(self, grace: float = 5.0) -> None:
         if self._sweeping is not None:
             self._sweeping.cancel()
             await asyncio.gather(self._sweeping, return_exceptions=True)
+        await self.web.stop()
         await self._grpc.stop(grace)
         await self.messages.acks.close()  # the acks not yet written behind
         await self.deliverer.close()
