@@ -27,7 +27,7 @@ from grpc import aio
 
 from gim.bench import wire
 from gim.bench.services import Storage
-from gim.internal.connect.codec import FrameDecoder, encode_frame
+from gim.pkg.protocol.frames import FrameDecoder, encode_frame
 from gim.pkg import redis_client
 from gim.pkg.pb import connect_ext_pb2 as cx
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from gim.bench.chaos_verdict import Presence, Shown
 from gim.client import Client, Timing
 from gim.client.api import GimApi
-from gim.internal.connect.codec import FrameDecoder, encode_frame
+from gim.pkg.protocol.frames import FrameDecoder, encode_frame
 from gim.pkg.pb import connect_ext_pb2 as cx
 
 HEARTBEAT = 5.0  # seconds between heartbeats

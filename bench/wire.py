@@ -1,7 +1,7 @@
 """The load generator's side of the long-connection protocol, without I/O.
 
 A `Framing` turns bytes read from a socket into packet bodies and packet bodies into
-bytes to write: `TcpFraming` (the 2-byte length prefix, `gim.internal.connect.codec`)
+bytes to write: `TcpFraming` (the 2-byte length prefix, `gim.pkg.protocol.frames`)
 and `WsFraming` (binary WebSocket frames, websockets' sans-I/O `ClientProtocol`).
 `Downstream` turns a body into one event tuple; bodies seen a moment ago (a room
 broadcast is the same bytes on every connection) are parsed once.
@@ -21,7 +21,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
-from gim.internal.connect.codec import FrameDecoder, encode_frame
+from gim.pkg.protocol.frames import FrameDecoder, encode_frame
 from gim.pkg.pb import connect_ext_pb2 as cx
 
 TAG = b"gimbench"

@@ -31,7 +31,7 @@ from gim.bench.fleet import Behaviour, Fleet
 from gim.bench.report import Report
 from gim.bench.room import RoomParams, run_room
 from gim.bench.services import StorageOptions, credentials, deployment, storage
-from gim.internal.connect.codec import encode_frame
+from gim.pkg.protocol.frames import encode_frame
 from gim.internal.launcher import Launcher, local_nodes
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.schema import device_ack as device_ack_table

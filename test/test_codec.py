@@ -6,15 +6,15 @@ import random
 
 import pytest
 
-from gim.internal.connect.codec import FRAME_MAX, FrameDecoder, FrameError, encode_frame
-from gim.internal.connect.packets import (
+from gim.pkg.pb import connect_ext_pb2 as cx
+from gim.pkg.protocol.frames import FRAME_MAX, FrameDecoder, FrameError, encode_frame
+from gim.pkg.protocol.packets import (
     KNOWN_TYPES,
     PacketError,
     output,
     parse_data,
     parse_input,
 )
-from gim.pkg.pb import connect_ext_pb2 as cx
 
 MAX_BODY = 4096
 

@@ -64,7 +64,7 @@ async def test_concurrent_sign_ins_of_one_device_leave_exactly_one_connection(cl
         await cluster.connect.settle()
         session = cluster.connect.registry.get(device.device_id)
         assert session is not None and not session.closed
-        assert await device_row(engine, device.device_id) == (1, cluster.connect.node.conn_addr, session.client_addr)
+        assert await device_row(engine, device.device_id) == (1, cluster.connect.context.conn_addr, session.client_addr)
         await cluster.api.send_message(friend, cx.RT_USER, device.user_id, TEXT)
         assert (await live.next_message()).message_content == TEXT
 
@@ -107,11 +107,11 @@ async def test_stop_refuses_sign_in_closes_sessions_and_marks_devices_offline(
     live = [await conns.open("tcp", tcp_device, server=node), await conns.open("ws", ws_device, server=node)]
     late = await conns.open("tcp", server=node)
     assert (await device_row(engine, tcp_device.device_id))[0] == 1
-    node.node.stopping = True  # what stop() sets first
+    node.context.stopping = True  # what stop() sets first
     out = await late.sign_in(late_device.user_id, late_device.device_id, late_device.token)
     assert (out.type, out.code) == (cx.PT_SIGN_IN, Code.BAD_REQUEST) and "shutting down" in out.message
     await closed(late)
-    node.node.stopping = False
+    node.context.stopping = False
     await node.stop(1.0)
     for conn in live:
         await closed(conn)

@@ -48,7 +48,7 @@ async def test_a_dead_node_is_reaped_once_after_its_key_is_gone_long_enough(clus
         clock.now += nodes.NODE_TTL
         reaped = await first.sweep() + await second.sweep()
         assert reaped.count(dead) == 1, "one logic node marks the devices offline"
-        assert cluster.connect.node.conn_addr not in reaped, "a node with its key is alive"
+        assert cluster.connect.context.conn_addr not in reaped, "a node with its key is alive"
         assert await cluster.logic.devices.online([creds.user_id]) == []
         assert dead not in cluster.logic.deliverer.nodes
         assert await redis.exists(nodes.reaped_key(cluster.storage.redis_prefix, dead))
@@ -81,7 +81,7 @@ async def test_a_node_declared_dead_while_alive_makes_its_clients_sign_in_again(
     node = await connect_node()
     (creds,) = await cluster.new_user()
     conn = await conns.open("tcp", creds, server=node)
-    prefix, addr = cluster.storage.redis_prefix, node.node.conn_addr
+    prefix, addr = cluster.storage.redis_prefix, node.context.conn_addr
     await redis.delete(nodes.node_key(prefix, addr))  # the node could not reach Redis for long
     clock = Clock()
     sweeper = sweeper_of(cluster, redis, clock)

@@ -145,7 +145,7 @@ async def test_a_sign_in_on_another_node_closes_the_connection_on_the_first(
     await cluster.connect.settle()  # node 1 has handled the close (and told logic)
     assert cluster.connect.registry.get(alice.device_id) is None
     owner, status, conn_addr, client_addr = await device_row(engine, alice.device_id)
-    assert (owner, status, conn_addr) == (alice.user_id, 1, node2.node.conn_addr), "node 1's close marked it offline"
+    assert (owner, status, conn_addr) == (alice.user_id, 1, node2.context.conn_addr), "node 1's close marked it offline"
     assert client_addr == node2.registry.get(alice.device_id).client_addr
     await still_receives(cluster, second, alice)
 

@@ -243,14 +243,14 @@ async def closed_by_server(reader: asyncio.StreamReader) -> bool:
 
 async def test_connections_not_signed_in_are_capped_per_address(cluster: Any, connect_node: Any) -> None:
     server = await connect_node(max_pending_per_address=3)
-    assert server.node is not None
+    assert server.context is not None
     (creds,) = await cluster.new_user()
     writers: list[asyncio.StreamWriter] = []
     conns: list[TcpConnection] = []
     try:
         for _ in range(3):
             writers.append((await asyncio.open_connection("127.0.0.1", server.tcp_port))[1])
-        await until(lambda: server.node.pending.count("127.0.0.1") == 3)
+        await until(lambda: server.context.pending.count("127.0.0.1") == 3)
         reader, writer = await asyncio.open_connection("127.0.0.1", server.tcp_port)
         writers.append(writer)
         assert await closed_by_server(reader)  # the fourth: closed at accept
@@ -258,11 +258,11 @@ async def test_connections_not_signed_in_are_capped_per_address(cluster: Any, co
             await ws_connect(f"ws://127.0.0.1:{server.ws_port}/ws")
         assert ws_refused.value.response.status_code == 429
         writers[0].close()  # one of the three leaves: room for another
-        await until(lambda: server.node.pending.count("127.0.0.1") == 2)
+        await until(lambda: server.context.pending.count("127.0.0.1") == 2)
         conns.append(await TcpConnection.open("127.0.0.1", server.tcp_port))
         out = await conns[-1].sign_in(creds.user_id, creds.device_id, creds.token)
         assert out.code == 0, out.message
-        assert server.node.pending.count("127.0.0.1") == 2  # signed in: no longer pending
+        assert server.context.pending.count("127.0.0.1") == 2  # signed in: no longer pending
         conns.append(await TcpConnection.open("127.0.0.1", server.tcp_port))
         answer = await conns[-1].request(cx.PT_HEARTBEAT)  # accepted (the third pending), told to sign in
         assert answer.code == int(Code.UNAUTHORIZED)
@@ -277,9 +277,9 @@ async def test_connections_not_signed_in_are_capped_per_address(cluster: Any, co
 
 async def test_sign_in_queued_behind_its_device_is_closed_at_the_deadline(cluster: Any, connect_node: Any) -> None:
     server = await connect_node(sign_in_timeout=0.5)  # the deadline is the subject here
-    assert server.node is not None
+    assert server.context is not None
     (creds,) = await cluster.new_user()
-    async with server.node.signing_in(creds.device_id):  # another sign-in of the device, stuck
+    async with server.context.signing_in(creds.device_id):  # another sign-in of the device, stuck
         reader, writer = await asyncio.open_connection("127.0.0.1", server.tcp_port)
         body = cx.Input(
             type=cx.PT_SIGN_IN,
@@ -294,7 +294,7 @@ async def test_sign_in_queued_behind_its_device_is_closed_at_the_deadline(cluste
         writer.close()
         await writer.wait_closed()
         assert server.registry.connections == set() or all(not s.signed_in for s in server.registry.connections)
-    assert server.node.pending.count("127.0.0.1") == 0
+    assert server.context.pending.count("127.0.0.1") == 0
     conn = await TcpConnection.open("127.0.0.1", server.tcp_port)  # the device can sign in afterwards
     try:
         assert (await conn.sign_in(creds.user_id, creds.device_id, creds.token)).code == 0

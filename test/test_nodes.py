@@ -25,9 +25,9 @@ async def deliveries_done(cluster: Any) -> None:
 
 async def test_a_node_is_alive_while_it_runs(cluster, connect_node, redis) -> None:  # type: ignore[no-untyped-def]
     prefix = cluster.storage.redis_prefix
-    assert await redis.exists(nodes.node_key(prefix, cluster.connect.node.conn_addr))
+    assert await redis.exists(nodes.node_key(prefix, cluster.connect.context.conn_addr))
     extra = await connect_node()
-    key = nodes.node_key(prefix, extra.node.conn_addr)
+    key = nodes.node_key(prefix, extra.context.conn_addr)
     assert 0 < await redis.ttl(key) <= nodes.NODE_TTL
     await extra.stop(1.0)
     assert not await redis.exists(key), "a node that stops leaves at once"
@@ -61,7 +61,7 @@ async def test_a_live_node_whose_key_was_lost_still_gets_pushes(cluster, redis) 
     (sender,) = await cluster.new_user()
     (receiver,) = await cluster.new_user()
     conn = await cluster.online(receiver)
-    prefix, node = cluster.storage.redis_prefix, cluster.connect.node.conn_addr
+    prefix, node = cluster.storage.redis_prefix, cluster.connect.context.conn_addr
     try:
         await redis.delete(nodes.node_key(prefix, node))
         body = cx.Text(text="still delivered").SerializeToString()
@@ -92,8 +92,8 @@ async def test_delivery_channels_open_on_demand_and_close_when_idle(cluster, con
     now = [0.0]
     deliverer = Deliverer(5.0, idle_after=60.0, clock=lambda: now[0])
     push = cx.MessageSend(message=cx.Message(seq=1, message_type=cx.MT_TEXT)).SerializeToString()
-    on_a = OnlineDevice(a.device_id, a.user_id, cluster.connect.node.conn_addr)
-    on_b = OnlineDevice(b.device_id, b.user_id, extra.node.conn_addr)
+    on_a = OnlineDevice(a.device_id, a.user_id, cluster.connect.context.conn_addr)
+    on_b = OnlineDevice(b.device_id, b.user_id, extra.context.conn_addr)
     try:
         assert await deliverer.deliver([(on_a, push)]) == 1
         assert deliverer.nodes == {on_a.conn_addr}

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from gim.internal.connect.push_order import MAX_HELD, SENT, HeldTooMany, PushOrder
+from gim.pkg.protocol.push_order import MAX_HELD, SENT, HeldTooMany, PushOrder
 
 
 def b(seq: int) -> bytes:

@@ -6,13 +6,12 @@ from typing import Any
 
 from grpc import aio
 
-from gim.internal.connect.codec import FrameError
-from gim.internal.connect.push_order import SENT
 from gim.internal.connect.registry import Registry
 from gim.internal.connect.session import Session
 from gim.pkg import log
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import connect_int_pb2, connect_int_pb2_grpc
+from gim.pkg.protocol.push_order import SENT
 
 _log = log.get("connect")
 
@@ -42,10 +41,8 @@ class ConnectIntServicer(connect_int_pb2_grpc.ConnectIntServicer):
         message = request.message_send.message
         # a room's replayed messages carry the room's seq: no place in the device's order
         seq = message.seq if message.receiver_type != cx.RT_ROOM else 0
-        try:
-            session.push_stored(seq, request.message_send.SerializeToString())
-        except FrameError as exc:  # never from a current logic; one such must not cost the others theirs
-            _log.warning("deliver_too_large", device_id=request.device_id, error=str(exc))
+        # one too large for a frame (never from a current logic) is logged and skipped
+        session.push_stored(seq, request.message_send.SerializeToString())
         return True
 
     async def DeliverMessage(
@@ -81,8 +78,7 @@ class ConnectIntServicer(connect_int_pb2_grpc.ConnectIntServicer):
         if session is None:
             _log.info("close_connection_absent", device_id=request.device_id, client_addr=request.client_addr)
             return connect_int_pb2.CloseConnectionResp(closed=False)
-        session.replaced = True
-        session.close("replaced by a connection of the same device on another node")
+        session.replace("replaced by a connection of the same device on another node")
         return connect_int_pb2.CloseConnectionResp(closed=True)
 
     def _signing_in(self, client_addr: str) -> Session | None:

@@ -18,12 +18,12 @@ from google.protobuf.message import DecodeError
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from gim.internal.connect.packets import Encoded, output
 from gim.internal.connect.registry import Registry
 from gim.pkg import broadcast, log
 from gim.pkg.limits import FRAME_MAX
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import connect_int_pb2
+from gim.pkg.protocol.packets import Encoded, output
 
 _log = log.get("broadcast")
 

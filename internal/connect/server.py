@@ -15,8 +15,8 @@ from websockets.asyncio.server import Server as WsServer
 from gim.internal.connect import tcp, ws
 from gim.internal.connect.api import ConnectIntServicer
 from gim.internal.connect.broadcast import BroadcastSubscriber
+from gim.internal.connect.context import ConnectContext
 from gim.internal.connect.registry import Registry
-from gim.internal.connect.session import Node
 from gim.pkg import log, nodes, redis_client, rpc
 from gim.pkg.config import ConnectConfig, split_host_port
 from gim.pkg.pb import connect_int_pb2_grpc, logic_int_pb2, logic_int_pb2_grpc
@@ -35,7 +35,7 @@ class ConnectServer:
         self.security = Security.from_config(config)
         self._grpc = rpc.new_server(config.grpc_status, self.security.server_interceptors("int"))
         connect_int_pb2_grpc.add_ConnectIntServicer_to_server(ConnectIntServicer(self.registry), self._grpc)
-        self.node: Node | None = None
+        self.context: ConnectContext | None = None
         self._tcp: asyncio.Server | None = None
         self._ws: WsServer | None = None
         self.tcp_port = self.ws_port = self.int_port = 0
@@ -53,7 +53,7 @@ class ConnectServer:
         self.int_port = rpc.bind(self._grpc, self.config.int_listen, self.security.server_credentials("int"))
         host, _ = split_host_port(self.config.int_listen, "int_listen")
         conn_addr = self.config.conn_addr or f"{host}:{self.int_port}"
-        self.node = Node(
+        self.context = ConnectContext(
             config=self.config,
             logic=logic_int_pb2_grpc.LogicIntStub(self._logic_channel),
             sync_raw=self._logic_channel.unary_unary(
@@ -70,10 +70,10 @@ class ConnectServer:
         )
         await self.broadcasts.start(timeout=self.config.rpc_timeout)
         tcp_host, tcp_port = split_host_port(self.config.tcp_listen, "tcp_listen")
-        self._tcp = await tcp.serve(self.node, tcp_host, tcp_port, self.security.ssl_context("tcp"))
+        self._tcp = await tcp.serve(self.context, tcp_host, tcp_port, self.security.ssl_context("tcp"))
         self.tcp_port = self._tcp.sockets[0].getsockname()[1]
         ws_host, ws_port = split_host_port(self.config.ws_listen, "ws_listen")
-        self._ws = await ws.serve(self.node, ws_host, ws_port, self.security.ssl_context("ws"))
+        self._ws = await ws.serve(self.context, ws_host, ws_port, self.security.ssl_context("ws"))
         self.ws_port = next(iter(self._ws.sockets)).getsockname()[1]
         _deepen_backlog([*self._tcp.sockets, *self._ws.sockets])
         self._install_accept_guard()
@@ -94,9 +94,9 @@ class ConnectServer:
 
     async def settle(self, timeout: float = 10.0) -> None:
         """Wait (bounded) for background work in flight: packets, offline calls, closes."""
-        assert self.node is not None
-        while self.node.tasks:
-            done, _ = await asyncio.wait(set(self.node.tasks), timeout=timeout)
+        assert self.context is not None
+        while self.context.tasks:
+            done, _ = await asyncio.wait(set(self.context.tasks), timeout=timeout)
             if not done:
                 raise TimeoutError("connect background tasks did not finish")
 
@@ -150,7 +150,9 @@ class ConnectServer:
         marked its devices offline: every connection is closed, so that its client signs
         in again (on any node) and is online, with its pushes, once more."""
         sessions = [s for s in self.registry.connections if s.signed_in]
-        _log.error("node_was_declared_dead", conn_addr=self.node.conn_addr if self.node else "", closing=len(sessions))
+        _log.error(
+            "node_was_declared_dead", conn_addr=self.context.conn_addr if self.context else "", closing=len(sessions)
+        )
         for session in sessions:
             session.close("this node was declared dead while it could not reach Redis: sign in again")
 
@@ -172,32 +174,32 @@ class ConnectServer:
         device online here: sign-ins already at logic are waited for (bounded), later
         ones are refused, and ServerStop marks every device of this node offline.
         """
-        if self.stopped or self.node is None:
+        if self.stopped or self.context is None:
             return
         self.stopped = True
-        self.node.stopping = True
+        self.context.stopping = True
         for chore in self._chores:
             chore.cancel()
         if self._tcp is not None:
             self._tcp.close()
         if self._ws is not None:
             self._ws.close(close_connections=False)
-        await self.node.sign_ins_done(self.config.rpc_timeout + 1.0)
+        await self.context.sign_ins_done(self.config.rpc_timeout + 1.0)
         sessions = list(self.registry.connections)
         for session in sessions:
             session.close("server shutting down")
         _log.info("connect_stopping", closed=len(sessions))
         try:
             await rpc.call(
-                self.node.logic.ServerStop,
-                logic_int_pb2.ServerStopReq(conn_addr=self.node.conn_addr),
+                self.context.logic.ServerStop,
+                logic_int_pb2.ServerStopReq(conn_addr=self.context.conn_addr),
                 self.config.rpc_timeout,
             )
         except Exception as exc:  # logic may already be gone; devices then time out
             _log.warning("server_stop_failed", error=str(exc))
         if self._redis is not None:
             try:
-                await nodes.leave(self._redis, self.config.redis_prefix, self.node.conn_addr)
+                await nodes.leave(self._redis, self.config.redis_prefix, self.context.conn_addr)
             except RedisError as exc:  # the key expires by itself
                 _log.warning("node_leave_failed", error=str(exc))
             await self._redis.aclose()
@@ -206,8 +208,8 @@ class ConnectServer:
         if self._ws is not None:
             await self._ws.wait_closed()
         await self._grpc.stop(grace)
-        if self.node.tasks:
-            await asyncio.wait(self.node.tasks, timeout=grace)
+        if self.context.tasks:
+            await asyncio.wait(self.context.tasks, timeout=grace)
         await self._logic_channel.close()
         self._restore_handler()
         _log.info("connect_stopped")

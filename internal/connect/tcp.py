@@ -6,10 +6,10 @@ import asyncio
 import socket
 import ssl
 
-from gim.internal.connect.codec import FrameDecoder, FrameError
-from gim.internal.connect.packets import Encoded
-from gim.internal.connect.session import Node, Session
-from gim.pkg.errors import Code
+from gim.internal.connect.context import ConnectContext
+from gim.internal.connect.session import Session
+from gim.pkg.protocol.frames import FrameDecoder
+from gim.pkg.protocol.packets import Encoded
 from gim.pkg.ratelimit import host_of
 
 
@@ -21,11 +21,13 @@ def _addr(peer: object) -> str:
 
 
 class TcpConnection(asyncio.Protocol):
-    __slots__ = ("node", "decoder", "peer", "_transport", "_abort_timer", "session")  # one per connection
+    """The asyncio side of one TCP connection: bytes read go to its `Session`, which
+    frames and handles them; what the session sends is written here."""
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.decoder = FrameDecoder(node.config.max_body_bytes)
+    __slots__ = ("context", "peer", "_transport", "_abort_timer", "session")  # one per connection
+
+    def __init__(self, context: ConnectContext) -> None:
+        self.context = context
         self.peer = ""
         self._transport: asyncio.Transport | None = None
         self._abort_timer: asyncio.TimerHandle | None = None
@@ -36,24 +38,19 @@ class TcpConnection(asyncio.Protocol):
         self._transport = transport
         self.peer = _addr(transport.get_extra_info("peername"))
         host = host_of(self.peer)
-        if not self.node.pending.admit(host):  # too many connections not signed in from there
+        if not self.context.pending.admit(host):  # too many connections not signed in from there
             transport.abort()
             return
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.session = Session(self, self.node, pending=host)
+        decoder = FrameDecoder(self.context.config.max_body_bytes)
+        self.session = Session(self, self.context, pending=host, decoder=decoder)
 
     def data_received(self, data: bytes) -> None:
         if self.session is None:  # refused at accept
             return
-        try:
-            bodies = self.decoder.feed(data)
-        except FrameError as exc:
-            self.session.fail(Code.BAD_REQUEST, str(exc))
-            return
-        for body in bodies:
-            self.session.on_body(body)
+        self.session.data_received(data)
 
     def eof_received(self) -> bool:
         return False  # close our side too
@@ -71,7 +68,7 @@ class TcpConnection(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        if transport.get_write_buffer_size() > self.node.config.write_buffer_limit:
+        if transport.get_write_buffer_size() > self.context.config.write_buffer_limit:
             # The client does not read: drop it rather than hold memory; it will resync.
             transport.abort()
             if self.session is not None:
@@ -86,7 +83,7 @@ class TcpConnection(asyncio.Protocol):
             return
         transport.close()
         loop = asyncio.get_running_loop()
-        self._abort_timer = loop.call_later(self.node.config.close_timeout, transport.abort)
+        self._abort_timer = loop.call_later(self.context.config.close_timeout, transport.abort)
 
 
 # Connections accepted per loop iteration (also asyncio's retry count on EMFILE); the
@@ -94,11 +91,11 @@ class TcpConnection(asyncio.Protocol):
 ACCEPT_BATCH = 64
 
 
-async def serve(node: Node, host: str, port: int, tls: ssl.SSLContext | None = None) -> asyncio.Server:
+async def serve(context: ConnectContext, host: str, port: int, tls: ssl.SSLContext | None = None) -> asyncio.Server:
     """Listen for long connections; with `tls`, each speaks TLS (the same framing inside)
     and must finish its handshake within the sign-in deadline."""
     loop = asyncio.get_running_loop()
-    handshake = {"ssl": tls, "ssl_handshake_timeout": node.config.sign_in_timeout} if tls else {}
+    handshake = {"ssl": tls, "ssl_handshake_timeout": context.config.sign_in_timeout} if tls else {}
     return await loop.create_server(
-        lambda: TcpConnection(node), host, port, backlog=ACCEPT_BATCH, reuse_address=True, **handshake
+        lambda: TcpConnection(context), host, port, backlog=ACCEPT_BATCH, reuse_address=True, **handshake
     )

@@ -15,11 +15,12 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
-from gim.internal.connect.packets import Encoded
-from gim.internal.connect.session import Node, Session
+from gim.internal.connect.context import ConnectContext
+from gim.internal.connect.session import Session
 from gim.internal.connect.tcp import ACCEPT_BATCH
 from gim.pkg import log
 from gim.pkg.errors import Code
+from gim.pkg.protocol.packets import Encoded
 
 _log = log.get("ws")
 
@@ -33,9 +34,9 @@ class WsConnection:
     `write_buffer_limit` bytes, as for TCP: a client that does not read is aborted.
     """
 
-    def __init__(self, ws: ServerConnection, node: Node) -> None:
+    def __init__(self, ws: ServerConnection, context: ConnectContext) -> None:
         self.ws = ws
-        self.node = node
+        self.context = context
         host, port = ws.remote_address[:2] if ws.remote_address else ("?", 0)
         self.peer = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
         self._outbox: deque[bytes] = deque()
@@ -50,7 +51,7 @@ class WsConnection:
     def send(self, out: Encoded) -> None:
         if self._closing:
             return
-        if self._buffered() + len(out.body) > self.node.config.write_buffer_limit:
+        if self._buffered() + len(out.body) > self.context.config.write_buffer_limit:
             self._closing = True
             self._outbox.clear()
             self._queued = 0
@@ -61,7 +62,7 @@ class WsConnection:
         self._outbox.append(out.body)
         self._queued += len(out.body)
         if self._writer is None:
-            self._writer = self.node.spawn(self._write())
+            self._writer = self.context.spawn(self._write())
 
     async def _write(self) -> None:
         try:
@@ -75,18 +76,18 @@ class WsConnection:
         finally:
             self._writer = None
 
-    async def drain(self) -> None:
+    async def wait_written(self) -> None:
         """Wait (bounded) until what is queued has been handed to the socket."""
         if self._writer is not None:
-            await asyncio.wait([self._writer], timeout=self.node.config.close_timeout)
+            await asyncio.wait([self._writer], timeout=self.context.config.close_timeout)
 
     def close(self) -> None:
         if not self._closing:
             self._closing = True
-            self.node.spawn(self._close())
+            self.context.spawn(self._close())
 
     async def _close(self) -> None:
-        await self.drain()
+        await self.wait_written()
         await self.ws.close()  # the closing handshake is bounded by close_timeout
 
 
@@ -94,14 +95,14 @@ def _client_host(ws: ServerConnection) -> str:
     return str(ws.remote_address[0]) if ws.remote_address else ""
 
 
-def _checks(node: Node) -> Callable[[ServerConnection, Request], Response | None]:
+def _checks(context: ConnectContext) -> Callable[[ServerConnection, Request], Response | None]:
     """The handshake's checks: the path, then the cap on connections not signed in yet
     from the client's address (pending.py): HTTP 429 past it."""
 
     def check(connection: ServerConnection, request: Request) -> Response | None:
         if urlsplit(request.path).path != PATH:
             return connection.respond(http.HTTPStatus.NOT_FOUND, f"WebSocket endpoint is {PATH}\n")
-        if node.pending.full(_client_host(connection)):
+        if context.pending.full(_client_host(connection)):
             return connection.respond(
                 http.HTTPStatus.TOO_MANY_REQUESTS, "too many connections not signed in from this address\n"
             )
@@ -110,13 +111,13 @@ def _checks(node: Node) -> Callable[[ServerConnection, Request], Response | None
     return check
 
 
-async def _handle(node: Node, ws: ServerConnection) -> None:
+async def _handle(context: ConnectContext, ws: ServerConnection) -> None:
     host = _client_host(ws)
-    if not node.pending.admit(host):  # others from there finished their handshakes meanwhile
+    if not context.pending.admit(host):  # others from there finished their handshakes meanwhile
         await ws.close(CloseCode.TRY_AGAIN_LATER, "too many connections not signed in from this address")
         return
-    conn = WsConnection(ws, node)
-    session = conn.session = Session(conn, node, pending=host)
+    conn = WsConnection(ws, context)
+    session = conn.session = Session(conn, context, pending=host)
     try:
         query = parse_qs(urlsplit(ws.request.path).query) if ws.request else {}
         if "token" in query:  # legacy clients sign in with query parameters
@@ -137,22 +138,22 @@ async def _handle(node: Node, ws: ServerConnection) -> None:
         pass
     finally:
         session.on_closed()
-        await conn.drain()
+        await conn.wait_written()
 
 
-async def serve(node: Node, host: str, port: int, tls: ssl.SSLContext | None = None) -> Server:
+async def serve(context: ConnectContext, host: str, port: int, tls: ssl.SSLContext | None = None) -> Server:
     """Listen for WebSocket long connections; with `tls`, WSS (the TLS handshake bounded
     by the sign-in deadline)."""
-    handshake = {"ssl": tls, "ssl_handshake_timeout": node.config.sign_in_timeout} if tls else {}
+    handshake = {"ssl": tls, "ssl_handshake_timeout": context.config.sign_in_timeout} if tls else {}
     return await ws_serve(
-        lambda ws: _handle(node, ws),
+        lambda ws: _handle(context, ws),
         host,
         port,
-        process_request=_checks(node),
+        process_request=_checks(context),
         compression=None,
-        max_size=node.config.max_body_bytes,
+        max_size=context.config.max_body_bytes,
         max_queue=16,
-        close_timeout=node.config.close_timeout,
+        close_timeout=context.config.close_timeout,
         ping_interval=None,  # the application heartbeat and idle eviction keep watch
         backlog=ACCEPT_BATCH,  # see tcp.ACCEPT_BATCH
         **handshake,

@@ -1,4 +1,9 @@
-"""The TCP frame codec, without I/O: a 2-byte big-endian length, then the body.
+"""Framing of the long connection, without I/O.
+
+TCP carries a stream of frames: a 2-byte big-endian body length, then the body (one
+packet). Reads may return several frames at once ("sticky" packets), part of one
+("split" packets), or both. WebSocket carries one packet per binary message and needs no
+framing of its own; the largest body is the same, FRAME_MAX bytes.
 
 `FrameDecoder.feed` takes whatever bytes a read returned (many packets, part of one,
 or both) and returns the complete bodies in order; a zero or oversize length raises
