@@ -4,7 +4,9 @@ gim run        start business, logic and connect on this machine (the embedded d
 gim migrate    create the schema in the configured database (idempotent)
 gim migrate --sql   print the MySQL schema (sql/create_table.sql)
 gim client     chat from the terminal; `gim client send|listen` for scripts
-gim health HOST:PORT ...   exit 0 if every address accepts a connection (health checks)
+gim health HOST:PORT ... [--tcp HOST:PORT ...]   exit 0 if every gRPC address reports SERVING
+               (standard gRPC health checking) and every --tcp one accepts a connection
+gim admin      nodes, a user's devices, disconnect a device (private calls)
 gim bench      benchmark scenarios with their ceilings (docs/benchmarks.md)
 """
 
@@ -21,6 +23,7 @@ except ModuleNotFoundError as exc:  # the container image leaves the benchmark c
         raise
     bench_cli = None
 from gim.client import cli as client_cli
+from gim.cmd import admin as admin_cli
 from gim.pkg import config, db, log
 from gim.pkg.schema import MessageShards
 
@@ -85,12 +88,28 @@ def _bench_not_installed(_args: argparse.Namespace) -> None:
 
 
 def _health(args: argparse.Namespace) -> None:
-    """A container health check: every listener of the node accepts a TCP connection."""
+    """A health check (containers, Kubernetes): every gRPC address reports SERVING for
+    `--service` over the standard health protocol; every `--tcp` address (connect's
+    long-connection listeners) accepts a TCP connection."""
+    from gim.pkg.health import check_addr
     from gim.pkg.redis_client import port_open
 
-    down = [addr for addr in args.addrs if not port_open(*config.split_host_port(addr))]
+    if not args.addrs and not args.tcp:
+        raise SystemExit("gim health: name at least one HOST:PORT (gRPC) or --tcp HOST:PORT")
+    down = [addr for addr in [*args.addrs, *args.tcp] if not port_open(*config.split_host_port(addr))]
     if down:
         raise SystemExit(f"gim health: not listening: {', '.join(down)}")
+
+    async def statuses() -> list[str]:
+        return await asyncio.gather(*(check_addr(addr, args.service, args.timeout) for addr in args.addrs))
+
+    answers = asyncio.run(statuses()) if args.addrs else []
+    bad = [f"{addr} {status}" for addr, status in zip(args.addrs, answers, strict=True) if status != "SERVING"]
+    if bad:
+        raise SystemExit(f"gim health: not serving: {', '.join(bad)}")
+    if args.verbose:
+        for addr, status in zip(args.addrs, answers, strict=True):
+            print(f"{addr} {args.service or '(node)'} {status}")
 
 
 def _service(name: str, args: argparse.Namespace) -> None:
@@ -116,9 +135,16 @@ def main(argv: list[str] | None = None) -> None:
     mig.add_argument("--sql", action="store_true", help="print the MySQL schema instead")
     mig.set_defaults(func=_migrate)
     client_cli.add_parser(sub)
-    health = sub.add_parser("health", help="exit 0 if every HOST:PORT accepts a connection")
-    health.add_argument("addrs", nargs="+", metavar="HOST:PORT")
+    health = sub.add_parser(
+        "health", help="exit 0 if every gRPC HOST:PORT reports SERVING and every --tcp one accepts a connection"
+    )
+    health.add_argument("addrs", nargs="*", metavar="HOST:PORT", help="gRPC ports: standard health check")
+    health.add_argument("--tcp", nargs="+", default=[], metavar="HOST:PORT", help="listeners checked by a connection")
+    health.add_argument("--service", default="", help="the service to ask about, e.g. pb.LogicExt ('' = the node)")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds per check (default 3)")
+    health.add_argument("-v", "--verbose", action="store_true", help="print each address's status")
     health.set_defaults(func=_health)
+    admin_cli.add_parser(sub)
     if bench_cli is not None:
         bench_cli.add_parser(sub)
     else:

@@ -238,6 +238,22 @@ class Launcher:
         async with asyncio.timeout(timeout):
             await node.wait_ready()
 
+    async def health(self, name: str, service: str = "", timeout: float = 3.0) -> str:
+        """What the node's private gRPC port answers to a standard health check of
+        `service` ("" = the node): "SERVING", "NOT_SERVING", or "UNREACHABLE (...)"."""
+        from gim.pkg.health import check_addr
+
+        return await check_addr(self.nodes[name].addr("int"), service, timeout)
+
+    async def wait_healthy(self, timeout: float = 30.0) -> None:
+        """Until every running node's health check says SERVING (its dependencies answer)."""
+        async with asyncio.timeout(timeout):
+            for node in self.nodes.values():
+                while node.running:
+                    if await self.health(node.name) == "SERVING":
+                        break
+                    await asyncio.sleep(0.1)  # a health change has no event to wait on: poll, bounded
+
     async def exited(self) -> Node:
         """Wait until some running node exits on its own; returns it."""
         waits = {
@@ -306,6 +322,7 @@ def local_nodes(
 
     def spec(name: str, service: str, listen: dict[str, str], **keys: object) -> NodeSpec:
         listen_keys = {f"{listener}_listen": addr for listener, addr in listen.items()}
+        listen_keys["metrics_listen"] = f"{host}:0"  # each node its own; Node.ports["metrics"] says which
         return NodeSpec(name, service, listen, {**common, **service_env(service, {**listen_keys, **keys})})
 
     specs = [spec("business", "business", business, **storage, logic_int_addr=logic_peers, dev_code=dev_code)]

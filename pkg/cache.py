@@ -22,7 +22,7 @@ from typing import Generic, TypeVar
 
 import redis.asyncio as aioredis
 
-from gim.pkg import log
+from gim.pkg import log, metrics
 from gim.pkg.batcher import Batcher
 from gim.pkg.redis_outage import UNREACHABLE, RedisOutage
 
@@ -117,6 +117,7 @@ class Cache:
         values = await self._reads.submit([self._key(kind, i) for i in wanted])
         found = {id_: value for id_, value in zip(wanted, values, strict=True) if value is not None}
         missed = [id_ for id_ in wanted if id_ not in found]
+        metrics.count_lookups(kind, len(found), len(missed))
         if missed:
             # the generations, read before the database: a fill after an invalidation fails
             gen_values = await self._reads.submit([self._gen_key(kind, i) for i in missed])

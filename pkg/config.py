@@ -73,6 +73,7 @@ class BaseConfig:
     internal_mtls: bool = False  # private TLS ports require a client certificate from tls_ca_file
     internal_secret: str = ""  # shared secret of private calls (metadata gim-internal-secret)
     private_network_trusted: bool = False  # a non-loopback int_listen may run without a credential
+    drain_seconds: float = 0.0  # a stopping node reports NOT_SERVING and still serves this long
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -108,6 +109,8 @@ class BusinessConfig(StorageConfig):
     sign_in_phone_limit: str = "5/15m"  # wrong codes per phone number, then locked until the window ends
     sign_in_address_limit: str = "20/15m"  # wrong codes per client address, likewise
     limit_exempt: str = "127.0.0.0/8,::1"  # client addresses no per-address limit applies to
+    metrics_listen: str = "127.0.0.1:9103"  # Prometheus /metrics over HTTP ('' = off)
+    reflection: bool = True  # gRPC server reflection on ext_listen (grpcurl list / describe)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -137,6 +140,8 @@ class LogicConfig(StorageConfig):
     room_keep_bytes: int = 1 << 20  # kept (replayable) bytes per room; the oldest go first
     room_replay_bytes: int = 256 << 10  # bytes one subscribe replays at most (oldest first)
     limit_exempt: str = "127.0.0.0/8,::1"  # client addresses no per-address limit applies to
+    metrics_listen: str = "127.0.0.1:9102"  # Prometheus /metrics over HTTP ('' = off)
+    reflection: bool = True  # gRPC server reflection on ext_listen (grpcurl list / describe)
     # the HTTP/JSON API and the browser chat (internal/web, docs/http.md); '' = off (gim run turns them on)
     http_listen: str = ""  # public: LogicExt + UserExt as JSON, the chat page at /
     http_int_listen: str = ""  # private: the LogicInt calls of business backends
@@ -167,6 +172,7 @@ class ConnectConfig(BaseConfig):
     rpc_timeout: float = 5.0
     max_pending_per_address: int = 256  # connections not signed in yet from one client address (0: no cap)
     limit_exempt: str = "127.0.0.0/8,::1"  # client addresses no per-address limit applies to
+    metrics_listen: str = "127.0.0.1:9101"  # Prometheus /metrics over HTTP ('' = off)
 
     @property
     def advertised_addr(self) -> str:
@@ -419,11 +425,14 @@ CHECKS: dict[str, Check] = {
     "room_keep_bytes": _count(65535),
     "room_replay_bytes": _count(65535),
     "max_pending_per_address": _count(0),
+    "metrics_listen": lambda value: _listen(value) if value else None,  # '' = no metrics listener
+    "reflection": _anything,
     "http_listen": lambda value: _listen(value) if value else None,  # '' = off
     "http_int_listen": lambda value: _listen(value) if value else None,
     "http_cors_origins": lambda value: _origins(value),
     "business_ext_addr": _peers,
     "web_ws_url": lambda value: _url_list(value, "ws", "wss"),
+    "drain_seconds": lambda value: None if 0 <= value <= 5 else "expected seconds from 0 to 5",
 }
 
 _TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import structlog
@@ -35,6 +37,24 @@ def setup(level: str = "info", fmt: str = "console") -> None:
 
 def get(name: str) -> structlog.typing.FilteringBoundLogger:
     return structlog.get_logger(component=name)  # type: ignore[no-any-return]
+
+
+CALL_IDS = ("request_id", "user_id", "device_id")  # metadata of a call bound to each of its log lines
+
+
+def call_ids(metadata: Iterable[tuple[str, Any]] | None) -> dict[str, str]:
+    """The request_id, user_id and device_id a call's metadata carries (each cut to 24 characters)."""
+    return {key: value[:24] for key, value in metadata or () if key in CALL_IDS and isinstance(value, str) and value}
+
+
+@contextlib.contextmanager
+def bound(**fields: str) -> Iterator[None]:
+    """Every log line written inside (this task and the tasks it starts) carries `fields`."""
+    if not fields:
+        yield
+        return
+    with structlog.contextvars.bound_contextvars(**fields):
+        yield
 
 
 class Summary:

@@ -14,8 +14,9 @@ from grpc import aio
 from redis import exceptions as redis_errors
 from sqlalchemy import exc as sa_exc
 
-from gim.pkg import log
+from gim.pkg import log, metrics
 from gim.pkg.errors import GIM_CODE_KEY, Code, GimError, Overloaded, grpc_status, unauthorized, unavailable
+from gim.pkg.health import NodeHealth, Probe
 from gim.pkg.security import PLAINTEXT, Outbound, Security
 
 _log = log.get("rpc")
@@ -155,9 +156,10 @@ LISTEN_HINT = (
 
 def new_server(status_mode: str = "gim", interceptors: Sequence[aio.ServerInterceptor] = ()) -> aio.Server:
     """A gRPC server whose gim errors go out in `status_mode` ("gim" or "standard");
-    `interceptors` (a private server's secret check) run before anything else."""
+    `interceptors` (a private server's secret check) run before anything else but the
+    metrics and log binding of every call (`metrics.ServerMetrics`)."""
     return aio.server(
-        interceptors=[*interceptors, ErrorInterceptor(status_mode)],
+        interceptors=[metrics.ServerMetrics(), *interceptors, ErrorInterceptor(status_mode)],
         options=SERVER_OPTIONS,
         maximum_concurrent_rpcs=MAX_CONCURRENT_CALLS,
     )
@@ -217,9 +219,10 @@ def channel(addr: str, *, private: bool = False, outbound: Outbound | None = Non
     connection still in reconnect backoff)."""
     how = _outbound if outbound is None else outbound
     options = CHANNEL_OPTIONS + ([("grpc.use_local_subchannel_pool", 1)] if private else []) + how.options()
+    interceptors = [metrics.ClientMetrics(), *how.interceptors()]
     if how.credentials is not None:
-        return aio.secure_channel(target(addr), how.credentials, options=options, interceptors=how.interceptors())
-    return aio.insecure_channel(target(addr), options=options, interceptors=how.interceptors())
+        return aio.secure_channel(target(addr), how.credentials, options=options, interceptors=interceptors)
+    return aio.insecure_channel(target(addr), options=options, interceptors=interceptors)
 
 
 def gim_error_of(exc: aio.AioRpcError) -> GimError | None:
@@ -294,7 +297,8 @@ def request_id_of(context: aio.ServicerContext[Any, Any]) -> int:
 
 class ServerPair:
     """A service's two gRPC servers: `int` (other gim services, private network) and
-    `ext` (apps and business backends), bound and stopped together."""
+    `ext` (apps and business backends), bound and stopped together, with health checking
+    on both (`health`; see `expose`)."""
 
     def __init__(self, status_mode: str = "gim", security: Security | None = None) -> None:
         security = security if security is not None else Security()
@@ -303,14 +307,26 @@ class ServerPair:
         self.ext = new_server(status_mode)
         self.int_port = 0
         self.ext_port = 0
+        self.health = NodeHealth()
+
+    def expose(
+        self, int_services: list[str], ext_services: list[str], *, reflection: bool, probe: Probe, drain_seconds: float
+    ) -> None:
+        """Health checking for these services on each server (NOT_SERVING while `probe`
+        fails, and for `drain_seconds` of a stop); server reflection on `ext`."""
+        self.health.probe, self.health.drain_seconds = probe, drain_seconds
+        self.health.serve(self.int, int_services)
+        self.health.serve(self.ext, ext_services, reflect=reflection)
 
     async def start(self, int_listen: str, ext_listen: str) -> None:
         self.int_port = bind(self.int, int_listen, self.security.server_credentials("int"))
         self.ext_port = bind(self.ext, ext_listen, self.security.server_credentials("ext"))
         await self.int.start()
         await self.ext.start()
+        await self.health.start()
 
     async def stop(self, grace: float) -> None:
+        await self.health.drain()  # NOT_SERVING, still answering for drain_seconds
         await self.ext.stop(grace)
         await self.int.stop(grace)
 

@@ -39,6 +39,7 @@ PUBLIC = ("tcp", "ws", "ext")
 LISTENERS = (*PUBLIC, "int")
 ALIASES = {"public": PUBLIC, "all": LISTENERS}
 REFUSED = "internal call refused: missing or wrong gim-internal-secret"
+OPEN_PREFIX = "/grpc.health.v1.Health/"  # calls a private port answers without the secret
 
 
 def tls_listeners(value: str) -> frozenset[str]:
@@ -200,6 +201,8 @@ class SecretCheck(aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        if details.method.startswith(OPEN_PREFIX):  # health status: what probes without the secret may ask
+            return await continuation(details)
         given = next((value for key, value in details.invocation_metadata or () if key == SECRET_KEY), None)
         if isinstance(given, str) and hmac.compare_digest(given.encode(), self._secret):
             return await continuation(details)

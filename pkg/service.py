@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
 
-from gim.pkg import config, log, parent_death, ports, rpc, security
+from gim.pkg import config, log, metrics, parent_death, ports, rpc, security
 from gim.pkg.config import BaseConfig, C
 
 _log = log.get("service")
@@ -168,13 +168,28 @@ def serve(
             _log.error("cannot_start", service=name, error=str(exc))
             await _release(server)
             raise SystemExit(1) from None
+        exporter = _serve_metrics(name, config)
         if launch.ready_fd is not None:
-            _report_ready(launch.ready_fd, bound_ports(server))
+            _report_ready(launch.ready_fd, bound_ports(server) | ({"metrics": exporter.port} if exporter.port else {}))
         await stop.wait()
         _log.info("stopping", service=name)
         await server.stop()
+        await asyncio.to_thread(exporter.stop)
 
     run(main, shutdown_limit)
+
+
+def _serve_metrics(name: str, cfg: BaseConfig) -> metrics.MetricsListener:
+    """The node's /metrics listener (`metrics_listen`, '' = none). A port it cannot listen
+    on is logged, not fatal: a node without metrics still serves its clients."""
+    exporter = metrics.MetricsListener()
+    listen = str(getattr(cfg, "metrics_listen", "") or "")
+    if listen:
+        try:
+            _log.info("metrics_listening", service=name, port=exporter.start(listen))
+        except OSError as exc:
+            _log.error("metrics_listen_failed", service=name, metrics_listen=listen, error=str(exc))
+    return exporter
 
 
 async def _release(server: Server) -> None:

@@ -233,7 +233,10 @@ def test_compose_services_images_and_health_checks() -> None:
         svc = services[name]
         assert svc["command"][0] in scripts(), name
         ports = listen_ports(kind, environment(svc))
-        assert svc["healthcheck"]["test"] == ["CMD", "gim", "health", *(f"127.0.0.1:{p}" for p in ports.values())]
+        grpc_ports = [f"127.0.0.1:{p}" for listener, p in ports.items() if listener in ("int", "ext")]
+        tcp_ports = [f"127.0.0.1:{p}" for listener, p in ports.items() if listener in ("tcp", "ws")]
+        wanted = ["CMD", "gim", "health", *grpc_ports, *(["--tcp", *tcp_ports] if tcp_ports else [])]
+        assert svc["healthcheck"]["test"] == wanted, name
 
 
 def test_compose_names_the_gim_image_once() -> None:
@@ -373,9 +376,9 @@ def test_gim_health() -> None:
         listening.bind(("127.0.0.1", 0))
         listening.listen()
         up = f"127.0.0.1:{listening.getsockname()[1]}"
-        gim_main(["health", up])  # returns: exit code 0
+        gim_main(["health", "--tcp", up])  # returns: exit code 0
         with pytest.raises(SystemExit, match="not listening"):
-            gim_main(["health", up, f"127.0.0.1:{redis_client.free_port()}"])
+            gim_main(["health", "--tcp", up, f"127.0.0.1:{redis_client.free_port()}"])
 
 
 # -- the compose MySQL and Redis, locally ------------------------------------------------
@@ -612,7 +615,9 @@ def compose_nodes(storage: LocalStorage, env_values: Mapping[str, str], redis_pr
     for node, kind in kinds.items():
         env = {}
         for var, value in envs[node].items():
-            if var.endswith(("_LISTEN", "_ADDR")):
+            if var.endswith("_METRICS_LISTEN"):
+                value = "127.0.0.1:0"  # each local node its own metrics port
+            elif var.endswith(("_LISTEN", "_ADDR")):
                 value = rewrite(node, value)
             env[var] = storage.rewrite(var, value)
         env.update(service_env(kind, {"redis_prefix": redis_prefix}))

@@ -8,7 +8,7 @@ from grpc import aio
 
 from gim.internal.business.app import BusinessApp
 from gim.internal.business.users import User
-from gim.pkg import rpc
+from gim.pkg import metrics, rpc
 from gim.pkg.errors import result_pb
 from gim.pkg.pb import user_ext_pb2 as ext
 from gim.pkg.pb import user_ext_pb2_grpc as ext_grpc
@@ -44,7 +44,10 @@ class UserExtServicer(ext_grpc.UserExtServicer):
 
     async def SignIn(self, request: ext.SignInReq, context: Context) -> ext.SignInResp:
         client_addr = host_of(context.peer() or "")  # wrong codes are counted per address too
-        user, is_new, token = await self.app.sign_in(request.phone_number, request.code, request.device_id, client_addr)
+        with metrics.counting(metrics.BUSINESS_SIGN_INS):
+            user, is_new, token = await self.app.sign_in(
+                request.phone_number, request.code, request.device_id, client_addr
+            )
         return ext.SignInResp(is_new=is_new, user_id=user.user_id, token=token)
 
     async def GetUser(self, request: ext.GetUserReq, context: Context) -> ext.GetUserResp:
@@ -68,11 +71,14 @@ class UserIntServicer(int_grpc.UserIntServicer):
         self.app = app
 
     async def Auth(self, request: int_.AuthReq, context: Context) -> int_.AuthResp:
-        await self.app.auth(request.user_id, request.device_id, request.token)
+        with metrics.counting(metrics.BUSINESS_TOKEN_CHECKS):
+            await self.app.auth(request.user_id, request.device_id, request.token)
         return int_.AuthResp()
 
     async def AuthMany(self, request: int_.AuthManyReq, context: Context) -> int_.AuthManyResp:
         errors = await self.app.auth_many([(a.user_id, a.device_id, a.token) for a in request.auths])
+        for error in errors:
+            metrics.BUSINESS_TOKEN_CHECKS.labels(metrics.outcome_of(error)).inc()
         return int_.AuthManyResp(results=[result_pb(int_.AuthResult, e) for e in errors])
 
     async def GetUser(self, request: ext.GetUserReq, context: Context) -> ext.GetUserResp:

@@ -13,7 +13,7 @@ from gim.internal.business.attempts import SignInAttempts
 from gim.internal.business.tokens import TokenStore
 from gim.internal.business.users import UserStore
 from gim.internal.business.verifier import from_config
-from gim.pkg import db, log, redis_client, rpc
+from gim.pkg import db, health, log, redis_client, rpc
 from gim.pkg.cache import Cache
 from gim.pkg.config import BusinessConfig
 from gim.pkg.errors import Code, GimError
@@ -81,6 +81,9 @@ class BusinessServer(rpc.ServesPair):
             ),
         )
         self._grpc = rpc.ServerPair(config.grpc_status, Security.from_config(config))
+        self._grpc.expose(["pb.UserInt", "pb.BusinessInt"], ["pb.UserExt", "pb.BusinessExt"],
+                          reflection=config.reflection, probe=health.database_probe(engine),
+                          drain_seconds=config.drain_seconds)  # fmt: skip
         int_servicer = UserIntServicer(self.app)
         int_grpc.add_UserIntServicer_to_server(int_servicer, self._grpc.int)
         int_grpc.add_BusinessIntServicer_to_server(int_servicer, self._grpc.int)

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gim.pkg import db
+from gim.pkg import db, metrics
 from gim.pkg.schema import seq as seq_table
 
 # the driver sends the rows of one call as one multi-row upsert
@@ -24,6 +24,11 @@ _MYSQL_UPSERT = _mysql_upsert.on_duplicate_key_update(seq=seq_table.c.seq + _mys
 
 async def allocate(conn: AsyncConnection, object_type: int, counts: Mapping[int, int]) -> dict[int, int]:
     """Raise each owner's seq by its count; returns each owner's new highest seq."""
+    with metrics.LOGIC_SEQ_SECONDS.time():
+        return await _allocate(conn, object_type, counts)
+
+
+async def _allocate(conn: AsyncConnection, object_type: int, counts: Mapping[int, int]) -> dict[int, int]:
     owners = sorted(counts)  # one lock order for everybody: no deadlock between allocators
     if conn.dialect.name == "mysql":
         sql = db.driver_sql(conn, _MYSQL_UPSERT, ("object_type", "object_id", "seq"))

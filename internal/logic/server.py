@@ -9,6 +9,7 @@ from grpc import aio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gim.internal.logic.acks import AckStore
+from gim.internal.logic.admin import LogicAdminServicer
 from gim.internal.logic.api import LogicExtServicer, LogicIntServicer
 from gim.internal.logic.dead_nodes import DeadNodes
 from gim.internal.logic.delivery import Deliverer
@@ -22,7 +23,7 @@ from gim.internal.logic.messages import MessageService
 from gim.internal.logic.rooms import RoomService
 from gim.internal.logic.users import UserClient
 from gim.internal.web.server import WebServer
-from gim.pkg import db, log, redis_client, rpc
+from gim.pkg import db, health, log, redis_client, rpc
 from gim.pkg.cache import Cache
 from gim.pkg.config import LogicConfig
 from gim.pkg.nodes import NodeLiveness
@@ -84,8 +85,12 @@ class LogicServer(rpc.ServesPair):
             sync_page_size=config.sync_page_size,
         )
         self._grpc = rpc.ServerPair(config.grpc_status, Security.from_config(config))
+        self._grpc.expose(["pb.LogicInt", "pb.LogicAdmin"], ["pb.LogicExt"], reflection=config.reflection,
+                          probe=health.database_probe(engine), drain_seconds=config.drain_seconds)  # fmt: skip
         int_servicer = LogicIntServicer(self.devices, self.messages, users, self.rooms)
         logic_int_pb2_grpc.add_LogicIntServicer_to_server(int_servicer, self._grpc.int)
+        admin = LogicAdminServicer(engine, redis, config.redis_prefix, self.devices, config.rpc_timeout)
+        logic_int_pb2_grpc.add_LogicAdminServicer_to_server(admin, self._grpc.int)
         friends = FriendService(engine, users, self.messages)
         groups = GroupService(group_store, users, self.messages, config.max_group_members)
         ext_servicer = LogicExtServicer(self.devices, self.messages, users, self.rooms, friends, groups, limits)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from . import connect_ext_pb2 as connect__ext__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11\x63onnect_int.proto\x12\x02pb\x1a\x11\x63onnect_ext.proto\"p\n\x11\x44\x65liverMessageReq\x12\x11\n\tdevice_id\x18\x01 \x01(\x03\x12%\n\x0cmessage_send\x18\x02 \x01(\x0b\x32\x0f.pb.MessageSend\x12\x10\n\x08sent_seq\x18\x03 \x01(\x03\x12\x0f\n\x07user_id\x18\x04 \x01(\x03\"\x14\n\x12\x44\x65liverMessageResp\"=\n\x12\x44\x65liverMessagesReq\x12\'\n\x08messages\x18\x01 \x03(\x0b\x32\x15.pb.DeliverMessageReq\"0\n\x13\x44\x65liverMessagesResp\x12\x19\n\x11\x61\x62sent_device_ids\x18\x01 \x03(\x03\"<\n\x12\x43loseConnectionReq\x12\x11\n\tdevice_id\x18\x01 \x01(\x03\x12\x13\n\x0b\x63lient_addr\x18\x02 \x01(\t\"%\n\x13\x43loseConnectionResp\x12\x0e\n\x06\x63losed\x18\x01 \x01(\x08\"E\n\x0bPushRoomMsg\x12\x0f\n\x07room_id\x18\x01 \x01(\x03\x12%\n\x0cmessage_send\x18\x02 \x01(\x0b\x32\x0f.pb.MessageSend\"3\n\nPushAllMsg\x12%\n\x0cmessage_send\x18\x02 \x01(\x0b\x32\x0f.pb.MessageSend2\xd5\x01\n\nConnectInt\x12?\n\x0e\x44\x65liverMessage\x12\x15.pb.DeliverMessageReq\x1a\x16.pb.DeliverMessageResp\x12\x42\n\x0f\x44\x65liverMessages\x12\x16.pb.DeliverMessagesReq\x1a\x17.pb.DeliverMessagesResp\x12\x42\n\x0f\x43loseConnection\x12\x16.pb.CloseConnectionReq\x1a\x17.pb.CloseConnectionRespb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11\x63onnect_int.proto\x12\x02pb\x1a\x11\x63onnect_ext.proto\"p\n\x11\x44\x65liverMessageReq\x12\x11\n\tdevice_id\x18\x01 \x01(\x03\x12%\n\x0cmessage_send\x18\x02 \x01(\x0b\x32\x0f.pb.MessageSend\x12\x10\n\x08sent_seq\x18\x03 \x01(\x03\x12\x0f\n\x07user_id\x18\x04 \x01(\x03\"\x14\n\x12\x44\x65liverMessageResp\"=\n\x12\x44\x65liverMessagesReq\x12\'\n\x08messages\x18\x01 \x03(\x0b\x32\x15.pb.DeliverMessageReq\"0\n\x13\x44\x65liverMessagesResp\x12\x19\n\x11\x61\x62sent_device_ids\x18\x01 \x03(\x03\"<\n\x12\x43loseConnectionReq\x12\x11\n\tdevice_id\x18\x01 \x01(\x03\x12\x13\n\x0b\x63lient_addr\x18\x02 \x01(\t\"%\n\x13\x43loseConnectionResp\x12\x0e\n\x06\x63losed\x18\x01 \x01(\x08\"\r\n\x0bGetStatsReq\"[\n\x0cGetStatsResp\x12\x13\n\x0b\x63onnections\x18\x01 \x01(\x03\x12\x11\n\tsigned_in\x18\x02 \x01(\x03\x12\r\n\x05rooms\x18\x03 \x01(\x03\x12\x14\n\x0croom_members\x18\x04 \x01(\x03\"E\n\x0bPushRoomMsg\x12\x0f\n\x07room_id\x18\x01 \x01(\x03\x12%\n\x0cmessage_send\x18\x02 \x01(\x0b\x32\x0f.pb.MessageSend\"3\n\nPushAllMsg\x12%\n\x0cmessage_send\x18\x02 \x01(\x0b\x32\x0f.pb.MessageSend2\x84\x02\n\nConnectInt\x12?\n\x0e\x44\x65liverMessage\x12\x15.pb.DeliverMessageReq\x1a\x16.pb.DeliverMessageResp\x12\x42\n\x0f\x44\x65liverMessages\x12\x16.pb.DeliverMessagesReq\x1a\x17.pb.DeliverMessagesResp\x12\x42\n\x0f\x43loseConnection\x12\x16.pb.CloseConnectionReq\x1a\x17.pb.CloseConnectionResp\x12-\n\x08GetStats\x12\x0f.pb.GetStatsReq\x1a\x10.pb.GetStatsRespb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,10 +44,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLOSECONNECTIONREQ']._serialized_end=353
   _globals['_CLOSECONNECTIONRESP']._serialized_start=355
   _globals['_CLOSECONNECTIONRESP']._serialized_end=392
-  _globals['_PUSHROOMMSG']._serialized_start=394
-  _globals['_PUSHROOMMSG']._serialized_end=463
-  _globals['_PUSHALLMSG']._serialized_start=465
-  _globals['_PUSHALLMSG']._serialized_end=516
-  _globals['_CONNECTINT']._serialized_start=519
-  _globals['_CONNECTINT']._serialized_end=732
+  _globals['_GETSTATSREQ']._serialized_start=394
+  _globals['_GETSTATSREQ']._serialized_end=407
+  _globals['_GETSTATSRESP']._serialized_start=409
+  _globals['_GETSTATSRESP']._serialized_end=500
+  _globals['_PUSHROOMMSG']._serialized_start=502
+  _globals['_PUSHROOMMSG']._serialized_end=571
+  _globals['_PUSHALLMSG']._serialized_start=573
+  _globals['_PUSHALLMSG']._serialized_end=624
+  _globals['_CONNECTINT']._serialized_start=627
+  _globals['_CONNECTINT']._serialized_end=887
 # @@protoc_insertion_point(module_scope)

@@ -49,6 +49,22 @@ class CloseConnectionResp(_message.Message):
     closed: bool
     def __init__(self, closed: _Optional[bool] = ...) -> None: ...
 
+class GetStatsReq(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetStatsResp(_message.Message):
+    __slots__ = ("connections", "signed_in", "rooms", "room_members")
+    CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_IN_FIELD_NUMBER: _ClassVar[int]
+    ROOMS_FIELD_NUMBER: _ClassVar[int]
+    ROOM_MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    connections: int
+    signed_in: int
+    rooms: int
+    room_members: int
+    def __init__(self, connections: _Optional[int] = ..., signed_in: _Optional[int] = ..., rooms: _Optional[int] = ..., room_members: _Optional[int] = ...) -> None: ...
+
 class PushRoomMsg(_message.Message):
     __slots__ = ("room_id", "message_send")
     ROOM_ID_FIELD_NUMBER: _ClassVar[int]

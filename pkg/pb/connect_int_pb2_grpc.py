@@ -49,6 +49,11 @@ class ConnectIntStub:
                 request_serializer=connect__int__pb2.CloseConnectionReq.SerializeToString,
                 response_deserializer=connect__int__pb2.CloseConnectionResp.FromString,
                 _registered_method=True)
+        self.GetStats = channel.unary_unary(
+                '/pb.ConnectInt/GetStats',
+                request_serializer=connect__int__pb2.GetStatsReq.SerializeToString,
+                response_deserializer=connect__int__pb2.GetStatsResp.FromString,
+                _registered_method=True)
 
 
 class ConnectIntServicer:
@@ -76,6 +81,13 @@ class ConnectIntServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStats(self, request, context):
+        """Not in the original contract: what this node holds (for `gim admin nodes`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConnectIntServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -93,6 +105,11 @@ def add_ConnectIntServicer_to_server(servicer, server):
                     servicer.CloseConnection,
                     request_deserializer=connect__int__pb2.CloseConnectionReq.FromString,
                     response_serializer=connect__int__pb2.CloseConnectionResp.SerializeToString,
+            ),
+            'GetStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStats,
+                    request_deserializer=connect__int__pb2.GetStatsReq.FromString,
+                    response_serializer=connect__int__pb2.GetStatsResp.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +193,33 @@ class ConnectInt:
             '/pb.ConnectInt/CloseConnection',
             connect__int__pb2.CloseConnectionReq.SerializeToString,
             connect__int__pb2.CloseConnectionResp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pb.ConnectInt/GetStats',
+            connect__int__pb2.GetStatsReq.SerializeToString,
+            connect__int__pb2.GetStatsResp.FromString,
             options,
             channel_credentials,
             insecure,

@@ -201,3 +201,67 @@ class ReleaseDeviceResp(_message.Message):
     RELEASED_FIELD_NUMBER: _ClassVar[int]
     released: bool
     def __init__(self, released: _Optional[bool] = ...) -> None: ...
+
+class ListNodesReq(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class NodeInfo(_message.Message):
+    __slots__ = ("conn_addr", "alive", "answered", "connections", "signed_in", "rooms", "room_members", "online_devices")
+    CONN_ADDR_FIELD_NUMBER: _ClassVar[int]
+    ALIVE_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_FIELD_NUMBER: _ClassVar[int]
+    CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_IN_FIELD_NUMBER: _ClassVar[int]
+    ROOMS_FIELD_NUMBER: _ClassVar[int]
+    ROOM_MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    ONLINE_DEVICES_FIELD_NUMBER: _ClassVar[int]
+    conn_addr: str
+    alive: bool
+    answered: bool
+    connections: int
+    signed_in: int
+    rooms: int
+    room_members: int
+    online_devices: int
+    def __init__(self, conn_addr: _Optional[str] = ..., alive: _Optional[bool] = ..., answered: _Optional[bool] = ..., connections: _Optional[int] = ..., signed_in: _Optional[int] = ..., rooms: _Optional[int] = ..., room_members: _Optional[int] = ..., online_devices: _Optional[int] = ...) -> None: ...
+
+class ListNodesResp(_message.Message):
+    __slots__ = ("nodes",)
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeInfo]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ...) -> None: ...
+
+class GetUserDevicesReq(_message.Message):
+    __slots__ = ("user_id",)
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: int
+    def __init__(self, user_id: _Optional[int] = ...) -> None: ...
+
+class UserDevice(_message.Message):
+    __slots__ = ("device", "conn_addr")
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    CONN_ADDR_FIELD_NUMBER: _ClassVar[int]
+    device: Device
+    conn_addr: str
+    def __init__(self, device: _Optional[_Union[Device, _Mapping]] = ..., conn_addr: _Optional[str] = ...) -> None: ...
+
+class GetUserDevicesResp(_message.Message):
+    __slots__ = ("devices",)
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    devices: _containers.RepeatedCompositeFieldContainer[UserDevice]
+    def __init__(self, devices: _Optional[_Iterable[_Union[UserDevice, _Mapping]]] = ...) -> None: ...
+
+class KickDeviceReq(_message.Message):
+    __slots__ = ("device_id",)
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    device_id: int
+    def __init__(self, device_id: _Optional[int] = ...) -> None: ...
+
+class KickDeviceResp(_message.Message):
+    __slots__ = ("closed", "conn_addr")
+    CLOSED_FIELD_NUMBER: _ClassVar[int]
+    CONN_ADDR_FIELD_NUMBER: _ClassVar[int]
+    closed: bool
+    conn_addr: str
+    def __init__(self, closed: _Optional[bool] = ..., conn_addr: _Optional[str] = ...) -> None: ...

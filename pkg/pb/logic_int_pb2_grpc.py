@@ -622,3 +622,170 @@ class LogicInt:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class LogicAdminStub:
+    """Not in the original contract: LogicAdmin, the operator's view (`gim admin`), on
+    logic's private port with the same credential as LogicInt.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ListNodes = channel.unary_unary(
+                '/pb.LogicAdmin/ListNodes',
+                request_serializer=logic__int__pb2.ListNodesReq.SerializeToString,
+                response_deserializer=logic__int__pb2.ListNodesResp.FromString,
+                _registered_method=True)
+        self.GetUserDevices = channel.unary_unary(
+                '/pb.LogicAdmin/GetUserDevices',
+                request_serializer=logic__int__pb2.GetUserDevicesReq.SerializeToString,
+                response_deserializer=logic__int__pb2.GetUserDevicesResp.FromString,
+                _registered_method=True)
+        self.KickDevice = channel.unary_unary(
+                '/pb.LogicAdmin/KickDevice',
+                request_serializer=logic__int__pb2.KickDeviceReq.SerializeToString,
+                response_deserializer=logic__int__pb2.KickDeviceResp.FromString,
+                _registered_method=True)
+
+
+class LogicAdminServicer:
+    """Not in the original contract: LogicAdmin, the operator's view (`gim admin`), on
+    logic's private port with the same credential as LogicInt.
+    """
+
+    def ListNodes(self, request, context):
+        """The connect nodes: alive (their liveness key in Redis) or not, and what each holds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUserDevices(self, request, context):
+        """A user's devices, online or not, and the connect node of each online one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def KickDevice(self, request, context):
+        """Close the device's long connection (the device goes offline; it may sign in again).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_LogicAdminServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ListNodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNodes,
+                    request_deserializer=logic__int__pb2.ListNodesReq.FromString,
+                    response_serializer=logic__int__pb2.ListNodesResp.SerializeToString,
+            ),
+            'GetUserDevices': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUserDevices,
+                    request_deserializer=logic__int__pb2.GetUserDevicesReq.FromString,
+                    response_serializer=logic__int__pb2.GetUserDevicesResp.SerializeToString,
+            ),
+            'KickDevice': grpc.unary_unary_rpc_method_handler(
+                    servicer.KickDevice,
+                    request_deserializer=logic__int__pb2.KickDeviceReq.FromString,
+                    response_serializer=logic__int__pb2.KickDeviceResp.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'pb.LogicAdmin', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('pb.LogicAdmin', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class LogicAdmin:
+    """Not in the original contract: LogicAdmin, the operator's view (`gim admin`), on
+    logic's private port with the same credential as LogicInt.
+    """
+
+    @staticmethod
+    def ListNodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pb.LogicAdmin/ListNodes',
+            logic__int__pb2.ListNodesReq.SerializeToString,
+            logic__int__pb2.ListNodesResp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUserDevices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pb.LogicAdmin/GetUserDevices',
+            logic__int__pb2.GetUserDevicesReq.SerializeToString,
+            logic__int__pb2.GetUserDevicesResp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def KickDevice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pb.LogicAdmin/KickDevice',
+            logic__int__pb2.KickDeviceReq.SerializeToString,
+            logic__int__pb2.KickDeviceResp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -185,7 +185,7 @@ class Api {
   }
 
   registerDevice() {
-    return this.call("/v1/logic/RegisterDevice", { type: 5, brand: "browser", model: navigator.userAgent.slice(0, 60) });
+    return this.call("/v1/logic/RegisterDevice", { type: 5, brand: "browser", model: "gim web", systemVersion: (navigator.platform || "").slice(0, 40) });
   }
   signIn(phoneNumber, code, deviceId) { return this.call("/v1/user/SignIn", { phoneNumber, code, deviceId }); }
   getUser(userId) { return this.call("/v1/user/GetUser", { userId }); }

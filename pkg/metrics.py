@@ -1,0 +1,281 @@
+"""Prometheus metrics of a gim node: what they are, the gRPC interceptors that count every
+call, and the HTTP listener (`metrics_listen`) that serves them on /metrics.
+
+Every metric lives in prometheus-client's default registry, next to its process
+collectors (CPU, memory, open descriptors). Labels are bounded sets only: gRPC service,
+method and status code, a transport, an outcome, a receiver type; never a user, device
+or node id. docs/operations.md lists every metric with its meaning.
+
+Code elsewhere calls the objects below in one line (`metrics.SENDS.labels("user").inc()`);
+values that already live in some object (open connections, queue depths) are read at
+scrape time through `live(...)`, not kept twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import Any, cast
+
+import grpc
+from grpc import aio
+from prometheus_client import REGISTRY, Counter, Histogram, disable_created_metrics, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from gim.pkg import log
+from gim.pkg.errors import GIM_CODE_KEY, Code
+
+_log = log.get("metrics")
+disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus-client leaves it unannotated; no `_created` series beside every counter: nothing on a dashboard uses them
+
+# seconds: from a cached read (~0.1 ms) to a call that waits for a slow peer (5 s timeout)
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+# -- gRPC (every server and every channel between nodes) ----------------------------------
+
+GRPC_SERVER_HANDLED = Counter(
+    "grpc_server_handled_total", "gRPC calls this node answered", ["grpc_service", "grpc_method", "grpc_code"]
+)
+GRPC_SERVER_SECONDS = Histogram(
+    "grpc_server_handling_seconds", "time to answer a gRPC call", ["grpc_service", "grpc_method"],
+    buckets=LATENCY_BUCKETS,
+)  # fmt: skip
+GRPC_CLIENT_HANDLED = Counter(
+    "grpc_client_handled_total", "gRPC calls this node made to its peers", ["grpc_service", "grpc_method", "grpc_code"]
+)
+GRPC_CLIENT_SECONDS = Histogram(
+    "grpc_client_handling_seconds", "time until a peer answered a gRPC call", ["grpc_service", "grpc_method"],
+    buckets=LATENCY_BUCKETS,
+)  # fmt: skip
+
+# -- connect ---------------------------------------------------------------------------------
+
+CONNECT_SIGN_INS = Counter(
+    "gim_connect_sign_ins_total", "long-connection sign-ins by result (code 0: signed in, else the refusal's gim code)",
+    ["code"],
+)  # fmt: skip
+CONNECT_FRAMES = Counter("gim_connect_frames_total", "long-connection frames", ["transport", "direction"])
+CONNECT_BYTES = Counter("gim_connect_bytes_total", "long-connection frame bytes", ["transport", "direction"])
+CONNECT_WRITE_BUFFER_DROPS = Counter(
+    "gim_connect_write_buffer_drops_total", "connections closed because the client did not read (write buffer full)",
+    ["transport"],
+)  # fmt: skip
+CONNECT_EVICTIONS = Counter("gim_connect_evictions_total", "connections closed after the idle timeout")
+CONNECT_PUSHES = Counter(
+    "gim_connect_pushes_total", "messages logic handed this node for its devices, by outcome", ["outcome"]
+)
+
+# -- logic -------------------------------------------------------------------------------------
+
+LOGIC_SENDS = Counter("gim_logic_sends_total", "messages sent, by receiver type", ["receiver_type"])
+LOGIC_STORE_BATCH = Histogram(
+    "gim_logic_store_batch_messages", "messages stored per database transaction", buckets=SIZE_BUCKETS
+)
+LOGIC_STORE_SECONDS = Histogram(
+    "gim_logic_store_transaction_seconds", "time of one store transaction (seqs and rows)", buckets=LATENCY_BUCKETS
+)
+LOGIC_SEQ_SECONDS = Histogram(
+    "gim_logic_seq_allocation_seconds", "time to allocate the seqs of one batch", buckets=LATENCY_BUCKETS
+)
+LOGIC_DELIVERIES = Counter(
+    "gim_logic_deliveries_total",
+    "messages handed to connect nodes, by outcome (delivered; absent: the node has no such connection; failed)",
+    ["outcome"],
+)
+LOGIC_SYNC_PAGES = Counter("gim_logic_sync_pages_total", "sync answers, by whether more pages follow", ["has_more"])
+CACHE_LOOKUPS = Counter("gim_cache_lookups_total", "Redis cache look-ups, by kind and result", ["kind", "result"])
+
+# -- business ---------------------------------------------------------------------------------
+
+BUSINESS_SIGN_INS = Counter(
+    "gim_business_sign_ins_total", "SignIn calls by outcome (ok, or the refusal's gim code)", ["outcome"]
+)
+BUSINESS_TOKEN_CHECKS = Counter("gim_business_token_checks_total", "token checks by outcome", ["outcome"])
+
+
+def count_lookups(kind: str, hits: int, misses: int) -> None:
+    if hits:
+        CACHE_LOOKUPS.labels(kind, "hit").inc(hits)
+    if misses:
+        CACHE_LOOKUPS.labels(kind, "miss").inc(misses)
+
+
+def outcome_of(error: BaseException | None) -> str:
+    """An outcome label: "ok", a gim code's name (e.g. "UNAUTHORIZED"), or "error"."""
+    if error is None:
+        return "ok"
+    code = getattr(error, "code", None)
+    return code.name if isinstance(code, enum.Enum) else "error"
+
+
+@contextlib.contextmanager
+def counting(counter: Counter) -> Iterator[None]:
+    """Count what the block does in `counter` by outcome (`outcome_of`), errors re-raised."""
+    try:
+        yield
+    except Exception as exc:
+        counter.labels(outcome_of(exc)).inc()
+        raise
+    counter.labels("ok").inc()
+
+
+# -- values read at scrape time -------------------------------------------------------------
+
+Samples = Iterable[tuple[tuple[str, ...], float]]
+
+
+class _Live(Collector):
+    """Gauges whose values are read from live objects at scrape time. Each source is held
+    weakly: a server that is gone stops reporting; several in one process are summed."""
+
+    def __init__(self) -> None:
+        self._gauges: dict[str, tuple[str, tuple[str, ...], weakref.WeakKeyDictionary[Any, Any]]] = {}
+
+    def add(self, name: str, doc: str, labels: tuple[str, ...], owner: object, read: Callable[[Any], Samples]) -> None:
+        self._gauges.setdefault(name, (doc, labels, weakref.WeakKeyDictionary()))[2][owner] = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        for name, (doc, labels, sources) in list(self._gauges.items()):
+            totals: dict[tuple[str, ...], float] = {}
+            for owner, read in list(sources.items()):
+                try:
+                    for values, value in read(owner):
+                        totals[values] = totals.get(values, 0.0) + value
+                except Exception as exc:  # a scrape must not fail for one source
+                    _log.warning("metric_read_failed", metric=name, error=repr(exc))
+            family = GaugeMetricFamily(name, doc, labels=list(labels))
+            for values, value in sorted(totals.items()):
+                family.add_metric(list(values), value)
+            yield family
+
+
+_LIVE = _Live()
+REGISTRY.register(_LIVE)
+
+
+def live(name: str, doc: str, owner: object, read: Callable[[Any], Samples], labels: tuple[str, ...] = ()) -> None:
+    """Report `read(owner)` (label values -> value pairs) as gauge `name` while `owner` lives."""
+    _LIVE.add(name, doc, labels, owner, read)
+
+
+def transport_of(session: object) -> str:
+    """A connection's transport label: "tcp" or "ws" (from its transport's class)."""
+    name = type(getattr(session, "transport", None)).__name__.lower()
+    return "ws" if name.startswith("ws") else "tcp" if name.startswith("tcp") else "other"
+
+
+# -- the gRPC interceptors -------------------------------------------------------------------
+
+
+def split_method(method: str) -> tuple[str, str]:
+    """'/pb.LogicExt/SendMessage' -> ('pb.LogicExt', 'SendMessage')."""
+    _, service, name = (method.split("/") + ["", ""])[:3]
+    return service or "unknown", name or "unknown"
+
+
+class ServerMetrics(aio.ServerInterceptor):
+    """Counts every unary call a server answers (by method and status code) and times it;
+    binds the call's request_id, user_id and device_id (metadata) to every log line it
+    causes (structlog contextvars). Runs first, so it sees what the other interceptors
+    answer too (a refused secret, an error turned into a status)."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        # an aio server holds coroutine handlers; the stubs type them as plain functions
+        inner = cast(Callable[[Any, aio.ServicerContext[Any, Any]], Awaitable[Any]], handler.unary_unary)
+        service, method = split_method(handler_call_details.method)
+        ids = log.call_ids(handler_call_details.invocation_metadata)
+
+        async def counted(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+            start = time.perf_counter()
+            code = grpc.StatusCode.UNKNOWN
+            try:
+                with log.bound(**ids):
+                    response = await inner(request, context)
+                code = context.code() or grpc.StatusCode.OK
+                return response
+            except aio.AbortError:
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except BaseException:
+                code = grpc.StatusCode.CANCELLED if context.cancelled() else grpc.StatusCode.UNKNOWN
+                raise
+            finally:
+                label = code_label(code, context.trailing_metadata())
+                GRPC_SERVER_HANDLED.labels(service, method, label).inc()
+                GRPC_SERVER_SECONDS.labels(service, method).observe(time.perf_counter() - start)
+
+        return grpc.unary_unary_rpc_method_handler(
+            counted,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+class ClientMetrics(aio.UnaryUnaryClientInterceptor):
+    """Counts every unary call a channel makes (by method and status code) and times it."""
+
+    async def intercept_unary_unary(
+        self,
+        continuation: Callable[[aio.ClientCallDetails, Any], Awaitable[aio.UnaryUnaryCall[Any, Any]]],
+        client_call_details: aio.ClientCallDetails,
+        request: Any,
+    ) -> Any:
+        method = client_call_details.method
+        service, name = split_method(method.decode() if isinstance(method, bytes) else method)
+        start = time.perf_counter()
+        call = await continuation(client_call_details, request)
+        label = "CANCELLED"
+        try:
+            label = code_label(await call.code(), await call.trailing_metadata())
+        finally:
+            GRPC_CLIENT_HANDLED.labels(service, name, label).inc()
+            GRPC_CLIENT_SECONDS.labels(service, name).observe(time.perf_counter() - start)
+        return call
+
+
+def code_label(code: Any, trailers: Any) -> str:
+    """A call's `grpc_code` label: the name of the gim code its `gim-code` trailer carries
+    (e.g. WRONG_CODE; the same in both `grpc_status` modes), else the status's name."""
+    for key, value in trailers or ():
+        if key == GIM_CODE_KEY:
+            with contextlib.suppress(ValueError):
+                return Code(int(value)).name
+    return str(getattr(code, "name", code))
+
+
+# -- the HTTP listener -----------------------------------------------------------------------
+
+
+class MetricsListener:
+    """/metrics over HTTP on `listen` (host:port; port 0 picks one) in a thread of its own,
+    so a scrape is answered even while the event loop is busy."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._server: Any = None
+
+    def start(self, listen: str) -> int:
+        from gim.pkg.config import split_host_port
+
+        host, port = split_host_port(listen, "metrics_listen")
+        self._server, _ = start_http_server(port, addr=host)
+        self.port = int(self._server.server_port)
+        return self.port
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
