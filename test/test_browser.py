@@ -5,7 +5,6 @@ var/test-artifacts/ (its path is printed). In CI a missing browser fails the tes
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from collections.abc import AsyncIterator
