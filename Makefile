@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check proto web migrate clean
+.PHONY: run test test-unit check proto web migrate clean
 
 $(STAMP): pyproject.toml setup.py
 	@test -n "$(PYTHON)" || { echo "gim needs Python 3.11 or 3.12 (python3, python3.12 or python3.11)"; exit 1; }
@@ -20,6 +20,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+# the unit layer alone: no MySQL, no Redis, seconds (see the markers in pyproject.toml)
+test-unit: $(STAMP)
+	$(BIN)/pytest -m unit
 
 # the gates CI runs before the tests: lint, formatting, types
 check: $(STAMP)

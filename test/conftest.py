@@ -110,12 +110,12 @@ async def storage(
     prefix = f"gimtest:{uuid.uuid4().hex[:8]}:"
     if request.param == "mysql":
         database = await _mysql_database()
+        if database is None:  # outside CI: the embedded case runs these tests on SQLite
+            pytest.skip("MySQL is not reachable (GIM_TEST_MYSQL_URL): the embedded case covers SQLite")
         redis_url = await _redis_url(embedded_redis)
     else:
-        database = None
-        redis_url = embedded_redis
-    if database is None:  # embedded, or MySQL missing outside CI
         database = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'gim.db'}"
+        redis_url = embedded_redis
     engine = db.create_engine(database)
     await db.migrate(engine, MessageShards(SHARDS))
     await engine.dispose()
@@ -600,3 +600,28 @@ def log_events() -> Iterator[list[dict[str, Any]]]:
     """The structlog events (warning and above, the tests' level) logged during the test."""
     with structlog.testing.capture_logs() as events:
         yield events
+
+
+# --- layers -----------------------------------------------------------------------------
+LAYERS = ("unit", "integration", "cluster", "bench")
+CLUSTER_FIXTURES = {"cluster", "sdk_client", "conns", "connect_node", "connect_process", "fault_proxy", "logic_int"}
+STORAGE_FIXTURES = {"storage", "engine", "redis", "embedded_redis", "empty_mysql", "message_rows"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its layer, unless its module or itself names one: bench files
+    are `bench`, a test on the session cluster is `cluster`, one on storage alone
+    `integration`, the rest `unit`."""
+    for item in items:
+        if any(item.get_closest_marker(layer) for layer in LAYERS):
+            continue
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if item.path.name.startswith("test_bench"):
+            layer = "bench"
+        elif fixtures & CLUSTER_FIXTURES:
+            layer = "cluster"
+        elif fixtures & STORAGE_FIXTURES:
+            layer = "integration"
+        else:
+            layer = "unit"
+        item.add_marker(layer)

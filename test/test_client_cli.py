@@ -17,6 +17,8 @@ import pytest
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.redis_client import free_port
 
+pytestmark = pytest.mark.integration  # starts gim processes or servers of its own
+
 GIM = str(Path(sys.executable).with_name("gim"))
 WAIT = 30.0  # bound on any single wait for output
 

@@ -422,6 +422,7 @@ def test_every_gim_variable_the_repository_uses_is_accepted(tmp_path: Path) -> N
 # --- a service started with a bad value -----------------------------------------------
 
 
+@pytest.mark.integration  # starts a gim process
 @pytest.mark.parametrize(
     ("var", "value", "expected"),
     [
@@ -458,6 +459,7 @@ def test_a_service_with_a_bad_value_prints_one_line_and_exits_non_zero(
     assert out == b""
 
 
+@pytest.mark.integration  # starts a gim process
 def test_a_config_file_that_does_not_exist_is_one_line(tmp_path: Path) -> None:
     """`--config PATH` names a file: a wrong path is said, not taken for "use the defaults"."""
     exe = Path(sys.executable).with_name("gim-logic")

@@ -47,6 +47,8 @@ from gim.pkg.pb import logic_int_pb2_grpc
 from gim.pkg.schema import MessageShards
 from gim.pkg.security import Outbound, exposure_problem
 
+pytestmark = pytest.mark.integration  # starts gim processes or servers of its own
+
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"

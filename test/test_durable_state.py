@@ -4,6 +4,7 @@ while Redis is down (issues 11 and 14)."""
 
 from __future__ import annotations
 
+import pytest
 import asyncio
 import contextlib
 import os
@@ -30,6 +31,8 @@ from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as lx
 from gim.pkg.pb import user_int_pb2 as ui
 from gim.pkg.schema import MessageShards, device_ack, device_token
+
+pytestmark = pytest.mark.integration  # starts gim processes or servers of its own
 
 DEV_CODE = "0000"
 RUN_PREFIX = "gimrun:"

@@ -19,6 +19,8 @@ import pytest
 from gim.internal.launcher import local_nodes
 from gim.pkg import redis_client
 
+pytestmark = pytest.mark.integration  # starts gim processes or servers of its own
+
 REPO = Path(__file__).resolve().parent.parent
 WAIT = 120.0  # bound on one pip or gim run
 

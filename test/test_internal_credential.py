@@ -23,6 +23,8 @@ from gim.pkg import rpc
 from gim.pkg.config import ConfigError, ConnectConfig, LogicConfig, load
 from gim.pkg.security import Outbound, Security, client_credentials, exposure_problem
 
+pytestmark = pytest.mark.integration  # starts gim processes or servers of its own
+
 WAIT = 30.0
 
 

@@ -25,6 +25,8 @@ from grpc import aio
 
 from gim.pkg import rpc
 
+pytestmark = pytest.mark.integration  # starts gim processes or servers of its own
+
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 PING, GOAWAY = 0x6, 0x7
 ACK = 0x1

@@ -15,6 +15,8 @@ import pytest
 from gim.internal.launcher import Launcher, LaunchError, NodeSpec, local_nodes
 from gim.pkg import config, redis_client
 
+pytestmark = pytest.mark.integration  # starts gim processes or servers of its own
+
 
 @pytest.mark.parametrize("storage", ["mysql"], indirect=True)
 async def test_nodes_start_die_restart_and_stop(storage, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -24,6 +24,8 @@ import pytest
 
 from gim.pkg.redis_client import free_port
 
+pytestmark = pytest.mark.integration  # starts gim processes or servers of its own
+
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
 DOCS = sorted((REPO / "docs").glob("*.md"))

@@ -8,6 +8,7 @@ Processes are found and signalled by PID; every wait is bounded.
 
 from __future__ import annotations
 
+import pytest
 import asyncio
 import contextlib
 import dataclasses
@@ -23,6 +24,8 @@ from gim.client.connection import TcpConnection
 from gim.pkg import service
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.redis_client import free_port
+
+pytestmark = pytest.mark.integration  # starts gim processes or servers of its own
 
 DEMO_LINE = re.compile(rb"phone (\d+)\s+user_id (\d+)\s+device_id (\d+)\s+token (\S+)")
 GIM = str(Path(sys.executable).with_name("gim"))

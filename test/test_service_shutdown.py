@@ -21,6 +21,8 @@ from gim.pkg import service
 from gim.pkg.pb import logic_ext_pb2, logic_ext_pb2_grpc
 from gim.pkg.redis_client import free_port
 
+pytestmark = pytest.mark.integration  # starts gim processes or servers of its own
+
 MARGIN = 10.0  # seconds on top of the bound for a loaded machine to schedule the exit
 
 

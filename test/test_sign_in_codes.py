@@ -94,6 +94,7 @@ async def code_service() -> AsyncIterator[CodeService]:
 # -- the HTTP verifier on its own ----------------------------------------------------------
 
 
+@pytest.mark.integration  # starts a gim process
 async def test_http_verifier_valid_invalid_and_failures(code_service: CodeService) -> None:
     verifier = HttpVerifier(code_service.url, timeout=0.5)
     await verifier.verify("13800000001", RIGHT)  # right code: no error
@@ -111,6 +112,7 @@ async def test_http_verifier_valid_invalid_and_failures(code_service: CodeServic
         assert failed.value.code == Code.UNAVAILABLE, (phone, failed.value)
 
 
+@pytest.mark.integration  # starts a gim process
 async def test_http_verifier_nobody_listening_is_unavailable() -> None:
     port = redis_client.free_port()  # nothing listens there
     verifier = HttpVerifier(f"http://127.0.0.1:{port}/verify", timeout=2.0)
@@ -260,6 +262,7 @@ async def test_failures_of_the_code_service_are_not_counted_as_wrong_codes(
         assert down.value.code == Code.UNAVAILABLE  # never locked: nothing was wrong
 
 
+@pytest.mark.integration  # starts a gim process
 async def test_redis_unreachable_applies_no_limit() -> None:
     """The chosen failure mode: open (logged), as every other Redis use in gim."""
     client = redis_client.connect(f"redis://127.0.0.1:{redis_client.free_port()}/0")
@@ -290,6 +293,7 @@ def test_dev_code_refused_on_a_public_listen_address() -> None:
         BusinessConfig(sign_in_phone_limit="5 per minute")
 
 
+@pytest.mark.integration  # starts a gim process
 def test_business_process_with_dev_code_on_public_address_refuses_to_start() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIM_")}
     env.update(GIM_BUSINESS_EXT_LISTEN="0.0.0.0:0", GIM_BUSINESS_DEV_CODE="0000")
@@ -303,6 +307,7 @@ def test_business_process_with_dev_code_on_public_address_refuses_to_start() -> 
     )
 
 
+@pytest.mark.integration  # starts a gim process
 def test_gim_run_keeps_the_dev_code_off_on_public_addresses(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
