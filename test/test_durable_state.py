@@ -4,7 +4,6 @@ while Redis is down (issues 11 and 14)."""
 
 from __future__ import annotations
 
-import pytest
 import asyncio
 import contextlib
 import os
@@ -14,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 

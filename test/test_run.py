@@ -8,7 +8,6 @@ Processes are found and signalled by PID; every wait is bounded.
 
 from __future__ import annotations
 
-import pytest
 import asyncio
 import contextlib
 import dataclasses
@@ -19,6 +18,8 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+
+import pytest
 
 from gim.client.connection import TcpConnection
 from gim.pkg import service
