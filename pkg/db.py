@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+import sqlalchemy as sa
 from sqlalchemy import event, text
-from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.schema import CreateIndex, CreateTable
-from sqlalchemy.sql.expression import Executable
+from sqlalchemy.sql.base import ReadOnlyColumnCollection
+from sqlalchemy.sql.expression import ColumnElement, Executable
 
 from gim.pkg import schema
 
@@ -60,8 +63,75 @@ def driver_sql(conn: AsyncConnection, statement: Executable, columns: Sequence[s
     return sql
 
 
-def is_sqlite(engine: AsyncEngine) -> bool:
-    return engine.dialect.name == "sqlite"
+# -- where MySQL and SQLite differ --------------------------------------------------------
+# Every difference between the two databases that a statement must spell out lives here;
+# repositories build their statements with these and never look at the dialect themselves.
+
+
+def is_sqlite(bind: AsyncEngine | AsyncConnection) -> bool:
+    return bind.dialect.name == "sqlite"
+
+
+def is_mysql(bind: AsyncEngine | AsyncConnection) -> bool:
+    """MySQL or MariaDB."""
+    return bind.dialect.name == "mysql"
+
+
+S = TypeVar("S")
+
+
+@dataclasses.dataclass(frozen=True)
+class PerDialect(Generic[S]):
+    """One statement spelled for each database; `for_(conn)` is the one for that connection."""
+
+    mysql: S
+    sqlite: S
+
+    def for_(self, bind: AsyncEngine | AsyncConnection) -> S:
+        return self.mysql if is_mysql(bind) else self.sqlite
+
+
+@dataclasses.dataclass(frozen=True)
+class Proposed:
+    """What an upsert's update may refer to: the row it proposed (`new`: MySQL's inserted
+    values, SQLite's `excluded`) and the dialect's spelling of the larger of two values."""
+
+    new: ReadOnlyColumnCollection[str, ColumnElement[Any]]
+    dialect: str
+
+    def greatest(self, a: ColumnElement[Any], b: ColumnElement[Any]) -> ColumnElement[Any]:
+        return sa.func.greatest(a, b) if self.dialect == "mysql" else sa.func.max(a, b)
+
+
+def upsert(table: sa.Table, keys: Sequence[str], update: Callable[[Proposed], dict[str, Any]]) -> PerDialect[sa.Insert]:
+    """INSERT that, on a row with the same `keys` (a primary or unique key), sets what
+    `update(proposed)` returns instead: ON DUPLICATE KEY UPDATE / ON CONFLICT DO UPDATE."""
+    on_mysql = mysql.insert(table)
+    on_sqlite = sqlite.insert(table)
+    return PerDialect(
+        on_mysql.on_duplicate_key_update(update(Proposed(on_mysql.inserted, "mysql"))),
+        on_sqlite.on_conflict_do_update(
+            index_elements=[table.c[k] for k in keys], set_=update(Proposed(on_sqlite.excluded, "sqlite"))
+        ),
+    )
+
+
+def insert_ignore(table: sa.Table) -> PerDialect[sa.Insert]:
+    """INSERT that skips a row whose unique key exists: INSERT IGNORE / ON CONFLICT DO NOTHING."""
+    return PerDialect(mysql.insert(table).prefix_with("IGNORE"), sqlite.insert(table).on_conflict_do_nothing())
+
+
+def locking(query: sa.Select[Any]) -> sa.Select[Any]:
+    """`query` locking the rows it reads until commit (SELECT ... FOR UPDATE). SQLite has no
+    row locks and renders nothing: its writers hold the database lock from BEGIN IMMEDIATE
+    (`create_engine`), which serializes them anyway."""
+    return query.with_for_update()
+
+
+def through_primary_key(query: sa.Select[Any], table: sa.Table) -> sa.Select[Any]:
+    """`query` reading `table` through its primary key (MySQL: FORCE INDEX (PRIMARY), so a
+    locking read locks the rows asked for, not a scan of the whole small table)."""
+    return query.with_hint(table, "FORCE INDEX (PRIMARY)", dialect_name="mysql")
 
 
 STATEMENT_CACHE = 32  # prepared statements per MySQL connection (40 connections a process)

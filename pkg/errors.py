@@ -133,6 +133,18 @@ def bad_request(message: str) -> GimError:
     return GimError(Code.BAD_REQUEST, message)
 
 
+# 10011 has two meanings, told apart by the message: 2021 clients know the code (the
+# original answered it to non-members) and the admin rules are gim's, so both keep it.
+def not_in_group(user_id: int, group_id: int) -> GimError:
+    """10011: the user is not a member of the group."""
+    return GimError(Code.NOT_IN_GROUP, f"user {user_id} is not in group {group_id}")
+
+
+def admins_only(group_id: int, action: str) -> GimError:
+    """10011 to a member: `action` is for the group's admins."""
+    return GimError(Code.NOT_IN_GROUP, f"only an admin of group {group_id} may {action}")
+
+
 def unavailable(what: str) -> GimError:
     return GimError(Code.UNAVAILABLE, f"temporarily unavailable ({what}), retry")
 

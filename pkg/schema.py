@@ -173,6 +173,19 @@ device_ack = Table(
 )
 
 
+def max_length(column: Column[Any]) -> int:
+    """The most characters a String column holds: the one place each text limit is set
+    (the services check values against it before they reach the database)."""
+    length = column.type.length if isinstance(column.type, String) else None
+    if length is None:
+        raise ValueError(f"{column} has no length")
+    return int(length)
+
+
+# A message's to_user_ids as stored (comma-separated, a MySQL TEXT column): at most this many bytes.
+TO_USER_IDS_MAX = 65_535
+
+
 class MessageShards:
     """The `message_NNN` tables: one message row per (user, seq), clustered by both."""
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gim.internal.logic.message_store import MessageRow
-from gim.internal.logic.wire import now_ms
+from gim.internal.logic.values import MessageRow, now_ms
 from gim.pkg import rpc
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import connect_int_pb2 as ci

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gim.internal.logic.wire import delivery_bytes, message_send_bytes, varint
+from gim.internal.logic.edge.message_encoding import delivery_bytes, message_send_bytes, varint
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import connect_int_pb2 as ci
 
@@ -42,7 +42,7 @@ def test_deliveries_parse_as_deliver_messages_req(seq: int, content_size: int) -
 
 
 def test_a_sent_mark_parses_as_a_delivery_without_a_message() -> None:
-    from gim.internal.logic.wire import sent_mark_bytes
+    from gim.internal.logic.edge.message_encoding import sent_mark_bytes
 
     data = sent_mark_bytes(300, 11, 2**40) + delivery_bytes(7, 12, message_send_bytes(b"", 5))
     first, second = ci.DeliverMessagesReq.FromString(data).messages
@@ -51,7 +51,7 @@ def test_a_sent_mark_parses_as_a_delivery_without_a_message() -> None:
 
 
 def test_a_delivery_is_the_bytes_protobuf_writes() -> None:
-    from gim.internal.logic.wire import sent_mark_bytes
+    from gim.internal.logic.edge.message_encoding import sent_mark_bytes
 
     send = cx.MessageSend(message=cx.Message(seq=9, message_content=b"x")).SerializeToString()
     expected = ci.DeliverMessagesReq(

@@ -12,8 +12,8 @@ import sqlalchemy as sa
 
 from gim.client.api import Credentials
 from gim.internal.logic import seqs
-from gim.internal.logic.message_store import MessageRow
-from gim.internal.logic.wire import MESSAGE_MAX, now_ms, varint, worst_case_size
+from gim.internal.logic.edge.message_encoding import MESSAGE_MAX, varint, worst_case_size
+from gim.internal.logic.values import MessageRow, now_ms
 from gim.pkg.errors import Code
 from gim.pkg.limits import FRAME_MAX
 from gim.pkg.pb import connect_ext_pb2 as cx

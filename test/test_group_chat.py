@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from gim.internal.logic.message_store import StoredMessage
+from gim.internal.logic.values import StoredMessage
 from gim.pkg import redis_client, rpc
 from gim.pkg.errors import Code
 from gim.pkg.pb import connect_ext_pb2 as cx

@@ -22,6 +22,7 @@ from gim.client.api import GimApi
 from gim.client.connection import TcpConnection
 from gim.internal.connect.server import ConnectServer
 from gim.internal.logic.server import LogicServer
+from gim.internal.logic.values import BUSINESS, Outgoing, ReceiverType
 from gim.pkg import rpc
 from gim.pkg.config import ConnectConfig, LogicConfig
 from gim.pkg.errors import Code, GimError
@@ -168,9 +169,10 @@ async def test_kept_room_bytes_are_capped(cluster: Any, logic_node: Any) -> None
     rooms = node.server.rooms
     room = random.randrange(1, 1 << 50)
     for i in range(10):
-        await rooms.push(cx.ST_BUSINESS, 0, room, cx.MT_CUSTOM, bytes([i]) * 20_000, 0, True)
+        await rooms.push(BUSINESS, Outgoing(ReceiverType.ROOM, room, cx.MT_CUSTOM, bytes([i]) * 20_000))
     kept = await rooms.kept(room, 0)
-    assert [m.message_content[0] for m in kept] == [7, 8, 9]  # the newest that fit 64 KiB
+    newest = [cx.Message.FromString(m.message).message_content[0] for m in kept]
+    assert newest == [7, 8, 9]  # the newest that fit 64 KiB
     held = await cluster.logic._redis.get(f"{cluster.storage.redis_prefix}room:{room}:bytes")
     members = await cluster.logic._redis.zrange(f"{cluster.storage.redis_prefix}room:{room}", 0, -1)
     assert int(held) == sum(len(m) for m in members) <= 65_535

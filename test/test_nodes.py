@@ -81,8 +81,8 @@ async def test_a_node_that_comes_back_counts_at_once(redis, storage) -> None:  #
 
 
 async def test_delivery_channels_open_on_demand_and_close_when_idle(cluster, connect_node, conns) -> None:  # type: ignore[no-untyped-def]
-    from gim.internal.logic.delivery import Deliverer
-    from gim.internal.logic.devices import OnlineDevice
+    from gim.internal.logic.edge.connect_client import Deliverer
+    from gim.internal.logic.values import OnlineDevice
 
     extra = await connect_node()
     (a,) = await cluster.new_user()
@@ -109,8 +109,8 @@ async def test_delivery_channels_open_on_demand_and_close_when_idle(cluster, con
 async def test_deliveries_keep_their_order_when_a_node_channel_fails(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The failed call is retried on a new channel; what was queued for the node after
     the failure still waits behind it, not on a lane of its own."""
-    from gim.internal.logic.delivery import Deliverer
-    from gim.internal.logic.devices import OnlineDevice
+    from gim.internal.logic.edge.connect_client import Deliverer
+    from gim.internal.logic.values import OnlineDevice
 
     calls: list[list[int]] = []
     retrying, release = asyncio.Event(), asyncio.Event()
@@ -143,7 +143,7 @@ async def test_deliveries_keep_their_order_when_a_node_channel_fails(monkeypatch
 
 
 def test_a_node_s_deliveries_are_cut_into_bounded_calls() -> None:
-    from gim.internal.logic.delivery import LANE_UNITS, _chunks, _units
+    from gim.internal.logic.edge.connect_client import LANE_UNITS, _chunks, _units
 
     small = [bytes([i % 256]) * 10 for i in range(2500)]
     chunks = _chunks(small, False)

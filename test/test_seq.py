@@ -7,7 +7,8 @@ import dataclasses
 import random
 from collections import defaultdict
 
-from gim.internal.logic.message_store import MessageRow, MessageStore
+from gim.internal.logic.message_store import MessageStore
+from gim.internal.logic.values import MessageRow
 from gim.pkg.schema import MessageShards
 
 SHARDS = 4

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from gim.internal.logic.delivery import SeqOrder
+from gim.internal.logic.seq_order import SeqOrder
 
 
 async def test_a_later_seq_waits_for_an_earlier_one_still_in_flight() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from gim.internal.logic.delivery import SeqOrder
+from gim.internal.logic.seq_order import SeqOrder
 
 
 async def test_a_cancelled_waiter_leaves_the_earlier_send_intact() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from grpc import aio
 
 from gim.internal.connect.sign_ins import SignIns
-from gim.internal.logic.users import UserClient
+from gim.internal.logic.edge.business_client import UserClient
 from gim.pkg import rpc
 from gim.pkg.cache import Cache
 from gim.pkg.errors import BAD_TOKEN, GIM_CODE_KEY, Code, GimError, grpc_status

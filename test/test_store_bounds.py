@@ -14,7 +14,8 @@ import pytest
 from grpc import aio
 
 from gim.client.api import Credentials
-from gim.internal.logic.message_store import MessageRow, MessageStore
+from gim.internal.logic.message_store import MessageStore
+from gim.internal.logic.values import MessageRow
 from gim.pkg.errors import Code, GimError, Overloaded
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as lx

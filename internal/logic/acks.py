@@ -21,11 +21,11 @@ messages it already has; clients drop those by seq.
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 import redis.asyncio as aioredis
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gim.pkg import db, log
 from gim.pkg.batcher import Batcher
@@ -66,12 +66,8 @@ FLUSH_INTERVAL = 1.0  # seconds between write-behind flushes to the database
 FLUSH_ROWS = 1000  # device acks written in one transaction, at most
 
 _c = device_ack.c
-_mysql_insert = mysql.insert(device_ack)
-_MYSQL_RAISE = _mysql_insert.on_duplicate_key_update(seq=sa.func.greatest(_c.seq, _mysql_insert.inserted.seq))
-_sqlite_insert = sqlite.insert(device_ack)
-_SQLITE_RAISE = _sqlite_insert.on_conflict_do_update(
-    index_elements=[_c.user_id, _c.device_id], set_={"seq": sa.func.max(_c.seq, _sqlite_insert.excluded.seq)}
-)
+# a device's row is only ever raised
+_RAISE = db.upsert(device_ack, ("user_id", "device_id"), lambda p: {"seq": p.greatest(_c.seq, p.new.seq)})
 
 Acks = dict[int, dict[int, int]]  # user -> device -> seq
 
@@ -122,7 +118,9 @@ class AckStore:
         """Each of the user's devices' ack."""
         key = self._key(user_id)
         try:
-            cached: dict[bytes, bytes] | None = await self._redis.hgetall(key)
+            cached: dict[bytes, bytes] | None = cast(
+                "dict[bytes, bytes]", await self._redis.hgetall(key)
+            )  # bytes: no decode_responses
         except UNREACHABLE as exc:
             self._outage.skipped("read", exc)
             cached = None
@@ -167,7 +165,7 @@ class AckStore:
                 chunk = rows[start : start + FLUSH_ROWS]
                 async with self._engine.begin() as conn:
                     await conn.execute(
-                        _raise_rows(conn), [{"user_id": u, "device_id": d, "seq": s} for u, d, s in chunk]
+                        _RAISE.for_(conn), [{"user_id": u, "device_id": d, "seq": s} for u, d, s in chunk]
                     )
                 written += len(chunk)
         except BaseException as exc:
@@ -202,7 +200,3 @@ def _merged(*sources: dict[int, int]) -> dict[int, int]:
             if seq > out.get(device_id, 0):
                 out[device_id] = seq
     return out
-
-
-def _raise_rows(conn: AsyncConnection) -> sa.Insert:
-    return _MYSQL_RAISE if conn.dialect.name == "mysql" else _SQLITE_RAISE

@@ -24,8 +24,8 @@ from collections.abc import Callable
 
 import redis.asyncio as aioredis
 
-from gim.internal.logic.delivery import Deliverer
 from gim.internal.logic.devices import DeviceStore
+from gim.internal.logic.ports import Delivery
 from gim.pkg import log, nodes
 
 _log = log.get("dead_nodes")
@@ -42,7 +42,7 @@ class DeadNodes:
         devices: DeviceStore,
         redis: aioredis.Redis,
         prefix: str,
-        deliverer: Deliverer,
+        deliverer: Delivery,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._devices = devices

@@ -11,23 +11,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gim.internal.logic.values import Connection, OnlineDevice
 from gim.pkg import db, log
 from gim.pkg.batcher import Batcher
 from gim.pkg.cache import KIND_ONLINE, Cache, Decoded
 from gim.pkg.db import epoch_seconds
 from gim.pkg.errors import Code, GimError, bad_request, device_not_yours, unauthorized
-from gim.pkg.schema import DEVICE_OFFLINE, DEVICE_ONLINE
+from gim.pkg.schema import DEVICE_OFFLINE, DEVICE_ONLINE, max_length
 from gim.pkg.schema import device as device_table
 
 _log = log.get("devices")
 
 DEVICE_TYPES = {1: "Android", 2: "iOS", 3: "Windows", 4: "macOS", 5: "Web"}
-_TEXT_LIMITS = {"brand": 50, "model": 50, "system_version": 20, "sdk_version": 20}
+_TEXT_LIMITS = {name: max_length(device_table.c[name]) for name in ("brand", "model", "system_version", "sdk_version")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,19 +44,6 @@ class Device:
     client_addr: str
     create_time: int
     update_time: int
-
-
-class Connection(NamedTuple):
-    """Where a device's connection is: its connect node and the connection's client_addr."""
-
-    conn_addr: str
-    client_addr: str
-
-
-class OnlineDevice(NamedTuple):  # a tuple: a group send makes one per member's device
-    device_id: int
-    user_id: int
-    conn_addr: str
 
 
 def _device(row: sa.Row[tuple[object, ...]]) -> Device:

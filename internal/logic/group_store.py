@@ -1,15 +1,15 @@
-"""Groups and their members in the database, cached in Redis (group row, member rows)."""
+"""The `group` and `group_user` tables, cached in Redis (group row, member rows); all of
+their SQL is here."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from typing import NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gim.internal.logic.values import GroupInfo, GroupProfile, Member
 from gim.pkg import db
 from gim.pkg.cache import KIND_GROUP, KIND_MEMBERS, Cache, Decoded
 from gim.pkg.db import epoch_seconds
@@ -17,24 +17,7 @@ from gim.pkg.errors import Code, GimError, bad_request
 from gim.pkg.schema import group as group_table
 from gim.pkg.schema import group_user as member_table
 
-
-@dataclasses.dataclass(frozen=True)
-class GroupInfo:
-    group_id: int
-    name: str
-    avatar_url: str
-    introduction: str
-    user_num: int
-    extra: str
-    create_time: int
-    update_time: int
-
-
-class Member(NamedTuple):  # a tuple: a group send reads every member's
-    user_id: int
-    member_type: int
-    remarks: str = ""
-    extra: str = ""
+_INSERT_MEMBERS = db.insert_ignore(member_table)  # a user already in the group stays as they are
 
 
 def _members(value: bytes) -> tuple[Member, ...]:
@@ -58,14 +41,15 @@ class GroupStore:
     def __init__(self, engine: AsyncEngine, cache: Cache) -> None:
         self._engine = engine
         self._cache = cache
-        self._mysql = engine.dialect.name == "mysql"
         self._decoded = Decoded(_members)
 
     # -- groups ----------------------------------------------------------------------
 
-    async def create(self, fields: dict[str, str], members: list[Member]) -> int:
+    async def create(self, profile: GroupProfile, members: list[Member]) -> int:
         async with self._engine.begin() as conn:
-            result = await conn.execute(group_table.insert().values(**fields, user_num=len(members)))
+            result = await conn.execute(
+                group_table.insert().values(**dataclasses.asdict(profile), user_num=len(members))
+            )
             group_id = int(result.inserted_primary_key[0])  # type: ignore[index]
             await conn.execute(member_table.insert(), [_member_row(group_id, m) for m in members])
         # a look-up of this id before it existed may have cached "no such group"
@@ -86,9 +70,10 @@ class GroupStore:
             groups = [_group(r._mapping) for r in await conn.execute(query)]
         return {g.group_id: json.dumps(dataclasses.asdict(g)).encode() for g in groups}
 
-    async def update(self, group_id: int, fields: dict[str, str]) -> None:
+    async def update(self, group_id: int, profile: GroupProfile) -> None:
         async with self._engine.begin() as conn:
-            result = await conn.execute(group_table.update().where(group_table.c.id == group_id).values(**fields))
+            update = group_table.update().where(group_table.c.id == group_id)
+            result = await conn.execute(update.values(**dataclasses.asdict(profile)))
         if not result.rowcount:
             raise GimError(Code.GROUP_NOT_FOUND, f"group {group_id} not found")
         await self._cache.invalidate(KIND_GROUP, [group_id])
@@ -151,7 +136,7 @@ class GroupStore:
             if new and max_members is not None:
                 await self._check_size(conn, group_id, len(new), max_members)
             if new:
-                await conn.execute(self._insert_ignore(), new)
+                await conn.execute(_INSERT_MEMBERS.for_(conn), new)
                 await self._recount(conn, group_id)
         await self._cache.invalidate(KIND_MEMBERS, [group_id])
         await self._cache.invalidate(KIND_GROUP, [group_id])
@@ -180,9 +165,7 @@ class GroupStore:
 
     async def _lock_group(self, conn: AsyncConnection, group_id: int) -> None:
         """Serialize member changes of one group (10013 if there is no such group)."""
-        query = sa.select(group_table.c.id).where(group_table.c.id == group_id)
-        if self._mysql:
-            query = query.with_for_update()
+        query = db.locking(sa.select(group_table.c.id).where(group_table.c.id == group_id))
         if await conn.scalar(query) is None:
             raise GimError(Code.GROUP_NOT_FOUND, f"group {group_id} not found")
 
@@ -201,11 +184,6 @@ class GroupStore:
             .scalar_subquery()
         )
         await conn.execute(group_table.update().where(group_table.c.id == group_id).values(user_num=count))
-
-    def _insert_ignore(self) -> sa.Insert:
-        if self._mysql:
-            return mysql.insert(member_table).prefix_with("IGNORE")
-        return sqlite.insert(member_table).on_conflict_do_nothing()
 
 
 def _member_row(group_id: int, member: Member) -> dict[str, object]:

@@ -1,4 +1,5 @@
-"""Message rows and per-user seq allocation, atomic in one transaction.
+"""The message tables (`message_NNN`): storing a send for its recipients under their
+next seqs, atomic in one transaction, and reading a user's messages back.
 
 A send stores one row per recipient user (write diffusion). The seqs of all
 recipients are allocated by one upsert on the `seq` table (`seqs.allocate`), inside
@@ -21,20 +22,18 @@ event that follows a change already committed (`follows_commit`) is exempt from 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections import Counter, defaultdict
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gim.internal.logic import seqs as seqs_table
+from gim.internal.logic import seqs as seq_rows
+from gim.internal.logic.values import MessageRow, SenderType, StoredMessage
 from gim.pkg import db, log
 from gim.pkg.batcher import Batcher
 from gim.pkg.errors import Code, GimError, Overloaded
-from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.schema import SEQ_OBJECT_USER, MessageShards
-from gim.pkg.schema import seq as seq_table
 
 _log = log.get("message_store")
 _bursts = log.Summary(_log)  # refusals come in bursts: one line per interval with a count
@@ -65,29 +64,6 @@ class DuplicateSend(Exception):
         self.seq = seq
 
 
-@dataclasses.dataclass(frozen=True)
-class MessageRow:
-    """What is stored for one recipient, less its user_id and seq."""
-
-    request_id: int
-    sender_type: int
-    sender_id: int
-    receiver_type: int
-    receiver_id: int
-    to_user_ids: list[int]
-    message_type: int
-    content: bytes
-    send_time: int
-    status: int = 1
-
-
-@dataclasses.dataclass(frozen=True)
-class StoredMessage:
-    user_id: int
-    seq: int
-    row: MessageRow
-
-
 class _Pending:
     """One send waiting for (or in) a batch."""
 
@@ -109,7 +85,7 @@ class _Pending:
 
 def _may_be_retry(pending: _Pending) -> bool:
     row = pending.row
-    return bool(row.request_id) and row.sender_type == cx.ST_USER and row.sender_id in pending.users
+    return bool(row.request_id) and row.sender_type == SenderType.USER and row.sender_id in pending.users
 
 
 class MessageStore:
@@ -202,7 +178,7 @@ class MessageStore:
         live = [i for i, r in enumerate(batch) if results[i] is None]
         counts = Counter(u for i in live for u in batch[i].users)
         if counts:
-            highest = await seqs_table.allocate(conn, SEQ_OBJECT_USER, counts)
+            highest = await seq_rows.allocate(conn, SEQ_OBJECT_USER, counts)
             next_seq = {u: highest[u] - n + 1 for u, n in counts.items()}
             for i in live:
                 seqs = {}
@@ -212,9 +188,9 @@ class MessageStore:
                 results[i] = seqs
             await self._insert(conn, [(batch[i].row, results[i]) for i in live])  # type: ignore[misc]
         for i, first in copies.items():  # the same send twice in this batch
-            seqs = results[first]
-            assert isinstance(seqs, dict)
-            results[i] = DuplicateSend(seqs[batch[i].row.sender_id])
+            stored = results[first]
+            assert isinstance(stored, dict)
+            results[i] = DuplicateSend(stored[batch[i].row.sender_id])
         return results  # type: ignore[return-value]
 
     async def _find_retries(
@@ -225,7 +201,8 @@ class MessageStore:
         retryable = [i for i, p in enumerate(batch) if _may_be_retry(p)]
         if not retryable:
             return {}
-        current = await self._lock_current(conn, sorted({batch[i].row.sender_id for i in retryable}))
+        # the senders' seq rows locked: concurrent attempts of one send queue here
+        current = await seq_rows.lock(conn, SEQ_OBJECT_USER, sorted({batch[i].row.sender_id for i in retryable}))
         earlier = await self._earlier_copies(conn, [batch[i].row for i in retryable], current)
         first: dict[tuple[object, ...], int] = {}
         copies: dict[int, int] = {}
@@ -239,16 +216,6 @@ class MessageStore:
             else:
                 first[key] = i
         return copies
-
-    async def _lock_current(self, conn: AsyncConnection, users: list[int]) -> dict[int, int]:
-        """The users' current seqs, their rows locked: concurrent attempts of one send queue here."""
-        result = await conn.execute(
-            sa.select(seq_table.c.object_id, seq_table.c.seq)
-            .with_hint(seq_table, "FORCE INDEX (PRIMARY)", dialect_name="mysql")  # lock these rows only
-            .where(seq_table.c.object_type == SEQ_OBJECT_USER, seq_table.c.object_id.in_(users))
-            .with_for_update()
-        )
-        return {int(u): int(v) for u, v in result}
 
     async def _earlier_copies(
         self, conn: AsyncConnection, rows: list[MessageRow], current: dict[int, int]
@@ -278,7 +245,7 @@ class MessageStore:
             query = sa.select(c.sender_id, c.request_id, c.receiver_type, c.receiver_id, c.content, c.seq).where(
                 sa.or_(*recent),
                 c.request_id.in_(sorted({row.request_id for row in some})),
-                c.sender_type == cx.ST_USER,
+                c.sender_type == SenderType.USER,
                 c.sender_id == c.user_id,  # the sender's own copy
             )
             for sender_id, request_id, receiver_type, receiver_id, content, seq in await conn.execute(query):
@@ -321,14 +288,7 @@ class MessageStore:
 
     async def max_seqs(self, user_ids: list[int]) -> dict[int, int]:
         """Each user's highest seq (committed), 0 for a user without messages."""
-        query = sa.select(seq_table.c.object_id, seq_table.c.seq).where(
-            seq_table.c.object_type == SEQ_OBJECT_USER, seq_table.c.object_id.in_(sorted(set(user_ids)))
-        )
-        highest = dict.fromkeys(user_ids, 0)
-        async with db.reading(self._engine) as conn:
-            for user_id, seq in await conn.execute(query):
-                highest[int(user_id)] = int(seq)
-        return highest
+        return await seq_rows.current(self._engine, SEQ_OBJECT_USER, user_ids)
 
 
 def _send_key(row: MessageRow) -> tuple[object, ...]:

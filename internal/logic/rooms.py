@@ -29,22 +29,31 @@ leaves none.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gim.internal.logic import seqs
-from gim.internal.logic.delivery import Deliverer, SeqOrder
-from gim.internal.logic.devices import OnlineDevice
-from gim.internal.logic.message_store import MessageRow
-from gim.internal.logic.users import UserClient
-from gim.internal.logic.wire import check_fits, now_ms, sender_pb, validate_content
+from gim.internal.logic.checks import validate_content
+from gim.internal.logic.ports import Delivery, MessageFormat, Profiles
+from gim.internal.logic.seq_order import SeqOrder
+from gim.internal.logic.values import (
+    BUSINESS,
+    Author,
+    MessageRow,
+    OnlineDevice,
+    Outgoing,
+    ReceiverType,
+    SenderType,
+    User,
+    now_ms,
+)
 from gim.pkg import broadcast, log
 from gim.pkg.errors import bad_request
-from gim.pkg.pb import connect_ext_pb2 as cx
-from gim.pkg.pb import connect_int_pb2
 from gim.pkg.schema import SEQ_OBJECT_ROOM
 
 _log = log.get("rooms")
@@ -53,6 +62,13 @@ REPLAY_LIMIT = 500  # kept messages replayed to one subscriber at most (oldest f
 _TRIM_BATCH = 64  # expired members looked at (from the low end) per push
 _EXPIRY = 8  # bytes of the expiry prefix of a kept member
 NEW_ROOM_CHECK = Callable[[], Awaitable[None]]
+
+
+@dataclasses.dataclass(frozen=True)
+class KeptMessage:
+    seq: int
+    message: bytes  # as `MessageFormat.room_message` made it
+
 
 # KEYS: the room's sorted set, its byte count. ARGV: member, seq, key TTL (s), byte cap,
 # now (ms), trim batch. Adds the member, drops expired members from the low end (at most
@@ -108,8 +124,9 @@ class RoomService:
         engine: AsyncEngine,
         redis: aioredis.Redis,
         prefix: str,
-        users: UserClient,
-        deliverer: Deliverer,
+        profiles: Profiles,
+        delivery: Delivery,
+        format: MessageFormat,
         max_content_bytes: int,
         keep_seconds: int,
         keep_bytes: int = 1 << 20,
@@ -119,8 +136,9 @@ class RoomService:
         self.seqs = RoomSeq(engine)
         self._redis = redis
         self._prefix = prefix
-        self.users = users
-        self.deliverer = deliverer
+        self._profiles = profiles
+        self._delivery = delivery
+        self._format = format
         self.max_content_bytes = max_content_bytes
         self.keep_seconds = keep_seconds
         self.keep_bytes = keep_bytes
@@ -132,62 +150,44 @@ class RoomService:
     def _key(self, room_id: int) -> str:
         return f"{self._prefix}room:{room_id}"
 
-    async def push(
-        self,
-        sender_type: int,
-        sender_id: int,
-        room_id: int,
-        message_type: int,
-        content: bytes,
-        send_time: int,
-        is_persist: bool,
-    ) -> int:
-        """Give the message the room's next seq, keep it if asked, broadcast it; returns the
-        seq. A user's push that creates the room passes `new_rooms` first (RoomSeq.next)."""
+    async def push(self, author: Author, message: Outgoing) -> int:
+        """Give the message (to the room `message.receiver_id`) the room's next seq, keep it
+        if asked, broadcast it; returns the seq. A user's push that creates the room passes
+        `new_rooms` first (RoomSeq.next)."""
+        room_id = message.receiver_id
         if room_id <= 0:
             raise bad_request("room_id must be positive")
-        validate_content(message_type, content, self.max_content_bytes)
-        check_fits(MessageRow(0, sender_type, sender_id, cx.RT_ROOM, room_id, [], message_type, content, send_time))
-        sender = await self._sender(sender_type, sender_id)
+        validate_content(message.message_type, message.content, self.max_content_bytes)
+        row = MessageRow(
+            0, author.sender_type, author.sender_id, ReceiverType.ROOM, room_id, [], message.message_type,
+            message.content, message.send_time,
+        )  # fmt: skip
+        self._format.check_fits(row)
+        sender = await self._sender(author)
         job = self._order.start([room_id])
         try:
             new_room = None
-            if sender_type == cx.ST_USER and self.new_rooms is not None:
-                new_room = functools.partial(self.new_rooms, sender_id)
+            if author.sender_type == SenderType.USER and self.new_rooms is not None:
+                new_room = functools.partial(self.new_rooms, author.sender_id)
             seq = await self.seqs.next(room_id, new_room)
             await self._order.turn(job, {room_id: seq})  # published in seq order
-            message = cx.Message(
-                sender=sender,
-                receiver_type=cx.RT_ROOM,
-                receiver_id=room_id,
-                message_type=message_type,  # type: ignore[arg-type]
-                message_content=content,
-                seq=seq,
-                send_time=send_time or now_ms(),
-                status=cx.MS_NORMAL,
-            )
-            if is_persist:
-                await self._keep(room_id, message)
-            payload = connect_int_pb2.PushRoomMsg(room_id=room_id, message_send=cx.MessageSend(message=message))
-            receivers = await self._redis.publish(broadcast.room_channel(self._prefix), payload.SerializeToString())
+            kept = self._format.room_message(dataclasses.replace(row, send_time=row.send_time or now_ms()), sender, seq)
+            if message.is_persist:
+                await self._keep(room_id, seq, kept)
+            payload = self._format.room_broadcast(room_id, kept)
+            receivers = await self._redis.publish(broadcast.room_channel(self._prefix), payload)
         finally:
             self._order.finish(job)
-        _log.debug("room_pushed", room_id=room_id, seq=seq, kept=is_persist, nodes=receivers)
+        _log.debug("room_pushed", room_id=room_id, seq=seq, kept=message.is_persist, nodes=receivers)
         return seq
 
     async def push_all(self, message_type: int, content: bytes, send_time: int) -> None:
         """Broadcast to every signed-in connection of every connect node (sender ST_BUSINESS)."""
         validate_content(message_type, content, self.max_content_bytes)
-        check_fits(MessageRow(0, cx.ST_BUSINESS, 0, 0, 0, [], message_type, content, send_time))
-        message = cx.Message(
-            sender=cx.Sender(sender_type=cx.ST_BUSINESS),
-            message_type=message_type,  # type: ignore[arg-type]
-            message_content=content,
-            send_time=send_time or now_ms(),
-            status=cx.MS_NORMAL,
-        )
-        payload = connect_int_pb2.PushAllMsg(message_send=cx.MessageSend(message=message))
-        receivers = await self._redis.publish(broadcast.all_channel(self._prefix), payload.SerializeToString())
+        row = MessageRow(0, BUSINESS.sender_type, 0, 0, 0, [], message_type, content, send_time)
+        self._format.check_fits(row)
+        payload = self._format.all_broadcast(dataclasses.replace(row, send_time=send_time or now_ms()))
+        receivers = await self._redis.publish(broadcast.all_channel(self._prefix), payload)
         _log.debug("pushed_all", nodes=receivers)
 
     async def subscribe(self, user_id: int, device_id: int, room_id: int, seq: int, conn_addr: str) -> int:
@@ -199,18 +199,23 @@ class RoomService:
         messages = await self.kept(room_id, seq)
         if messages:
             device = OnlineDevice(device_id, user_id, conn_addr)
-            await self.deliverer.deliver((device, cx.MessageSend(message=m).SerializeToString()) for m in messages)
+            await self._delivery.deliver((device, self._format.message_send(m.message)) for m in messages)
         _log.debug("room_replayed", room_id=room_id, device_id=device_id, after=seq, count=len(messages))
         return len(messages)
 
-    async def kept(self, room_id: int, after: int) -> list[cx.Message]:
+    async def kept(self, room_id: int, after: int) -> list[KeptMessage]:
         """Kept, unexpired messages of the room with seq > `after`, in seq order, as many
         from the oldest as fit `replay_bytes` (at least one)."""
-        members = await self._redis.zrangebyscore(self._key(room_id), f"({after}", "+inf", start=0, num=REPLAY_LIMIT)
+        members = cast(
+            "list[tuple[bytes, float]]",  # the client answers bytes (no decode_responses), scores as floats
+            await self._redis.zrangebyscore(
+                self._key(room_id), f"({after}", "+inf", start=0, num=REPLAY_LIMIT, withscores=True
+            ),
+        )
         now = now_ms()
-        messages: list[cx.Message] = []
+        messages: list[KeptMessage] = []
         size = 0
-        for member in members:
+        for member, seq in members:
             if int.from_bytes(member[:_EXPIRY], "big") <= now:
                 continue
             size += len(member) - _EXPIRY
@@ -219,24 +224,18 @@ class RoomService:
                     "room_replay_cut", room_id=room_id, after=after, replayed=len(messages), limit=self.replay_bytes
                 )
                 break
-            messages.append(cx.Message.FromString(member[_EXPIRY:]))
+            messages.append(KeptMessage(int(seq), member[_EXPIRY:]))
         return messages
 
-    async def _keep(self, room_id: int, message: cx.Message) -> None:
+    async def _keep(self, room_id: int, seq: int, message: bytes) -> None:
         key = self._key(room_id)
         expires = (now_ms() + self.keep_seconds * 1000).to_bytes(_EXPIRY, "big")
         await self._keep_script(
             keys=[key, f"{key}:bytes"],
-            args=[
-                expires + message.SerializeToString(),
-                message.seq,
-                self.keep_seconds + 1,
-                self.keep_bytes,
-                now_ms(),
-                _TRIM_BATCH,
-            ],
+            args=[expires + message, seq, self.keep_seconds + 1, self.keep_bytes, now_ms(), _TRIM_BATCH],
         )
 
-    async def _sender(self, sender_type: int, sender_id: int) -> cx.Sender:
-        users = await self.users.get_many([sender_id]) if sender_type == cx.ST_USER else {}
-        return sender_pb(sender_type, sender_id, users)
+    async def _sender(self, author: Author) -> User | None:
+        if author.sender_type != SenderType.USER:
+            return None
+        return (await self._profiles.get_many([author.sender_id])).get(author.sender_id)

@@ -10,18 +10,25 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gim.internal.logic.acks import AckStore
 from gim.internal.logic.admin import LogicAdminServicer
-from gim.internal.logic.api import LogicExtServicer, LogicIntServicer
 from gim.internal.logic.dead_nodes import DeadNodes
-from gim.internal.logic.delivery import Deliverer
 from gim.internal.logic.devices import DeviceStore
+from gim.internal.logic.edge.business_client import UserClient
+from gim.internal.logic.edge.connect_client import Deliverer
+from gim.internal.logic.edge.event_encoding import ProtobufEvents
+from gim.internal.logic.edge.message_encoding import ProtobufMessages
+from gim.internal.logic.edge.previous_connections import PreviousConnections
+from gim.internal.logic.edge.servicers import LogicExtServicer, LogicIntServicer
+from gim.internal.logic.events import ServerEvents
+from gim.internal.logic.fanout import FanOut
+from gim.internal.logic.friend_store import FriendStore
 from gim.internal.logic.friends import FriendService
 from gim.internal.logic.group_store import GroupStore
 from gim.internal.logic.groups import GroupService
 from gim.internal.logic.limits import LogicLimits
 from gim.internal.logic.message_store import MessageStore
-from gim.internal.logic.messages import MessageService
 from gim.internal.logic.rooms import RoomService
-from gim.internal.logic.users import UserClient
+from gim.internal.logic.sending import MessageSending
+from gim.internal.logic.sync import MessageSync
 from gim.internal.web.server import WebServer
 from gim.pkg import db, health, log, redis_client, rpc
 from gim.pkg.cache import Cache
@@ -60,39 +67,38 @@ class LogicServer(rpc.ServesPair):
         self._sweeping: asyncio.Task[None] | None = None
         group_store = GroupStore(engine, cache)
         limits = LogicLimits(RateLimiter(redis, config.redis_prefix, "logic"), config)
+        message_format = ProtobufMessages()
         self.rooms = RoomService(
             engine,
             redis,
             config.redis_prefix,
             users,
             self.deliverer,
+            message_format,
             max_content_bytes=config.max_content_bytes,
             keep_seconds=config.room_keep_seconds,
             keep_bytes=config.room_keep_bytes,
             replay_bytes=config.room_replay_bytes,
             new_rooms=limits.new_room,
         )
-        self.messages = MessageService(
-            store=MessageStore(engine, MessageShards(config.message_shards)),
-            devices=self.devices,
-            groups=group_store,
-            rooms=self.rooms,
-            nodes=nodes,
-            users=users,
-            acks=AckStore(engine, redis, config.redis_prefix),
-            deliverer=self.deliverer,
-            max_content_bytes=config.max_content_bytes,
-            sync_page_size=config.sync_page_size,
+        store = MessageStore(engine, MessageShards(config.message_shards))
+        self.acks = AckStore(engine, redis, config.redis_prefix)
+        fanout = FanOut(self.devices, nodes, users, self.deliverer, message_format)
+        self.messages = MessageSending(
+            store, fanout, self.acks, users, group_store, self.rooms, message_format, config.max_content_bytes
         )
+        self.sync = MessageSync(store, self.acks, users, config.sync_page_size)
+        events = ServerEvents(self.messages, ProtobufEvents(), message_format)
         self._grpc = rpc.ServerPair(config.grpc_status, Security.from_config(config))
         self._grpc.expose(["pb.LogicInt", "pb.LogicAdmin"], ["pb.LogicExt"], reflection=config.reflection,
                           probe=health.database_probe(engine), drain_seconds=config.drain_seconds)  # fmt: skip
-        int_servicer = LogicIntServicer(self.devices, self.messages, users, self.rooms)
+        previous = PreviousConnections(self.deliverer)
+        int_servicer = LogicIntServicer(self.devices, self.messages, self.sync, users, self.rooms, previous)
         logic_int_pb2_grpc.add_LogicIntServicer_to_server(int_servicer, self._grpc.int)
         admin = LogicAdminServicer(engine, redis, config.redis_prefix, self.devices, config.rpc_timeout)
         logic_int_pb2_grpc.add_LogicAdminServicer_to_server(admin, self._grpc.int)
-        friends = FriendService(engine, users, self.messages)
-        groups = GroupService(group_store, users, self.messages, config.max_group_members)
+        friends = FriendService(FriendStore(engine), users, events)
+        groups = GroupService(group_store, users, events, config.max_group_members)
         ext_servicer = LogicExtServicer(self.devices, self.messages, users, self.rooms, friends, groups, limits)
         logic_ext_pb2_grpc.add_LogicExtServicer_to_server(ext_servicer, self._grpc.ext)
         # the HTTP/JSON API and the chat page call the same servicer objects (off unless http_listen is set)
@@ -127,7 +133,7 @@ class LogicServer(rpc.ServesPair):
             await asyncio.gather(self._sweeping, return_exceptions=True)
         await self.web.stop()
         await self._grpc.stop(grace)
-        await self.messages.acks.close()  # the acks not yet written behind
+        await self.acks.close()  # the acks not yet written behind
         await self.deliverer.close()
         await self._business_channel.close()
         await self._redis.aclose()

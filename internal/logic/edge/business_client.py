@@ -1,4 +1,5 @@
-"""What logic asks the business service (UserInt): token auth and user info."""
+"""What logic asks the business service (UserInt), as logic calls it (an edge): token
+auth and user profiles, handed to the domain as `values.User`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 import grpc
 from grpc import aio
 
+from gim.internal.logic.values import User
 from gim.pkg import log, rpc
 from gim.pkg.cache import KIND_USER, Cache
 from gim.pkg.errors import Code, GimError, bad_token, errors_of
@@ -88,12 +90,16 @@ class UserClient:
             return exc
         return None
 
-    async def get_many(self, user_ids: list[int]) -> dict[int, user_ext_pb2.User]:
+    async def get_many(self, user_ids: list[int]) -> dict[int, User]:
         """The users that exist among `user_ids`."""
         cached = await self._cache.load(KIND_USER, (i for i in user_ids if i > 0), self._fetch)
-        return {i: user_ext_pb2.User.FromString(value) for i, value in cached.items()}
+        return {i: _user(i, user_ext_pb2.User.FromString(value)) for i, value in cached.items()}
 
     async def _fetch(self, user_ids: list[int]) -> dict[int, bytes]:
         req = user_int_pb2.GetUsersReq(user_ids=dict.fromkeys(user_ids, 0))
         resp = await rpc.call(self._stub.GetUsers, req, self._timeout, wait_for_ready=True)
         return {i: user.SerializeToString() for i, user in resp.users.items()}
+
+
+def _user(user_id: int, pb: user_ext_pb2.User) -> User:
+    return User(user_id, pb.nickname, pb.sex, pb.avatar_url, pb.extra)

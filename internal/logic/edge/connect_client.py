@@ -1,29 +1,26 @@
-"""Pushing messages to devices through the connect nodes that hold them."""
+"""The connect nodes' ConnectInt, as logic calls it (an edge): pushes to the devices each
+node holds, in per-node lanes (`Deliverer`), and the node's stub for other calls."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import itertools
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Collection, Hashable, Iterable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Collection, Iterable
 
 import grpc
 from grpc import aio
 
-from gim.internal.logic.devices import OnlineDevice
-from gim.internal.logic.wire import delivery_bytes, sent_mark_bytes
+from gim.internal.logic.edge.message_encoding import delivery_bytes, sent_mark_bytes
+from gim.internal.logic.ports import Target
 from gim.pkg import log, rpc
 from gim.pkg.batcher import Batcher
 from gim.pkg.pb import connect_int_pb2, connect_int_pb2_grpc
 
 _log = log.get("delivery")
-
-# A device, and the serialized MessageSend for it, or (an int) the seq of a message that
-# device sent itself: connect then pushes nothing, but the device's push order moves on.
-Target = tuple[OnlineDevice, bytes | int]
 
 TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED)
 # A node whose liveness key is gone (pkg/nodes.py) is most likely dead: one short try.
@@ -41,82 +38,8 @@ RETRY_PAUSE = (0.1, 2.0)  # first and longest pause between tries
 LANE_BACKLOG = 20_000
 
 
-class _Job:
-    def __init__(self, keys: list[Hashable]) -> None:
-        loop = asyncio.get_running_loop()
-        self.keys = keys
-        self.seqs: dict[Hashable, int] | None = None  # None until the job has its seqs
-        self.known: asyncio.Future[None] = loop.create_future()
-        self.done: asyncio.Future[None] = loop.create_future()
-
-
-class SeqOrder:
-    """Deliveries of one logic process leave in seq order, per user (or room).
-
-    Concurrent sends to one user commit in seq order, but their deliveries run in
-    independent tasks; a later seq could overtake an earlier one on the way to the socket.
-    A send registers (`start`) before it allocates seqs, then `turn` waits for every other
-    registered send sharing a key that has no seqs yet or a lower seq for that key, and
-    `finish` lets the later ones go. Waits only point at lower seqs, so they cannot form a
-    cycle. Pushes from two logic nodes may still cross: clients order by seq.
-
-    Two sends that share keys are ordered the same way on every key they share: their seqs
-    come from transactions that lock the seq rows until commit (or from one transaction, in
-    order), so comparing one shared key is enough. That keeps a turn cheap for a group of
-    hundreds of members with many sends in flight.
-    """
-
-    def __init__(self) -> None:
-        self._jobs: dict[Hashable, list[_Job]] = defaultdict(list)
-
-    def start(self, keys: Iterable[Hashable]) -> _Job:
-        job = _Job(list(dict.fromkeys(keys)))
-        for key in job.keys:
-            self._jobs[key].append(job)
-        return job
-
-    async def turn(self, job: _Job, seqs: Mapping[Any, int]) -> None:
-        mine = job.seqs = {k: v for k, v in seqs.items() if v}  # seq 0 (not stored): no order
-        job.known.set_result(None)
-        others: dict[int, _Job] = {}  # the jobs sharing a key, each once
-        for key in mine:
-            for other in self._jobs[key]:
-                others[id(other)] = other
-        others.pop(id(job), None)
-        for other in others.values():
-            # shielded: a send whose caller gives up (its task cancelled) while waiting
-            # here must not cancel the other send's futures, or that send's finish fails
-            # and every later send sharing a key waits behind it for good
-            if other.seqs is None and not other.done.done():
-                await asyncio.shield(other.known)
-            if other.seqs is None or other.done.done():  # finished, maybe without seqs
-                continue
-            if _earlier(other.seqs, mine):
-                await asyncio.shield(other.done)
-
-    def finish(self, job: _Job) -> None:
-        if not job.known.done():
-            job.known.set_result(None)
-        if not job.done.done():
-            job.done.set_result(None)
-        for key in job.keys:
-            jobs = self._jobs[key]
-            jobs.remove(job)
-            if not jobs:
-                del self._jobs[key]
-
-
 async def _total(queued: list[asyncio.Future[int]]) -> int:
     return sum(await asyncio.gather(*queued))
-
-
-def _earlier(theirs: dict[Hashable, int], mine: dict[Hashable, int]) -> bool:
-    """Whether `theirs` holds the lower seq on the first key both have (see SeqOrder)."""
-    small, large = (theirs, mine) if len(theirs) <= len(mine) else (mine, theirs)
-    for key in small:
-        if key in large:
-            return theirs[key] < mine[key]
-    return False
 
 
 class Deliverer:
@@ -127,7 +50,7 @@ class Deliverer:
     a time, and what is queued meanwhile goes together in the next call, in queue order,
     so deliveries reach a node in the order they were queued. A call carries at most
     LANE_UNITS (deliveries, or KiB of them). The request is written as bytes (see
-    `wire.delivery_bytes`). A node that does not know that call (an older connect) gets
+    `message_encoding.delivery_bytes`). A node that does not know that call (an older connect) gets
     one `DeliverMessage` per device instead.
     """
 
@@ -211,11 +134,11 @@ class Deliverer:
             for chunk in _chunks(parts, addr in suspects):
                 self.backlog += chunk.count
                 answer = lane.enqueue(chunk)
-                answer.add_done_callback(lambda _, n=chunk.count: self._answered(n))
+                answer.add_done_callback(functools.partial(self._answered, chunk.count))
                 queued.append(answer)
         return asyncio.ensure_future(_total(queued))
 
-    def _answered(self, count: int) -> None:
+    def _answered(self, count: int, _answer: asyncio.Future[int]) -> None:
         self.backlog -= count
 
     def _lane(self, conn_addr: str) -> Batcher[_Chunk, int]:
@@ -343,6 +266,8 @@ class _Peer:
     def __init__(self, channel: aio.Channel) -> None:
         self.channel = channel
         self.stub = connect_int_pb2_grpc.ConnectIntStub(channel)
-        self.deliver_many = channel.unary_unary(
-            "/pb.ConnectInt/DeliverMessages", response_deserializer=connect_int_pb2.DeliverMessagesResp.FromString
+        self.deliver_many: aio.UnaryUnaryMultiCallable[bytes, connect_int_pb2.DeliverMessagesResp] = (
+            channel.unary_unary(
+                "/pb.ConnectInt/DeliverMessages", response_deserializer=connect_int_pb2.DeliverMessagesResp.FromString
+            )
         )

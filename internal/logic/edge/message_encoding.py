@@ -1,37 +1,28 @@
-"""Wire messages of logic: checking what a sender gives, building what a device gets."""
+"""What a device gets, as protobuf: messages pushed, synced and broadcast, and the
+bounds that keep each one within a long-connection frame (an edge: the domain hands
+`MessageRow`s and profiles to `ProtobufMessages`, the `MessageFormat` port)."""
 
 from __future__ import annotations
 
-import time
+from collections.abc import Mapping
 
-from gim.internal.logic.message_store import MessageRow, StoredMessage
+from gim.internal.logic.values import MessageRow, StoredMessage, SyncPage, User
+from gim.pkg import log
 from gim.pkg.errors import bad_request
 from gim.pkg.limits import FRAME_MAX
 from gim.pkg.pb import connect_ext_pb2 as cx
-from gim.pkg.pb import user_ext_pb2
+from gim.pkg.pb import connect_int_pb2
+from gim.pkg.schema import TO_USER_IDS_MAX, max_length
 from gim.pkg.schema import user as user_table
 
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
+_log = log.get("messages")
 
 
-def validate_content(message_type: int, content: bytes, max_bytes: int) -> None:
-    """10001 unless the message type is known and the content fits (one frame, pushed)."""
-    if message_type not in cx.MessageType.values() or message_type == cx.MT_UNKNOWN:
-        raise bad_request(f"unknown message_type {message_type}")
-    if not content:
-        raise bad_request("message_content is empty")
-    if len(content) > max_bytes:
-        raise bad_request(f"message_content is larger than {max_bytes} bytes")
-
-
-def sender_pb(sender_type: int, sender_id: int, users: dict[int, user_ext_pb2.User]) -> cx.Sender:
-    """The sender, with a user's current nickname, avatar and extra from `users`."""
-    sender = cx.Sender(sender_type=sender_type, sender_id=sender_id)  # type: ignore[arg-type]
-    user = users.get(sender_id) if sender_type == cx.ST_USER else None
-    if user is not None:
-        sender.nickname, sender.avatar_url, sender.extra = user.nickname, user.avatar_url, user.extra
+def sender_pb(sender_type: int, sender_id: int, profile: User | None) -> cx.Sender:
+    """The sender, with a user's current nickname, avatar and extra (`profile`)."""
+    sender = cx.Sender(sender_type=sender_type, sender_id=sender_id)  # type: ignore[arg-type]  # an int of the enum: the stubs ask for the enum type
+    if profile is not None and sender_type == cx.ST_USER:
+        sender.nickname, sender.avatar_url, sender.extra = profile.nickname, profile.avatar_url, profile.extra
     return sender
 
 
@@ -39,14 +30,14 @@ def message_pb(stored: StoredMessage, sender: cx.Sender) -> cx.Message:
     row = stored.row
     return cx.Message(
         sender=sender,
-        receiver_type=row.receiver_type,  # type: ignore[arg-type]
+        receiver_type=row.receiver_type,  # type: ignore[arg-type]  # an int of the enum: the stubs ask for the enum type
         receiver_id=row.receiver_id,
         to_user_ids=row.to_user_ids,
-        message_type=row.message_type,  # type: ignore[arg-type]
+        message_type=row.message_type,  # type: ignore[arg-type]  # an int of the enum: the stubs ask for the enum type
         message_content=row.content,
         seq=stored.seq,
         send_time=row.send_time,
-        status=row.status,  # type: ignore[arg-type]
+        status=row.status,  # type: ignore[arg-type]  # an int of the enum: the stubs ask for the enum type
     )
 
 
@@ -59,12 +50,11 @@ def message_pb(stored: StoredMessage, sender: cx.Sender) -> cx.Message:
 
 SYNC_BUDGET = FRAME_MAX - 64  # a SyncOutput, at most: room for the Output around it (<= 19 bytes)
 MESSAGE_MAX = SYNC_BUDGET - 2 - 4  # one Message alone in a sync answer (has_more; its tag and length)
-TO_USER_IDS_MAX = 65_535  # the stored to_user_ids text (a MySQL TEXT column)
 _SEQ_MAX = 2**63 - 1
 
 
 def _longest(column: str) -> str:
-    return "\U0001f600" * user_table.c[column].type.length  # type: ignore[attr-defined]
+    return "\U0001f600" * max_length(user_table.c[column])
 
 
 LARGEST_SENDER = cx.Sender(
@@ -89,17 +79,6 @@ def check_fits(row: MessageRow) -> None:
         )
     if row.to_user_ids and len(",".join(map(str, row.to_user_ids))) > TO_USER_IDS_MAX:
         raise bad_request(f"to_user_ids too long: more than {TO_USER_IDS_MAX} characters as stored")
-
-
-def _command_data_max() -> int:
-    """The largest Command.data of a server event that still fits (`check_fits`)."""
-    empty = MessageRow(0, cx.ST_SYSTEM, 0, cx.RT_GROUP, _SEQ_MAX, [], cx.MT_COMMAND, b"", _SEQ_MAX)
-    content_field = 1 + 3  # message_content's tag and length (a length below 2**21)
-    command_fields = (1 + 5) + (1 + 3)  # code (int32) and data's tag and length
-    return MESSAGE_MAX - worst_case_size(empty) - content_field - command_fields
-
-
-COMMAND_DATA_MAX = _command_data_max()
 
 
 def field_size(length: int) -> int:
@@ -168,6 +147,7 @@ def delivery_bytes(device_id: int, user_id: int, message_send: bytes) -> bytes:
     return _FIELD_1_BYTES + varint(len(req)) + req
 
 
+_ROOM_ID_TAG = b"\x08"  # PushRoomMsg.room_id: field 1, varint (its message_send is field 2, as DeliverMessageReq's)
 _SENT_SEQ_TAG = b"\x18"  # DeliverMessageReq.sent_seq: field 3, varint
 _USER_ID_TAG = b"\x20"  # DeliverMessageReq.user_id: field 4, varint
 
@@ -177,3 +157,70 @@ def sent_mark_bytes(device_id: int, user_id: int, seq: int) -> bytes:
     message of `seq` itself, and connect's push order for it moves past that seq."""
     req = _DEVICE_ID_TAG + varint(device_id) + _SENT_SEQ_TAG + varint(seq) + _USER_ID_TAG + varint(user_id)
     return _FIELD_1_BYTES + varint(len(req)) + req
+
+
+# -- what the domain asks of this edge (the MessageFormat port) ----------------------
+
+
+def sync_page(user_id: int, page: SyncPage) -> tuple[list[cx.Message], bool]:
+    """A sync answer's messages and has_more: the page's messages as long as they fit one
+    SyncOutput (SYNC_BUDGET; the rest come with the next sync), each with its sender's
+    current profile; one too large for a frame (stored before sizes were checked) as the
+    stand-in of `fit_for_sync`."""
+    messages: list[cx.Message] = []
+    has_more = page.has_more
+    size = 2  # the has_more field
+    for stored in page.messages:
+        row = stored.row
+        message = message_pb(stored, sender_pb(row.sender_type, row.sender_id, page.profiles.get(row.sender_id)))
+        if (fitted := fit_for_sync(message)) is not message:
+            _log.warning("sync_message_too_large", user_id=user_id, seq=stored.seq, size=message.ByteSize())
+            message = fitted
+        cost = message.ByteSize() + 4  # field tag + length prefix
+        if messages and size + cost > SYNC_BUDGET:
+            has_more = True
+            break
+        messages.append(message)
+        size += cost
+    return messages, has_more
+
+
+class ProtobufMessages:
+    """The MessageFormat port (internal/logic/ports.py) in protobuf."""
+
+    def check_fits(self, row: MessageRow) -> None:
+        check_fits(row)
+
+    def message_sends(self, row: MessageRow, sender: User | None, seqs: Mapping[int, int]) -> dict[int, bytes]:
+        """A serialized MessageSend of `row` for each user of `seqs` (with that user's seq):
+        the message is serialized once and each seq appended (a parser takes fields in
+        any order)."""
+        without_seq = message_pb(StoredMessage(0, 0, row), sender_pb(row.sender_type, row.sender_id, sender))
+        serialized = without_seq.SerializeToString()
+        return {user_id: message_send_bytes(serialized, seq) for user_id, seq in seqs.items()}
+
+    def room_message(self, row: MessageRow, sender: User | None, seq: int) -> bytes:
+        """A serialized Message of a room (kept in Redis, broadcast, replayed)."""
+        return message_pb(
+            StoredMessage(0, seq, row), sender_pb(row.sender_type, row.sender_id, sender)
+        ).SerializeToString()
+
+    def room_broadcast(self, room_id: int, message: bytes) -> bytes:
+        """What goes on the room channel: a PushRoomMsg."""
+        message_send = message_send_bytes(message, 0)
+        return _ROOM_ID_TAG + varint(room_id) + _MESSAGE_SEND_TAG + varint(len(message_send)) + message_send
+
+    def all_broadcast(self, row: MessageRow) -> bytes:
+        """What goes on the push-all channel: a PushAllMsg (a Message without receiver or seq)."""
+        message = cx.Message(
+            sender=cx.Sender(sender_type=cx.ST_BUSINESS),
+            message_type=row.message_type,  # type: ignore[arg-type]  # an int of the enum: the stubs ask for the enum type
+            message_content=row.content,
+            send_time=row.send_time,
+            status=cx.MS_NORMAL,
+        )
+        return connect_int_pb2.PushAllMsg(message_send=cx.MessageSend(message=message)).SerializeToString()
+
+    def message_send(self, message: bytes) -> bytes:
+        """A serialized MessageSend of a serialized Message."""
+        return message_send_bytes(message, 0)

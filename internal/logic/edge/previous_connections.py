@@ -1,4 +1,5 @@
-"""Closing a device's previous connection when it signs in on another connect node.
+"""Closing a device's previous connection when it signs in on another connect node (an
+edge: it calls the previous node's ConnectInt).
 
 A device has one connection. A connect node replaces the device's older connection when
 it signs in there again; when the device moves to another node, logic (which knows the
@@ -17,8 +18,8 @@ from typing import Any
 
 from grpc import aio
 
-from gim.internal.logic.delivery import Deliverer
-from gim.internal.logic.devices import Connection
+from gim.internal.logic.edge.connect_client import Deliverer
+from gim.internal.logic.values import Connection
 from gim.pkg import log, rpc
 from gim.pkg.errors import GimError
 from gim.pkg.pb import connect_int_pb2

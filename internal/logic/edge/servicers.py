@@ -1,4 +1,6 @@
-"""gRPC servicers of logic: LogicExt (apps, business backends) and LogicInt (connect, business)."""
+"""gRPC servicers of logic: LogicExt (apps, business backends) and LogicInt (connect,
+business). An edge: requests become domain values (edge/pb_values.py), the domain's
+answers become responses; nothing below these imports protobuf."""
 
 from __future__ import annotations
 
@@ -7,17 +9,20 @@ from typing import Any
 
 from grpc import aio
 
-from gim.internal.logic.devices import Device, DeviceStore
+from gim.internal.logic.devices import DeviceStore
+from gim.internal.logic.edge import pb_values
+from gim.internal.logic.edge.business_client import UserClient
+from gim.internal.logic.edge.message_encoding import sync_page
+from gim.internal.logic.edge.previous_connections import PreviousConnections
 from gim.internal.logic.friends import FriendService
-from gim.internal.logic.groups import GroupService, group_pb
+from gim.internal.logic.groups import GroupService
 from gim.internal.logic.limits import LogicLimits
-from gim.internal.logic.messages import MessageService, Sender
-from gim.internal.logic.replaced import PreviousConnections
 from gim.internal.logic.rooms import RoomService
-from gim.internal.logic.users import UserClient
+from gim.internal.logic.sending import MessageSending
+from gim.internal.logic.sync import MessageSync
+from gim.internal.logic.values import BUSINESS, Author, ReceiverType, SenderType
 from gim.pkg import log, rpc
 from gim.pkg.errors import GimError, bad_request, result_pb, unauthorized, unavailable
-from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as ext
 from gim.pkg.pb import logic_ext_pb2_grpc as ext_grpc
 from gim.pkg.pb import logic_int_pb2 as int_
@@ -29,28 +34,13 @@ MAX_SIGN_INS = 1000  # sign-ins in one ConnSignIns call, at most
 _log = log.get("logic")
 
 
-def device_pb(device: Device) -> int_.Device:
-    return int_.Device(
-        device_id=device.device_id,
-        user_id=device.user_id,
-        type=device.type,
-        brand=device.brand,
-        model=device.model,
-        system_version=device.system_version,
-        sdk_version=device.sdk_version,
-        status=device.status,
-        create_time=device.create_time,
-        update_time=device.update_time,
-    )
-
-
 class LogicExtServicer(ext_grpc.LogicExtServicer):
     """For apps and business backends; everything but RegisterDevice needs a token."""
 
     def __init__(
         self,
         devices: DeviceStore,
-        messages: MessageService,
+        sending: MessageSending,
         users: UserClient,
         rooms: RoomService,
         friends: FriendService,
@@ -58,17 +48,17 @@ class LogicExtServicer(ext_grpc.LogicExtServicer):
         limits: LogicLimits | None = None,
     ) -> None:
         self.devices = devices
-        self.messages = messages
+        self.sending = sending
         self.users = users
         self.rooms = rooms
         self.friends = friends
         self.groups = groups
         self.limits = limits  # rate limits per caller (None: none)
 
-    async def _caller(self, context: Context) -> tuple[Sender, int]:
+    async def _caller(self, context: Context) -> tuple[Author, int]:
         user_id, device_id, token, request_id = rpc.identity_of(context)
         await self.users.auth(user_id, device_id, token, cached=True)
-        return Sender(cx.ST_USER, user_id, device_id), request_id
+        return Author(SenderType.USER, user_id, device_id), request_id
 
     async def RegisterDevice(self, request: ext.RegisterDeviceReq, context: Context) -> ext.RegisterDeviceResp:
         if self.limits is not None:
@@ -86,15 +76,16 @@ class LogicExtServicer(ext_grpc.LogicExtServicer):
     async def SendMessage(self, request: ext.SendMessageReq, context: Context) -> ext.SendMessageResp:
         sender, request_id = await self._caller(context)
         if self.limits is not None:  # a message to a room is a room push
-            is_room = request.receiver_type == cx.RT_ROOM
+            is_room = int(request.receiver_type) == ReceiverType.ROOM
             await (self.limits.room_push if is_room else self.limits.send)(sender.sender_id)
-        return ext.SendMessageResp(seq=await self.messages.send(sender, request, request_id))
+        seq = await self.sending.send(sender, pb_values.outgoing(request), request_id)
+        return ext.SendMessageResp(seq=seq)
 
     async def PushRoom(self, request: ext.PushRoomReq, context: Context) -> ext.PushRoomResp:
         sender, _ = await self._caller(context)
         if self.limits is not None:
             await self.limits.room_push(sender.sender_id)
-        await push_room(self.rooms, sender, request)
+        await self.rooms.push(sender, pb_values.room_outgoing(request))
         return ext.PushRoomResp()
 
     # -- friends ---------------------------------------------------------------------
@@ -118,7 +109,8 @@ class LogicExtServicer(ext_grpc.LogicExtServicer):
 
     async def GetFriends(self, request: ext.GetFriendsReq, context: Context) -> ext.GetFriendsResp:
         caller, _ = await self._caller(context)
-        return ext.GetFriendsResp(friends=await self.friends.list(caller.sender_id))
+        friends = await self.friends.list(caller.sender_id)
+        return ext.GetFriendsResp(friends=[pb_values.friend_pb(f) for f in friends])
 
     # -- groups ----------------------------------------------------------------------
 
@@ -126,20 +118,23 @@ class LogicExtServicer(ext_grpc.LogicExtServicer):
         caller, _ = await self._caller(context)
         if self.limits is not None:
             await self.limits.create_group(caller.sender_id)
-        return ext.CreateGroupResp(group_id=await self.groups.create(caller.sender_id, request))
+        profile = pb_values.group_profile(request)
+        return ext.CreateGroupResp(
+            group_id=await self.groups.create(caller.sender_id, profile, list(request.member_ids))
+        )
 
     async def UpdateGroup(self, request: ext.UpdateGroupReq, context: Context) -> ext.UpdateGroupResp:
         caller, _ = await self._caller(context)
-        await self.groups.update(caller.sender_id, request)
+        await self.groups.update(caller.sender_id, request.group_id, pb_values.group_profile(request))
         return ext.UpdateGroupResp()
 
     async def GetGroup(self, request: ext.GetGroupReq, context: Context) -> ext.GetGroupResp:
         await self._caller(context)
-        return ext.GetGroupResp(group=group_pb(await self.groups.get(request.group_id)))
+        return ext.GetGroupResp(group=pb_values.group_pb(await self.groups.get(request.group_id)))
 
     async def GetGroups(self, request: ext.GetGroupsReq, context: Context) -> ext.GetGroupsResp:
         caller, _ = await self._caller(context)
-        return ext.GetGroupsResp(groups=[group_pb(g) for g in await self.groups.of_user(caller.sender_id)])
+        return ext.GetGroupsResp(groups=[pb_values.group_pb(g) for g in await self.groups.of_user(caller.sender_id)])
 
     async def AddGroupMembers(self, request: ext.AddGroupMembersReq, context: Context) -> ext.AddGroupMembersResp:
         caller, _ = await self._caller(context)
@@ -148,7 +143,7 @@ class LogicExtServicer(ext_grpc.LogicExtServicer):
 
     async def UpdateGroupMember(self, request: ext.UpdateGroupMemberReq, context: Context) -> ext.UpdateGroupMemberResp:
         caller, _ = await self._caller(context)
-        await self.groups.update_member(caller.sender_id, request)
+        await self.groups.update_member(caller.sender_id, request.group_id, pb_values.member(request))
         return ext.UpdateGroupMemberResp()
 
     async def DeleteGroupMember(self, request: ext.DeleteGroupMemberReq, context: Context) -> ext.DeleteGroupMemberResp:
@@ -158,19 +153,8 @@ class LogicExtServicer(ext_grpc.LogicExtServicer):
 
     async def GetGroupMembers(self, request: ext.GetGroupMembersReq, context: Context) -> ext.GetGroupMembersResp:
         caller, _ = await self._caller(context)
-        return ext.GetGroupMembersResp(members=await self.groups.member_list(caller.sender_id, request.group_id))
-
-
-async def push_room(rooms: RoomService, sender: Sender, request: ext.PushRoomReq) -> int:
-    return await rooms.push(
-        sender.sender_type,
-        sender.sender_id,
-        request.room_id,
-        request.message_type,
-        request.message_content,
-        request.send_time,
-        request.is_persist,
-    )
+        members = await self.groups.member_list(caller.sender_id, request.group_id)
+        return ext.GetGroupMembersResp(members=[pb_values.member_pb(m) for m in members])
 
 
 def _malformed(req: int_.ConnSignInReq) -> GimError | None:
@@ -184,12 +168,21 @@ def _malformed(req: int_.ConnSignInReq) -> GimError | None:
 class LogicIntServicer(int_grpc.LogicIntServicer):
     """For connect nodes and the business service, on the private network."""
 
-    def __init__(self, devices: DeviceStore, messages: MessageService, users: UserClient, rooms: RoomService) -> None:
+    def __init__(
+        self,
+        devices: DeviceStore,
+        sending: MessageSending,
+        sync: MessageSync,
+        users: UserClient,
+        rooms: RoomService,
+        previous: PreviousConnections,
+    ) -> None:
         self.devices = devices
-        self.messages = messages
+        self.sending = sending
+        self.sync = sync
         self.users = users
         self.rooms = rooms
-        self.previous = PreviousConnections(messages.deliverer)
+        self.previous = previous
 
     async def ConnSignIn(self, request: int_.ConnSignInReq, context: Context) -> int_.ConnSignInResp:
         error = (await self._sign_in([request]))[0]
@@ -216,7 +209,7 @@ class LogicIntServicer(int_grpc.LogicIntServicer):
         if not signed_in:
             return {}
         try:
-            return await self.messages.store.max_seqs([r.user_id for r in signed_in])
+            return await self.sync.max_seqs([r.user_id for r in signed_in])
         except Exception as exc:
             _log.warning("max_seqs_failed", users=len(signed_in), error=repr(exc))
             return {}
@@ -254,11 +247,11 @@ class LogicIntServicer(int_grpc.LogicIntServicer):
         return results
 
     async def Sync(self, request: int_.SyncReq, context: Context) -> int_.SyncResp:
-        messages, has_more = await self.messages.sync(request.user_id, request.device_id, request.seq)
+        messages, has_more = sync_page(request.user_id, await self.sync.sync(request.user_id, request.seq))
         return int_.SyncResp(messages=messages, has_more=has_more)
 
     async def MessageACK(self, request: int_.MessageACKReq, context: Context) -> int_.MessageACKResp:
-        await self.messages.ack(request.user_id, request.device_id, request.device_ack)
+        await self.sync.ack(request.user_id, request.device_id, request.device_ack)
         return int_.MessageACKResp()
 
     async def Offline(self, request: int_.OfflineReq, context: Context) -> int_.OfflineResp:
@@ -268,11 +261,10 @@ class LogicIntServicer(int_grpc.LogicIntServicer):
 
     async def SendMessage(self, request: ext.SendMessageReq, context: Context) -> ext.SendMessageResp:
         request_id = rpc.request_id_of(context)
-        sender = Sender(cx.ST_BUSINESS, 0)
-        return ext.SendMessageResp(seq=await self.messages.send(sender, request, request_id))
+        return ext.SendMessageResp(seq=await self.sending.send(BUSINESS, pb_values.outgoing(request), request_id))
 
     async def GetDevice(self, request: int_.GetDeviceReq, context: Context) -> int_.GetDeviceResp:
-        return int_.GetDeviceResp(device=device_pb(await self.devices.get(request.device_id)))
+        return int_.GetDeviceResp(device=pb_values.device_pb(await self.devices.get(request.device_id)))
 
     async def ClaimDevice(self, request: int_.ClaimDeviceReq, context: Context) -> int_.ClaimDeviceResp:
         await self.devices.claim(request.device_id, request.user_id)
@@ -292,7 +284,7 @@ class LogicIntServicer(int_grpc.LogicIntServicer):
         return int_.ServerStopResp()
 
     async def PushRoom(self, request: ext.PushRoomReq, context: Context) -> ext.PushRoomResp:
-        await push_room(self.rooms, Sender(cx.ST_BUSINESS, 0), request)
+        await self.rooms.push(BUSINESS, pb_values.room_outgoing(request))
         return ext.PushRoomResp()
 
     async def PushAll(self, request: int_.PushAllReq, context: Context) -> int_.PushAllResp:

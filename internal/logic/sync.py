@@ -1,0 +1,40 @@
+"""Offline sync and acks: a device fetches what was stored for its user after the highest
+seq it has, page by page, and acknowledges what it got."""
+
+from __future__ import annotations
+
+from gim.internal.logic.acks import AckStore
+from gim.internal.logic.message_store import MessageStore
+from gim.internal.logic.ports import Profiles
+from gim.internal.logic.values import SenderType, SyncPage
+from gim.pkg.errors import bad_request
+
+
+class MessageSync:
+    def __init__(self, store: MessageStore, acks: AckStore, profiles: Profiles, page_size: int) -> None:
+        self._store = store
+        self.acks = acks
+        self._profiles = profiles
+        self.page_size = page_size
+
+    async def sync(self, user_id: int, seq: int) -> SyncPage:
+        """Stored messages after `seq` (0: after the highest ack of any of the user's
+        devices), one page, with their user senders' current profiles."""
+        if seq < 0:
+            raise bad_request("seq must not be negative")
+        if seq == 0:
+            seq = await self.acks.highest(user_id)
+        page = await self._store.after(user_id, seq, self.page_size + 1)
+        has_more = len(page) > self.page_size
+        page = page[: self.page_size]
+        senders = {m.row.sender_id for m in page if m.row.sender_type == SenderType.USER}
+        return SyncPage(page, await self._profiles.get_many(sorted(senders)), has_more)
+
+    async def ack(self, user_id: int, device_id: int, seq: int) -> None:
+        if seq < 0:
+            raise bad_request("device_ack must not be negative")
+        await self.acks.ack(user_id, device_id, seq)
+
+    async def max_seqs(self, user_ids: list[int]) -> dict[int, int]:
+        """Each user's highest seq (committed): where connect starts a device's push order."""
+        return await self._store.max_seqs(user_ids)
