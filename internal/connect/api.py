@@ -8,7 +8,7 @@ from grpc import aio
 
 from gim.internal.connect.registry import Registry
 from gim.internal.connect.session import Session
-from gim.pkg import log
+from gim.pkg import log, metrics
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import connect_int_pb2, connect_int_pb2_grpc
 from gim.pkg.protocol.push_order import SENT
@@ -48,7 +48,9 @@ class ConnectIntServicer(connect_int_pb2_grpc.ConnectIntServicer):
     async def DeliverMessage(
         self, request: connect_int_pb2.DeliverMessageReq, context: aio.ServicerContext[Any, Any]
     ) -> connect_int_pb2.DeliverMessageResp:
-        if not self._push(request):
+        delivered = self._push(request)
+        metrics.CONNECT_PUSHES.labels("delivered" if delivered else "no_connection").inc()
+        if not delivered:
             # The device left (or moved to another node): it gets the message by sync.
             _log.info("deliver_no_connection", device_id=request.device_id)
         return connect_int_pb2.DeliverMessageResp()
@@ -58,6 +60,8 @@ class ConnectIntServicer(connect_int_pb2_grpc.ConnectIntServicer):
     ) -> connect_int_pb2.DeliverMessagesResp:
         """Push each message, in order, to its device; list the devices this node does not hold."""
         absent = [m.device_id for m in request.messages if not self._push(m)]
+        metrics.CONNECT_PUSHES.labels("delivered").inc(len(request.messages) - len(absent))
+        metrics.CONNECT_PUSHES.labels("no_connection").inc(len(absent))
         if absent:
             _log.info("deliver_no_connection", device_ids=absent[:20], absent=len(absent))
         return connect_int_pb2.DeliverMessagesResp(absent_device_ids=absent)
@@ -80,6 +84,12 @@ class ConnectIntServicer(connect_int_pb2_grpc.ConnectIntServicer):
             return connect_int_pb2.CloseConnectionResp(closed=False)
         session.replace("replaced by a connection of the same device on another node")
         return connect_int_pb2.CloseConnectionResp(closed=True)
+
+    async def GetStats(
+        self, request: connect_int_pb2.GetStatsReq, context: aio.ServicerContext[Any, Any]
+    ) -> connect_int_pb2.GetStatsResp:
+        """What this node holds (`gim admin nodes`)."""
+        return connect_int_pb2.GetStatsResp(**self.registry.stats())
 
     def _signing_in(self, client_addr: str) -> Session | None:
         """The open connection with this client_addr that is not signed in yet, if any

@@ -17,7 +17,7 @@ from gim.internal.connect.api import ConnectIntServicer
 from gim.internal.connect.broadcast import BroadcastSubscriber
 from gim.internal.connect.context import ConnectContext
 from gim.internal.connect.registry import Registry
-from gim.pkg import log, nodes, redis_client, rpc
+from gim.pkg import health, log, metrics, nodes, redis_client, rpc
 from gim.pkg.config import ConnectConfig, split_host_port
 from gim.pkg.pb import connect_int_pb2_grpc, logic_int_pb2, logic_int_pb2_grpc
 from gim.pkg.security import Security
@@ -35,6 +35,9 @@ class ConnectServer:
         self.security = Security.from_config(config)
         self._grpc = rpc.new_server(config.grpc_status, self.security.server_interceptors("int"))
         connect_int_pb2_grpc.add_ConnectIntServicer_to_server(ConnectIntServicer(self.registry), self._grpc)
+        self.health = health.NodeHealth(drain_seconds=config.drain_seconds)
+        self.health.serve(self._grpc, ["pb.ConnectInt"])
+        _observe(self.registry)
         self.context: ConnectContext | None = None
         self._tcp: asyncio.Server | None = None
         self._ws: WsServer | None = None
@@ -69,6 +72,7 @@ class ConnectServer:
             self.config.redis_url, self.config.redis_prefix, self.registry, f"gim-connect@{conn_addr}"
         )
         await self.broadcasts.start(timeout=self.config.rpc_timeout)
+        self.health.probe = health.redis_probe(self._redis)  # without Redis logic declares the node dead
         tcp_host, tcp_port = split_host_port(self.config.tcp_listen, "tcp_listen")
         self._tcp = await tcp.serve(self.context, tcp_host, tcp_port, self.security.ssl_context("tcp"))
         self.tcp_port = self._tcp.sockets[0].getsockname()[1]
@@ -83,6 +87,7 @@ class ConnectServer:
             loop.create_task(self._log_stats()),
             loop.create_task(nodes.keep_alive(self._redis, self.config.redis_prefix, conn_addr, self.reaped)),
         ]
+        await self.health.start()
         _log.info(
             "connect_started",
             tcp_port=self.tcp_port,
@@ -165,6 +170,7 @@ class ConnectServer:
             cutoff = loop.time() - idle
             for session in [s for s in self.registry.connections if s.last_active < cutoff]:
                 _log.info("conn_evicted", conn_id=session.conn_id, device_id=session.device_id)
+                metrics.CONNECT_EVICTIONS.inc()
                 session.close("idle timeout")
 
     async def stop(self, grace: float = 5.0) -> None:
@@ -177,6 +183,7 @@ class ConnectServer:
         if self.stopped or self.context is None:
             return
         self.stopped = True
+        await self.health.drain()  # NOT_SERVING, still serving everything for drain_seconds
         self.context.stopping = True
         for chore in self._chores:
             chore.cancel()
@@ -213,6 +220,27 @@ class ConnectServer:
         await self._logic_channel.close()
         self._restore_handler()
         _log.info("connect_stopped")
+
+
+def _observe(registry: Registry) -> None:
+    """The registry's live counts as gauges, read at scrape time."""
+
+    def connections(reg: Registry) -> list[tuple[tuple[str, ...], float]]:
+        counts: dict[tuple[str, ...], float] = {}
+        for session in list(reg.connections):
+            key = (metrics.transport_of(session), "signed_in" if session.signed_in else "signing_in")
+            counts[key] = counts.get(key, 0) + 1
+        return list(counts.items())
+
+    metrics.live(
+        "gim_connect_connections", "open long connections, by transport and state", registry, connections,
+        labels=("transport", "state"),
+    )  # fmt: skip
+    metrics.live("gim_connect_rooms", "rooms with members on this node", registry, lambda r: [((), r.stats()["rooms"])])
+    metrics.live(
+        "gim_connect_room_members", "room memberships on this node", registry,
+        lambda r: [((), r.stats()["room_members"])],
+    )  # fmt: skip
 
 
 # asyncio accepts at most `backlog` connections per loop iteration and, on EMFILE, tries
