@@ -95,7 +95,12 @@ async def serve(context: ConnectContext, host: str, port: int, tls: ssl.SSLConte
     """Listen for long connections; with `tls`, each speaks TLS (the same framing inside)
     and must finish its handshake within the sign-in deadline."""
     loop = asyncio.get_running_loop()
-    handshake = {"ssl": tls, "ssl_handshake_timeout": context.config.sign_in_timeout} if tls else {}
     return await loop.create_server(
-        lambda: TcpConnection(context), host, port, backlog=ACCEPT_BATCH, reuse_address=True, **handshake
+        lambda: TcpConnection(context),
+        host,
+        port,
+        backlog=ACCEPT_BATCH,
+        reuse_address=True,
+        ssl=tls,
+        ssl_handshake_timeout=context.config.sign_in_timeout if tls else None,
     )

@@ -144,7 +144,6 @@ async def _handle(context: ConnectContext, ws: ServerConnection) -> None:
 async def serve(context: ConnectContext, host: str, port: int, tls: ssl.SSLContext | None = None) -> Server:
     """Listen for WebSocket long connections; with `tls`, WSS (the TLS handshake bounded
     by the sign-in deadline)."""
-    handshake = {"ssl": tls, "ssl_handshake_timeout": context.config.sign_in_timeout} if tls else {}
     return await ws_serve(
         lambda ws: _handle(context, ws),
         host,
@@ -156,5 +155,6 @@ async def serve(context: ConnectContext, host: str, port: int, tls: ssl.SSLConte
         close_timeout=context.config.close_timeout,
         ping_interval=None,  # the application heartbeat and idle eviction keep watch
         backlog=ACCEPT_BATCH,  # see tcp.ACCEPT_BATCH
-        **handshake,
+        ssl=tls,
+        ssl_handshake_timeout=context.config.sign_in_timeout if tls else None,
     )
