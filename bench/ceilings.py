@@ -27,9 +27,9 @@ from grpc import aio
 
 from gim.bench import wire
 from gim.bench.services import Storage
-from gim.pkg.protocol.frames import FrameDecoder, encode_frame
 from gim.pkg import redis_client
 from gim.pkg.pb import connect_ext_pb2 as cx
+from gim.pkg.protocol.frames import FrameDecoder, encode_frame
 
 ECHO_METHOD = "/bench.Echo/Echo"
 _GO = struct.Struct(">4sqd")  # b"GO!!", count, rate (frames per second)
@@ -142,7 +142,7 @@ async def rpc_calls_per_second(calls: int, concurrency: int, request_size: int, 
     async with ceiling_server("rpc") as port:
         channel = aio.insecure_channel(f"127.0.0.1:{port}")
         try:
-            echo = channel.unary_unary(ECHO_METHOD)
+            echo: aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(ECHO_METHOD)
             payload = b"x" * request_size
             await echo(payload, timeout=10)
             remaining = iter(range(calls))

@@ -121,8 +121,11 @@ class Run:
         self.attempts: list[Attempt] = []
         self.behind = 0  # sends started late because MAX_IN_FLIGHT were waiting
 
+    def receivers(self) -> list[RawReceiver | SdkReceiver]:
+        return [*self.raw, *self.sdk]
+
     def screens(self) -> dict[int, list[Shown]]:
-        return {r.index: r.screen for r in [*self.raw, *self.sdk]}
+        return {r.index: r.screen for r in self.receivers()}
 
     def shown_tags(self) -> set[tuple[int, int]]:
         return {(i, s.tag) for i, screen in self.screens().items() for s in screen}
@@ -272,7 +275,7 @@ async def _database_check(store: Storage, run: Run) -> Stored:
     """Messages stored twice for one recipient (same sender and request_id), and sends
     that gave up but were stored."""
     receivers = run.receiver_users
-    dupes, examples, stored = 0, [], set()
+    dupes, examples, stored = 0, list[str](), set[int]()
     for attempt in range(3):  # the bench's own pooled connections may have been KILLed
         try:
             dupes, examples, stored = 0, [], set()
@@ -304,7 +307,7 @@ async def _database_check(store: Storage, run: Run) -> Stored:
 def _verdict(rep: ChaosReport, run: Run, injected: list[FaultRun], stored: Stored, start: float, sent_end: float,
              died: list[str], exits: dict[str, int | None], pids: dict[str, int | None]) -> None:  # fmt: skip
     screens = run.screens()
-    presence = {r.index: r.presence for r in [*run.raw, *run.sdk]}
+    presence = {r.index: r.presence for r in run.receivers()}
     window = run.p.stuck_window
     rep.kinds["raw"] = count_kind(run.plan, [r.index for r in run.raw], screens, presence, window)
     rep.kinds["sdk"] = count_kind(run.plan, [s.index for s in run.sdk], screens, presence, window)

@@ -157,17 +157,17 @@ def count_kind(
         if m.receiver not in mine or m.accepted is None:
             continue
         out.accepted += 1
-        shown = first_shown.get(m.tag)
-        if shown is None:
+        first = first_shown.get(m.tag)
+        if first is None:
             out.lost += 1
             example("lost", f"receiver {m.receiver}: tag {m.tag} (sender {m.sender}, request_id {m.request_id})")
             continue
-        delay = shown.at - m.accepted
-        if shown.via in ("push", "sdk"):
+        delay = first.at - m.accepted
+        if first.via in ("push", "sdk"):
             latencies.append(delay)
         if delay > stuck_window and presence[m.receiver].through(m.accepted, m.accepted + stuck_window):
             out.stuck += 1
-            example("stuck", f"receiver {m.receiver}: tag {m.tag} shown {delay:.1f} s after acceptance via {shown.via}")
+            example("stuck", f"receiver {m.receiver}: tag {m.tag} shown {delay:.1f} s after acceptance via {first.via}")
     out.reconnects = sum(presence[r].reconnects for r in mine if r in presence)
     out.push_p50_ms = round(percentile(latencies, 50) * 1000, 1)
     out.push_p99_ms = round(percentile(latencies, 99) * 1000, 1)

@@ -86,7 +86,7 @@ async def _paced(sends: Sequence[Send], rate: float, seconds: float, tags: itert
     pending: set[asyncio.Task[int]] = set()
     for i in range(total):
         await asyncio.sleep(max(0.0, start + i / rate - loop.time()))
-        pending.add(loop.create_task(sends[i % len(sends)](next(tags))))
+        pending.add(asyncio.ensure_future(sends[i % len(sends)](next(tags))))
     done, _ = await asyncio.wait(pending, timeout=DRAIN_TIMEOUT) if pending else (set(), set())
     failed = sum(_failed(e) for t in done if (e := t.exception()) is not None) + len(pending) - len(done)
     return total, failed

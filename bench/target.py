@@ -11,6 +11,7 @@ database and Redis; the benchmark seeds its users there and leaves them.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 
 from gim.pkg import config
@@ -37,10 +38,10 @@ def _reachable(addr: str) -> str:
 
 def parse(spec: str, database_url: str = "", redis_url: str = "", environ: Mapping[str, str] | None = None) -> Target:
     """The target `spec` names (see the module docstring); ValueError on a bad spec."""
-    env = {} if environ is None else {"environ": environ}
-    logic = config.load(config.LogicConfig, "logic", **env)
-    business = config.load(config.BusinessConfig, "business", **env)
-    connect = config.load(config.ConnectConfig, "connect", **env)
+    env = os.environ if environ is None else environ
+    logic = config.load(config.LogicConfig, "logic", environ=env)
+    business = config.load(config.BusinessConfig, "business", environ=env)
+    connect = config.load(config.ConnectConfig, "connect", environ=env)
     given: dict[str, list[str]] = {key: [] for key in KEYS}
     for part in filter(None, (p.strip() for p in spec.split(","))):
         key, sep, addr = part.partition("=")

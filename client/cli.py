@@ -154,7 +154,7 @@ def address(value: str, option: str) -> tuple[str, int]:
 class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever `sys.stderr` is now (the prompt replaces it while it is open)."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> object:
         return sys.stderr
 

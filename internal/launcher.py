@@ -104,10 +104,9 @@ class Node:
                 env={**env, **self.spec.env}, stdin=asyncio.subprocess.DEVNULL,
                 stdout=output, stderr=output, start_new_session=True, pass_fds=(ready_write,),
             )  # fmt: skip
-            self._ready = asyncio.StreamReader()
+            ready = self._ready = asyncio.StreamReader()
             self._ready_pipe, _ = await asyncio.get_running_loop().connect_read_pipe(
-                lambda: asyncio.StreamReaderProtocol(self._ready),
-                os.fdopen(ready_read, "rb", 0),  # type: ignore[arg-type]
+                lambda: asyncio.StreamReaderProtocol(ready), os.fdopen(ready_read, "rb", 0)
             )
         except BaseException:
             os.close(ready_read)
