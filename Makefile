@@ -29,6 +29,10 @@ test-unit: $(STAMP)
 check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@# mypy finds the `gim` package through a link named gim to the repository root
+	mkdir -p $(VENV)/typecheck && ln -sfn $(CURDIR) $(VENV)/typecheck/gim
+	cd $(VENV)/typecheck && MYPYPATH=. $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml \
+		-p gim.pkg -p gim.internal -p gim.cmd -p gim.client -p gim.bench
 
 proto: $(STAMP)
 	$(BIN)/python -P -m gim.pkg.protogen
