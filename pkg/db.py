@@ -232,10 +232,29 @@ def _null_pool() -> Any:
 
 
 async def migrate(engine: AsyncEngine, shards: schema.MessageShards) -> None:
-    """Create every missing table (idempotent)."""
+    """Create every missing table, and in a table made by an older version every missing
+    nullable column and index (idempotent)."""
     async with engine.begin() as conn:
         await conn.run_sync(schema.metadata.create_all)
         await conn.run_sync(shards.metadata.create_all)
+        await conn.run_sync(_add_missing, [*schema.metadata.sorted_tables, *shards.tables])
+
+
+def _add_missing(sync_conn: Any, tables: Sequence[sa.Table]) -> None:
+    """Nullable columns and indexes a table of an older version lacks: added in place."""
+    inspector = sa.inspect(sync_conn)
+    for table in tables:
+        have = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in have:
+                if not column.nullable:
+                    raise RuntimeError(f"{table.name}.{column.name}: only nullable columns are added by a migration")
+                kind = column.type.compile(dialect=sync_conn.dialect)
+                sync_conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind} NULL")
+        indexes = {i["name"] for i in inspector.get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in indexes:
+                index.create(sync_conn)
 
 
 def _render(ddl: Any, dialect: Any) -> str:

@@ -217,6 +217,11 @@ def _message_table(meta: MetaData, name: str) -> Table:
         Column("send_time", BigInteger, nullable=False),
         Column("status", SmallInteger, nullable=False, server_default="1"),
         Column("create_time", DateTime, nullable=False, server_default=NOW),
+        # the request_id of a send on the sender's own copy (NULL on every other row): the
+        # unique key below makes the insert of a retried send fail, so a send needs no
+        # look-up for an earlier attempt (internal/logic/message_store.py)
+        Column("sender_request_id", BigInteger, nullable=True),
         PrimaryKeyConstraint("user_id", "seq"),
+        Index(f"uk_{name}_sender_request", "user_id", "sender_request_id", unique=True),
         **MYSQL_OPTIONS,
     )

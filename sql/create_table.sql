@@ -110,8 +110,11 @@ CREATE TABLE message_000 (
     send_time BIGINT NOT NULL,
     status SMALLINT NOT NULL DEFAULT '1',
     create_time DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    sender_request_id BIGINT,
     PRIMARY KEY (user_id, seq)
 )ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
+
+CREATE UNIQUE INDEX uk_message_000_sender_request ON message_000 (user_id, sender_request_id);
 
 CREATE TABLE message_001 (
     user_id BIGINT NOT NULL,
@@ -127,8 +130,11 @@ CREATE TABLE message_001 (
     send_time BIGINT NOT NULL,
     status SMALLINT NOT NULL DEFAULT '1',
     create_time DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    sender_request_id BIGINT,
     PRIMARY KEY (user_id, seq)
 )ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
+
+CREATE UNIQUE INDEX uk_message_001_sender_request ON message_001 (user_id, sender_request_id);
 
 CREATE TABLE message_002 (
     user_id BIGINT NOT NULL,
@@ -144,8 +150,11 @@ CREATE TABLE message_002 (
     send_time BIGINT NOT NULL,
     status SMALLINT NOT NULL DEFAULT '1',
     create_time DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    sender_request_id BIGINT,
     PRIMARY KEY (user_id, seq)
 )ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
+
+CREATE UNIQUE INDEX uk_message_002_sender_request ON message_002 (user_id, sender_request_id);
 
 CREATE TABLE message_003 (
     user_id BIGINT NOT NULL,
@@ -161,8 +170,11 @@ CREATE TABLE message_003 (
     send_time BIGINT NOT NULL,
     status SMALLINT NOT NULL DEFAULT '1',
     create_time DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    sender_request_id BIGINT,
     PRIMARY KEY (user_id, seq)
 )ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
+
+CREATE UNIQUE INDEX uk_message_003_sender_request ON message_003 (user_id, sender_request_id);
 
 CREATE TABLE message_004 (
     user_id BIGINT NOT NULL,
@@ -178,8 +190,11 @@ CREATE TABLE message_004 (
     send_time BIGINT NOT NULL,
     status SMALLINT NOT NULL DEFAULT '1',
     create_time DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    sender_request_id BIGINT,
     PRIMARY KEY (user_id, seq)
 )ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
+
+CREATE UNIQUE INDEX uk_message_004_sender_request ON message_004 (user_id, sender_request_id);
 
 CREATE TABLE message_005 (
     user_id BIGINT NOT NULL,
@@ -195,8 +210,11 @@ CREATE TABLE message_005 (
     send_time BIGINT NOT NULL,
     status SMALLINT NOT NULL DEFAULT '1',
     create_time DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    sender_request_id BIGINT,
     PRIMARY KEY (user_id, seq)
 )ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
+
+CREATE UNIQUE INDEX uk_message_005_sender_request ON message_005 (user_id, sender_request_id);
 
 CREATE TABLE message_006 (
     user_id BIGINT NOT NULL,
@@ -212,8 +230,11 @@ CREATE TABLE message_006 (
     send_time BIGINT NOT NULL,
     status SMALLINT NOT NULL DEFAULT '1',
     create_time DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    sender_request_id BIGINT,
     PRIMARY KEY (user_id, seq)
 )ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
+
+CREATE UNIQUE INDEX uk_message_006_sender_request ON message_006 (user_id, sender_request_id);
 
 CREATE TABLE message_007 (
     user_id BIGINT NOT NULL,
@@ -229,8 +250,11 @@ CREATE TABLE message_007 (
     send_time BIGINT NOT NULL,
     status SMALLINT NOT NULL DEFAULT '1',
     create_time DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    sender_request_id BIGINT,
     PRIMARY KEY (user_id, seq)
 )ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
+
+CREATE UNIQUE INDEX uk_message_007_sender_request ON message_007 (user_id, sender_request_id);
 
 CREATE TABLE message_008 (
     user_id BIGINT NOT NULL,
@@ -246,8 +270,11 @@ CREATE TABLE message_008 (
     send_time BIGINT NOT NULL,
     status SMALLINT NOT NULL DEFAULT '1',
     create_time DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    sender_request_id BIGINT,
     PRIMARY KEY (user_id, seq)
 )ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
+
+CREATE UNIQUE INDEX uk_message_008_sender_request ON message_008 (user_id, sender_request_id);
 
 CREATE TABLE message_009 (
     user_id BIGINT NOT NULL,
@@ -263,5 +290,8 @@ CREATE TABLE message_009 (
     send_time BIGINT NOT NULL,
     status SMALLINT NOT NULL DEFAULT '1',
     create_time DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    sender_request_id BIGINT,
     PRIMARY KEY (user_id, seq)
 )ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
+
+CREATE UNIQUE INDEX uk_message_009_sender_request ON message_009 (user_id, sender_request_id);

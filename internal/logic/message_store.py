@@ -25,12 +25,12 @@ import asyncio
 from collections import Counter, defaultdict
 
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gim.internal.logic import seqs as seq_rows
 from gim.internal.logic.values import MessageRow, SenderType, StoredMessage
-from gim.pkg import db, log
+from gim.pkg import db, log, metrics
 from gim.pkg.batcher import Batcher
 from gim.pkg.errors import Code, GimError, Overloaded
 from gim.pkg.schema import SEQ_OBJECT_USER, MessageShards
@@ -48,7 +48,7 @@ _ATTEMPTS = 5
 # The columns `_insert` writes, in the order of its row tuples.
 _INSERT_COLUMNS = (
     "user_id", "seq", "request_id", "sender_type", "sender_id", "receiver_type", "receiver_id",
-    "to_user_ids", "type", "content", "send_time", "status",
+    "to_user_ids", "type", "content", "send_time", "status", "sender_request_id",
 )  # fmt: skip
 
 BATCH_ROWS = 5000  # message rows of one transaction, at most (a larger send goes alone)
@@ -83,6 +83,18 @@ class _Pending:
         return self.caller_gone or (self.deadline is not None and now >= self.deadline)
 
 
+def _unique_key(pending: _Pending) -> tuple[int, int]:
+    """What the unique key on the sender's copy holds: (sender, request_id)."""
+    return pending.row.sender_id, pending.row.request_id
+
+
+def _repeats_within(batch: list[_Pending]) -> bool:
+    """Whether two sends of the batch share a (sender, request_id): they are told apart
+    by the look-up, not by the unique key."""
+    keys = [_unique_key(p) for p in batch if _may_be_retry(p)]
+    return len(keys) != len(set(keys))
+
+
 def _may_be_retry(pending: _Pending) -> bool:
     row = pending.row
     return bool(row.request_id) and row.sender_type == SenderType.USER and row.sender_id in pending.users
@@ -107,6 +119,11 @@ class MessageStore:
             "message_store", self._with_retries, batch_rows, 1, size=lambda p: len(p.users)
         )
         self._inserts = {table: table.insert() for table in shards.tables}  # one statement each, compiled once
+        metrics.live("gim_logic_store_queue_rows", "message rows waiting to be stored", self, _queued_rows)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
 
     def admit(self, rows: int) -> None:
         """`Overloaded` unless `rows` more message rows may queue now (a lone send always may)."""
@@ -159,10 +176,21 @@ class MessageStore:
         return [_caller_gone() if g else next(stored) for g in gone]
 
     async def _store_attempts(self, batch: list[_Pending]) -> list[dict[int, int] | BaseException]:
+        """The batch in one transaction. First without looking for earlier attempts: the
+        unique key on each sender's copy (`sender_request_id`) makes the insert fail when
+        one exists, and then the batch runs again with the look-up (`_find_retries`)."""
+        look_up = _repeats_within(batch)
+        metrics.LOGIC_STORE_BATCH.observe(len(batch))
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                async with self._engine.begin() as conn:
-                    return await self._store_batch(conn, batch)
+                with metrics.LOGIC_STORE_SECONDS.time():
+                    async with self._engine.begin() as conn:
+                        return await self._store_batch(conn, batch, look_up)
+            except IntegrityError:
+                if look_up:
+                    raise
+                look_up = True  # an earlier attempt, or a request_id used again: see which
+                _log.info("store_earlier_attempt_suspected", sends=len(batch))
             except DBAPIError as exc:
                 code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
                 retryable = code in _RETRYABLE or exc.connection_invalidated
@@ -172,9 +200,15 @@ class MessageStore:
                 await asyncio.sleep(0.01 * attempt)
         raise AssertionError("unreachable")
 
-    async def _store_batch(self, conn: AsyncConnection, batch: list[_Pending]) -> list[dict[int, int] | BaseException]:
+    async def _store_batch(
+        self, conn: AsyncConnection, batch: list[_Pending], look_up: bool
+    ) -> list[dict[int, int] | BaseException]:
         results: list[dict[int, int] | BaseException | None] = [None] * len(batch)
-        copies = await self._find_retries(conn, batch, results)
+        copies: dict[int, int] = {}
+        taken: set[tuple[int, int]] = set()
+        if look_up:
+            copies = await self._find_retries(conn, batch, results)
+            taken = await self._keys_taken(conn, [batch[i] for i, r in enumerate(results) if r is None])
         live = [i for i, r in enumerate(batch) if results[i] is None]
         counts = Counter(u for i in live for u in batch[i].users)
         if counts:
@@ -186,12 +220,29 @@ class MessageStore:
                     seqs[u] = next_seq[u]
                     next_seq[u] += 1
                 results[i] = seqs
-            await self._insert(conn, [(batch[i].row, results[i]) for i in live])  # type: ignore[misc]
+            await self._insert(conn, [(batch[i], results[i], taken) for i in live])  # type: ignore[misc]
         for i, first in copies.items():  # the same send twice in this batch
             stored = results[first]
             assert isinstance(stored, dict)
             results[i] = DuplicateSend(stored[batch[i].row.sender_id])
         return results  # type: ignore[return-value]
+
+    async def _keys_taken(self, conn: AsyncConnection, sends: list[_Pending]) -> set[tuple[int, int]]:
+        """The (sender, request_id) keys of these new sends that an older message holds (a
+        client that used a request_id again, beyond RETRY_WINDOW or for other content):
+        those are stored without the key."""
+        wanted = {_unique_key(p) for p in sends if _may_be_retry(p)}
+        by_table: dict[sa.Table, set[tuple[int, int]]] = defaultdict(set)
+        for sender, request_id in wanted:
+            by_table[self._shards.table_for(sender)].add((sender, request_id))
+        taken: set[tuple[int, int]] = set()
+        for table, keys in by_table.items():
+            c = table.c
+            query = sa.select(c.user_id, c.sender_request_id).where(
+                c.user_id.in_(sorted({k[0] for k in keys})), c.sender_request_id.in_(sorted({k[1] for k in keys}))
+            )
+            taken.update(k for k in ((int(u), int(r)) for u, r in await conn.execute(query)) if k in keys)
+        return taken
 
     async def _find_retries(
         self, conn: AsyncConnection, batch: list[_Pending], results: list[dict[int, int] | BaseException | None]
@@ -254,11 +305,16 @@ class MessageStore:
                     found[key] = min(int(seq), found.get(key, int(seq)))
         return found
 
-    async def _insert(self, conn: AsyncConnection, messages: list[tuple[MessageRow, dict[int, int]]]) -> None:
+    async def _insert(
+        self, conn: AsyncConnection, sends: list[tuple[_Pending, dict[int, int], set[tuple[int, int]]]]
+    ) -> None:
         """One multi-row INSERT per shard, its rows as plain tuples: a group message is
-        hundreds of rows, and this runs while the seq rows are locked."""
+        hundreds of rows, and this runs while the seq rows are locked. The sender's copy of
+        a send that may be retried carries its request_id in `sender_request_id` (unique
+        per sender), unless an older message holds that key (`taken`)."""
         by_shard: dict[sa.Table, list[tuple[object, ...]]] = defaultdict(list)
-        for row, seqs in messages:
+        for pending, seqs, taken in sends:
+            row = pending.row
             common = (
                 row.request_id,
                 row.sender_type,
@@ -271,8 +327,10 @@ class MessageStore:
                 row.send_time,
                 row.status,
             )
+            keyed = _may_be_retry(pending) and _unique_key(pending) not in taken
             for user_id, seq in seqs.items():
-                by_shard[self._shards.table_for(user_id)].append((user_id, seq, *common))
+                key = row.request_id if keyed and user_id == row.sender_id else None
+                by_shard[self._shards.table_for(user_id)].append((user_id, seq, *common, key))
         for table, rows in by_shard.items():
             await conn.exec_driver_sql(db.driver_sql(conn, self._inserts[table], _INSERT_COLUMNS), rows)
 
@@ -289,6 +347,10 @@ class MessageStore:
     async def max_seqs(self, user_ids: list[int]) -> dict[int, int]:
         """Each user's highest seq (committed), 0 for a user without messages."""
         return await seq_rows.current(self._engine, SEQ_OBJECT_USER, user_ids)
+
+
+def _queued_rows(store: MessageStore) -> list[tuple[tuple[str, ...], float]]:
+    return [((), store.pending_rows)]
 
 
 def _send_key(row: MessageRow) -> tuple[object, ...]:
