@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -27,9 +28,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from gim.internal.launcher import LISTENERS, SERVICES, Launcher, LaunchError, Node, NodeSpec
+from gim.internal.launcher import LISTENERS, SERVICES, Launcher, LaunchError, Node, NodeSpec, service_env
 from gim.internal.run_lock import AlreadyRunning, RunLock
-from gim.pkg import config, log, ports, redis_client, rpc, service
+from gim.pkg import config, log, ports, redis_client, rpc, security, service
 from gim.pkg.pb import logic_ext_pb2, logic_ext_pb2_grpc, user_ext_pb2, user_ext_pb2_grpc
 
 _log = log.get("run")
@@ -39,6 +40,10 @@ WILDCARD = {"", "0.0.0.0", "::"}
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # a service has this long to stop after SIGTERM before it is killed: past its own bound
 STOP_TIMEOUT = service.SHUTDOWN_LIMIT + 5.0
+# logic's HTTP listeners under gim run, unless configured (docs/http.md): the chat page and
+# the HTTP/JSON API, and the private LogicInt calls over HTTP
+RUN_HTTP_LISTEN = "127.0.0.1:8088"
+RUN_HTTP_INT_LISTEN = "127.0.0.1:8089"
 T = TypeVar("T")
 
 
@@ -49,6 +54,7 @@ def run_all(dev_code: str, var_dir: str) -> None:
         "connect": config.load(config.ConnectConfig, "connect"),
     }
     log.setup(configs["logic"].log_level, configs["logic"].log_format)
+    os.environ.update(_with_web(configs))  # the services read it (through the launcher)
     var = Path(var_dir)
     lock = RunLock(var)
     try:
@@ -62,6 +68,36 @@ def run_all(dev_code: str, var_dir: str) -> None:
         pass
     finally:
         lock.release()
+
+
+def _reachable(addr: str) -> str:
+    """A listen address as this machine reaches it (a wildcard host -> 127.0.0.1)."""
+    host, port = config.split_host_port(addr)
+    host = "127.0.0.1" if host in WILDCARD else host
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _with_web(configs: dict[str, config.BaseConfig]) -> dict[str, str]:
+    """gim run serves the chat page and the HTTP API: logic's HTTP listeners on
+    RUN_HTTP_LISTEN / RUN_HTTP_INT_LISTEN unless configured, UserExt forwarded to this run's
+    business, the page's WebSocket this run's connect. Updates `configs["logic"]`; returns
+    the environment that tells the logic process the same."""
+    logic, business, connect = configs["logic"], configs["business"], configs["connect"]
+    assert isinstance(logic, config.LogicConfig) and isinstance(business, config.BusinessConfig)
+    assert isinstance(connect, config.ConnectConfig)
+    default = config.LogicConfig()
+    scheme = "wss" if "ws" in security.tls_listeners(connect.tls) else "ws"
+    wanted: dict[str, Any] = {
+        "http_listen": logic.http_listen or RUN_HTTP_LISTEN,
+        "http_int_listen": logic.http_int_listen or RUN_HTTP_INT_LISTEN,
+        "business_ext_addr": _reachable(business.ext_listen),
+        "web_ws_url": f"{scheme}://{_reachable(connect.ws_listen)}/ws",
+    }
+    for key in ("business_ext_addr", "web_ws_url"):  # configured: kept
+        if getattr(logic, key) != getattr(default, key):
+            wanted[key] = getattr(logic, key)
+    configs["logic"] = dataclasses.replace(logic, **wanted)
+    return service_env("logic", wanted)
 
 
 def _check_ports(configs: dict[str, config.BaseConfig]) -> None:
@@ -147,13 +183,17 @@ class Supervisor:
         await migrate(logic)
         await self.nodes.start()  # LaunchError: reported by run()
         demo = await _demo(self.configs, self.dev_code) if self.dev_code else []  # no code, no demo sign-in
-        _print_banner(self.configs, demo, self.var / "log", self.dev_code)
+        bound = self.nodes["logic"].ports  # the HTTP ports as bound (a configured port 0 is a free one)
+        web = {
+            name: _bound(getattr(self.configs["logic"], f"{name}_listen"), bound.get(name))
+            for name in ("http", "http_int")
+        }
+        _print_banner(self.configs, demo, self.var / "log", self.dev_code, web)
         return True
 
     async def _until_stopped(self) -> Node | None:
         """Until a stop signal (None), or until a service exits on its own (that node)."""
-        exited = asyncio.ensure_future(self.nodes.exited())
-        node = await self._unless_stopped(exited)
+        node = await self._unless_stopped(self.nodes.exited())
         if node is not None:
             tail = node.log_tail(20)
             print(
@@ -218,10 +258,23 @@ async def _demo(configs: dict[str, config.BaseConfig], dev_code: str) -> list[tu
     return out
 
 
+def _bound(addr: str, port: int | None) -> str:
+    """`addr` as reached from this machine, with the port a node reported (for port 0)."""
+    reach = _reachable(addr)
+    return f"{reach.rsplit(':', 1)[0]}:{port}" if port else reach
+
+
 def _print_banner(
-    configs: dict[str, config.BaseConfig], demo: list[tuple[str, int, int, str]], logs: Path, dev_code: str
+    configs: dict[str, config.BaseConfig],
+    demo: list[tuple[str, int, int, str]],
+    logs: Path,
+    dev_code: str,
+    web: dict[str, str] | None = None,
 ) -> None:
     c, lg, b = configs["connect"], configs["logic"], configs["business"]
+    web = web or {}
+    scheme = "https" if "ext" in security.tls_listeners(lg.tls) else "http"
+    page = f"{scheme}://{web['http']}/" if web.get("http") else ""
     lines = [
         "",
         "gim is running (Ctrl-C stops all three services)",
@@ -229,6 +282,15 @@ def _print_banner(
         f"  WebSocket              ws://{c.ws_listen}/ws",  # type: ignore[attr-defined]
         f"  LogicExt  (gRPC)       {lg.ext_listen}",  # type: ignore[attr-defined]
         f"  UserExt   (gRPC)       {b.ext_listen}",  # type: ignore[attr-defined]
+        *(
+            [
+                f"  chat in a browser      {page}",
+                f"  HTTP/JSON API          {page}v1/...  (docs/http.md, {page}openapi.json)",
+            ]
+            if page
+            else []
+        ),
+        *([f"  LogicInt over HTTP (private)  {web['http_int']}"] if web.get("http_int") else []),
         f"  LogicInt / UserInt / ConnectInt (private)  {lg.int_listen} / {b.int_listen} / {c.int_listen}",  # type: ignore[attr-defined]
         f"  database               {lg.database_url}",  # type: ignore[attr-defined]
         f"  redis                  {lg.redis_url}",
@@ -240,21 +302,26 @@ def _print_banner(
         lines[-1] = "no demo users: the development sign-in code is off"
     for phone, user_id, device_id, token in demo:
         lines.append(f"  phone {phone}  user_id {user_id}  device_id {device_id}  token {token}")
-    lines += _next_steps(configs, demo, dev_code)
+    lines += _next_steps(configs, demo, dev_code, page)
     print("\n".join(lines), flush=True)
 
 
 def _next_steps(
-    configs: dict[str, config.BaseConfig], demo: list[tuple[str, int, int, str]], dev_code: str
+    configs: dict[str, config.BaseConfig], demo: list[tuple[str, int, int, str]], dev_code: str, page: str = ""
 ) -> list[str]:
-    """What to type next: `gim client` for the first two demo users."""
+    """What to do next: open the chat page, or `gim client` for the first two demo users."""
     if len(demo) < 2:
         return [""]
     client = _client_command(configs, dev_code)
     (alice, _, _, _), (bob, bob_id, _, _) = demo[:2]
+    if page:
+        intro = [f"next, open {page} in two browser windows and sign in as {alice} and {bob} (code {dev_code}),",
+                 "or chat in two more terminals:"]  # fmt: skip
+    else:
+        intro = ["next, chat in two more terminals:"]
     return [
         "",
-        "next, chat in two more terminals:",
+        *intro,
         f"  {client} --phone {alice}",
         f"  {client} --phone {bob}",
         f"and type  /to {bob_id} hello  in the first (/help lists the commands)",

@@ -91,7 +91,8 @@ class Run:
 
 @contextlib.asynccontextmanager
 async def gim_run(tmp_path: Path) -> AsyncIterator[Run]:
-    ports = {name: free_port() for name in ("tcp", "ws", "c_int", "l_int", "l_ext", "b_int", "b_ext", "redis")}
+    names = ("tcp", "ws", "c_int", "l_int", "l_ext", "b_int", "b_ext", "http", "http_int", "redis")
+    ports = {name: free_port() for name in names}
     addr = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
     env = dict(
         os.environ,
@@ -106,6 +107,8 @@ async def gim_run(tmp_path: Path) -> AsyncIterator[Run]:
         GIM_BUSINESS_EXT_LISTEN=addr["b_ext"],
         GIM_LOGIC_INT_ADDR=addr["l_int"],
         GIM_BUSINESS_INT_ADDR=addr["b_int"],
+        GIM_LOGIC_HTTP_LISTEN=addr["http"],
+        GIM_LOGIC_HTTP_INT_LISTEN=addr["http_int"],
         GIM_LOG_LEVEL="info",  # what `make run` shows: the banner must not drown in it
     )
     proc = await asyncio.create_subprocess_exec(
@@ -135,6 +138,45 @@ async def sh(script: str, env: dict[str, str]) -> str:
 def client_env(tmp_path: Path) -> dict[str, str]:
     """gim client keeps its device file under XDG_STATE_HOME: here, not in the home folder."""
     return dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"))
+
+
+# The README's curl session (```console test): "$ " commands and what each prints. The
+# device id and the token differ from run to run: each is learned from the answer that
+# shows it and put into the commands that follow in place of the README's.
+LEARNED = re.compile(r'"(deviceId|token)": "([^"]+)"')
+README_HTTP = "127.0.0.1:8088"
+
+
+def console_steps(block: str) -> list[tuple[str, list[str]]]:
+    steps: list[tuple[str, list[str]]] = []
+    for line in block.splitlines():
+        if line.startswith("$ "):
+            steps.append((line[2:], []))
+        else:
+            steps[-1][1].append(line)
+    return steps
+
+
+async def run_console(block: str, http_addr: str) -> None:
+    learned: dict[str, tuple[str, str]] = {}  # field -> (the README's value, this run's)
+    for command, shown in console_steps(block):
+        command = command.replace(README_HTTP, http_addr)
+        for field, (readme, actual) in learned.items():
+            if field == "token":
+                command = command.replace(readme, actual)
+            else:
+                command = command.replace(f'"deviceId": "{readme}"', f'"deviceId": "{actual}"')
+                command = command.replace(f"device_id: {readme}'", f"device_id: {actual}'")
+        printed = (await sh(command, dict(os.environ))).splitlines()
+        assert len(printed) == len(shown), (command, printed, shown)
+        for line, expected in zip(printed, shown, strict=True):
+            pattern = re.escape(expected)
+            for field, value in LEARNED.findall(expected):
+                pattern = pattern.replace(re.escape(f'"{field}": "{value}"'), f'"{field}": "(?P<{field}>[^"]+)"')
+            match = re.fullmatch(pattern, line)
+            assert match, f"printed {line!r}, the README shows {expected!r}"
+            for field, value in LEARNED.findall(expected):
+                learned[field] = (value, match[field])
 
 
 def as_pattern(shown: str) -> re.Pattern[str]:
@@ -183,6 +225,11 @@ async def test_the_readme_quick_start_and_sdk_example_run_as_written(tmp_path: P
             f".venv/bin/gim client {options} listen --phone 18800000002 --count 1 --timeout 30", client_env(tmp_path)
         )
         assert listened.rstrip().endswith("0001 (1): from the banner"), listened
+
+        # the curl session of the HTTP API, against this run's HTTP listener
+        (session,) = marked("console")
+        await run_console(session, run.addr("http"))
+        assert f"http://{run.addr('http')}/" in run.output, "the banner shows the chat page's URL"
 
         after_banner = await run.stop()
     # Nothing scrolled the banner away while the clients came and went: the next thing

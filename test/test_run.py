@@ -32,7 +32,7 @@ DEMO_LINE = re.compile(rb"phone (\d+)\s+user_id (\d+)\s+device_id (\d+)\s+token 
 GIM = str(Path(sys.executable).with_name("gim"))
 START = 90.0  # seconds for gim run to print its banner
 GONE = service.SHUTDOWN_LIMIT + 30.0  # seconds for its processes to be gone after it ends
-LISTENERS = ("tcp", "ws", "c_int", "l_int", "l_ext", "b_int", "b_ext")
+LISTENERS = ("tcp", "ws", "c_int", "l_int", "l_ext", "b_int", "b_ext", "http", "http_int")
 
 
 def gim_env(tmp_path: Path, ports: dict[str, int], log_level: str = "warning") -> dict[str, str]:
@@ -50,6 +50,8 @@ def gim_env(tmp_path: Path, ports: dict[str, int], log_level: str = "warning") -
         GIM_BUSINESS_EXT_LISTEN=addr["b_ext"],
         GIM_LOGIC_INT_ADDR=addr["l_int"],
         GIM_BUSINESS_INT_ADDR=addr["b_int"],
+        GIM_LOGIC_HTTP_LISTEN=addr["http"],
+        GIM_LOGIC_HTTP_INT_LISTEN=addr["http_int"],
         GIM_LOG_LEVEL=log_level,
     )
 

@@ -31,7 +31,27 @@ def json_response(status: int, data: Any) -> web.Response:
 
 
 def to_json(message: Message) -> dict[str, Any]:
-    return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+    """The canonical JSON mapping, every field included, in field-number order."""
+    return _in_field_order(
+        message.DESCRIPTOR, json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+    )
+
+
+def _in_field_order(descriptor: Any, data: dict[str, Any]) -> dict[str, Any]:
+    ordered: dict[str, Any] = {}
+    for field in descriptor.fields:
+        if field.json_name not in data:
+            continue
+        value = data[field.json_name]
+        nested = field.message_type
+        if nested is not None and not nested.GetOptions().map_entry and nested.full_name.startswith("pb."):
+            value = (
+                [_in_field_order(nested, v) for v in value]
+                if isinstance(value, list)
+                else _in_field_order(nested, value)
+            )
+        ordered[field.json_name] = value
+    return ordered
 
 
 def identity(headers: Any) -> list[tuple[str, str]]:
