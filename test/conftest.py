@@ -13,7 +13,7 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pytest
 import redis.asyncio as aioredis
@@ -33,6 +33,7 @@ from gim.pkg.errors import Code, GimError
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_int_pb2_grpc, user_int_pb2_grpc
 from gim.pkg.pb import user_ext_pb2 as ux
+from gim.pkg.protocol.frames import FrameDecoder, FrameError, encode_frame
 from gim.pkg.schema import MessageShards
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -252,8 +253,44 @@ async def cluster(storage: Storage) -> AsyncIterator[Cluster]:
         await server.stop(1.0)
 
 
+# -- the types of the fixtures that hand out functions ---------------------------------
+
+
+class ExpectCode(Protocol):
+    async def __call__(self, awaitable: Awaitable[object], code: Code) -> GimError: ...
+
+
+class DecodeCommand(Protocol):
+    def __call__(self, message: cx.Message, data_type: type[M]) -> tuple[int, M]: ...
+
+
+class MessageRows(Protocol):
+    async def __call__(self) -> int: ...
+
+
+class SdkClients(Protocol):
+    async def __call__(
+        self,
+        creds: Credentials,
+        *,
+        tcp: tuple[str, int] | None = None,
+        ws_url: str | None = None,
+        last_seq: int | None = None,
+        start: bool = True,
+        **timing: float,
+    ) -> Any: ...  # a started gim.client.Client
+
+
+class ConnectNodes(Protocol):
+    async def __call__(self, **config: Any) -> ConnectServer: ...
+
+
+class Crashes(Protocol):
+    def __call__(self) -> list[object]: ...
+
+
 @pytest.fixture
-def expect_code() -> object:
+def expect_code() -> ExpectCode:
     """await expect_code(awaitable, Code.X): it must fail with that gim code."""
 
     async def check(awaitable: Awaitable[object], code: Code) -> GimError:
@@ -273,13 +310,13 @@ def decode_command(message: cx.Message, data_type: type[M]) -> tuple[int, M]:
 
 
 @pytest.fixture
-def command() -> object:
+def command() -> DecodeCommand:
     """command(message, PushType) -> (push code, decoded data) of a server push."""
     return decode_command
 
 
 @pytest.fixture
-def message_rows(engine: AsyncEngine) -> object:
+def message_rows(engine: AsyncEngine) -> MessageRows:
     """message_rows() -> the number of message rows in every shard."""
 
     async def count() -> int:
@@ -308,7 +345,7 @@ FAST = dict(heartbeat_interval=5.0, heartbeat_timeout=5.0, request_timeout=5.0, 
 
 
 @pytest.fixture
-async def sdk_client(cluster: Cluster) -> AsyncIterator[object]:
+async def sdk_client(cluster: Cluster) -> AsyncIterator[SdkClients]:
     """sdk_client(creds, tcp=..., ws_url=..., **Timing fields) -> a started `Client`
     (TCP to the cluster unless told otherwise, quick reconnects), closed afterwards."""
     from gim.client import Client, Timing
@@ -384,13 +421,13 @@ class FaultProxy:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pair: dict[str, object]
     ) -> None:
         """Whole frames only, so that an injected frame never lands inside another."""
+        decoder = FrameDecoder()
         try:
-            while True:
-                header = await reader.readexactly(2)
-                body = await reader.readexactly(int.from_bytes(header, "big"))
-                if not pair["muted"]:
-                    writer.write(header + body)
-        except (OSError, asyncio.IncompleteReadError):
+            while data := await reader.read(65536):
+                for body in decoder.feed(data):
+                    if not pair["muted"]:
+                        writer.write(encode_frame(body))
+        except (OSError, FrameError):
             pass
         finally:
             self._close(pair)
@@ -407,7 +444,7 @@ class FaultProxy:
 
     def inject(self, body: bytes) -> None:
         for pair in self._pairs:
-            pair["client"].write(len(body).to_bytes(2, "big") + body)  # type: ignore[attr-defined]
+            pair["client"].write(encode_frame(body))  # type: ignore[attr-defined]
 
     def blackhole(self) -> None:
         for pair in self._pairs:
@@ -514,7 +551,7 @@ async def connect_process(cluster: Cluster, tmp_path: object) -> AsyncIterator[C
 
 
 @pytest.fixture
-async def connect_node(cluster: Cluster) -> AsyncIterator[Any]:
+async def connect_node(cluster: Cluster) -> AsyncIterator[ConnectNodes]:
     """connect_node(**config) -> a started extra ConnectServer against the cluster's logic
     (same Redis), e.g. with a short idle_timeout; stopped after the test."""
     started: list[ConnectServer] = []
@@ -582,7 +619,7 @@ def logic_int(cluster: Cluster) -> logic_int_pb2_grpc.LogicIntStub:
 
 
 @pytest.fixture
-def crashes(caplog: pytest.LogCaptureFixture) -> Iterator[Any]:
+def crashes(caplog: pytest.LogCaptureFixture) -> Iterator[Crashes]:
     """crashes() -> the error-level structlog events and stdlib log records (e.g. asyncio's
     "Exception in callback") logged during the test so far: there should be none."""
     with structlog.testing.capture_logs() as events:

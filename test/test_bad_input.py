@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import grpc
 import pytest
 from grpc import aio
@@ -15,10 +17,17 @@ from gim.pkg.pb import logic_ext_pb2 as lx
 from gim.pkg.pb import user_ext_pb2 as ux
 from gim.pkg.schema import device_token
 
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from test.conftest import Cluster, ExpectCode, MessageRows
+
+
 TEXT = cx.Text(text="x").SerializeToString()
 
 
-async def expire_token(cluster, engine, redis, user: Credentials) -> None:  # type: ignore[no-untyped-def]
+async def expire_token(cluster: Cluster, engine: AsyncEngine, redis: Redis, user: Credentials) -> None:
     """As when the token's time is up: gone from Redis, expired in the database."""
     c = device_token.c
     async with engine.begin() as conn:
@@ -28,7 +37,7 @@ async def expire_token(cluster, engine, redis, user: Credentials) -> None:  # ty
     await redis.delete(f"{cluster.storage.redis_prefix}token:{user.user_id}:{user.device_id}")
 
 
-async def test_grpc_error_carries_its_status_and_gim_code_trailer(cluster) -> None:  # type: ignore[no-untyped-def]
+async def test_grpc_error_carries_its_status_and_gim_code_trailer(cluster: Cluster) -> None:
     req = lx.SendMessageReq(receiver_type=cx.RT_USER, receiver_id=1, message_type=cx.MT_TEXT, message_content=TEXT)
     with pytest.raises(aio.AioRpcError) as info:
         await cluster.api.logic.SendMessage(req, metadata=[("user_id", "1"), ("device_id", "1"), ("token", "nope")])
@@ -38,7 +47,9 @@ async def test_grpc_error_carries_its_status_and_gim_code_trailer(cluster) -> No
     assert (GIM_CODE_KEY, "10000") in tuple(info.value.trailing_metadata())
 
 
-async def test_send_message_rejections_write_nothing(cluster, message_rows, expect_code) -> None:  # type: ignore[no-untyped-def]
+async def test_send_message_rejections_write_nothing(
+    cluster: Cluster, message_rows: MessageRows, expect_code: ExpectCode
+) -> None:
     (alice,) = await cluster.new_user()
     (bob,) = await cluster.new_user()
     before = await message_rows()
@@ -64,7 +75,7 @@ async def test_send_message_rejections_write_nothing(cluster, message_rows, expe
     assert await api.send_message(alice, cx.RT_USER, bob.user_id, TEXT) == 1
 
 
-async def test_sign_in_rejections(cluster, expect_code) -> None:  # type: ignore[no-untyped-def]
+async def test_sign_in_rejections(cluster: Cluster, expect_code: ExpectCode) -> None:
     api = cluster.api
     device_id = await api.register_device()
     await expect_code(api.sign_in("13900000000", "9999", device_id), Code.WRONG_CODE)
@@ -75,7 +86,7 @@ async def test_sign_in_rejections(cluster, expect_code) -> None:  # type: ignore
 
 
 @pytest.mark.parametrize("transport", ["tcp", "ws"])
-async def test_long_connection_wrong_token_is_10000_then_closed(cluster, transport: str) -> None:  # type: ignore[no-untyped-def]
+async def test_long_connection_wrong_token_is_10000_then_closed(cluster: Cluster, transport: str) -> None:
     (user,) = await cluster.new_user()
     conn = await (TcpConnection.open(*cluster.tcp) if transport == "tcp" else WsConnection.open(cluster.ws_url))
     try:
@@ -86,7 +97,7 @@ async def test_long_connection_wrong_token_is_10000_then_closed(cluster, transpo
         await conn.close()
 
 
-async def test_expired_token_is_rejected(cluster, engine, redis) -> None:  # type: ignore[no-untyped-def]
+async def test_expired_token_is_rejected(cluster: Cluster, engine: AsyncEngine, redis: Redis) -> None:
     (user,) = await cluster.new_user()
     await expire_token(cluster, engine, redis, user)
     conn = await TcpConnection.open(*cluster.tcp)
@@ -99,7 +110,7 @@ async def test_expired_token_is_rejected(cluster, engine, redis) -> None:  # typ
 
 
 @pytest.mark.parametrize("transport", ["tcp", "ws"])
-async def test_packet_before_sign_in_is_10000_then_closed(cluster, transport: str) -> None:  # type: ignore[no-untyped-def]
+async def test_packet_before_sign_in_is_10000_then_closed(cluster: Cluster, transport: str) -> None:
     conn = await (TcpConnection.open(*cluster.tcp) if transport == "tcp" else WsConnection.open(cluster.ws_url))
     try:
         out = await conn.request(cx.PT_SYNC, cx.SyncInput(seq=0).SerializeToString())
@@ -109,7 +120,7 @@ async def test_packet_before_sign_in_is_10000_then_closed(cluster, transport: st
         await conn.close()
 
 
-async def test_invalid_protobuf_body_is_an_error_then_closed(cluster) -> None:  # type: ignore[no-untyped-def]
+async def test_invalid_protobuf_body_is_an_error_then_closed(cluster: Cluster) -> None:
     conn = await TcpConnection.open(*cluster.tcp)
     try:
         await conn.write_raw(b"\x00\x03\xff\xff\xff")
@@ -120,7 +131,7 @@ async def test_invalid_protobuf_body_is_an_error_then_closed(cluster) -> None:  
         await conn.close()
 
 
-async def test_oversize_and_zero_frames_close_only_that_connection(cluster) -> None:  # type: ignore[no-untyped-def]
+async def test_oversize_and_zero_frames_close_only_that_connection(cluster: Cluster) -> None:
     (user,) = await cluster.new_user()
     bystander = await TcpConnection.open(*cluster.tcp)
     assert (await bystander.sign_in(user.user_id, user.device_id, user.token)).code == 0
@@ -137,7 +148,7 @@ async def test_oversize_and_zero_frames_close_only_that_connection(cluster) -> N
         await bystander.close()
 
 
-async def test_bad_packet_data_after_sign_in_is_answered_and_connection_stays(cluster) -> None:  # type: ignore[no-untyped-def]
+async def test_bad_packet_data_after_sign_in_is_answered_and_connection_stays(cluster: Cluster) -> None:
     (user,) = await cluster.new_user()
     conn = await TcpConnection.open(*cluster.tcp)
     try:
@@ -153,7 +164,7 @@ async def test_bad_packet_data_after_sign_in_is_answered_and_connection_stays(cl
         await conn.close()
 
 
-async def test_answers_keep_request_order(cluster) -> None:  # type: ignore[no-untyped-def]
+async def test_answers_keep_request_order(cluster: Cluster) -> None:
     (user,) = await cluster.new_user()
     conn = await TcpConnection.open(*cluster.tcp)
     try:
@@ -169,7 +180,7 @@ async def test_answers_keep_request_order(cluster) -> None:  # type: ignore[no-u
         await conn.close()
 
 
-async def test_websocket_query_ids_out_of_range_are_10000(cluster) -> None:  # type: ignore[no-untyped-def]
+async def test_websocket_query_ids_out_of_range_are_10000(cluster: Cluster) -> None:
     conn = await WsConnection.open(f"{cluster.ws_url}?user_id=99999999999999999999&device_id=1&token=x")
     try:
         out = await conn.next_push()
@@ -179,7 +190,7 @@ async def test_websocket_query_ids_out_of_range_are_10000(cluster) -> None:  # t
         await conn.close()
 
 
-async def test_unknown_method_is_unimplemented(cluster) -> None:  # type: ignore[no-untyped-def]
+async def test_unknown_method_is_unimplemented(cluster: Cluster) -> None:
     (user,) = await cluster.new_user()
     channel = rpc.channel(f"127.0.0.1:{cluster.logic.ext_port}")
     try:
@@ -191,7 +202,7 @@ async def test_unknown_method_is_unimplemented(cluster) -> None:  # type: ignore
         await channel.close()
 
 
-async def test_bad_request_id_metadata_is_10001(cluster, expect_code) -> None:  # type: ignore[no-untyped-def]
+async def test_bad_request_id_metadata_is_10001(cluster: Cluster, expect_code: ExpectCode) -> None:
     (alice,) = await cluster.new_user()
     (bob,) = await cluster.new_user()
     req = lx.SendMessageReq(receiver_type=cx.RT_USER, receiver_id=bob.user_id, message_type=1, message_content=TEXT)
@@ -199,7 +210,9 @@ async def test_bad_request_id_metadata_is_10001(cluster, expect_code) -> None:  
     await expect_code(rpc.call(cluster.api.logic.SendMessage, req, 10.0, md), Code.BAD_REQUEST)
 
 
-async def test_long_connection_sign_in_never_trusts_the_auth_cache(cluster, engine, redis) -> None:  # type: ignore[no-untyped-def]
+async def test_long_connection_sign_in_never_trusts_the_auth_cache(
+    cluster: Cluster, engine: AsyncEngine, redis: Redis
+) -> None:
     (user,) = await cluster.new_user()
     await cluster.api.call(cluster.api.logic.GetFriends, lx.GetFriendsReq(), user)  # checked, then trusted a while
     await expire_token(cluster, engine, redis, user)

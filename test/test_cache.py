@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
 from gim.pkg.cache import Cache
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as lx
 from gim.pkg.pb import user_ext_pb2 as ux
 
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
-async def test_changed_nickname_shows_in_next_sync_and_member_list(cluster) -> None:  # type: ignore[no-untyped-def]
+    from test.conftest import Cluster, Storage
+
+
+async def test_changed_nickname_shows_in_next_sync_and_member_list(cluster: Cluster) -> None:
     api = cluster.api
     (alice,) = await cluster.new_user(nickname="Alice")
     bob_phone, bob_laptop = await cluster.new_user(devices=2, nickname="Bob")
@@ -36,7 +42,7 @@ async def test_changed_nickname_shows_in_next_sync_and_member_list(cluster) -> N
         await conn.close()
 
 
-async def test_member_changes_show_at_once(cluster) -> None:  # type: ignore[no-untyped-def]
+async def test_member_changes_show_at_once(cluster: Cluster) -> None:
     api = cluster.api
     (owner,) = await cluster.new_user()
     (newcomer,) = await cluster.new_user()
@@ -52,7 +58,7 @@ async def test_member_changes_show_at_once(cluster) -> None:  # type: ignore[no-
     assert group.user_mum == 2
 
 
-async def test_a_read_racing_a_write_does_not_refill_stale_data(redis, storage) -> None:  # type: ignore[no-untyped-def]
+async def test_a_read_racing_a_write_does_not_refill_stale_data(redis: Redis, storage: Storage) -> None:
     cache = Cache(redis, f"{storage.redis_prefix}{uuid.uuid4().hex}:", ttl=60)  # dropped with the prefix
     loads: list[list[int]] = []
 

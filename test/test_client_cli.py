@@ -11,11 +11,16 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.redis_client import free_port
+
+if TYPE_CHECKING:
+    from test.conftest import Cluster, SdkClients
+
 
 pytestmark = pytest.mark.integration  # starts gim processes or servers of its own
 
@@ -27,7 +32,7 @@ def phone() -> str:
     return "1" + str(uuid.uuid4().int)[:10]
 
 
-def flags(cluster, state: Path) -> list[str]:  # type: ignore[no-untyped-def]
+def flags(cluster: Cluster, state: Path) -> list[str]:
     host, port = cluster.tcp
     return [
         "--tcp", f"{host}:{port}", "--ws-url", cluster.ws_url, "--state", str(state),
@@ -57,7 +62,7 @@ async def gim_client(*args: str, stdin: bytes | None = None, timeout: float = 60
     return proc.returncode or 0, out.decode(), err.decode()
 
 
-async def user_id_of(cluster, number: str) -> int:  # type: ignore[no-untyped-def]
+async def user_id_of(cluster: Cluster, number: str) -> int:
     device_id = await cluster.api.register_device()
     return (await cluster.api.sign_in(number, "0000", device_id)).user_id  # type: ignore[no-any-return]
 
@@ -105,7 +110,7 @@ class Terminal:
 
 
 @contextlib.asynccontextmanager
-async def terminal(cluster, state: Path, number: str | None = None) -> AsyncIterator[Terminal]:  # type: ignore[no-untyped-def]
+async def terminal(cluster: Cluster, state: Path, number: str | None = None) -> AsyncIterator[Terminal]:
     """`gim client` typed at by a person, signed in; killed if left running."""
     proc = await asyncio.create_subprocess_exec(
         GIM, "client", "--phone", number or phone(), *flags(cluster, state),
@@ -125,7 +130,7 @@ async def terminal(cluster, state: Path, number: str | None = None) -> AsyncIter
 # -- scripts: send and listen --------------------------------------------------------------
 
 
-async def test_send_then_listen(cluster, state: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_send_then_listen(cluster: Cluster, state: Path) -> None:
     alice, bob = phone(), phone()
     bob_id = await user_id_of(cluster, bob)
     code, out, err = await gim_client(
@@ -144,7 +149,7 @@ async def test_send_then_listen(cluster, state: Path) -> None:  # type: ignore[n
     assert (code, out) == (1, ""), out + err
 
 
-async def test_logs_go_to_stderr_and_only_when_asked(cluster, state: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_logs_go_to_stderr_and_only_when_asked(cluster: Cluster, state: Path) -> None:
     (alice,) = await cluster.new_user()
     bob = phone()
     bob_id = await user_id_of(cluster, bob)
@@ -159,7 +164,7 @@ async def test_logs_go_to_stderr_and_only_when_asked(cluster, state: Path) -> No
     assert re.search(r"INFO gim\.client: signed in on 127\.0\.0\.1:\d+ \(user \d+", err), err
 
 
-async def test_bad_sign_in_is_reported(cluster, state: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_bad_sign_in_is_reported(cluster: Cluster, state: Path) -> None:
     code, out, err = await gim_client("listen", "--phone", phone(), "--code", "1234", *flags(cluster, state))
     assert code == 1 and out == "" and err.startswith("gim client: error 10010"), out + err
     assert err.count("\n") == 1, "one line, no traceback"
@@ -180,7 +185,7 @@ async def test_bad_arguments_are_one_clear_line(args: list[str], message: str, t
     assert code == 1 and out == "" and err.startswith(message) and err.count("\n") == 1, err
 
 
-async def test_wrong_tcp_address_fails_with_a_clear_message(cluster, state: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_wrong_tcp_address_fails_with_a_clear_message(cluster: Cluster, state: Path) -> None:
     nowhere = f"127.0.0.1:{free_port()}"
     args = [*flags(cluster, state), "--tcp", nowhere]  # the later --tcp wins
     code, out, err = await gim_client("listen", "--phone", phone(), *args, timeout=WAIT)
@@ -192,7 +197,7 @@ async def test_wrong_tcp_address_fails_with_a_clear_message(cluster, state: Path
 # -- one device per installation, signing in again ---------------------------------------
 
 
-async def test_state_file_keeps_one_device_per_installation(cluster, state: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_state_file_keeps_one_device_per_installation(cluster: Cluster, state: Path) -> None:
     number = phone()
     for _ in range(3):
         code, out, err = await gim_client("send", "--phone", number, "--to", "1", "hi", *flags(cluster, state))
@@ -212,7 +217,7 @@ async def test_state_file_keeps_one_device_per_installation(cluster, state: Path
     assert state.stat().st_mode & 0o077 == 0, "tokens are readable by their owner only"
 
 
-async def test_a_replaced_token_signs_in_again(cluster, state: Path, sdk_client) -> None:  # type: ignore[no-untyped-def]
+async def test_a_replaced_token_signs_in_again(cluster: Cluster, state: Path, sdk_client: SdkClients) -> None:
     """The state file's token dies (the server forgot it, or the device signed in
     elsewhere): the CLI signs in again with its phone and code, on the same device, on
     a gRPC call (send) and at the long connection's sign-in (chat)."""
@@ -249,7 +254,7 @@ async def test_a_replaced_token_signs_in_again(cluster, state: Path, sdk_client)
 # -- the interactive chat ----------------------------------------------------------------
 
 
-async def test_chat_with_nicknames(cluster, state: Path, sdk_client) -> None:  # type: ignore[no-untyped-def]
+async def test_chat_with_nicknames(cluster: Cluster, state: Path, sdk_client: SdkClients) -> None:
     (bob,) = await cluster.new_user(nickname="Bob")
     listener = await sdk_client(bob)
     number = phone()
@@ -270,7 +275,7 @@ async def test_chat_with_nicknames(cluster, state: Path, sdk_client) -> None:  #
     assert got[-1].sender.name == "Alice", "others see the new nickname too"
 
 
-async def test_friend_request_round_trip(cluster, state: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_friend_request_round_trip(cluster: Cluster, state: Path, tmp_path: Path) -> None:
     async with terminal(cluster, state) as alice, terminal(cluster, tmp_path / "other.json") as bob:
         await alice.type("/nick Alice")
         await bob.type("/nick Bob")
@@ -294,7 +299,7 @@ async def test_friend_request_round_trip(cluster, state: Path, tmp_path: Path) -
         await bob.quit()
 
 
-async def test_group_create_add_and_send(cluster, state: Path, sdk_client) -> None:  # type: ignore[no-untyped-def]
+async def test_group_create_add_and_send(cluster: Cluster, state: Path, sdk_client: SdkClients) -> None:
     (bob_creds,) = await cluster.new_user(nickname="Bob")
     (carol_creds,) = await cluster.new_user(nickname="Carol")
     bob = await sdk_client(bob_creds)
@@ -323,7 +328,7 @@ async def test_group_create_add_and_send(cluster, state: Path, sdk_client) -> No
     assert seen == ["AddGroupMembersPush", "hello club", "AddGroupMembersPush", "all three"]
 
 
-async def test_room_join_and_post(cluster, state: Path, sdk_client) -> None:  # type: ignore[no-untyped-def]
+async def test_room_join_and_post(cluster: Cluster, state: Path, sdk_client: SdkClients) -> None:
     (bob_creds,) = await cluster.new_user(nickname="Bob")
     bob = await sdk_client(bob_creds)
     room = int(uuid.uuid4().int % (1 << 40)) + 1
@@ -344,7 +349,7 @@ async def test_room_join_and_post(cluster, state: Path, sdk_client) -> None:  # 
     assert [(await bob.next_event(WAIT)).text for _ in range(2)] == ["yes, me", "good"]  # the room, in order
 
 
-async def test_bad_input_is_answered_in_one_line_and_the_chat_goes_on(cluster, state: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_bad_input_is_answered_in_one_line_and_the_chat_goes_on(cluster: Cluster, state: Path) -> None:
     bad = {
         "/room abc hello": "! room id must be a number, got 'abc'",
         "/room 5": "! usage: /room ROOM text",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import uuid
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -15,6 +16,10 @@ from gim.client.events import text
 from gim.pkg.errors import Code, GimError
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.redis_client import free_port
+
+if TYPE_CHECKING:
+    from test.conftest import Cluster, ConnectNodes, FaultProxy, SdkClients
+
 
 WAIT = 20.0  # bound on any single wait for an event
 
@@ -38,7 +43,9 @@ async def send_texts(api, sender: Credentials, to: int, labels: list[str]) -> No
 
 
 @pytest.mark.parametrize("transport", ["tcp", "ws"])
-async def test_two_clients_chat_with_typed_events_in_order(cluster, sdk_client, transport: str) -> None:  # type: ignore[no-untyped-def]
+async def test_two_clients_chat_with_typed_events_in_order(
+    cluster: Cluster, sdk_client: SdkClients, transport: str
+) -> None:
     (alice_creds,) = await cluster.new_user()
     (bob_creds,) = await cluster.new_user()
     await cluster.api.update_user(alice_creds, nickname="Alice")
@@ -66,7 +73,7 @@ async def test_two_clients_chat_with_typed_events_in_order(cluster, sdk_client, 
     assert bob.pending() == 0 and alice.pending() == 0
 
 
-async def test_backlog_by_sync_then_realtime_exactly_once(cluster, sdk_client) -> None:  # type: ignore[no-untyped-def]
+async def test_backlog_by_sync_then_realtime_exactly_once(cluster: Cluster, sdk_client: SdkClients) -> None:
     (alice,) = await cluster.new_user()
     (bob_creds,) = await cluster.new_user()
     await send_texts(cluster.api, alice, bob_creds.user_id, [f"old {i}" for i in range(120)])
@@ -81,7 +88,7 @@ async def test_backlog_by_sync_then_realtime_exactly_once(cluster, sdk_client) -
     assert bob.last_seq == 160
 
 
-async def test_acks_let_the_next_session_start_after_what_was_taken(cluster, sdk_client) -> None:  # type: ignore[no-untyped-def]
+async def test_acks_let_the_next_session_start_after_what_was_taken(cluster: Cluster, sdk_client: SdkClients) -> None:
     (alice,) = await cluster.new_user()
     (bob_creds,) = await cluster.new_user()
     await send_texts(cluster.api, alice, bob_creds.user_id, ["a", "b", "c"])
@@ -94,7 +101,9 @@ async def test_acks_let_the_next_session_start_after_what_was_taken(cluster, sdk
     assert (event.seq, event.text) == (4, "d")
 
 
-async def test_server_closing_the_connection_reconnects_without_loss(cluster, sdk_client, fault_proxy) -> None:  # type: ignore[no-untyped-def]
+async def test_server_closing_the_connection_reconnects_without_loss(
+    cluster: Cluster, sdk_client: SdkClients, fault_proxy: FaultProxy
+) -> None:
     (alice,) = await cluster.new_user()
     (bob_creds,) = await cluster.new_user()
     bob = await sdk_client(bob_creds, tcp=fault_proxy.addr)
@@ -108,7 +117,9 @@ async def test_server_closing_the_connection_reconnects_without_loss(cluster, sd
     assert bob.sign_ins == 2 and fault_proxy.accepted == 2
 
 
-async def test_unparseable_frame_drops_the_connection_and_resyncs(cluster, sdk_client, fault_proxy) -> None:  # type: ignore[no-untyped-def]
+async def test_unparseable_frame_drops_the_connection_and_resyncs(
+    cluster: Cluster, sdk_client: SdkClients, fault_proxy: FaultProxy
+) -> None:
     (alice,) = await cluster.new_user()
     (bob_creds,) = await cluster.new_user()
     bob = await sdk_client(bob_creds, tcp=fault_proxy.addr)
@@ -121,7 +132,9 @@ async def test_unparseable_frame_drops_the_connection_and_resyncs(cluster, sdk_c
     assert bob.sign_ins == 2
 
 
-async def test_unparseable_push_payload_drops_the_connection(cluster, sdk_client, fault_proxy) -> None:  # type: ignore[no-untyped-def]
+async def test_unparseable_push_payload_drops_the_connection(
+    cluster: Cluster, sdk_client: SdkClients, fault_proxy: FaultProxy
+) -> None:
     (alice,) = await cluster.new_user()
     (bob_creds,) = await cluster.new_user()
     bob = await sdk_client(bob_creds, tcp=fault_proxy.addr)
@@ -131,7 +144,9 @@ async def test_unparseable_push_payload_drops_the_connection(cluster, sdk_client
     assert bob.sign_ins == 2
 
 
-async def test_heartbeat_without_answer_reconnects(cluster, sdk_client, fault_proxy) -> None:  # type: ignore[no-untyped-def]
+async def test_heartbeat_without_answer_reconnects(
+    cluster: Cluster, sdk_client: SdkClients, fault_proxy: FaultProxy
+) -> None:
     (alice,) = await cluster.new_user()
     (bob_creds,) = await cluster.new_user()
     bob = await sdk_client(bob_creds, tcp=fault_proxy.addr, heartbeat_interval=0.1, heartbeat_timeout=0.3)
@@ -144,7 +159,7 @@ async def test_heartbeat_without_answer_reconnects(cluster, sdk_client, fault_pr
     assert bob.sign_ins == 2
 
 
-async def test_silent_server_on_first_sign_in_times_out_and_retries(cluster) -> None:  # type: ignore[no-untyped-def]
+async def test_silent_server_on_first_sign_in_times_out_and_retries(cluster: Cluster) -> None:
     """A peer that accepts and never answers: start() keeps retrying within its timeout."""
     accepted = asyncio.Event()
     held: list[asyncio.StreamWriter] = []
@@ -172,7 +187,9 @@ async def test_silent_server_on_first_sign_in_times_out_and_retries(cluster) -> 
         await server.wait_closed()
 
 
-async def test_rejected_token_raises_instead_of_retrying(cluster, sdk_client, fault_proxy) -> None:  # type: ignore[no-untyped-def]
+async def test_rejected_token_raises_instead_of_retrying(
+    cluster: Cluster, sdk_client: SdkClients, fault_proxy: FaultProxy
+) -> None:
     (creds,) = await cluster.new_user()
     forged = Credentials(creds.user_id, creds.device_id, "forged")
     with pytest.raises(GimError) as info:
@@ -194,7 +211,7 @@ async def test_rejected_token_raises_instead_of_retrying(cluster, sdk_client, fa
     assert fault_proxy.accepted == 2, "one attempt with the dead token, no endless retries"
 
 
-async def test_user_api_wrappers(cluster, sdk_client) -> None:  # type: ignore[no-untyped-def]
+async def test_user_api_wrappers(cluster: Cluster, sdk_client: SdkClients) -> None:
     (creds,) = await cluster.new_user()
     nickname = f"sdk-{uuid.uuid4().hex[:8]}"
     await cluster.api.update_user(creds, nickname=nickname, sex=1, extra="x")
@@ -206,7 +223,7 @@ async def test_user_api_wrappers(cluster, sdk_client) -> None:  # type: ignore[n
     assert info.value.code == Code.UNAUTHORIZED
 
 
-async def test_client_signs_in_by_phone_registering_a_device(cluster) -> None:  # type: ignore[no-untyped-def]
+async def test_client_signs_in_by_phone_registering_a_device(cluster: Cluster) -> None:
     phone = "1" + str(uuid.uuid4().int)[:10]
     timing = Timing(request_timeout=5.0)
     async with Client(phone=phone, code="0000", api=cluster.api, tcp=cluster.tcp, timing=timing) as client:
@@ -267,7 +284,9 @@ async def test_connect_process_restart_mid_stream_is_gapless(
     assert bob.pending() == 0
 
 
-async def test_a_list_of_connect_nodes_is_tried_in_turn(cluster, sdk_client, connect_node) -> None:  # type: ignore[no-untyped-def]
+async def test_a_list_of_connect_nodes_is_tried_in_turn(
+    cluster: Cluster, sdk_client: SdkClients, connect_node: ConnectNodes
+) -> None:
     (alice,) = await cluster.new_user()
     (bob,) = await cluster.new_user()
     nowhere = ("127.0.0.1", free_port())
@@ -295,7 +314,7 @@ QUICK = Timing(
 )
 
 
-async def test_phone_client_signs_in_again_when_its_token_dies(cluster, fault_proxy) -> None:  # type: ignore[no-untyped-def]
+async def test_phone_client_signs_in_again_when_its_token_dies(cluster: Cluster, fault_proxy: FaultProxy) -> None:
     """A client with phone + code whose token is replaced server-side (the device signed
     in again elsewhere) signs in again by itself: on a gRPC call and on reconnecting."""
     (alice,) = await cluster.new_user()
@@ -321,7 +340,7 @@ async def test_phone_client_signs_in_again_when_its_token_dies(cluster, fault_pr
     assert [e.text for e in events] == ["before", "sent with a dead token", "while away"]
 
 
-async def test_credentials_and_phone_start_with_the_credentials(cluster) -> None:  # type: ignore[no-untyped-def]
+async def test_credentials_and_phone_start_with_the_credentials(cluster: Cluster) -> None:
     """Given both, the client tries the stored token first and falls back to the phone
     and code when the token is refused (how `gim client` resumes from its state file)."""
     phone = "1" + str(uuid.uuid4().int)[:10]
@@ -334,7 +353,9 @@ async def test_credentials_and_phone_start_with_the_credentials(cluster) -> None
         assert c.renewals == 1 and c.credentials.device_id == device_id and c.credentials.token != stale.token
 
 
-async def test_error_output_where_a_push_is_expected_is_not_an_event(cluster, sdk_client, fault_proxy) -> None:  # type: ignore[no-untyped-def]
+async def test_error_output_where_a_push_is_expected_is_not_an_event(
+    cluster: Cluster, sdk_client: SdkClients, fault_proxy: FaultProxy
+) -> None:
     """A server answering a failed ack with a PT_MESSAGE Output carrying 10001 and no
     data: nothing is yielded for it and the connection stays."""
     (alice,) = await cluster.new_user()
@@ -348,7 +369,9 @@ async def test_error_output_where_a_push_is_expected_is_not_an_event(cluster, sd
     assert bob.pending() == 0 and bob.sign_ins == 1
 
 
-async def test_sdk_logs_through_standard_logging(cluster, sdk_client, caplog) -> None:  # type: ignore[no-untyped-def]
+async def test_sdk_logs_through_standard_logging(
+    cluster: Cluster, sdk_client: SdkClients, caplog: pytest.LogCaptureFixture
+) -> None:
     import logging
 
     (creds,) = await cluster.new_user()

@@ -13,6 +13,11 @@ import sys
 import termios
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from test.conftest import Cluster, SdkClients
+
 
 GIM = str(Path(sys.executable).with_name("gim"))
 WAIT = 30.0
@@ -65,7 +70,9 @@ class Pty:
         os.close(self.master)
 
 
-async def test_line_editing_history_and_incoming_messages_on_a_terminal(cluster, sdk_client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_line_editing_history_and_incoming_messages_on_a_terminal(
+    cluster: Cluster, sdk_client: SdkClients, tmp_path: Path
+) -> None:
     (bob_creds,) = await cluster.new_user(nickname="Bob")
     bob = await sdk_client(bob_creds)
     state = tmp_path / "client.json"

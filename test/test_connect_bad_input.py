@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+from typing import TYPE_CHECKING
 
 import pytest
 from websockets.asyncio.client import connect as ws_connect
@@ -18,6 +19,11 @@ from gim.pkg import rpc
 from gim.pkg.errors import Code
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as lx
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    from test.conftest import Cluster, ConnectNodes, Conns
 
 
 def frame(body: bytes) -> bytes:
@@ -37,7 +43,7 @@ async def errors_then_closed(conn: LongConnection, code: Code) -> cx.Output:
 
 
 @pytest.fixture
-async def bystander(cluster, conns):  # type: ignore[no-untyped-def]
+async def bystander(cluster: Cluster, conns: Conns) -> None:
     """A signed-in connection that must keep working whatever the test does to others."""
     (creds,) = await cluster.new_user()
     conn = await conns.open("tcp", creds)
@@ -111,7 +117,9 @@ async def test_websocket_upgrade_on_another_path_is_404(cluster, bystander) -> N
 
 
 @pytest.mark.parametrize("transport", ["tcp", "ws"])
-async def test_logic_down_during_sign_in_is_answered_with_a_code(cluster, conns, connect_node, transport) -> None:  # type: ignore[no-untyped-def]
+async def test_logic_down_during_sign_in_is_answered_with_a_code(
+    cluster: Cluster, conns: Conns, connect_node: ConnectNodes, transport: str
+) -> None:
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         dead = f"127.0.0.1:{unused.getsockname()[1]}"  # bound, not listening: refused
@@ -206,7 +214,7 @@ async def test_closing_a_client_that_never_reads_aborts_after_close_timeout(
     lost = asyncio.Event()
     connection_lost = type(protocol).connection_lost
 
-    def record(self, exc: Exception | None) -> None:  # type: ignore[no-untyped-def]
+    def record(self, exc: Exception | None) -> None:
         connection_lost(self, exc)
         if self is protocol:
             lost.set()
@@ -227,7 +235,9 @@ async def test_closing_a_client_that_never_reads_aborts_after_close_timeout(
 
 
 @pytest.mark.parametrize("transport", ["tcp", "ws"])
-async def test_a_failed_ack_is_never_answered(cluster, connect_node, conns, log_events, transport) -> None:  # type: ignore[no-untyped-def]
+async def test_a_failed_ack_is_never_answered(
+    cluster: Cluster, connect_node: ConnectNodes, conns: Conns, log_events: list[dict[str, Any]], transport: str
+) -> None:
     """As in 2021: clients take every downstream PT_MESSAGE for a push, so an ack that
     logic refuses (or that does not parse) is logged, once per kind, not answered."""
     (creds,) = await cluster.new_user()

@@ -4,6 +4,7 @@ idle eviction, acks at close, shutdown."""
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
@@ -13,10 +14,16 @@ from gim.pkg.errors import Code
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.schema import device as device_table
 
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from test.conftest import Cluster, ConnectNodes, Conns
+
+
 TEXT = cx.Text(text="hi").SerializeToString()
 
 
-async def device_row(engine, device_id: int) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
+async def device_row(engine: AsyncEngine, device_id: int) -> tuple[int, str, str]:
     """(status, conn_addr, client_addr) of the device."""
     query = sa.select(device_table.c.status, device_table.c.conn_addr, device_table.c.client_addr).where(
         device_table.c.id == device_id
@@ -31,7 +38,9 @@ async def closed(conn: LongConnection) -> None:
 
 
 @pytest.mark.parametrize("transport", ["tcp", "ws"])
-async def test_reconnect_replaces_the_old_connection(cluster, conns, engine, transport: str) -> None:  # type: ignore[no-untyped-def]
+async def test_reconnect_replaces_the_old_connection(
+    cluster: Cluster, conns: Conns, engine: AsyncEngine, transport: str
+) -> None:
     (device,) = await cluster.new_user()
     (friend,) = await cluster.new_user()
     old = await conns.open(transport, device)
@@ -45,7 +54,9 @@ async def test_reconnect_replaces_the_old_connection(cluster, conns, engine, tra
     assert (await new.next_message()).message_content == TEXT
 
 
-async def test_concurrent_sign_ins_of_one_device_leave_exactly_one_connection(cluster, conns, engine) -> None:  # type: ignore[no-untyped-def]
+async def test_concurrent_sign_ins_of_one_device_leave_exactly_one_connection(
+    cluster: Cluster, conns: Conns, engine: AsyncEngine
+) -> None:
     (friend,) = await cluster.new_user()
     for _ in range(5):
         (device,) = await cluster.new_user()
@@ -69,7 +80,9 @@ async def test_concurrent_sign_ins_of_one_device_leave_exactly_one_connection(cl
         assert (await live.next_message()).message_content == TEXT
 
 
-async def test_idle_connection_is_evicted_and_marked_offline(cluster, conns, connect_node, engine) -> None:  # type: ignore[no-untyped-def]
+async def test_idle_connection_is_evicted_and_marked_offline(
+    cluster: Cluster, conns: Conns, connect_node: ConnectNodes, engine: AsyncEngine
+) -> None:
     node = await connect_node(idle_timeout=0.5)
     tcp_device, ws_device = await cluster.new_user(devices=2)
     idle = [await conns.open("tcp", tcp_device, server=node), await conns.open("ws", ws_device, server=node)]
@@ -82,14 +95,16 @@ async def test_idle_connection_is_evicted_and_marked_offline(cluster, conns, con
 
 
 @pytest.mark.parametrize("transport", ["tcp", "ws"])
-async def test_no_sign_in_before_the_deadline_closes_the_connection(conns, connect_node, transport: str) -> None:  # type: ignore[no-untyped-def]
+async def test_no_sign_in_before_the_deadline_closes_the_connection(
+    conns: Conns, connect_node: ConnectNodes, transport: str
+) -> None:
     node = await connect_node(sign_in_timeout=0.2)
     conn = await conns.open(transport, server=node)
     await closed(conn)
     assert node.stats()["connections"] == 0
 
 
-async def test_ack_queued_just_before_close_still_reaches_logic(cluster, conns) -> None:  # type: ignore[no-untyped-def]
+async def test_ack_queued_just_before_close_still_reaches_logic(cluster: Cluster, conns: Conns) -> None:
     (device,) = await cluster.new_user()
     conn = await conns.open("tcp", device)
     await conn.send(cx.PT_SYNC, cx.SyncInput(seq=0).SerializeToString(), request_id=1)  # keeps the worker busy

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -13,6 +14,14 @@ from gim.pkg.errors import Code, GimError
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as lx
 from gim.pkg.pb import logic_int_pb2 as li
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    from redis.asyncio import Redis
+
+    from gim.pkg.pb.logic_int_pb2_grpc import LogicIntStub
+    from test.conftest import Cluster, ConnectNodes, Conns, MessageRows
 
 
 def text(value: str) -> bytes:
@@ -29,7 +38,7 @@ async def subscribe(conn: LongConnection, room_id: int, seq: int = 0) -> cx.Outp
     return out
 
 
-async def push_room(logic_int, room_id: int, content: bytes, persist: bool = True) -> None:  # type: ignore[no-untyped-def]
+async def push_room(logic_int: LogicIntStub, room_id: int, content: bytes, persist: bool = True) -> None:
     req = lx.PushRoomReq(room_id=room_id, message_type=cx.MT_TEXT, message_content=content, is_persist=persist)
     await rpc.call(logic_int.PushRoom, req, 10.0)
 
@@ -41,7 +50,9 @@ async def nothing_pending(conn: LongConnection) -> bool:
     return conn.pushes.empty()
 
 
-async def test_room_with_many_subscribers_gets_every_push_in_order(cluster, conns, logic_int) -> None:  # type: ignore[no-untyped-def]
+async def test_room_with_many_subscribers_gets_every_push_in_order(
+    cluster: Cluster, conns: Conns, logic_int: LogicIntStub
+) -> None:
     room = new_room()
     devices = await cluster.new_user(devices=50)
     members = [await conns.open("tcp" if i % 2 else "ws", creds) for i, creds in enumerate(devices)]
@@ -64,7 +75,7 @@ async def test_room_with_many_subscribers_gets_every_push_in_order(cluster, conn
         assert got[1].sender.sender_id == sender.user_id
 
 
-async def test_unsubscribe_and_switch_rooms(cluster, conns, logic_int) -> None:  # type: ignore[no-untyped-def]
+async def test_unsubscribe_and_switch_rooms(cluster: Cluster, conns: Conns, logic_int: LogicIntStub) -> None:
     room_a, room_b = new_room(), new_room()
     creds = await cluster.new_user(devices=3)
     stays, leaves, switches = [await conns.open(t, c) for t, c in zip(("tcp", "ws", "tcp"), creds, strict=True)]
@@ -81,7 +92,9 @@ async def test_unsubscribe_and_switch_rooms(cluster, conns, logic_int) -> None: 
 
 
 @pytest.mark.parametrize("transport", ["tcp", "ws"])
-async def test_subscribe_with_seq_replays_only_later_kept_messages(cluster, conns, logic_int, transport: str) -> None:  # type: ignore[no-untyped-def]
+async def test_subscribe_with_seq_replays_only_later_kept_messages(
+    cluster: Cluster, conns: Conns, logic_int: LogicIntStub, transport: str
+) -> None:
     room = new_room()
     watcher_creds, late_creds = await cluster.new_user(devices=2)
     watcher = await conns.open("tcp", watcher_creds)
@@ -101,7 +114,9 @@ async def test_subscribe_with_seq_replays_only_later_kept_messages(cluster, conn
     assert (await late.next_message()).message_content == text("live")
 
 
-async def test_push_all_reaches_every_signed_in_connection(cluster, conns, logic_int, connect_node) -> None:  # type: ignore[no-untyped-def]
+async def test_push_all_reaches_every_signed_in_connection(
+    cluster: Cluster, conns: Conns, logic_int: LogicIntStub, connect_node: ConnectNodes
+) -> None:
     other_node = await connect_node()
     creds = await cluster.new_user(devices=4)
     everyone = [
@@ -116,7 +131,7 @@ async def test_push_all_reaches_every_signed_in_connection(cluster, conns, logic
         assert got.message_content == text("all") and got.sender.sender_type == cx.ST_BUSINESS
 
 
-async def test_room_requests_are_validated(cluster, conns, logic_int) -> None:  # type: ignore[no-untyped-def]
+async def test_room_requests_are_validated(cluster: Cluster, conns: Conns, logic_int: LogicIntStub) -> None:
     (creds,) = await cluster.new_user()
     conn = await conns.open("tcp", creds)
     out = await conn.request(cx.PT_SUBSCRIBE_ROOM, cx.SubscribeRoomInput(room_id=-1).SerializeToString())
@@ -138,7 +153,9 @@ async def test_room_requests_are_validated(cluster, conns, logic_int) -> None:  
     assert info.value.code == Code.BAD_REQUEST
 
 
-async def test_bad_broadcast_payload_is_logged_not_fatal(cluster, conns, logic_int, redis, log_events) -> None:  # type: ignore[no-untyped-def]
+async def test_bad_broadcast_payload_is_logged_not_fatal(
+    cluster: Cluster, conns: Conns, logic_int: LogicIntStub, redis: Redis, log_events: list[dict[str, Any]]
+) -> None:
     room = new_room()
     (creds,) = await cluster.new_user()
     conn = await conns.open("tcp", creds)
@@ -151,7 +168,9 @@ async def test_bad_broadcast_payload_is_logged_not_fatal(cluster, conns, logic_i
     assert any(e["event"] == "broadcast_bad_payload" for e in log_events)
 
 
-async def test_broadcasts_resubscribe_after_redis_drops_the_connection(cluster, conns, logic_int, redis) -> None:  # type: ignore[no-untyped-def]
+async def test_broadcasts_resubscribe_after_redis_drops_the_connection(
+    cluster: Cluster, conns: Conns, logic_int: LogicIntStub, redis: Redis
+) -> None:
     room = new_room()
     (creds,) = await cluster.new_user()
     conn = await conns.open("ws", creds)
@@ -167,7 +186,7 @@ async def test_broadcasts_resubscribe_after_redis_drops_the_connection(cluster, 
     assert (await conn.next_message()).message_content == text("after reconnect")
 
 
-async def test_send_message_to_a_room_is_a_room_push(cluster, conns, message_rows) -> None:  # type: ignore[no-untyped-def]
+async def test_send_message_to_a_room_is_a_room_push(cluster: Cluster, conns: Conns, message_rows: MessageRows) -> None:
     """SendMessage with RT_ROOM is read diffusion too: broadcast, the room's seq, nothing
     stored per user."""
     room = new_room()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
@@ -23,6 +24,13 @@ from gim.pkg.pb import logic_int_pb2 as li
 from gim.pkg.pb import user_ext_pb2 as ux
 from gim.pkg.schema import device as device_table
 
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from gim.pkg.pb.logic_int_pb2_grpc import LogicIntStub
+    from test.conftest import Cluster, Conns, ExpectCode
+
+
 DEV_CODE = "0000"
 TEXT = cx.Text(text="still mine").SerializeToString()
 TIMEOUT = 10.0
@@ -32,7 +40,7 @@ def new_phone() -> str:
     return "1" + str(uuid.uuid4().int)[:10]
 
 
-async def device_row(engine, device_id: int) -> tuple[int, int, str, str]:  # type: ignore[no-untyped-def]
+async def device_row(engine: AsyncEngine, device_id: int) -> tuple[int, int, str, str]:
     """(owner, status, conn_addr, client_addr) of the device."""
     c = device_table.c
     query = sa.select(c.user_id, c.status, c.conn_addr, c.client_addr).where(c.id == device_id)
@@ -45,7 +53,7 @@ async def closed(conn: LongConnection) -> None:
     await asyncio.wait_for(conn.closed.wait(), TIMEOUT)
 
 
-async def still_receives(cluster, conn: LongConnection, creds: Credentials) -> None:  # type: ignore[no-untyped-def]
+async def still_receives(cluster: Cluster, conn: LongConnection, creds: Credentials) -> None:
     """The connection is open and gets a message sent to its user now."""
     assert not conn.closed.is_set()
     (friend,) = await cluster.new_user()
@@ -76,7 +84,7 @@ async def test_a_takeover_is_refused_and_the_owner_keeps_its_connection(
     await still_receives(cluster, conn, alice)
 
 
-async def test_the_owner_signs_in_on_its_device_again(cluster, engine) -> None:  # type: ignore[no-untyped-def]
+async def test_the_owner_signs_in_on_its_device_again(cluster: Cluster, engine: AsyncEngine) -> None:
     phone = new_phone()
     device_id = await cluster.api.register_device()
     assert (await device_row(engine, device_id))[0] == 0  # nobody's until the first sign-in
@@ -85,7 +93,7 @@ async def test_the_owner_signs_in_on_its_device_again(cluster, engine) -> None: 
     assert again.user_id == first.user_id == (await device_row(engine, device_id))[0]
 
 
-async def test_two_users_racing_for_a_new_device_one_wins(cluster, engine) -> None:  # type: ignore[no-untyped-def]
+async def test_two_users_racing_for_a_new_device_one_wins(cluster: Cluster, engine: AsyncEngine) -> None:
     for _ in range(3):
         device_id = await cluster.api.register_device()
         phones = [new_phone() for _ in range(4)]
@@ -99,7 +107,9 @@ async def test_two_users_racing_for_a_new_device_one_wins(cluster, engine) -> No
         assert (await device_row(engine, device_id))[0] == won[0].user_id
 
 
-async def test_a_long_connection_sign_in_never_rewrites_the_owner(cluster, conns, engine) -> None:  # type: ignore[no-untyped-def]
+async def test_a_long_connection_sign_in_never_rewrites_the_owner(
+    cluster: Cluster, conns: Conns, engine: AsyncEngine
+) -> None:
     (alice,) = await cluster.new_user()
     (bob,) = await cluster.new_user()
     conn = await conns.open("tcp", alice)
@@ -150,7 +160,7 @@ async def test_a_sign_in_on_another_node_closes_the_connection_on_the_first(
     await still_receives(cluster, second, alice)
 
 
-async def test_close_connection_spares_a_newer_connection(cluster, conns) -> None:  # type: ignore[no-untyped-def]
+async def test_close_connection_spares_a_newer_connection(cluster: Cluster, conns: Conns) -> None:
     (alice,) = await cluster.new_user()
     conn = await conns.open("tcp", alice)
     channel = rpc.channel(f"127.0.0.1:{cluster.connect.int_port}")
@@ -168,7 +178,7 @@ async def test_close_connection_spares_a_newer_connection(cluster, conns) -> Non
         await channel.close()
 
 
-async def test_close_connection_reaches_a_connection_still_signing_in(cluster, conns) -> None:  # type: ignore[no-untyped-def]
+async def test_close_connection_reaches_a_connection_still_signing_in(cluster: Cluster, conns: Conns) -> None:
     # logic answered its sign-in and then the device's next one elsewhere, before this node
     # bound it: found by client_addr among the connections not signed in yet
     before = set(cluster.connect.registry.connections)
@@ -192,7 +202,7 @@ def _delivery(device_id: int, user_id: int, text: str) -> ci.DeliverMessageReq:
     return ci.DeliverMessageReq(device_id=device_id, user_id=user_id, message_send=cx.MessageSend(message=message))
 
 
-async def test_a_delivery_for_another_user_is_not_pushed(cluster, conns) -> None:  # type: ignore[no-untyped-def]
+async def test_a_delivery_for_another_user_is_not_pushed(cluster: Cluster, conns: Conns) -> None:
     (alice,) = await cluster.new_user()
     (bob,) = await cluster.new_user()
     conn = await conns.open("tcp", alice)
@@ -214,7 +224,7 @@ async def test_a_delivery_for_another_user_is_not_pushed(cluster, conns) -> None
         await channel.close()
 
 
-async def test_every_bad_token_gets_the_same_answer(cluster, conns, expect_code) -> None:  # type: ignore[no-untyped-def]
+async def test_every_bad_token_gets_the_same_answer(cluster: Cluster, conns: Conns, expect_code: ExpectCode) -> None:
     (alice,) = await cluster.new_user()
     unknown_device = await cluster.api.register_device()
     bad = [
@@ -235,7 +245,9 @@ async def test_every_bad_token_gets_the_same_answer(cluster, conns, expect_code)
     assert answers[0] == answers[1] == (BAD_TOKEN, BAD_TOKEN, Code.UNAUTHORIZED, BAD_TOKEN)
 
 
-async def test_release_hands_the_device_over(cluster, conns, engine, logic_int, expect_code) -> None:  # type: ignore[no-untyped-def]
+async def test_release_hands_the_device_over(
+    cluster: Cluster, conns: Conns, engine: AsyncEngine, logic_int: LogicIntStub, expect_code: ExpectCode
+) -> None:
     (alice,) = await cluster.new_user()
     (bob,) = await cluster.new_user()
     conn = await conns.open("tcp", alice)

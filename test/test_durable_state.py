@@ -12,6 +12,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
@@ -31,6 +32,12 @@ from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as lx
 from gim.pkg.pb import user_int_pb2 as ui
 from gim.pkg.schema import MessageShards, device_ack, device_token
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from test.conftest import Cluster, Storage
+
 
 pytestmark = pytest.mark.integration  # starts gim processes or servers of its own
 
@@ -65,7 +72,7 @@ async def _stored_ack(engine: AsyncEngine, user_id: int, device_id: int) -> int:
     return int(value or 0)
 
 
-async def _delete_prefix(redis, prefix: str) -> int:  # type: ignore[no-untyped-def]
+async def _delete_prefix(redis: Redis, prefix: str) -> int:
     """What FLUSHALL does to one cluster (the test Redis is shared by concurrent runs)."""
     keys = [key async for key in redis.scan_iter(match=prefix + "*", count=1000)]
     if keys:
@@ -120,7 +127,9 @@ async def test_embedded_redis_without_persistence_saves_nothing(tmp_path: Path) 
 # -- tokens and acks: the database decides what Redis does not know ----------------------
 
 
-async def test_token_found_only_in_the_database_is_accepted_and_cached_again(storage, engine, redis) -> None:  # type: ignore[no-untyped-def]
+async def test_token_found_only_in_the_database_is_accepted_and_cached_again(
+    storage: Storage, engine: AsyncEngine, redis: Redis
+) -> None:
     prefix = f"{storage.redis_prefix}{uuid.uuid4().hex[:6]}:"  # dropped with the run's prefix
     tokens = TokenStore(engine, redis, prefix, ttl=3600)
     user_id, device_id = 10_000_000 + uuid.uuid4().int % 1_000_000, 7
@@ -147,7 +156,7 @@ async def test_token_found_only_in_the_database_is_accepted_and_cached_again(sto
     assert await tokens.check_many([(user_id, device_id, newer)]) == [None]
 
 
-async def test_expired_token_in_the_database_is_rejected(storage, engine, redis) -> None:  # type: ignore[no-untyped-def]
+async def test_expired_token_in_the_database_is_rejected(storage: Storage, engine: AsyncEngine, redis: Redis) -> None:
     prefix = f"{storage.redis_prefix}{uuid.uuid4().hex[:6]}:"
     tokens = TokenStore(engine, redis, prefix, ttl=3600)
     user_id = 20_000_000 + uuid.uuid4().int % 1_000_000
@@ -162,7 +171,9 @@ async def test_expired_token_in_the_database_is_rejected(storage, engine, redis)
     assert await redis.get(f"{prefix}token:{user_id}:1") is None, "an expired token is not cached again"
 
 
-async def test_acks_are_written_behind_only_raising_and_read_back_from_the_database(storage, engine, redis) -> None:  # type: ignore[no-untyped-def]
+async def test_acks_are_written_behind_only_raising_and_read_back_from_the_database(
+    storage: Storage, engine: AsyncEngine, redis: Redis
+) -> None:
     prefix = f"{storage.redis_prefix}{uuid.uuid4().hex[:6]}:"
     acks = AckStore(engine, redis, prefix)
     user_id = 30_000_000 + uuid.uuid4().int % 1_000_000
@@ -191,7 +202,9 @@ async def test_acks_are_written_behind_only_raising_and_read_back_from_the_datab
 # -- the cluster with its Redis keys gone ------------------------------------------------
 
 
-async def test_signed_in_devices_and_acks_survive_an_emptied_redis(cluster, engine, redis) -> None:  # type: ignore[no-untyped-def]
+async def test_signed_in_devices_and_acks_survive_an_emptied_redis(
+    cluster: Cluster, engine: AsyncEngine, redis: Redis
+) -> None:
     (alice,) = await cluster.new_user()
     (bob,) = await cluster.new_user()
     for i in range(3):
@@ -364,7 +377,7 @@ class OwnRedisCluster:
     """business, logic and connect as in conftest's `cluster`, on the run's database but
     with a Redis of their own that the test can stop and start again (same port)."""
 
-    def __init__(self, storage, folder: Path) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, storage: Storage, folder: Path) -> None:
         self.redis = redis_client.EmbeddedRedis(folder, redis_client.free_port(), persist=False)
         ports = {name: redis_client.free_port() for name in ("b_int", "b_ext", "l_int", "l_ext", "c_int")}
         addr = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
@@ -403,7 +416,7 @@ class OwnRedisCluster:
 
 
 @contextlib.asynccontextmanager
-async def own_redis_cluster(storage, folder: Path) -> AsyncIterator[OwnRedisCluster]:  # type: ignore[no-untyped-def]
+async def own_redis_cluster(storage: Storage, folder: Path) -> AsyncIterator[OwnRedisCluster]:
     nodes = OwnRedisCluster(storage, folder)
     await nodes.redis.start()
     started = []

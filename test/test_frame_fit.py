@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
@@ -24,6 +25,14 @@ from gim.pkg.pb import user_ext_pb2 as ux
 from gim.pkg.schema import SEQ_OBJECT_USER, MessageShards
 from gim.pkg.schema import user as user_table
 
+if TYPE_CHECKING:
+    from typing import Any
+
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from test.conftest import Cluster, DecodeCommand
+
+
 DEV_CODE = "0000"  # the cluster's development sign-in code (conftest)
 SHARDS = 4  # the cluster's message_shards (conftest)
 MEMBERS = 600
@@ -35,7 +44,7 @@ def text(value: str) -> bytes:
     return cx.Text(text=value).SerializeToString()
 
 
-async def seed_users(engine, count: int) -> list[tuple[int, str]]:  # type: ignore[no-untyped-def]
+async def seed_users(engine: AsyncEngine, count: int) -> list[tuple[int, str]]:
     """`count` users with ordinary profiles, straight into the user table: (user_id, phone)."""
     prefix = f"17{random.randrange(10**6):06d}"
     phones = [f"{prefix}{i:04d}" for i in range(count)]
@@ -52,11 +61,11 @@ async def seed_users(engine, count: int) -> list[tuple[int, str]]:  # type: igno
     return [(ids[p], p) for p in phones]
 
 
-async def sign_in(cluster, phone: str) -> Credentials:  # type: ignore[no-untyped-def]
+async def sign_in(cluster: Cluster, phone: str) -> Credentials:
     return await cluster.api.sign_in(phone, DEV_CODE, await cluster.api.register_device())
 
 
-def added_members(events: list[cx.Message], group_id: int, command) -> list[int]:  # type: ignore[no-untyped-def]
+def added_members(events: list[cx.Message], group_id: int, command: DecodeCommand) -> list[int]:
     """The user ids the PC_ADD_GROUP_MEMBERS events of the group tell of, in order."""
     added: list[int] = []
     for message in events:
@@ -68,7 +77,9 @@ def added_members(events: list[cx.Message], group_id: int, command) -> list[int]
     return added
 
 
-async def test_a_600_member_group_is_created_and_every_member_syncs_it_to_the_end(cluster, engine, command) -> None:  # type: ignore[no-untyped-def]
+async def test_a_600_member_group_is_created_and_every_member_syncs_it_to_the_end(
+    cluster: Cluster, engine: AsyncEngine, command: DecodeCommand
+) -> None:
     api = cluster.api
     users = await seed_users(engine, MEMBERS)
     creator = await sign_in(cluster, users[0][1])
@@ -179,7 +190,9 @@ async def test_the_largest_message_that_fits_reaches_devices_with_the_largest_se
     assert seq > 0
 
 
-async def test_a_sync_moves_past_a_stored_message_too_large_for_a_frame(cluster, engine, log_events) -> None:  # type: ignore[no-untyped-def]
+async def test_a_sync_moves_past_a_stored_message_too_large_for_a_frame(
+    cluster: Cluster, engine: AsyncEngine, log_events: list[dict[str, Any]]
+) -> None:
     """A row stored before sizes were checked (inserted here directly) comes as a stand-in
     with its seq and no content; the sync reaches the end and the connection stays."""
     api = cluster.api
@@ -228,7 +241,9 @@ async def test_a_sync_moves_past_a_stored_message_too_large_for_a_frame(cluster,
     assert warnings and warnings[0]["seq"] == legacy_seq
 
 
-async def test_one_oversized_delivery_does_not_cost_the_other_devices_theirs(cluster, log_events) -> None:  # type: ignore[no-untyped-def]
+async def test_one_oversized_delivery_does_not_cost_the_other_devices_theirs(
+    cluster: Cluster, log_events: list[dict[str, Any]]
+) -> None:
     """ConnectInt.DeliverMessages with a message too large for a frame (only an older
     logic could send one) among others: the others are pushed, every connection stays."""
     from gim.pkg import rpc

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gim.pkg.errors import Code
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as lx
 from gim.pkg.pb import push_ext_pb2 as px
+
+if TYPE_CHECKING:
+    from test.conftest import Cluster, DecodeCommand, ExpectCode
 
 
 async def friends_of(cluster, creds) -> dict[int, lx.Friend]:  # type: ignore[no-untyped-def]
@@ -13,7 +18,7 @@ async def friends_of(cluster, creds) -> dict[int, lx.Friend]:  # type: ignore[no
     return {f.user_id: f for f in resp.friends}
 
 
-async def test_apply_agree_and_list(cluster, command, expect_code) -> None:  # type: ignore[no-untyped-def]
+async def test_apply_agree_and_list(cluster: Cluster, command: DecodeCommand, expect_code: ExpectCode) -> None:
     api = cluster.api
     (alice,) = await cluster.new_user(nickname="Alice")
     (bob,) = await cluster.new_user(nickname="Bob")
@@ -70,7 +75,7 @@ async def test_apply_agree_and_list(cluster, command, expect_code) -> None:  # t
         await bob_conn.close()
 
 
-async def test_friend_bad_input(cluster, expect_code) -> None:  # type: ignore[no-untyped-def]
+async def test_friend_bad_input(cluster: Cluster, expect_code: ExpectCode) -> None:
     api = cluster.api
     (alice,) = await cluster.new_user()
     (bob,) = await cluster.new_user()

@@ -4,6 +4,7 @@ every online device of every member but the sending one gets it pushed."""
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from gim.internal.logic.values import StoredMessage
 from gim.pkg import redis_client, rpc
@@ -11,6 +12,10 @@ from gim.pkg.errors import Code
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as lx
 from gim.pkg.pb import logic_int_pb2 as li
+
+if TYPE_CHECKING:
+    from test.conftest import Cluster, ExpectCode, MessageRows
+
 
 MEMBERS = 200
 MESSAGES = 3
@@ -20,12 +25,12 @@ def text(value: str) -> bytes:
     return cx.Text(text=value).SerializeToString()
 
 
-async def users(cluster, count: int, **kwargs) -> list:  # type: ignore[no-untyped-def]
+async def users(cluster: Cluster, count: int, **kwargs) -> list:
     batches = [cluster.new_user(**kwargs) for _ in range(count)]
     return [creds for (creds,) in await asyncio.gather(*batches)]
 
 
-async def stored(cluster, user_id: int) -> list[StoredMessage]:  # type: ignore[no-untyped-def]
+async def stored(cluster: Cluster, user_id: int) -> list[StoredMessage]:
     """Every stored message of the user, from the database."""
     return await cluster.logic.messages.store.after(user_id, 0, 10_000)
 
@@ -35,7 +40,7 @@ def assert_gapless(messages: list[StoredMessage]) -> None:
     assert seqs == list(range(1, len(seqs) + 1)), seqs
 
 
-async def test_group_of_200_half_online(cluster) -> None:  # type: ignore[no-untyped-def]
+async def test_group_of_200_half_online(cluster: Cluster) -> None:
     api = cluster.api
     members = await users(cluster, MEMBERS)
     sender = members[0]
@@ -68,7 +73,7 @@ async def test_group_of_200_half_online(cluster) -> None:  # type: ignore[no-unt
         await asyncio.gather(*(c.close() for c in conns))
 
 
-async def test_concurrent_group_sends_keep_every_member_gapless(cluster) -> None:  # type: ignore[no-untyped-def]
+async def test_concurrent_group_sends_keep_every_member_gapless(cluster: Cluster) -> None:
     api = cluster.api
     members = await users(cluster, 30)
     create = lx.CreateGroupReq(name="busy", member_ids=[m.user_id for m in members[1:]])
@@ -92,7 +97,7 @@ async def test_concurrent_group_sends_keep_every_member_gapless(cluster) -> None
         assert sorted(bodies) == sorted(text(f"{s.user_id}/{i}") for s in senders for i in range(5))
 
 
-async def test_a_dead_node_does_not_stop_delivery_to_the_others(cluster) -> None:  # type: ignore[no-untyped-def]
+async def test_a_dead_node_does_not_stop_delivery_to_the_others(cluster: Cluster) -> None:
     """One member's device is recorded online at a node that is gone: the send still
     succeeds, every other device gets its push, and the lost push is in that member's sync."""
     api = cluster.api
@@ -121,7 +126,7 @@ async def test_a_dead_node_does_not_stop_delivery_to_the_others(cluster) -> None
         await conn.close()
 
 
-async def test_non_member_cannot_send(cluster, expect_code, message_rows) -> None:  # type: ignore[no-untyped-def]
+async def test_non_member_cannot_send(cluster: Cluster, expect_code: ExpectCode, message_rows: MessageRows) -> None:
     api = cluster.api
     owner, outsider = await users(cluster, 2)
     group_id = (await api.call(api.logic.CreateGroup, lx.CreateGroupReq(name="closed"), owner)).group_id

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gim.pkg.errors import Code
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as lx
 from gim.pkg.pb import push_ext_pb2 as px
+
+if TYPE_CHECKING:
+    from test.conftest import Cluster, DecodeCommand, ExpectCode
 
 
 async def members_of(cluster, group_id: int, creds) -> dict[int, lx.GroupMember]:  # type: ignore[no-untyped-def]
@@ -13,7 +18,7 @@ async def members_of(cluster, group_id: int, creds) -> dict[int, lx.GroupMember]
     return {m.user_id: m for m in resp.members}
 
 
-async def test_group_lifecycle_with_pushes(cluster, command, expect_code) -> None:  # type: ignore[no-untyped-def]
+async def test_group_lifecycle_with_pushes(cluster: Cluster, command: DecodeCommand, expect_code: ExpectCode) -> None:
     api, logic = cluster.api, cluster.api.logic
     (admin,) = await cluster.new_user(nickname="Admin")
     (carol,) = await cluster.new_user(nickname="Carol")
@@ -98,7 +103,7 @@ async def test_group_lifecycle_with_pushes(cluster, command, expect_code) -> Non
         await carol_conn.close()
 
 
-async def test_group_bad_input_writes_nothing(cluster, expect_code) -> None:  # type: ignore[no-untyped-def]
+async def test_group_bad_input_writes_nothing(cluster: Cluster, expect_code: ExpectCode) -> None:
     api, logic = cluster.api, cluster.api.logic
     (admin,) = await cluster.new_user()
     (other,) = await cluster.new_user()

@@ -9,17 +9,22 @@ import signal
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from gim.internal.launcher import Launcher, LaunchError, NodeSpec, local_nodes
 from gim.pkg import config, redis_client
 
+if TYPE_CHECKING:
+    from test.conftest import Storage
+
+
 pytestmark = pytest.mark.integration  # starts gim processes or servers of its own
 
 
 @pytest.mark.parametrize("storage", ["mysql"], indirect=True)
-async def test_nodes_start_die_restart_and_stop(storage, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_nodes_start_die_restart_and_stop(storage: Storage, tmp_path: Path) -> None:
     specs = local_nodes(
         database_url=storage.database_url, redis_url=storage.redis_url, redis_prefix=storage.redis_prefix,
         logic=2, connect=2, extra={"GIM_MESSAGE_SHARDS": "4"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from gim.pkg import rpc
 from gim.pkg.errors import Code
@@ -10,14 +11,18 @@ from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as lx
 from gim.pkg.pb import logic_int_pb2 as li
 
+if TYPE_CHECKING:
+    from test.conftest import Cluster, ExpectCode
+
+
 TIMEOUT = 10.0
 
 
-async def online_devices(cluster, user_id: int) -> set[int]:  # type: ignore[no-untyped-def]
+async def online_devices(cluster: Cluster, user_id: int) -> set[int]:
     return {d.device_id for d in await cluster.logic.devices.online([user_id])}
 
 
-async def test_register_and_get_device(cluster, expect_code) -> None:  # type: ignore[no-untyped-def]
+async def test_register_and_get_device(cluster: Cluster, expect_code: ExpectCode) -> None:
     api = cluster.api
     req = lx.RegisterDeviceReq(type=2, brand="Apple", model="iPhone 15", system_version="17.1", sdk_version="1.0")
     device_id = (await api.call(api.logic.RegisterDevice, req)).device_id
@@ -39,7 +44,7 @@ async def test_register_and_get_device(cluster, expect_code) -> None:  # type: i
     )
 
 
-async def test_offline_checks_client_addr_and_server_stop_clears_a_node(cluster) -> None:  # type: ignore[no-untyped-def]
+async def test_offline_checks_client_addr_and_server_stop_clears_a_node(cluster: Cluster) -> None:
     (alice,) = await cluster.new_user()
     (bob,) = await cluster.new_user()
     node = "127.0.0.1:1"  # a node address of this test only
@@ -63,7 +68,7 @@ async def test_offline_checks_client_addr_and_server_stop_clears_a_node(cluster)
     assert await online_devices(cluster, bob.user_id) == set()
 
 
-async def test_business_send_and_unpersisted_messages(cluster, expect_code) -> None:  # type: ignore[no-untyped-def]
+async def test_business_send_and_unpersisted_messages(cluster: Cluster, expect_code: ExpectCode) -> None:
     (alice,) = await cluster.new_user()
     conn = await cluster.online(alice)
     body = cx.Text(text="from the business").SerializeToString()
@@ -110,7 +115,7 @@ async def test_business_send_and_unpersisted_messages(cluster, expect_code) -> N
         await conn.close()
 
 
-async def test_concurrent_sign_ins_with_an_unknown_device(cluster, expect_code) -> None:  # type: ignore[no-untyped-def]
+async def test_concurrent_sign_ins_with_an_unknown_device(cluster: Cluster, expect_code: ExpectCode) -> None:
     """Sign-ins arriving together are written together; an unknown device fails alone."""
     users = [creds for (creds,) in [await cluster.new_user() for _ in range(5)]]
     node = "127.0.0.1:2"  # a node address of this test only

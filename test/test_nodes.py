@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc import aio
@@ -15,6 +15,12 @@ from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import connect_int_pb2 as ci
 from gim.pkg.pb import logic_int_pb2 as li
 
+if TYPE_CHECKING:
+    import pytest
+    from redis.asyncio import Redis
+
+    from test.conftest import Cluster, ConnectNodes, Conns, Storage
+
 
 async def deliveries_done(cluster: Any) -> None:
     """Wait (bounded) until logic has an answer for every delivery it queued."""
@@ -23,7 +29,7 @@ async def deliveries_done(cluster: Any) -> None:
             await asyncio.sleep(0.01)
 
 
-async def test_a_node_is_alive_while_it_runs(cluster, connect_node, redis) -> None:  # type: ignore[no-untyped-def]
+async def test_a_node_is_alive_while_it_runs(cluster: Cluster, connect_node: ConnectNodes, redis: Redis) -> None:
     prefix = cluster.storage.redis_prefix
     assert await redis.exists(nodes.node_key(prefix, cluster.connect.context.conn_addr))
     extra = await connect_node()
@@ -33,7 +39,7 @@ async def test_a_node_is_alive_while_it_runs(cluster, connect_node, redis) -> No
     assert not await redis.exists(key), "a node that stops leaves at once"
 
 
-async def test_a_dead_node_gets_one_short_try(cluster, log_events) -> None:  # type: ignore[no-untyped-def]
+async def test_a_dead_node_gets_one_short_try(cluster: Cluster, log_events: list[dict[str, Any]]) -> None:
     (sender,) = await cluster.new_user()
     (receiver,) = await cluster.new_user()
     dead_node = f"127.0.0.1:{redis_client.free_port()}"  # was killed: never said ServerStop
@@ -55,7 +61,7 @@ async def test_a_dead_node_gets_one_short_try(cluster, log_events) -> None:  # t
     assert events.count(("deliver_failed", dead_node)) == 1, "one try, no retry on a fresh channel"
 
 
-async def test_a_live_node_whose_key_was_lost_still_gets_pushes(cluster, redis) -> None:  # type: ignore[no-untyped-def]
+async def test_a_live_node_whose_key_was_lost_still_gets_pushes(cluster: Cluster, redis: Redis) -> None:
     """Redis restarted empty: the node is suspect until it announces itself again, yet
     its devices still get their pushes."""
     (sender,) = await cluster.new_user()
@@ -72,7 +78,7 @@ async def test_a_live_node_whose_key_was_lost_still_gets_pushes(cluster, redis) 
         await conn.close()
 
 
-async def test_a_node_that_comes_back_counts_at_once(redis, storage) -> None:  # type: ignore[no-untyped-def]
+async def test_a_node_that_comes_back_counts_at_once(redis: Redis, storage: Storage) -> None:
     prefix = f"{storage.redis_prefix}{uuid.uuid4().hex}:"
     liveness = nodes.NodeLiveness(redis, prefix)
     assert await liveness.alive(["10.0.0.1:50100"]) == set()
@@ -80,7 +86,9 @@ async def test_a_node_that_comes_back_counts_at_once(redis, storage) -> None:  #
     assert await liveness.alive(["10.0.0.1:50100", "10.0.0.2:50100"]) == {"10.0.0.1:50100"}
 
 
-async def test_delivery_channels_open_on_demand_and_close_when_idle(cluster, connect_node, conns) -> None:  # type: ignore[no-untyped-def]
+async def test_delivery_channels_open_on_demand_and_close_when_idle(
+    cluster: Cluster, connect_node: ConnectNodes, conns: Conns
+) -> None:
     from gim.internal.logic.edge.connect_client import Deliverer
     from gim.internal.logic.values import OnlineDevice
 
@@ -106,7 +114,7 @@ async def test_delivery_channels_open_on_demand_and_close_when_idle(cluster, con
         await deliverer.close()
 
 
-async def test_deliveries_keep_their_order_when_a_node_channel_fails(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_deliveries_keep_their_order_when_a_node_channel_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     """The failed call is retried on a new channel; what was queued for the node after
     the failure still waits behind it, not on a lane of its own."""
     from gim.internal.logic.edge.connect_client import Deliverer

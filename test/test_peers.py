@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+from typing import TYPE_CHECKING
 
 import grpc
 import pytest
@@ -15,6 +16,9 @@ from gim.pkg import rpc
 from gim.pkg.pb import user_int_pb2 as ui
 from gim.pkg.pb import user_int_pb2_grpc as ui_grpc
 from gim.pkg.redis_client import free_port
+
+if TYPE_CHECKING:
+    from test.conftest import Cluster
 
 
 @pytest.mark.parametrize(
@@ -35,7 +39,7 @@ def test_a_list_of_names_is_refused_with_the_reason() -> None:
         rpc.target("10.0.0.1:50000,logic-2:50000")
 
 
-async def test_calls_go_on_when_one_peer_stops(cluster) -> None:  # type: ignore[no-untyped-def]
+async def test_calls_go_on_when_one_peer_stops(cluster: Cluster) -> None:
     (alice,) = await cluster.new_user(nickname="Alice")
     config = dataclasses.replace(cluster.business.config, int_listen="127.0.0.1:0", ext_listen="127.0.0.1:0")
     second = BusinessServer.from_config(config)
@@ -59,7 +63,7 @@ async def test_calls_go_on_when_one_peer_stops(cluster) -> None:  # type: ignore
         await second.stop(0.5)
 
 
-async def test_a_call_waits_for_a_peer_that_is_starting(cluster) -> None:  # type: ignore[no-untyped-def]
+async def test_a_call_waits_for_a_peer_that_is_starting(cluster: Cluster) -> None:
     (alice,) = await cluster.new_user(nickname="Alice")
     config = dataclasses.replace(
         cluster.business.config, int_listen=f"127.0.0.1:{free_port()}", ext_listen="127.0.0.1:0"
@@ -81,7 +85,7 @@ async def test_a_call_waits_for_a_peer_that_is_starting(cluster) -> None:  # typ
         await late.stop(0.5)
 
 
-async def test_a_burst_of_calls_queues_instead_of_being_cancelled(cluster) -> None:  # type: ignore[no-untyped-def]
+async def test_a_burst_of_calls_queues_instead_of_being_cancelled(cluster: Cluster) -> None:
     """gRPC's default would cancel the calls beyond 1,000 not yet taken up (CANCELLED)."""
     (alice,) = await cluster.new_user(nickname="Alice")
     channel = rpc.channel(f"127.0.0.1:{cluster.business.int_port}", private=True)

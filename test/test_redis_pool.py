@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import TYPE_CHECKING
 
 from gim.pkg import redis_client
 
+if TYPE_CHECKING:
+    from test.conftest import Storage
 
-async def test_commands_beyond_the_pool_size_wait_instead_of_failing(storage) -> None:  # type: ignore[no-untyped-def]
+
+async def test_commands_beyond_the_pool_size_wait_instead_of_failing(storage: Storage) -> None:
     client = redis_client.connect(storage.redis_url)
     key = f"{storage.redis_prefix}pool-test-{uuid.uuid4().hex}"
     try:

@@ -4,9 +4,13 @@ answered) returns the first attempt's seq and stores nothing more."""
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as lx
+
+if TYPE_CHECKING:
+    from test.conftest import Cluster, MessageRows
 
 
 def text(value: str) -> bytes:
@@ -19,7 +23,7 @@ async def nothing_more(conn) -> bool:  # type: ignore[no-untyped-def]
     return conn.pushes.empty()
 
 
-async def test_retry_with_the_same_request_id_is_stored_once(cluster, message_rows) -> None:  # type: ignore[no-untyped-def]
+async def test_retry_with_the_same_request_id_is_stored_once(cluster: Cluster, message_rows: MessageRows) -> None:
     api = cluster.api
     (alice,) = await cluster.new_user()
     (bob,) = await cluster.new_user()
@@ -41,7 +45,7 @@ async def test_retry_with_the_same_request_id_is_stored_once(cluster, message_ro
         await conn.close()
 
 
-async def test_concurrent_attempts_store_one_copy(cluster, message_rows) -> None:  # type: ignore[no-untyped-def]
+async def test_concurrent_attempts_store_one_copy(cluster: Cluster, message_rows: MessageRows) -> None:
     api = cluster.api
     (alice,) = await cluster.new_user()
     members = [creds for (creds,) in [await cluster.new_user() for _ in range(3)]]

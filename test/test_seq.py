@@ -6,10 +6,15 @@ import asyncio
 import dataclasses
 import random
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 from gim.internal.logic.message_store import MessageStore
 from gim.internal.logic.values import MessageRow
 from gim.pkg.schema import MessageShards
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
 
 SHARDS = 4
 
@@ -28,7 +33,7 @@ def row(sender: int, receiver: int) -> MessageRow:
     )
 
 
-async def test_concurrent_senders_get_gapless_unique_seqs(engine) -> None:  # type: ignore[no-untyped-def]
+async def test_concurrent_senders_get_gapless_unique_seqs(engine: AsyncEngine) -> None:
     store = MessageStore(engine, MessageShards(SHARDS))
     base = random.randrange(10**9, 10**12)
     users = [base + i for i in range(8)]
@@ -58,7 +63,7 @@ async def test_concurrent_senders_get_gapless_unique_seqs(engine) -> None:  # ty
         assert await store.max_seq(user_id) == len(seqs)
 
 
-async def test_group_sized_store_allocates_one_seq_per_member(engine) -> None:  # type: ignore[no-untyped-def]
+async def test_group_sized_store_allocates_one_seq_per_member(engine: AsyncEngine) -> None:
     store = MessageStore(engine, MessageShards(SHARDS))
     base = random.randrange(10**12, 10**13)
     members = [base + i for i in range(200)]
@@ -71,7 +76,7 @@ async def test_group_sized_store_allocates_one_seq_per_member(engine) -> None:  
         assert sorted([second[member], third[member]]) == [2, 3]
 
 
-async def test_a_send_the_database_refuses_fails_alone(engine) -> None:  # type: ignore[no-untyped-def]
+async def test_a_send_the_database_refuses_fails_alone(engine: AsyncEngine) -> None:
     """Sends stored together in one batch: one the database refuses does not take the
     others down, and leaves no gap in anybody's seqs."""
     store = MessageStore(engine, MessageShards(SHARDS))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grpc import aio
 
@@ -20,10 +20,14 @@ from gim.pkg.pb import logic_int_pb2_grpc as li_grpc
 from gim.pkg.pb import user_int_pb2 as ui
 from gim.pkg.pb import user_int_pb2_grpc as ui_grpc
 
+if TYPE_CHECKING:
+    from test.conftest import Cluster
+
+
 TIMEOUT = 10.0
 
 
-async def test_auth_many_answers_each_token(cluster) -> None:  # type: ignore[no-untyped-def]
+async def test_auth_many_answers_each_token(cluster: Cluster) -> None:
     alice, bob = await cluster.new_user(devices=2)
     auths = [
         ui.AuthReq(user_id=alice.user_id, device_id=alice.device_id, token=alice.token),
@@ -37,7 +41,7 @@ async def test_auth_many_answers_each_token(cluster) -> None:  # type: ignore[no
     assert resp.results[1].message == resp.results[4].message == BAD_TOKEN and "required" in resp.results[3].message
 
 
-async def test_conn_sign_ins_each_succeeds_or_fails_alone(cluster) -> None:  # type: ignore[no-untyped-def]
+async def test_conn_sign_ins_each_succeeds_or_fails_alone(cluster: Cluster) -> None:
     (alice,) = await cluster.new_user()
     (bob,) = await cluster.new_user()
     node = "127.0.0.1:2"  # a node address of this test only
@@ -118,7 +122,7 @@ async def serving(add: Any, servicer: Any) -> AsyncIterator[aio.Channel]:
         await server.stop(0)
 
 
-async def test_logic_asks_a_backend_without_auth_many_one_by_one(cluster) -> None:  # type: ignore[no-untyped-def]
+async def test_logic_asks_a_backend_without_auth_many_one_by_one(cluster: Cluster) -> None:
     backend = _AuthOnly()
     async with serving(ui_grpc.add_UserIntServicer_to_server, backend) as channel:
         users = UserClient(ui_grpc.UserIntStub(channel), TIMEOUT, Cache(cluster.logic._redis, "t:", 60))

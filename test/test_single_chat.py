@@ -3,17 +3,23 @@ register device -> sign in -> long connection -> single chat -> delivery -> sync
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
 from gim.client.connection import WsConnection
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import user_ext_pb2 as ux
 
+if TYPE_CHECKING:
+    from test.conftest import Cluster
+
+
 TEXT = cx.Text(text="hello 你好").SerializeToString()
 
 
 @pytest.mark.parametrize("transport", ["tcp", "ws"])
-async def test_single_chat_delivery_sync_and_ack(cluster, transport: str) -> None:  # type: ignore[no-untyped-def]
+async def test_single_chat_delivery_sync_and_ack(cluster: Cluster, transport: str) -> None:
     alice_phone1, alice_phone2 = await cluster.new_user(devices=2)
     (bob,) = await cluster.new_user()
     await cluster.api.call(cluster.api.users.UpdateUser, ux.UpdateUserReq(nickname="Alice"), alice_phone1)
@@ -59,7 +65,7 @@ async def test_single_chat_delivery_sync_and_ack(cluster, transport: str) -> Non
         await b1.close()
 
 
-async def test_heartbeat_echoes_request_id(cluster) -> None:  # type: ignore[no-untyped-def]
+async def test_heartbeat_echoes_request_id(cluster: Cluster) -> None:
     (user,) = await cluster.new_user()
     conn = await cluster.online(user, "tcp")
     try:
@@ -70,7 +76,7 @@ async def test_heartbeat_echoes_request_id(cluster) -> None:  # type: ignore[no-
         await conn.close()
 
 
-async def test_websocket_sign_in_by_query_parameters(cluster) -> None:  # type: ignore[no-untyped-def]
+async def test_websocket_sign_in_by_query_parameters(cluster: Cluster) -> None:
     (alice,) = await cluster.new_user()
     (bob,) = await cluster.new_user()
     url = f"{cluster.ws_url}?user_id={bob.user_id}&device_id={bob.device_id}&token={bob.token}"
@@ -85,7 +91,7 @@ async def test_websocket_sign_in_by_query_parameters(cluster) -> None:  # type: 
         await conn.close()
 
 
-async def test_reconnect_replaces_old_connection(cluster) -> None:  # type: ignore[no-untyped-def]
+async def test_reconnect_replaces_old_connection(cluster: Cluster) -> None:
     (alice,) = await cluster.new_user()
     (bob,) = await cluster.new_user()
     old = await cluster.online(bob, "tcp")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
@@ -20,6 +20,12 @@ from gim.pkg.errors import Code, GimError, Overloaded
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as lx
 from gim.pkg.schema import MessageShards
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from test.conftest import Cluster, ExpectCode
+
 
 SHARDS = 4  # the cluster's message_shards (conftest)
 
@@ -64,12 +70,12 @@ async def contents(store: MessageStore, user_id: int) -> list[bytes]:
     return [m.row.content for m in await store.after(user_id, 0, 100)]
 
 
-async def pair(cluster) -> tuple[Credentials, Credentials]:  # type: ignore[no-untyped-def]
+async def pair(cluster: Cluster) -> tuple[Credentials, Credentials]:
     (a,), (b,) = await asyncio.gather(cluster.new_user(), cluster.new_user())
     return a, b
 
 
-async def test_a_full_store_queue_answers_resource_exhausted(cluster, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_a_full_store_queue_answers_resource_exhausted(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
     store: MessageStore = cluster.logic.messages.store
     monkeypatch.setattr(store, "max_pending_rows", 2)
     sender, receiver = await pair(cluster)
@@ -91,14 +97,14 @@ async def test_a_full_store_queue_answers_resource_exhausted(cluster, monkeypatc
     assert store.pending_rows == 0
 
 
-async def test_a_lone_send_larger_than_the_bound_still_gets_in(engine) -> None:  # type: ignore[no-untyped-def]
+async def test_a_lone_send_larger_than_the_bound_still_gets_in(engine: AsyncEngine) -> None:
     store = MessageStore(engine, MessageShards(SHARDS), max_pending_rows=2)
     base = random.randrange(10**12, 10**13)
     members = [base + i for i in range(10)]
     assert await store.store(row(members[0], base, "to a group"), members) == dict.fromkeys(members, 1)
 
 
-async def test_the_bound_counts_what_waits(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_the_bound_counts_what_waits(engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> None:
     """At MessageStore level: beyond the bound `Overloaded`, nothing stored; a server event
     of a committed change (`follows_commit`) still queues."""
     store = MessageStore(engine, MessageShards(SHARDS), max_pending_rows=3)
@@ -119,7 +125,9 @@ async def test_the_bound_counts_what_waits(engine, monkeypatch) -> None:  # type
     assert await contents(store, c) == [text("event")], "the refused send stored nothing"
 
 
-async def test_a_send_whose_deadline_passed_before_its_batch_is_not_stored(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_a_send_whose_deadline_passed_before_its_batch_is_not_stored(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = MessageStore(engine, MessageShards(SHARDS))
     base = random.randrange(10**12, 10**13)
     a, b = base, base + 1
@@ -144,7 +152,9 @@ async def test_a_send_whose_deadline_passed_before_its_batch_is_not_stored(engin
     assert await contents(store, b) == [text("held"), text("on time")]
 
 
-async def test_a_send_whose_caller_was_cancelled_while_waiting_is_not_stored(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_a_send_whose_caller_was_cancelled_while_waiting_is_not_stored(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = MessageStore(engine, MessageShards(SHARDS))
     base = random.randrange(10**12, 10**13)
     a, b = base, base + 1
@@ -163,7 +173,9 @@ async def test_a_send_whose_caller_was_cancelled_while_waiting_is_not_stored(eng
     assert await contents(store, b) == [text("held"), text("after")]
 
 
-async def test_a_grpc_call_cancelled_while_its_send_waits_is_not_stored(cluster, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_a_grpc_call_cancelled_while_its_send_waits_is_not_stored(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """End to end: the client cancels (a deadline passing does the same) while the send
     waits for the writer; gRPC cancels the handler and the send is skipped."""
     store: MessageStore = cluster.logic.messages.store
@@ -199,7 +211,9 @@ async def test_a_request_id_beyond_int64_is_10001_and_nothing_stored(  # type: i
     assert await cluster.api.send_message(sender, cx.RT_USER, receiver.user_id, text("y"), request_id=2**63 - 1) == 1
 
 
-async def test_a_bad_request_id_does_not_fail_the_sends_batched_with_it(cluster, expect_code) -> None:  # type: ignore[no-untyped-def]
+async def test_a_bad_request_id_does_not_fail_the_sends_batched_with_it(
+    cluster: Cluster, expect_code: ExpectCode
+) -> None:
     """Business sends (LogicInt) carry request_id too: one out of range among concurrent
     ones is refused alone; the others are stored."""
     sender, receiver = await pair(cluster)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
 from gim.pkg import rpc
 from gim.pkg.errors import Code
@@ -11,8 +12,11 @@ from gim.pkg.pb import user_ext_pb2_grpc as ux_grpc
 from gim.pkg.pb import user_int_pb2 as ui
 from gim.pkg.pb import user_int_pb2_grpc as ui_grpc
 
+if TYPE_CHECKING:
+    from test.conftest import Cluster, ExpectCode
 
-async def test_profile_get_and_update(cluster, expect_code) -> None:  # type: ignore[no-untyped-def]
+
+async def test_profile_get_and_update(cluster: Cluster, expect_code: ExpectCode) -> None:
     api = cluster.api
     (alice,) = await cluster.new_user()
     (bob,) = await cluster.new_user()
@@ -42,7 +46,7 @@ async def test_profile_get_and_update(cluster, expect_code) -> None:  # type: ig
     await expect_code(api.call(api.users.GetUser, ux.GetUserReq(user_id=alice.user_id)), Code.UNAUTHORIZED)
 
 
-async def test_search_is_plain_text_and_bounded(cluster) -> None:  # type: ignore[no-untyped-def]
+async def test_search_is_plain_text_and_bounded(cluster: Cluster) -> None:
     api = cluster.api
     tag = uuid.uuid4().hex[:8]
     tricky = f"{tag} O'Brien\"; DROP TABLE user;-- 100%_"
@@ -61,7 +65,7 @@ async def test_search_is_plain_text_and_bounded(cluster) -> None:  # type: ignor
     assert (await api.call(api.users.SearchUser, ux.SearchUserReq(key=""), me)).users == []
 
 
-async def test_user_int_auth_and_lookups(cluster, expect_code) -> None:  # type: ignore[no-untyped-def]
+async def test_user_int_auth_and_lookups(cluster: Cluster, expect_code: ExpectCode) -> None:
     (alice,) = await cluster.new_user(nickname="Alice")
     (bob,) = await cluster.new_user(nickname="Bob")
     stub = cluster.user_int
@@ -80,7 +84,7 @@ async def test_user_int_auth_and_lookups(cluster, expect_code) -> None:  # type:
     assert {i: u.nickname for i, u in many.users.items()} == {alice.user_id: "Alice", bob.user_id: "Bob"}
 
 
-async def test_2021_service_names_answer(cluster) -> None:  # type: ignore[no-untyped-def]
+async def test_2021_service_names_answer(cluster: Cluster) -> None:
     (alice,) = await cluster.new_user(nickname="Old client")
     ext_channel = rpc.channel(f"127.0.0.1:{cluster.business.ext_port}")
     int_channel = rpc.channel(f"127.0.0.1:{cluster.business.int_port}")
