@@ -1,7 +1,8 @@
 """The chat page in a real browser: Debian's chromium driven by Playwright (never a
-downloaded browser). Two users sign in on two pages, chat both ways, in a group, and again
-after the connect node behind the page's WebSocket restarts. A screenshot is saved under
-var/test-artifacts/ (its path is printed). In CI a missing browser fails the test."""
+downloaded browser). Two users sign in on two pages, chat both ways, in a group, make
+friends, meet in a room, and chat again after the connect node behind the page's
+WebSocket restarts. A screenshot is saved under var/test-artifacts/ (its path is printed).
+In CI a missing browser fails the test."""
 
 from __future__ import annotations
 
@@ -157,6 +158,24 @@ async def test_two_users_chat_in_the_browser(site: tuple[str, ConnectNode], brow
         await send(alice, "hi group")
         await sees(bob, group_key, "hi group")
         await expect(bob.locator(f'#groups li[data-group="{group_key[2:]}"]')).to_have_count(1, timeout=WAIT_MS)
+
+        # a friend request, pushed to alice as it is made, accepted there, shown on both sides
+        await bob.fill("#friend-id", str(alice_id))
+        await bob.press("#friend-id", "Enter")
+        await alice.click(f'#friend-requests li[data-request="{bob_id}"] button', timeout=WAIT_MS)
+        await expect(alice.locator(f'#friends li[data-friend="{bob_id}"]')).to_have_count(1, timeout=WAIT_MS)
+        await expect(bob.locator(f'#friends li[data-friend="{alice_id}"]')).to_have_count(1, timeout=WAIT_MS)
+
+        # a room: both join, alice's message reaches both (the room's broadcast)
+        room = str(int(uuid.uuid4().int % 10**9) + 1)
+        for page in (alice, bob):
+            await page.fill("#room-id", room)
+            await page.press("#room-id", "Enter")
+            await expect(page.locator("#room-title")).to_have_text(f"room {room}")
+        await alice.fill("#text", "hi room")
+        await alice.press("#text", "Enter")
+        for page in (alice, bob):
+            await expect(page.locator("#messages .msg .body", has_text="hi room")).to_have_count(1, timeout=WAIT_MS)
 
         # the connect node restarts: both pages reconnect by themselves, sync, and chat on
         await node.stop()
