@@ -12,4 +12,5 @@ SOURCE_FOLDERS = ["bench", "client", "cmd", "internal", "pkg"]
 
 packages = ["gim"] + [f"gim.{name}" for name in find_packages(".", include=[f"{folder}*" for folder in SOURCE_FOLDERS])]
 
-setup(packages=packages, package_dir={"gim": "."})
+# the chat page's built files (internal/web/static/, see `make web`) ship with the package
+setup(packages=packages, package_dir={"gim": "."}, package_data={"gim.internal.web": ["static/*"]})
