@@ -12,16 +12,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import ssl as _ssl
+from collections import deque
 from typing import Any
 
-from google.protobuf.message import DecodeError
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
 from gim.pkg.pb import connect_ext_pb2 as cx
+from gim.pkg.protocol.frames import FrameDecoder, FrameError, encode_frame
+from gim.pkg.protocol.packets import PacketError, input_body, parse_data, parse_output
 
-_HEADER = 2
+READ_SIZE = 65_536  # bytes asked of the socket at a time (any number of frames, or part of one)
 
 
 class ProtocolError(ConnectionError):
@@ -60,17 +62,14 @@ class LongConnection:
     async def _read_loop(self) -> None:
         try:
             while (body := await self._read()) is not None:
-                out = cx.Output()
-                out.ParseFromString(body)
-                if not out.type and not out.request_id and not out.code:
-                    raise ProtocolError(f"not an Output: {body[:16]!r}")
+                out = parse_output(body)
                 waiter = self._pending.pop(out.request_id, None) if out.request_id else None
                 if waiter is not None and not waiter.done():
                     waiter.set_result(out)
                 else:
                     self.pushes.put_nowait(out)
-        except (DecodeError, ProtocolError) as exc:
-            self.error = exc if isinstance(exc, ProtocolError) else ProtocolError(f"bad Output: {exc}")
+        except (PacketError, ProtocolError) as exc:
+            self.error = exc if isinstance(exc, ProtocolError) else ProtocolError(str(exc))
             self._abort()
         except (OSError, asyncio.IncompleteReadError, ConnectionClosed):
             pass
@@ -85,8 +84,7 @@ class LongConnection:
 
     async def send(self, package_type: int, data: bytes = b"", request_id: int = 0) -> None:
         """Send one `Input` without waiting for an answer."""
-        body = cx.Input(type=package_type, request_id=request_id, data=data).SerializeToString()  # type: ignore[arg-type]
-        await self._write(body)
+        await self._write(input_body(package_type, request_id, data))
 
     async def request(self, package_type: int, data: bytes = b"", timeout: float = 10.0) -> cx.Output:
         """Send one `Input` and return the `Output` that answers it."""
@@ -108,12 +106,10 @@ class LongConnection:
         out = await self.request(cx.PT_SYNC, cx.SyncInput(seq=seq).SerializeToString(), timeout)
         if out.code:
             raise ConnectionError(f"sync failed: {out.code} {out.message}")
-        result = cx.SyncOutput()
         try:
-            result.ParseFromString(out.data)
-        except DecodeError as exc:
+            return parse_data(cx.SyncOutput, out.data)
+        except PacketError as exc:
             raise ProtocolError(f"bad SyncOutput: {exc}") from None
-        return result
 
     async def ack(self, seq: int, receive_time: int = 0) -> None:
         await self.send(cx.PT_MESSAGE, cx.MessageACK(device_ack=seq, receive_time=receive_time).SerializeToString())
@@ -127,15 +123,15 @@ class LongConnection:
         while True:
             out = await self.next_push(timeout)
             if out.type == cx.PT_MESSAGE:
-                send = cx.MessageSend()
-                send.ParseFromString(out.data)
-                return send.message
+                return cx.MessageSend.FromString(out.data).message
 
 
 class TcpConnection(LongConnection):
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         super().__init__()
         self._r, self._w = reader, writer
+        self._decoder = FrameDecoder()
+        self._bodies: deque[bytes] = deque()  # read, not handed out yet
 
     @classmethod
     async def open(cls, host: str, port: int, ssl: _ssl.SSLContext | None = None) -> TcpConnection:
@@ -151,14 +147,18 @@ class TcpConnection(LongConnection):
         await self._w.drain()
 
     async def _write(self, body: bytes) -> None:
-        await self.write_raw(len(body).to_bytes(_HEADER, "big") + body)
+        await self.write_raw(encode_frame(body))
 
     async def _read(self) -> bytes | None:
-        try:
-            header = await self._r.readexactly(_HEADER)
-            return await self._r.readexactly(int.from_bytes(header, "big"))
-        except asyncio.IncompleteReadError:
-            return None
+        while not self._bodies:
+            data = await self._r.read(READ_SIZE)
+            if not data:
+                return None  # closed (a frame cut short is dropped with it)
+            try:
+                self._bodies.extend(self._decoder.feed(data))
+            except FrameError as exc:
+                raise ProtocolError(f"bad frame: {exc}") from None
+        return self._bodies.popleft()
 
     def _abort(self) -> None:
         self._w.transport.abort()
