@@ -1,16 +1,19 @@
 """The HTTP/JSON API (internal/web) against the session cluster: the same servicers as gRPC
 answer, identities from headers, gim-coded JSON errors, the private listener's secret,
-CORS, the page and its configuration, /openapi.json."""
+CORS, the page and its configuration, /openapi.json, TLS and client certificates."""
 
 from __future__ import annotations
 
 import base64
+import ssl
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import trustme
 
 from gim.internal.web import openapi
 from gim.internal.web.server import WebServer
@@ -186,3 +189,50 @@ async def test_page_config_cors_and_openapi(http: Http, cluster: Cluster) -> Non
         assert response.status == 401 and response.headers["Access-Control-Allow-Origin"] == ORIGIN
     async with http.session.post(http.base + "/v1/logic/GetGroups", headers={"Origin": "http://evil.test"}) as response:
         assert "Access-Control-Allow-Origin" not in response.headers
+
+
+async def test_tls_on_both_listeners_and_client_certificates_on_the_private_one(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    files = {name: str(tmp_path / name) for name in ("ca.pem", "node.pem", "node.key")}
+    ca.cert_pem.write_to_path(files["ca.pem"])
+    leaf.private_key_and_cert_chain_pem.write_to_path(files["node.pem"])
+    leaf.private_key_pem.write_to_path(files["node.key"])
+    cfg = LogicConfig(
+        http_listen="127.0.0.1:0",
+        http_int_listen="127.0.0.1:0",
+        tls="ext,int",
+        tls_cert_file=files["node.pem"],
+        tls_key_file=files["node.key"],
+        tls_ca_file=files["ca.pem"],
+        internal_mtls=True,
+        internal_secret=SECRET,
+    )
+    web = WebServer.for_logic(cfg, cluster.logic.web.logic_ext, cluster.logic.web.logic_int)
+    await web.start()
+    [bob] = await cluster.new_user()
+    trusting = ssl.create_default_context(cafile=files["ca.pem"])
+    with_certificate = ssl.create_default_context(cafile=files["ca.pem"])
+    with_certificate.load_cert_chain(files["node.pem"], files["node.key"])
+    body = {"deviceId": bob.device_id}
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(
+                f"https://127.0.0.1:{web.port}/v1/logic/RegisterDevice", json={"type": 5}, ssl=trusting
+            ) as r:
+                assert r.status == 200 and int((await r.json())["deviceId"]) > 0
+            with pytest.raises(aiohttp.ClientError):  # plaintext to the TLS port
+                async with session.post(f"http://127.0.0.1:{web.port}/v1/logic/RegisterDevice", json={}) as r:
+                    await r.read()
+            private = f"https://127.0.0.1:{web.int_port}/v1/logic-int/GetDevice"
+            with pytest.raises(aiohttp.ClientError):  # no client certificate
+                async with session.post(private, json=body, ssl=trusting, headers={"gim-internal-secret": SECRET}) as r:
+                    await r.read()
+            async with session.post(
+                private, json=body, ssl=with_certificate, headers={"gim-internal-secret": SECRET}
+            ) as r:
+                assert r.status == 200 and (await r.json())["device"]["userId"] == str(bob.user_id)
+    finally:
+        await web.stop()
