@@ -415,6 +415,14 @@ function signOut(reason) {
   api.creds = null;
   state.conversations.clear();
   state.current = null;
+  state.sentSeqs.clear();
+  state.requests.clear();
+  state.friends = [];
+  state.groups = [];
+  $("messages").replaceChildren();
+  $("room-title").textContent = "Pick a conversation";
+  $("text").disabled = true;
+  $("send").disabled = true;
   $("chat-view").hidden = true;
   $("sign-in-view").hidden = false;
   $("sign-in-error").textContent = reason;
