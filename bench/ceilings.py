@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 import grpc
 from grpc import aio
 
-from gim.bench import wire
+from gim.bench import messages
 from gim.bench.services import Storage
 from gim.pkg import redis_client
 from gim.pkg.pb import connect_ext_pb2 as cx
@@ -84,7 +84,7 @@ class _SocketPeer(asyncio.Protocol):
         start = loop.time()
         for k in range(1, count + 1):
             await asyncio.sleep(max(0.0, start + (k - 1) / rate - loop.time()))
-            message = cx.Message(receiver_type=cx.RT_ROOM, seq=k, message_content=wire.content(k))
+            message = cx.Message(receiver_type=cx.RT_ROOM, seq=k, message_content=messages.content(k))
             body = cx.Output(type=cx.PT_MESSAGE, data=cx.MessageSend(message=message).SerializeToString())
             frame = encode_frame(body.SerializeToString())
             for peer in self.peers:

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from grpc import aio
 
-from gim.bench import ceilings, wire
+from gim.bench import ceilings, messages
 from gim.bench.fleet import Device, Fleet
 from gim.bench.report import Report, ms_percentiles, progress, rss_kib
 from gim.bench.services import Deployment, Storage, StorageOptions, credentials, current_seqs, deployment, storage
@@ -113,7 +113,7 @@ def _sender(dep: Deployment, device: Device, receiver_type: int, receiver_id: in
 
     async def send(tag: int) -> int:
         return await dep.api.send_message(
-            creds, receiver_type, receiver_id, wire.content(tag), message_type=cx.MT_CUSTOM,
+            creds, receiver_type, receiver_id, messages.content(tag), message_type=cx.MT_CUSTOM,
             request_id=_request_ids() if request_id else 0,
         )  # fmt: skip
 
@@ -123,7 +123,7 @@ def _sender(dep: Deployment, device: Device, receiver_type: int, receiver_id: in
 def _request_size(receiver_type: int) -> int:
     req = lx.SendMessageReq(
         receiver_type=receiver_type, receiver_id=1 << 40, message_type=cx.MT_CUSTOM,  # type: ignore[arg-type]
-        message_content=wire.content(1), is_persist=True,
+        message_content=messages.content(1), is_persist=True,
     )  # fmt: skip
     return req.ByteSize()
 
@@ -295,7 +295,7 @@ async def _store_messages(store: Storage, user_id: int, count: int, chunk: int =
                     "receiver_id": user_id,
                     "to_user_ids": "",
                     "type": cx.MT_CUSTOM,
-                    "content": wire.content(seq),
+                    "content": messages.content(seq),
                     "send_time": 0,
                     "status": 1,
                 }  # fmt: skip

@@ -22,9 +22,11 @@ import time
 from array import array
 from collections.abc import Sequence
 
-from gim.bench import wire
+from gim.bench import messages
 from gim.bench.accounting import Accounting
 from gim.pkg.pb import connect_ext_pb2 as cx
+from gim.pkg.protocol import client_framing
+from gim.pkg.protocol.packets import input_body
 
 RETRY_BACKOFF = 0.1  # seconds; a refused sign-in retries after 0.2 s, 0.4 s, ...
 SDK_HEARTBEAT_INTERVAL = 60.0  # seconds, the SDK's (gim.client.client.Timing)
@@ -64,14 +66,14 @@ class RefusedError(Exception):
 
 
 class LeanClient(asyncio.Protocol):
-    def __init__(self, fleet: Fleet, device: Device, framing: wire.Framing) -> None:
+    def __init__(self, fleet: Fleet, device: Device, framing: client_framing.Framing) -> None:
         self.fleet = fleet
         self.device = device
         self.framing = framing
         self.transport: asyncio.Transport | None = None
-        self.signed_in: asyncio.Future[wire.Reply] = fleet.loop.create_future()
+        self.signed_in: asyncio.Future[messages.Reply] = fleet.loop.create_future()
         self.closed: asyncio.Future[None] = fleet.loop.create_future()
-        self._waiting: dict[int, asyncio.Future[wire.Reply]] = {}
+        self._waiting: dict[int, asyncio.Future[messages.Reply]] = {}
         self._ids = itertools.count(2)
         self._ws_open = False
         self._heartbeat_timer: asyncio.TimerHandle | None = None
@@ -89,9 +91,9 @@ class LeanClient(asyncio.Protocol):
         d = self.device
         self._waiting[1] = self.signed_in
         self.signed_in.add_done_callback(self._sync_after_sign_in)
-        self._write(wire.sign_in_body(d.user_id, d.device_id, d.token))
+        self._write(messages.sign_in_body(d.user_id, d.device_id, d.token))
 
-    def _sync_after_sign_in(self, signed_in: asyncio.Future[wire.Reply]) -> None:
+    def _sync_after_sign_in(self, signed_in: asyncio.Future[messages.Reply]) -> None:
         """As every client does once signed in (connect holds its pushes until then): sync
         from the device's position (`Fleet.sync_from`; a new device's is 0)."""
         if not signed_in.cancelled() and signed_in.exception() is None and not signed_in.result().code:
@@ -103,12 +105,12 @@ class LeanClient(asyncio.Protocol):
     def _sync(self, seq: int) -> None:
         """One PT_SYNC page from `seq`; its answer is handled by `_synced` (not awaited)."""
         request_id = next(self._ids)
-        page: asyncio.Future[wire.Reply] = self.fleet.loop.create_future()
+        page: asyncio.Future[messages.Reply] = self.fleet.loop.create_future()
         page.add_done_callback(self._synced)
         self._waiting[request_id] = page
-        self._write(wire.input_body(cx.PT_SYNC, request_id, cx.SyncInput(seq=seq).SerializeToString()))
+        self._write(input_body(cx.PT_SYNC, request_id, cx.SyncInput(seq=seq).SerializeToString()))
 
-    def _synced(self, page: asyncio.Future[wire.Reply]) -> None:
+    def _synced(self, page: asyncio.Future[messages.Reply]) -> None:
         """A sync answer: its messages are shown (delivered) and acked, as a client does;
         the next page is asked for while it says has_more."""
         if page.cancelled() or page.exception() is not None or page.result().code:
@@ -119,10 +121,10 @@ class LeanClient(asyncio.Protocol):
             return
         now = time.time_ns()
         for message in out.messages:
-            self.fleet.on_push(self.device.device_id, wire.pushed(message), now)
+            self.fleet.on_push(self.device.device_id, messages.pushed(message), now)
         last = out.messages[-1].seq
         if self.fleet.behaviour.ack:
-            self._write(wire.ack_body(last, now // 1_000_000))
+            self._write(messages.ack_body(last, now // 1_000_000))
         if out.has_more:
             self._sync(last)
 
@@ -131,11 +133,11 @@ class LeanClient(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             return
         request_id = next(self._ids)
-        answer: asyncio.Future[wire.Reply] = self.fleet.loop.create_future()
+        answer: asyncio.Future[messages.Reply] = self.fleet.loop.create_future()
         sent = time.perf_counter_ns()
         answer.add_done_callback(lambda f: self.fleet.on_heartbeat(f, sent))
         self._waiting[request_id] = answer
-        self._write(wire.input_body(cx.PT_HEARTBEAT, request_id))
+        self._write(input_body(cx.PT_HEARTBEAT, request_id))
         self._heartbeat_timer = self.fleet.loop.call_later(self.fleet.behaviour.heartbeat_interval, self._heartbeat)
 
     def _write(self, body: bytes) -> None:
@@ -148,7 +150,7 @@ class LeanClient(asyncio.Protocol):
         except Exception as exc:
             self._fail(exc)
             return
-        if isinstance(self.framing, wire.WsFraming):
+        if isinstance(self.framing, client_framing.WsFraming):
             pending = self.framing.take_pending()
             if pending and self.transport is not None:
                 self.transport.write(pending)
@@ -160,10 +162,10 @@ class LeanClient(asyncio.Protocol):
         ack = self.fleet.behaviour.ack
         for body in bodies:
             event = parse(body)
-            if type(event) is wire.Pushed:
+            if type(event) is messages.Pushed:
                 self.fleet.on_push(self.device.device_id, event, now)
                 if ack and not event.room:
-                    self._write(wire.ack_body(event.seq, now // 1_000_000))
+                    self._write(messages.ack_body(event.seq, now // 1_000_000))
             else:
                 waiter = self._waiting.pop(event.request_id, None)  # type: ignore[union-attr]
                 if waiter is not None and not waiter.done():
@@ -186,12 +188,12 @@ class LeanClient(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    async def request(self, package_type: int, data: bytes = b"") -> wire.Reply:
+    async def request(self, package_type: int, data: bytes = b"") -> messages.Reply:
         request_id = next(self._ids)
         waiter = self.fleet.loop.create_future()
         self._waiting[request_id] = waiter
-        self._write(wire.input_body(package_type, request_id, data))
-        reply: wire.Reply = await waiter
+        self._write(input_body(package_type, request_id, data))
+        reply: messages.Reply = await waiter
         if reply.code:
             raise RefusedError(f"{reply.code}: {reply.message}")
         return reply
@@ -214,7 +216,7 @@ class Fleet:
         self.heartbeat_failures = 0
         self.sync_pages = 0  # sync answers received
         self.accounting = accounting or Accounting()
-        self.downstream = wire.Downstream()
+        self.downstream = messages.Downstream()
         self.clients: list[LeanClient] = []
         self.latencies = array("q")  # ns from send to arrival, one per bench delivery
         self.last_arrival: dict[int, int] = {}  # tag -> latest arrival (ns)
@@ -224,7 +226,7 @@ class Fleet:
         self._target = 0
         self._reached: asyncio.Event | None = None
 
-    def on_push(self, device_id: int, event: wire.Pushed, now_ns: int) -> None:
+    def on_push(self, device_id: int, event: messages.Pushed, now_ns: int) -> None:
         self.accounting.delivered(device_id, event.seq)
         if event.sent_ns:
             self.latencies.append(now_ns - event.sent_ns)
@@ -234,14 +236,16 @@ class Fleet:
         if self.delivered >= self._target and self._reached is not None:
             self._reached.set()
 
-    def on_heartbeat(self, answer: asyncio.Future[wire.Reply], sent_ns: int) -> None:
+    def on_heartbeat(self, answer: asyncio.Future[messages.Reply], sent_ns: int) -> None:
         if answer.cancelled() or answer.exception() is not None or answer.result().code:
             self.heartbeat_failures += 1
         else:
             self.heartbeat_rtts.append(time.perf_counter_ns() - sent_ns)
 
     async def connect(self, device: Device, endpoint: Endpoint) -> LeanClient:
-        framing: wire.Framing = wire.WsFraming(endpoint.ws_url) if endpoint.ws_url else wire.TcpFraming()
+        framing: client_framing.Framing = (
+            client_framing.WsFraming(endpoint.ws_url) if endpoint.ws_url else client_framing.TcpFraming()
+        )
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)

@@ -8,7 +8,7 @@ import dataclasses
 import random
 import time
 
-from gim.bench import ceilings, wire
+from gim.bench import ceilings, messages
 from gim.bench.fleet import QUIET, Device, Endpoint, Fleet
 from gim.bench.report import Report, ms_percentiles, progress
 from gim.bench.services import StorageOptions, credentials, deployment, storage
@@ -63,7 +63,7 @@ async def run_room(opts: StorageOptions, p: RoomParams, connect_nodes: int = 1, 
             for k in range(1, p.pushes + 1):
                 await asyncio.sleep(max(0.0, begin + (k - 1) / p.rate - loop.time()))
                 try:  # one at a time: the room seq order is the publish order
-                    await dep.api.push_room(creds, room_id, wire.content(k), message_type=cx.MT_CUSTOM)
+                    await dep.api.push_room(creds, room_id, messages.content(k), message_type=cx.MT_CUSTOM)
                 except Exception:
                     failures += 1
         pushed = time.perf_counter()

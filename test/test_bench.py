@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from gim.bench import target, wire
+from gim.bench import messages, target
 from gim.bench.accounting import Accounting
 from gim.bench.chat import (
     GroupParams,
@@ -31,9 +31,10 @@ from gim.bench.fleet import Behaviour, Fleet
 from gim.bench.report import Report
 from gim.bench.room import RoomParams, run_room
 from gim.bench.services import StorageOptions, credentials, deployment, storage
-from gim.pkg.protocol.frames import encode_frame
 from gim.internal.launcher import Launcher, local_nodes
 from gim.pkg.pb import connect_ext_pb2 as cx
+from gim.pkg.protocol import client_framing
+from gim.pkg.protocol.frames import encode_frame
 from gim.pkg.schema import device_ack as device_ack_table
 from gim.pkg.schema import user as user_table
 
@@ -42,7 +43,7 @@ COUNTS = {"sent", "expected", "delivered", "lost", "duplicated", "out_of_order",
 
 
 def pushed_frame(seq: int, tag: int = 0) -> bytes:
-    message = cx.Message(seq=seq, message_content=wire.content(tag) if tag else b"x")
+    message = cx.Message(seq=seq, message_content=messages.content(tag) if tag else b"x")
     out = cx.Output(type=cx.PT_MESSAGE, data=cx.MessageSend(message=message).SerializeToString())
     return encode_frame(out.SerializeToString())
 
@@ -51,12 +52,12 @@ def account(stream: bytes, expected: range, split: int | None = None) -> Account
     """Feed `stream` (split at `split`) through the client's framing and parser."""
     accounting = Accounting()
     accounting.expect(7, expected)
-    framing, downstream = wire.TcpFraming(), wire.Downstream()
+    framing, downstream = client_framing.TcpFraming(), messages.Downstream()
     parts = [stream] if split is None else [stream[:split], stream[split:]]
     for part in parts:
         for body in framing.feed(part):
             event = downstream.parse(body)
-            assert isinstance(event, wire.Pushed)
+            assert isinstance(event, messages.Pushed)
             accounting.delivered(7, event.seq)
     return accounting
 
@@ -76,15 +77,15 @@ def test_accounting_counts_lost_duplicated_out_of_order_unexpected() -> None:
 
 
 def test_identical_broadcast_bodies_parse_to_the_same_event() -> None:
-    downstream = wire.Downstream()
+    downstream = messages.Downstream()
     frame = pushed_frame(5, tag=42)[2:]
     first, second = downstream.parse(frame), downstream.parse(bytes(frame))
-    assert first is second and isinstance(first, wire.Pushed) and (first.seq, first.tag) == (5, 42)
+    assert first is second and isinstance(first, messages.Pushed) and (first.seq, first.tag) == (5, 42)
 
 
 def test_replies_are_not_deliveries() -> None:
     body = cx.Output(type=cx.PT_HEARTBEAT, request_id=9).SerializeToString()
-    assert wire.Downstream().parse(body) == wire.Reply(cx.PT_HEARTBEAT, 9, 0, "", b"")
+    assert messages.Downstream().parse(body) == messages.Reply(cx.PT_HEARTBEAT, 9, 0, "", b"")
 
 
 def check(report: Report) -> None:
@@ -141,13 +142,13 @@ async def test_clients_show_and_ack_what_their_sync_answer_holds_and_heartbeat()
         sender, receiver = await dep.seed(2)
         creds = credentials(sender)
         before = [
-            await dep.api.send_message(creds, cx.RT_USER, receiver.user_id, wire.content(t), request_id=t)
+            await dep.api.send_message(creds, cx.RT_USER, receiver.user_id, messages.content(t), request_id=t)
             for t in (1, 2, 3)
         ]
         fleet = Fleet(behaviour=Behaviour(heartbeat_interval=0.2))
         fleet.accounting.expect(receiver.device_id, range(1, 5))
         await fleet.open([receiver], dep.endpoints())
-        await dep.api.send_message(creds, cx.RT_USER, receiver.user_id, wire.content(4), request_id=4)
+        await dep.api.send_message(creds, cx.RT_USER, receiver.user_id, messages.content(4), request_id=4)
         assert await fleet.wait_delivered(10)
         summary = fleet.accounting.summary()
         assert summary.ok and summary.delivered == 4 and fleet.sync_pages >= 1 and len(before) == 3
