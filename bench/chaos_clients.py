@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from gim.bench.chaos_verdict import Presence, Shown
 from gim.client import Client, Timing
 from gim.client.api import GimApi
-from gim.pkg.protocol.frames import FrameDecoder, encode_frame
 from gim.pkg.pb import connect_ext_pb2 as cx
+from gim.pkg.protocol.frames import FrameDecoder, encode_frame
 
 HEARTBEAT = 5.0  # seconds between heartbeats
 REQUEST_TIMEOUT = 10.0  # sign-in, each sync page, heartbeat answers
