@@ -60,21 +60,28 @@ def cors_middleware(origins: frozenset[str]) -> Any:
     return cors
 
 
-def page_app(app: web.Application, ws_urls: list[str]) -> None:
-    """The browser chat: `/`, `/static/...`, `/config.json`."""
+def add_page_routes(app: web.Application, ws_urls: list[str]) -> None:
+    """The browser chat: `/`, `/static/<file>` (revalidated on every load, so that a new
+    build is picked up at once), `/config.json`."""
+    no_cache = {"Cache-Control": "no-cache"}
 
-    async def index(request: web.Request) -> web.FileResponse:
-        return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+    def serve_file(path: Path) -> Any:
+        async def serve(request: web.Request) -> web.FileResponse:
+            return web.FileResponse(path, headers=no_cache)
+
+        return serve
 
     async def page_config(request: web.Request) -> web.Response:
         return json_response(200, {"wsUrls": ws_urls})
 
-    app.router.add_get("/", index)
+    app.router.add_get("/", serve_file(STATIC_DIR / "index.html"))
+    for path in sorted(STATIC_DIR.iterdir()):
+        if path.is_file():
+            app.router.add_get(f"/static/{path.name}", serve_file(path))
     app.router.add_get("/config.json", page_config)
-    app.router.add_static("/static/", STATIC_DIR)
 
 
-def openapi_route(app: web.Application) -> None:
+def add_openapi_route(app: web.Application) -> None:
     document = openapi.dumps(openapi.build())
 
     async def serve(request: web.Request) -> web.Response:
@@ -147,15 +154,15 @@ class WebServer:
                 else:
                     handlers.append((route, getattr(logic_ext, route.method)))
             JsonApi(handlers).add_to(app)
-            openapi_route(app)
-            page_app(app, [url.strip() for url in cfg.web_ws_url.split(",") if url.strip()])
+            add_openapi_route(app)
+            add_page_routes(app, [url.strip() for url in cfg.web_ws_url.split(",") if url.strip()])
             self.listeners["http"] = Listener("http", app, cfg.http_listen, security.ssl_context("ext"))
         if cfg.http_int_listen:
             app = web.Application(client_max_size=MAX_BODY)
             JsonApi([(r, getattr(logic_int, r.method)) for r in routes(PRIVATE)], secret=cfg.internal_secret).add_to(
                 app
             )
-            openapi_route(app)
+            add_openapi_route(app)
             self.listeners["http_int"] = Listener("http_int", app, cfg.http_int_listen, private_ssl_context(security))
 
     @property
