@@ -23,8 +23,10 @@ if TYPE_CHECKING:
 
 
 async def deliveries_done(cluster: Any) -> None:
-    """Wait (bounded) until logic has an answer for every delivery it queued."""
+    """Wait (bounded) until logic has an answer for every delivery it queued (a send
+    answers before its pushes are queued: those first)."""
     async with asyncio.timeout(30):
+        await cluster.logic.messages.fanout.drain()
         while cluster.logic.deliverer.backlog:
             await asyncio.sleep(0.01)
 

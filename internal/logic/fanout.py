@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Hashable, Iterable
+from typing import Any
 
 from gim.internal.logic.devices import DeviceStore
 from gim.internal.logic.ports import Delivery, MessageFormat, Profiles, Target
@@ -36,6 +37,37 @@ class Turn:
         self._fanout = fanout
         self.job = fanout.order.start(keys)
         self.delivered: asyncio.Future[int] | None = None  # the pushes' outcome, once queued
+        self.background: asyncio.Task[None] | None = None  # `push_soon`'s task
+
+    def push_soon(
+        self, author: Author, row: MessageRow, seqs: dict[int, int], profiles: dict[int, User], *also: Awaitable[None]
+    ) -> None:
+        """`push`, and `also` beside it, in a task of their own: the send answers at once
+        (its message is committed), and the turn ends once its pushes are queued, so a
+        later send to the same users still queues behind them."""
+        self.background = self._fanout.spawn(self._push_then_end(author, row, seqs, profiles, also))
+
+    async def _push_then_end(
+        self,
+        author: Author,
+        row: MessageRow,
+        seqs: dict[int, int],
+        profiles: dict[int, User],
+        also: Iterable[Awaitable[None]],
+    ) -> None:
+        try:
+            await asyncio.gather(self.push(author, row, seqs, profiles), *also)
+        except Exception as exc:  # the message is stored: its devices get it by sync
+            self._fanout.failures.warning("push_failed", kind=type(exc).__name__, error=str(exc), recipients=len(seqs))
+        finally:
+            self._fanout.order.finish(self.job)
+
+    async def settled(self) -> None:
+        """Until the pushes are queued and answered by their connect nodes."""
+        if self.background is not None:
+            await self.background
+        if self.delivered is not None:
+            await self.delivered
 
     async def push(self, author: Author, row: MessageRow, seqs: dict[int, int], profiles: dict[int, User]) -> None:
         """Queue the pushes of `row`, stored under `seqs`, once every earlier seq of these
@@ -63,7 +95,19 @@ class FanOut:
         self._profiles = profiles
         self.delivery = delivery
         self._format = format
-        self._failures = log.Summary(_log)
+        self.failures = log.Summary(_log)
+        self._background: set[asyncio.Task[None]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def drain(self) -> None:
+        """Until every push started in the background is queued (before a shutdown)."""
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
 
     @contextlib.asynccontextmanager
     async def ordered(self, recipients: list[int]) -> AsyncIterator[Turn]:
@@ -73,13 +117,15 @@ class FanOut:
         try:
             yield turn
         finally:
-            self.order.finish(turn.job)
-        if turn.delivered is not None and self.delivery.backlog > DELIVERY_BACKLOG:
+            if turn.background is None:
+                self.order.finish(turn.job)
+        pushing = turn.delivered is not None or turn.background is not None
+        if pushing and self.delivery.backlog > DELIVERY_BACKLOG:
             # The answer does not wait for the pushes (connect puts a device's pushes in
             # seq order, whichever logic node they come from), unless too many are queued:
             # then the senders slow down to the pace of delivery, for a moment at most.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(turn.delivered), BACKLOG_PAUSE)
+                await asyncio.wait_for(asyncio.shield(turn.settled()), BACKLOG_PAUSE)
 
     async def routes(
         self, author: Author, row: MessageRow, seqs: dict[int, int], profiles: dict[int, User]
@@ -99,7 +145,7 @@ class FanOut:
                     profiles = await self._profiles.get_many([author.sender_id])
                 sender = profiles.get(author.sender_id)
         except Exception as exc:
-            self._failures.warning("push_routes_failed", kind=type(exc).__name__, error=str(exc), recipients=len(seqs))
+            self.failures.warning("push_routes_failed", kind=type(exc).__name__, error=str(exc), recipients=len(seqs))
             return [], set()
         sends = self._format.message_sends(row, sender, {d.user_id: seqs[d.user_id] for d in online})
         targets: list[Target] = []

@@ -11,7 +11,7 @@ from gim.internal.logic.message_store import DuplicateSend, MessageStore
 from gim.internal.logic.ports import MessageFormat, Profiles
 from gim.internal.logic.rooms import RoomService
 from gim.internal.logic.values import Author, MessageRow, Outgoing, ReceiverType, SenderType, User, now_ms
-from gim.pkg import log
+from gim.pkg import log, metrics
 from gim.pkg.errors import Code, GimError, bad_request, not_in_group
 
 _log = log.get("sending")
@@ -58,6 +58,7 @@ class MessageSending:
         `deadline` (event loop time): not stored if its batch starts after it.
         """
         self._validate(message)
+        metrics.LOGIC_SENDS.labels(ReceiverType(message.receiver_type).name.lower()).inc()
         if message.receiver_type == ReceiverType.ROOM:  # read diffusion: not stored per user; the room's seq
             return await self._rooms.push(author, message)
         recipients, profiles = await self._recipients(author, message)
@@ -119,10 +120,10 @@ class MessageSending:
                 return retry.seq
             own_seq = seqs.get(author.sender_id, 0) if author.sender_type == SenderType.USER else 0
             # Stored: from here on nothing may fail the send, or a retry would store it
-            # twice; each step below fails alone (logged) and the others still happen.
-            if own_seq and author.device_id:
-                await self._ack_own(author, own_seq)
-            await turn.push(author, row, seqs, profiles or {})
+            # twice; each step below fails alone (logged) and the others still happen,
+            # after the answer: the sending device's own ack, and the pushes (in seq order).
+            also = [self._ack_own(author, own_seq)] if own_seq and author.device_id else []
+            turn.push_soon(author, row, seqs, profiles or {}, *also)
         _log.debug("message_sent", sender_id=author.sender_id, receiver_id=row.receiver_id, recipients=len(seqs))
         return own_seq
 
