@@ -275,6 +275,11 @@ def _print_banner(
     web = web or {}
     scheme = "https" if "ext" in security.tls_listeners(lg.tls) else "http"
     page = f"{scheme}://{web['http']}/" if web.get("http") else ""
+    web_lines = []
+    if page:
+        web_lines += [f"  chat in a browser      {page}", f"  HTTP/JSON API          {page}v1/...  (docs/http.md)"]
+    if web.get("http_int"):
+        web_lines.append(f"  LogicInt  (HTTP)       {web['http_int']}  (private: business backends)")
     lines = [
         "",
         "gim is running (Ctrl-C stops all three services)",
@@ -282,15 +287,7 @@ def _print_banner(
         f"  WebSocket              ws://{c.ws_listen}/ws",  # type: ignore[attr-defined]
         f"  LogicExt  (gRPC)       {lg.ext_listen}",  # type: ignore[attr-defined]
         f"  UserExt   (gRPC)       {b.ext_listen}",  # type: ignore[attr-defined]
-        *(
-            [
-                f"  chat in a browser      {page}",
-                f"  HTTP/JSON API          {page}v1/...  (docs/http.md, {page}openapi.json)",
-            ]
-            if page
-            else []
-        ),
-        *([f"  LogicInt over HTTP (private)  {web['http_int']}"] if web.get("http_int") else []),
+        *web_lines,
         f"  LogicInt / UserInt / ConnectInt (private)  {lg.int_listen} / {b.int_listen} / {c.int_listen}",  # type: ignore[attr-defined]
         f"  database               {lg.database_url}",  # type: ignore[attr-defined]
         f"  redis                  {lg.redis_url}",
