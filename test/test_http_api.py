@@ -17,7 +17,7 @@ import trustme
 
 from gim.internal.web import openapi
 from gim.internal.web.server import WebServer
-from gim.pkg.config import LogicConfig
+from gim.pkg.config import ConfigError, LogicConfig
 from gim.pkg.pb import connect_ext_pb2 as cx
 from test.conftest import DEV_CODE, Cluster
 
@@ -236,3 +236,16 @@ async def test_tls_on_both_listeners_and_client_certificates_on_the_private_one(
                 assert r.status == 200 and (await r.json())["device"]["userId"] == str(bob.user_id)
     finally:
         await web.stop()
+
+
+def test_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="http_int_listen=0.0.0.0:8089 is reachable from other hosts"):
+        LogicConfig(http_int_listen="0.0.0.0:8089")
+    assert LogicConfig(http_int_listen="0.0.0.0:8089", internal_secret=SECRET).http_int_listen == "0.0.0.0:8089"
+    assert LogicConfig(http_int_listen="0.0.0.0:8089", private_network_trusted=True).private_network_trusted
+    with pytest.raises(ConfigError, match="http_cors_origins='example.com'"):
+        LogicConfig(http_cors_origins="example.com")
+    with pytest.raises(ConfigError, match="web_ws_url='http://x/ws'"):
+        LogicConfig(web_ws_url="http://x/ws")
+    with pytest.raises(ConfigError, match="http_listen='8088'"):
+        LogicConfig(http_listen="8088")
