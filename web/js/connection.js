@@ -7,6 +7,10 @@ const HEARTBEAT_MS = 30000;
 const SILENCE_MS = 75000; // nothing heard for this long: the connection is dead, reconnect
 const BACKOFF_INITIAL_MS = 300;
 const BACKOFF_MAX_MS = 8000;
+const SYNC_RETRY_MS = 1000; // a sync answered with an error is asked again after this
+// sign-in answers that no retry changes (docs/protocol.md section 1.4): 10000 bad token or
+// another user's device, 10014 unknown device; any other code is worth another connection
+const FATAL_SIGN_IN = [10000, 10014];
 
 class Connection {
   // handlers: onMessage(message, fromSync), onSeq(lastSeq), onState(state, detail), onRejected(code, message)
@@ -38,7 +42,14 @@ class Connection {
     if (this.closed) return;
     const url = this.urls[this.urlIndex % this.urls.length];
     this.handlers.onState("connecting", url);
-    const ws = new WebSocket(url);
+    let ws;
+    try {
+      ws = new WebSocket(url);
+    } catch (err) { // a malformed URL: try the next one later
+      this.ws = { url };
+      this.lost(this.ws);
+      return;
+    }
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     ws.onopen = () => {
@@ -96,14 +107,17 @@ class Connection {
     let out;
     try { out = decode("Output", bytes); } catch (err) { return; }
     if (out.type === PT.SIGN_IN) {
-      if (out.code !== 0) {
-        this.closed = true; // a refused sign-in is not retried: the page signs in again
+      if (FATAL_SIGN_IN.includes(out.code)) {
+        this.close(); // a token or device that will not do: the page signs in again
         this.handlers.onRejected(out.code, out.message);
-        return;
+      } else if (out.code !== 0) {
+        if (this.ws) this.ws.close(); // the node cannot sign in now (shutting down, logic away): another try
+      } else {
+        this.attempt = 0;
+        this.handlers.onState("online", this.ws && this.ws.url);
       }
-      this.attempt = 0;
-      this.handlers.onState("online", this.ws && this.ws.url);
-    } else if (out.type === PT.SYNC && out.code === 0) {
+    } else if (out.type === PT.SYNC) {
+      if (out.code !== 0) { setTimeout(() => this.sync(), SYNC_RETRY_MS); return; } // "retry"
       const page = decode("SyncOutput", out.data);
       this.take(page.messages, true);
       if (page.hasMore && page.messages.length) this.sync();
