@@ -15,17 +15,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from types import ModuleType
 
+from gim.client import cli as client_cli
+from gim.cmd import admin as admin_cli
+from gim.pkg import config, db, log
+from gim.pkg.schema import MessageShards
+
+bench_cli: ModuleType | None
 try:
     from gim.bench import cli as bench_cli
 except ModuleNotFoundError as exc:  # the container image leaves the benchmark code out
     if exc.name != "gim.bench":
         raise
     bench_cli = None
-from gim.client import cli as client_cli
-from gim.cmd import admin as admin_cli
-from gim.pkg import config, db, log
-from gim.pkg.schema import MessageShards
 
 
 async def migrate(cfg: config.LogicConfig) -> None:
