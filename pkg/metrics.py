@@ -13,6 +13,7 @@ scrape time through `live(...)`, not kept twice.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import time
@@ -103,6 +104,15 @@ def count_lookups(kind: str, hits: int, misses: int) -> None:
         CACHE_LOOKUPS.labels(kind, "hit").inc(hits)
     if misses:
         CACHE_LOOKUPS.labels(kind, "miss").inc(misses)
+
+
+def count_deliveries(handed: int, delivered: int) -> int:
+    """Count `delivered` of `handed` deliveries to a connect node (the rest: no such
+    connection there); returns `delivered`."""
+    LOGIC_DELIVERIES.labels("delivered").inc(delivered)
+    if handed > delivered:
+        LOGIC_DELIVERIES.labels("absent").inc(handed - delivered)
+    return delivered
 
 
 def outcome_of(error: BaseException | None) -> str:
@@ -224,7 +234,10 @@ class ServerMetrics(aio.ServerInterceptor):
 
 
 class ClientMetrics(aio.UnaryUnaryClientInterceptor):
-    """Counts every unary call a channel makes (by method and status code) and times it."""
+    """Counts every unary call a channel makes (by method and status code) and times it.
+
+    It hands the call back at once and counts it when it is done: an interceptor that
+    awaited the answer would take `call.cancel()` for itself and leave the call running."""
 
     async def intercept_unary_unary(
         self,
@@ -236,13 +249,26 @@ class ClientMetrics(aio.UnaryUnaryClientInterceptor):
         service, name = split_method(method.decode() if isinstance(method, bytes) else method)
         start = time.perf_counter()
         call = await continuation(client_call_details, request)
-        label = "CANCELLED"
-        try:
-            label = code_label(await call.code(), await call.trailing_metadata())
-        finally:
-            GRPC_CLIENT_HANDLED.labels(service, name, label).inc()
+
+        def done(finished: Any) -> None:
             GRPC_CLIENT_SECONDS.labels(service, name).observe(time.perf_counter() - start)
+            task = asyncio.ensure_future(_count_client_call(service, name, finished))
+            _counting.add(task)
+            task.add_done_callback(_counting.discard)
+
+        call.add_done_callback(done)
         return call
+
+
+_counting: set[asyncio.Future[None]] = set()  # client calls whose status is being read
+
+
+async def _count_client_call(service: str, name: str, call: Any) -> None:
+    label = "CANCELLED"
+    try:
+        label = code_label(await call.code(), await call.trailing_metadata())
+    finally:
+        GRPC_CLIENT_HANDLED.labels(service, name, label).inc()
 
 
 def code_label(code: Any, trailers: Any) -> str:

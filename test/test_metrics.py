@@ -100,7 +100,15 @@ async def test_every_node_counts_a_sign_in_and_a_send(storage: Any, tmp_path: Pa
         assert scrapes.moved("logic-1", handled, grpc_method="SendMessage", grpc_code="OK") == 1
         assert scrapes.moved("logic-1", handled, grpc_method="SendMessage", grpc_code="UNAUTHORIZED") == 1
         assert scrapes.moved("logic-1", "grpc_server_handling_seconds_count", grpc_method="SendMessage") == 2
-        assert scrapes.moved("logic-1", "gim_logic_seq_allocation_seconds_count") >= 1
+        assert scrapes.moved("logic-1", "gim_logic_seq_allocation_seconds_count") == 1
+        assert scrapes.moved("logic-1", "gim_logic_sends_total", receiver_type="user") == 1  # the refused one: not
+        assert scrapes.moved("logic-1", "gim_logic_store_batch_messages_count") == 1
+        assert scrapes.moved("logic-1", "gim_logic_store_batch_messages_sum") == 1
+        assert scrapes.moved("logic-1", "gim_logic_store_transaction_seconds_count") == 1
+        assert scrapes.moved("logic-1", "gim_logic_deliveries_total", outcome="delivered") == 1
+        assert scrapes.moved("logic-1", "gim_logic_sync_pages_total", has_more="false") == 1
+        assert value(scrapes.after["logic-1"], "gim_logic_store_queue_rows") == 0
+        assert scrapes.moved("logic-1", "gim_cache_lookups_total") > 0
         # connect: one signed-in TCP connection, one push delivered
         assert value(scrapes.after["connect-1"], "gim_connect_connections", transport="tcp", state="signed_in") == 1
         assert scrapes.moved("connect-1", "gim_connect_pushes_total", outcome="delivered") == 1

@@ -7,6 +7,7 @@ from gim.internal.logic.acks import AckStore
 from gim.internal.logic.message_store import MessageStore
 from gim.internal.logic.ports import Profiles
 from gim.internal.logic.values import SenderType, SyncPage
+from gim.pkg import metrics
 from gim.pkg.errors import bad_request
 
 
@@ -26,6 +27,7 @@ class MessageSync:
             seq = await self.acks.highest(user_id)
         page = await self._store.after(user_id, seq, self.page_size + 1)
         has_more = len(page) > self.page_size
+        metrics.LOGIC_SYNC_PAGES.labels("true" if has_more else "false").inc()
         page = page[: self.page_size]
         senders = {m.row.sender_id for m in page if m.row.sender_type == SenderType.USER}
         return SyncPage(page, await self._profiles.get_many(sorted(senders)), has_more)

@@ -16,7 +16,7 @@ from grpc import aio
 
 from gim.internal.logic.edge.message_encoding import delivery_bytes, sent_mark_bytes
 from gim.internal.logic.ports import Target
-from gim.pkg import log, rpc
+from gim.pkg import log, metrics, rpc
 from gim.pkg.batcher import Batcher
 from gim.pkg.pb import connect_int_pb2, connect_int_pb2_grpc
 
@@ -73,6 +73,10 @@ class Deliverer:
         self._used: dict[str, float] = {}
         self._single_only: set[str] = set()
         self._lanes: dict[str, Batcher[_Chunk, int]] = {}
+        metrics.live(
+            "gim_logic_delivery_queue", "delivery batches waiting for each connect node", self, _lane_depths,
+            labels=("node",),
+        )  # fmt: skip
 
     @property
     def nodes(self) -> set[str]:
@@ -130,6 +134,7 @@ class Deliverer:
             lane = self._lane(addr)
             if lane.pending > LANE_BACKLOG:
                 self._failures.warning("deliver_backlog_full", kind=addr, conn_addr=addr, dropped=len(parts))
+                metrics.LOGIC_DELIVERIES.labels("dropped").inc(len(parts))
                 continue
             for chunk in _chunks(parts, addr in suspects):
                 self.backlog += chunk.count
@@ -166,7 +171,7 @@ class Deliverer:
         pause = RETRY_PAUSE[0]
         for attempt in itertools.count(1):
             try:
-                return await self._call_node(conn_addr, chunk, timeout)
+                return metrics.count_deliveries(chunk.count, await self._call_node(conn_addr, chunk, timeout))
             except aio.AioRpcError as exc:
                 transient = exc.code() in TRANSIENT
                 if transient:
@@ -184,6 +189,7 @@ class Deliverer:
                     attempts=attempt,
                     reason=exc.details(),
                 )
+                metrics.LOGIC_DELIVERIES.labels("failed").inc(chunk.count)
                 return 0
         raise AssertionError("unreachable")
 
@@ -231,6 +237,10 @@ class Deliverer:
             await peer.channel.close()
         self._peers.clear()
         self._used.clear()
+
+
+def _lane_depths(deliverer: Deliverer) -> list[tuple[tuple[str, ...], float]]:
+    return [((addr,), lane.pending) for addr, lane in list(deliverer._lanes.items())]
 
 
 @dataclasses.dataclass(frozen=True)
