@@ -210,6 +210,18 @@ class DeviceStore:
             await self._cache.invalidate(KIND_ONLINE, [user_id])
         return bool(result.rowcount)
 
+    async def of_user(self, user_id: int) -> list[Device]:
+        """The devices the user owns, in registration order."""
+        query = sa.select(device_table).where(_c.user_id == user_id).order_by(_c.id)
+        async with db.reading(self._engine) as conn:
+            return [_device(row) for row in await conn.execute(query)]
+
+    async def online_per_node(self) -> dict[str, int]:
+        """How many devices are online at each connect node."""
+        query = sa.select(_c.conn_addr, sa.func.count()).where(_c.status == DEVICE_ONLINE).group_by(_c.conn_addr)
+        async with db.reading(self._engine) as conn:
+            return {str(addr): int(count) for addr, count in await conn.execute(query) if addr}
+
     async def online_nodes(self) -> list[str]:
         """The connect nodes that hold online devices."""
         query = sa.select(device_table.c.conn_addr).where(device_table.c.status == DEVICE_ONLINE).distinct()

@@ -9,9 +9,9 @@ from grpc import aio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gim.internal.logic.acks import AckStore
-from gim.internal.logic.admin import LogicAdminServicer
 from gim.internal.logic.dead_nodes import DeadNodes
 from gim.internal.logic.devices import DeviceStore
+from gim.internal.logic.edge.admin_servicer import LogicAdminServicer
 from gim.internal.logic.edge.business_client import UserClient
 from gim.internal.logic.edge.connect_client import Deliverer
 from gim.internal.logic.edge.event_encoding import ProtobufEvents
@@ -95,7 +95,7 @@ class LogicServer(rpc.ServesPair):
         previous = PreviousConnections(self.deliverer)
         int_servicer = LogicIntServicer(self.devices, self.messages, self.sync, users, self.rooms, previous)
         logic_int_pb2_grpc.add_LogicIntServicer_to_server(int_servicer, self._grpc.int)
-        admin = LogicAdminServicer(engine, redis, config.redis_prefix, self.devices, config.rpc_timeout)
+        admin = LogicAdminServicer(redis, config.redis_prefix, self.devices, config.rpc_timeout)
         logic_int_pb2_grpc.add_LogicAdminServicer_to_server(admin, self._grpc.int)
         friends = FriendService(FriendStore(engine), users, events)
         groups = GroupService(group_store, users, events, config.max_group_members)
@@ -138,5 +138,6 @@ class LogicServer(rpc.ServesPair):
         await self.deliverer.close()
         await self._business_channel.close()
         await self._redis.aclose()
+        await self.messages.store.close()
         await self._engine.dispose()
         _log.info("logic_stopped")

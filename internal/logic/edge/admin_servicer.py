@@ -1,4 +1,4 @@
-"""LogicAdmin: the operator's view behind `gim admin` (logic's private port).
+"""LogicAdmin: the operator's view behind `gim admin` (logic's private port; an edge).
 
 - `ListNodes`: every connect node that keeps a liveness key in Redis or holds online
   devices in the database, with whether it is alive and what it holds (its
@@ -16,18 +16,15 @@ from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
-import sqlalchemy as sa
 from grpc import aio
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gim.internal.logic.devices import Device, DeviceStore
-from gim.pkg import db, log, nodes, rpc
+from gim.pkg import log, nodes, rpc
 from gim.pkg.pb import connect_int_pb2, connect_int_pb2_grpc
 from gim.pkg.pb import logic_int_pb2 as int_
 from gim.pkg.pb import logic_int_pb2_grpc as int_grpc
 from gim.pkg.redis_outage import UNREACHABLE
 from gim.pkg.schema import DEVICE_ONLINE
-from gim.pkg.schema import device as device_table
 
 _log = log.get("admin")
 
@@ -47,14 +44,12 @@ def device_info(device: Device) -> int_.UserDevice:
 class LogicAdminServicer(int_grpc.LogicAdminServicer):
     def __init__(
         self,
-        engine: AsyncEngine,
         redis: aioredis.Redis,
         prefix: str,
         devices: DeviceStore,
         timeout: float,
         channel: Callable[[str], aio.Channel] = rpc.channel,
     ) -> None:
-        self._engine = engine
         self._redis = redis
         self._prefix = prefix
         self._devices = devices
@@ -63,17 +58,14 @@ class LogicAdminServicer(int_grpc.LogicAdminServicer):
 
     async def ListNodes(self, request: int_.ListNodesReq, context: Context) -> int_.ListNodesResp:
         alive = await self._alive_nodes()
-        online = await self._online_per_node()
+        online = await self._devices.online_per_node()
         infos = await asyncio.gather(
             *(self._node(a, a in alive, online.get(a, 0)) for a in sorted(alive | set(online)))
         )
         return int_.ListNodesResp(nodes=infos)
 
     async def GetUserDevices(self, request: int_.GetUserDevicesReq, context: Context) -> int_.GetUserDevicesResp:
-        query = sa.select(device_table.c.id).where(device_table.c.user_id == request.user_id).order_by("id")
-        async with db.reading(self._engine) as conn:
-            ids = [int(i) for i in await conn.scalars(query)]
-        devices = [await self._devices.get(device_id) for device_id in ids]
+        devices = await self._devices.of_user(request.user_id)
         return int_.GetUserDevicesResp(devices=[device_info(d) for d in devices])
 
     async def KickDevice(self, request: int_.KickDeviceReq, context: Context) -> int_.KickDeviceResp:
@@ -101,12 +93,6 @@ class LogicAdminServicer(int_grpc.LogicAdminServicer):
         except UNREACHABLE as exc:
             _log.warning("admin_redis_unreachable", error=str(exc))
         return found
-
-    async def _online_per_node(self) -> dict[str, int]:
-        c = device_table.c
-        query = sa.select(c.conn_addr, sa.func.count()).where(c.status == DEVICE_ONLINE).group_by(c.conn_addr)
-        async with db.reading(self._engine) as conn:
-            return {str(addr): int(count) for addr, count in await conn.execute(query) if addr}
 
     async def _node(self, conn_addr: str, alive: bool, online: int) -> int_.NodeInfo:
         info = int_.NodeInfo(conn_addr=conn_addr, alive=alive, online_devices=online)
