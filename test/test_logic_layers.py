@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy.dialects import mysql, sqlite
 
 from gim.internal.logic import values
+from gim.internal.logic.edge import pb_values
 from gim.internal.logic.edge.event_encoding import COMMAND_DATA_MAX, ProtobufEvents
 from gim.internal.logic.edge.message_encoding import ProtobufMessages, check_fits
 from gim.internal.logic.fanout import FanOut
@@ -179,3 +180,39 @@ def test_text_limits_come_from_the_schema() -> None:
     assert schema.max_length(schema.user.c.extra) == 1024
     with pytest.raises(ValueError, match="no length"):
         schema.max_length(schema.seq.c.seq)
+
+
+def test_the_servicers_translate_requests_and_answers_field_by_field() -> None:
+    req = ext.SendMessageReq(
+        receiver_type=cx.RT_GROUP, receiver_id=9, to_user_ids=[3, 4], message_type=cx.MT_TEXT,
+        message_content=b"c", send_time=12, is_persist=True,
+    )  # fmt: skip
+    assert pb_values.outgoing(req) == values.Outgoing(cx.RT_GROUP, 9, cx.MT_TEXT, b"c", (3, 4), 12, True)
+    room = pb_values.room_outgoing(ext.PushRoomReq(room_id=5, message_type=cx.MT_TEXT, message_content=b"r"))
+    assert (room.receiver_type, room.receiver_id, room.is_persist) == (cx.RT_ROOM, 5, False)
+    profile = pb_values.group_profile(
+        ext.UpdateGroupReq(group_id=1, name="n", avatar_url="a", introduction="i", extra="e")
+    )
+    assert profile == values.GroupProfile("n", "a", "i", "e")
+    change = ext.UpdateGroupMemberReq(group_id=1, user_id=2, member_type=ext.GMT_ADMIN, remarks="r", extra="x")
+    assert pb_values.member(change) == values.Member(2, values.MemberType.ADMIN, "r", "x")
+    user = User(2, nickname="nick", sex=1, avatar_url="av", extra="ux")
+    member = pb_values.member_pb(MemberView(values.Member(2, values.MemberType.MEMBER, "r", "x"), user))
+    assert (member.nickname, member.sex, member.user_extra, member.member_type, member.remarks) == (
+        "nick",
+        1,
+        "ux",
+        ext.GMT_MEMBER,
+        "r",
+    )
+    friend = pb_values.friend_pb(values.Friend(2, "rem", "ext", user))
+    assert (friend.user_id, friend.remarks, friend.extra, friend.nickname, friend.user_extra) == (
+        2,
+        "rem",
+        "ext",
+        "nick",
+        "ux",
+    )
+    assert pb_values.friend_pb(values.Friend(3, "", "", None)).nickname == "", "a user business no longer knows"
+    group = pb_values.group_pb(values.GroupInfo(7, "g", "a", "i", 3, "e", 100, 200))
+    assert (group.group_id, group.user_mum, group.create_time) == (7, 3, 100)
