@@ -138,6 +138,5 @@ class LogicServer(rpc.ServesPair):
         await self.deliverer.close()
         await self._business_channel.close()
         await self._redis.aclose()
-        await self.messages.store.close()
         await self._engine.dispose()
         _log.info("logic_stopped")
