@@ -83,6 +83,10 @@ async def test_every_node_counts_a_sign_in_and_a_send(storage: Any, tmp_path: Pa
                 await api.send_message(stranger, cx.RT_USER, target.user_id, b"no", request_id=777)
             assert refused.value.code == Code.UNAUTHORIZED
             scrapes.after = await scrapes.take()
+            async with asyncio.timeout(10):  # logic counts a delivery when connect's answer is back
+                while scrapes.moved("logic-1", "gim_logic_deliveries_total", outcome="delivered") < 1:
+                    await asyncio.sleep(0.05)
+                    scrapes.after = await scrapes.take()
         finally:
             if receiver is not None:
                 await receiver.close()
