@@ -186,7 +186,7 @@ class Session:
 
     def _execute(self, actions: list[Action]) -> None:
         for action in actions:
-            if isinstance(action, Send):
+            if type(action) is Send:  # most of them
                 self.transport.send(action.out)
             elif isinstance(action, (Sync, Ack, SubscribeRoom)):
                 self.context.spawn(self._ask(action))

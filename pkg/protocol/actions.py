@@ -1,11 +1,12 @@
 """What the connection state machine (`machine.Connection`) asks its adapter to do, and
 what the adapter tells it back about calls to logic.
 
-Actions are plain values. An adapter executes them in the order given: `Send` and
-`CloseTransport` touch the socket, the `Call`s go to logic (each answered later through
-`Connection.answered(call, outcome)`), timers are started and stopped by name and report
-back through `Connection.timer_fired(timer)`, and the rest update what the node knows
-about the connection (its device, its room) or go to the log.
+Actions are plain values (not frozen: one is made per packet and per push, and a frozen
+dataclass takes twice as long to build). An adapter executes them in the order given:
+`Send` and `CloseTransport` touch the socket, the `Call`s go to logic (each answered
+later through `Connection.answered(call, outcome)`), timers are started and stopped by
+name and report back through `Connection.timer_fired(timer)`, and the rest update what
+the node knows about the connection (its device, its room) or go to the log.
 """
 
 from __future__ import annotations
@@ -22,19 +23,19 @@ class Timer(enum.Enum):
     GAP = "gap"  # pushes wait behind a missing seq: fetch it from logic when this fires
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Send:
     """Write one encoded `Output` to the client (TCP: `out.frame`, WebSocket: `out.body`)."""
 
     out: Encoded
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class CloseTransport:
     """Close the connection once what is queued has been written."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class StartTimer:
     """Start `timer` (restart it if it runs) to fire after `seconds`."""
 
@@ -42,12 +43,12 @@ class StartTimer:
     seconds: float
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class StopTimer:
     timer: Timer
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Bind:
     """Signed in: this connection is now the device's on this node (another connection of
     the device here is replaced) and no longer counts as pending."""
@@ -56,7 +57,7 @@ class Bind:
     device_id: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class SetRoom:
     """Leave room `leave` (0: none) and join room `join` (0: none)."""
 
@@ -64,7 +65,7 @@ class SetRoom:
     join: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Ended:
     """The connection is over (the last action it asks for): forget it; with a
     `device_id` it was signed in, and the device is marked offline at logic if this
@@ -76,7 +77,7 @@ class Ended:
     replaced: bool
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class MarkOffline:
     """Tell logic the device is offline (a sign-in logic accepted after the client left)."""
 
@@ -84,7 +85,7 @@ class MarkOffline:
     device_id: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Log:
     """A log line about this connection; `summarised`: one of a burst (logged once per
     kind and interval, `fields["kind"]` says which)."""
@@ -98,7 +99,7 @@ class Log:
 # -- calls to logic (compared by identity: each is answered once) ----------------------
 
 
-@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+@dataclasses.dataclass(slots=True, eq=False)
 class SignIn:
     """LogicInt.ConnSignIn; answered with the user's highest seq (None: logic did not say)."""
 
@@ -107,7 +108,7 @@ class SignIn:
     token: str
 
 
-@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+@dataclasses.dataclass(slots=True, eq=False)
 class Sync:
     """LogicInt.Sync from `seq`; answered with a serialized `SyncOutput` (SyncResp is the
     same on the wire). `fill`: the connection's own gap fill, not a client's PT_SYNC."""
@@ -118,7 +119,7 @@ class Sync:
     fill: bool = False
 
 
-@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+@dataclasses.dataclass(slots=True, eq=False)
 class Ack:
     """LogicInt.MessageACK; answered with None."""
 
@@ -128,7 +129,7 @@ class Ack:
     receive_time: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+@dataclasses.dataclass(slots=True, eq=False)
 class SubscribeRoom:
     """LogicInt.SubscribeRoom (replays the room's kept messages after `seq` through
     ConnectInt before it answers); answered with None."""
@@ -146,14 +147,14 @@ Action = Send | CloseTransport | StartTimer | StopTimer | Bind | SetRoom | Ended
 # -- how a call went ----------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Answered:
     """Logic answered; `value` as each call says."""
 
     value: Any = None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Refused:
     """Logic answered with a gim error."""
 
@@ -161,7 +162,7 @@ class Refused:
     message: str
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Unreachable:
     """Logic could not be asked (a gRPC status other than a gim error)."""
 
@@ -169,12 +170,12 @@ class Unreachable:
     details: str
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class NodeStopping:
     """A sign-in this node refused because it is shutting down."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Failed:
     """The call failed unexpectedly (a bug, or cancelled): the connection closes."""
 

@@ -88,6 +88,13 @@ class _Gap(enum.Enum):
     FILLING = 2  # a fill's Sync is with logic
 
 
+# The members, looked up once: `State.X` goes through the enum's metaclass, which costs
+# more than the rest of a heartbeat's handling.
+_CONNECTED, _SIGNING_IN, _SIGNED_IN = State.CONNECTED, State.SIGNING_IN, State.SIGNED_IN
+_CLOSED, _REPLACED = State.CLOSED, State.REPLACED
+_GAP_NONE, _GAP_WAITING, _GAP_FILLING = _Gap.NONE, _Gap.WAITING, _Gap.FILLING
+
+
 def wire_code(code: int) -> int:
     """The long connection keeps the codes of 2021: "temporarily unavailable, retry"
     (10002 over gRPC) is 10001 there, which clients take as "try again, maybe elsewhere"."""
@@ -120,7 +127,7 @@ class Connection:
 
     def __init__(self, sign_in_timeout: float, decoder: FrameDecoder | None = None, now: float = 0.0) -> None:
         """`decoder`: a TCP stream's (for `data_received`); `now`: the clock at opening."""
-        self.state = State.CONNECTED
+        self.state = _CONNECTED
         self.user_id = 0
         self.device_id = 0  # set once signed in, kept after closing
         self.room_id = 0
@@ -131,18 +138,18 @@ class Connection:
         self._inbox: deque[cx.Input] | None = None
         self._request: tuple[Call, cx.Input] | None = None  # the packet whose call is with logic
         self._ack: cx.MessageACK | None = None  # the highest ack waiting in the inbox
-        self._gap = _Gap.NONE
+        self._gap = _GAP_NONE
         self._fill: Sync | None = None  # the gap fill's call with logic
         self._fill_pages = 0
         self._fill_wanted = 0
 
     @property
     def closed(self) -> bool:
-        return self.state is State.CLOSED or self.state is State.REPLACED
+        return self.state is _CLOSED or self.state is _REPLACED
 
     @property
     def signed_in(self) -> bool:
-        return self.state is State.SIGNED_IN
+        return self.state is _SIGNED_IN
 
     @property
     def busy(self) -> bool:
@@ -213,10 +220,10 @@ class Connection:
         if timer is Timer.SIGN_IN:
             # the deadline applies whatever the sign-in is doing: a sign-in that logic
             # completes afterwards is undone (MarkOffline)
-            if self.state is State.CONNECTED or self.state is State.SIGNING_IN:
-                still = " (still signing in)" if self.state is State.SIGNING_IN else ""
+            if self.state is _CONNECTED or self.state is _SIGNING_IN:
+                still = " (still signing in)" if self.state is _SIGNING_IN else ""
                 self._close(out, "no sign-in in time" + still)
-        elif self._gap is _Gap.WAITING and not self.closed:
+        elif self._gap is _GAP_WAITING and not self.closed:
             self._start_fill(out)
         return out
 
@@ -265,14 +272,14 @@ class Connection:
         out: list[Action] = []
         if not self.closed:
             out.append(CloseTransport())
-            self._end(out, reason, State.REPLACED)
+            self._end(out, reason, _REPLACED)
         return out
 
     def transport_closed(self, reason: str = "closed by client") -> list[Action]:
         """The connection is gone (either side)."""
         out: list[Action] = []
         if not self.closed:
-            self._end(out, reason, State.CLOSED)
+            self._end(out, reason, _CLOSED)
         return out
 
     # -- packets ------------------------------------------------------------------
@@ -286,7 +293,7 @@ class Connection:
         except PacketError as exc:
             self._fail(out, Code.BAD_REQUEST, str(exc))
             return
-        signed_in = self.state is State.SIGNED_IN
+        signed_in = self.state is _SIGNED_IN
         if packet.type == cx.PT_HEARTBEAT and signed_in and self._request is None:
             self._reply(out, packet)
             return
@@ -352,13 +359,13 @@ class Connection:
     # -- sign-in ------------------------------------------------------------------
 
     def _sign_in(self, out: list[Action], packet: cx.Input, user_id: int, device_id: int, token: str) -> None:
-        if self.state is not State.CONNECTED:
+        if self.state is not _CONNECTED:
             return
         if not (0 < user_id < 2**63 and 0 < device_id < 2**63):
             message = "user_id and device_id must be positive 64-bit numbers"
             self._fail(out, Code.UNAUTHORIZED, message, cx.PT_SIGN_IN, packet.request_id)
             return
-        self.state = State.SIGNING_IN
+        self.state = _SIGNING_IN
         self._ask(out, SignIn(user_id, device_id, token), packet)
 
     def _signed_in(self, out: list[Action], call: SignIn, packet: cx.Input, outcome: Outcome) -> None:
@@ -366,7 +373,7 @@ class Connection:
             if isinstance(outcome, Answered):
                 out.append(MarkOffline(call.user_id, call.device_id))
             return
-        self.state = State.CONNECTED
+        self.state = _CONNECTED
         request_id = packet.request_id
         if isinstance(outcome, Refused):
             self._fail(out, wire_code(outcome.code), outcome.message, cx.PT_SIGN_IN, request_id)
@@ -378,7 +385,7 @@ class Connection:
             message = "server is shutting down: connect again (to another node)"
             self._fail(out, Code.BAD_REQUEST, message, cx.PT_SIGN_IN, request_id)
         elif isinstance(outcome, Answered):
-            self.state = State.SIGNED_IN
+            self.state = _SIGNED_IN
             self.user_id, self.device_id = call.user_id, call.device_id
             out.append(StopTimer(Timer.SIGN_IN))
             max_seq = outcome.value
@@ -496,14 +503,14 @@ class Connection:
         order = self.order
         if order is None or self.closed:
             return
-        if order.waiting and self._gap is _Gap.NONE:
+        if order.waiting and self._gap is _GAP_NONE:
             self._wait_gap(out, SYNC_STALL if order.syncing else GAP_WAIT)
-        elif not order.waiting and self._gap is _Gap.WAITING:
+        elif not order.waiting and self._gap is _GAP_WAITING:
             out.append(StopTimer(Timer.GAP))  # the missing ones came
-            self._gap = _Gap.NONE
+            self._gap = _GAP_NONE
 
     def _wait_gap(self, out: list[Action], seconds: float) -> None:
-        self._gap = _Gap.WAITING
+        self._gap = _GAP_WAITING
         out.append(StartTimer(Timer.GAP, seconds))
 
     def _start_fill(self, out: list[Action]) -> None:
@@ -515,7 +522,7 @@ class Connection:
         if order.asking:  # the client's own sync is with logic: its answer decides
             self._wait_gap(out, GAP_WAIT)
             return
-        self._gap = _Gap.FILLING
+        self._gap = _GAP_FILLING
         if order.syncing:  # the client stopped paging
             for data in order.stop_syncing():
                 self._push(out, data)
@@ -539,7 +546,7 @@ class Connection:
         order = self.order
         assert order is not None
         if isinstance(outcome, Failed):  # a bug: no further fill until the next push is held
-            self._gap = _Gap.NONE
+            self._gap = _GAP_NONE
             return
         if not isinstance(outcome, Answered):
             order.failed_fills += 1
@@ -566,7 +573,7 @@ class Connection:
         self._fill_page(out)
 
     def _fill_done(self, out: list[Action], failed: bool) -> None:
-        self._gap = _Gap.NONE
+        self._gap = _GAP_NONE
         order = self.order
         assert order is not None
         if self.closed or order.syncing or not order.waiting:
@@ -601,18 +608,18 @@ class Connection:
     def _close(self, out: list[Action], reason: str) -> None:
         if not self.closed:
             out.append(CloseTransport())
-            self._end(out, reason, State.CLOSED)
+            self._end(out, reason, _CLOSED)
 
     def _end(self, out: list[Action], reason: str, state: State) -> None:
         """Acks already received are still sent to logic (see `_next`); anything else
         still waiting is dropped."""
         was = self.state
         self.state = state
-        if was is State.CONNECTED or was is State.SIGNING_IN:
+        if was is _CONNECTED or was is _SIGNING_IN:
             out.append(StopTimer(Timer.SIGN_IN))
-        if self._gap is _Gap.WAITING:
+        if self._gap is _GAP_WAITING:
             out.append(StopTimer(Timer.GAP))
-        self._gap = _Gap.NONE
+        self._gap = _GAP_NONE
         self._set_room(out, 0)
-        device_id = self.device_id if was is State.SIGNED_IN else 0
-        out.append(Ended(reason, self.user_id, device_id, replaced=state is State.REPLACED))
+        device_id = self.device_id if was is _SIGNED_IN else 0
+        out.append(Ended(reason, self.user_id, device_id, replaced=state is _REPLACED))
