@@ -58,7 +58,7 @@ async def _allocate(conn: AsyncConnection, object_type: int, counts: Mapping[int
     # the upsert holds these rows locked: a plain read sees this transaction's values
     # (a locking read would scan a small table whole and wait on other owners' rows)
     read_back = await conn.exec_driver_sql(_read_back_sql(conn, len(owners)), (object_type, *owners))
-    highest = {int(owner): int(value) for owner, value in read_back}
+    highest = {int(row[0]): int(row[1]) for row in read_back}
     assert len(highest) == len(owners), "every owner gets its seqs"
     return highest
 
