@@ -8,8 +8,8 @@ the same value, and a rolled-back transaction gives its seqs back (no gap, no du
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -58,7 +58,7 @@ async def _allocate(conn: AsyncConnection, object_type: int, counts: Mapping[int
     # the upsert holds these rows locked: a plain read sees this transaction's values
     # (a locking read would scan a small table whole and wait on other owners' rows)
     read_back = await conn.exec_driver_sql(_read_back_sql(conn, len(owners)), (object_type, *owners))
-    highest = {int(row[0]): int(row[1]) for row in read_back}
+    highest = {int(owner): int(value) for owner, value in cast("Iterable[tuple[int, int]]", read_back)}
     assert len(highest) == len(owners), "every owner gets its seqs"
     return highest
 
