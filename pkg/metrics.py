@@ -57,11 +57,18 @@ GRPC_CLIENT_SECONDS = Histogram(
 # -- connect ---------------------------------------------------------------------------------
 
 CONNECT_SIGN_INS = Counter(
-    "gim_connect_sign_ins_total", "long-connection sign-ins by result (code 0: signed in, else the refusal's gim code)",
-    ["code"],
+    "gim_connect_sign_ins_total",
+    "long-connection sign-ins logic answered, by result (ok, the refusal's gim code name, unreachable)", ["result"],
 )  # fmt: skip
 CONNECT_FRAMES = Counter("gim_connect_frames_total", "long-connection frames", ["transport", "direction"])
-CONNECT_BYTES = Counter("gim_connect_bytes_total", "long-connection frame bytes", ["transport", "direction"])
+CONNECT_BYTES = Counter(
+    "gim_connect_bytes_total", "long-connection bytes (TCP: with frame headers)", ["transport", "direction"]
+)
+# bound once: these count every frame
+TCP_FRAMES_IN, TCP_FRAMES_OUT = CONNECT_FRAMES.labels("tcp", "in"), CONNECT_FRAMES.labels("tcp", "out")
+TCP_BYTES_IN, TCP_BYTES_OUT = CONNECT_BYTES.labels("tcp", "in"), CONNECT_BYTES.labels("tcp", "out")
+WS_FRAMES_IN, WS_FRAMES_OUT = CONNECT_FRAMES.labels("ws", "in"), CONNECT_FRAMES.labels("ws", "out")
+WS_BYTES_IN, WS_BYTES_OUT = CONNECT_BYTES.labels("ws", "in"), CONNECT_BYTES.labels("ws", "out")
 CONNECT_WRITE_BUFFER_DROPS = Counter(
     "gim_connect_write_buffer_drops_total", "connections closed because the client did not read (write buffer full)",
     ["transport"],
@@ -104,6 +111,18 @@ def count_lookups(kind: str, hits: int, misses: int) -> None:
         CACHE_LOOKUPS.labels(kind, "hit").inc(hits)
     if misses:
         CACHE_LOOKUPS.labels(kind, "miss").inc(misses)
+
+
+def sign_in_result(outcome: object) -> str:
+    """A long-connection sign-in's `result` label from how logic's answer went."""
+    name = type(outcome).__name__
+    if name == "Answered":
+        return "ok"
+    if name == "Refused":
+        with contextlib.suppress(ValueError):
+            return Code(getattr(outcome, "code", 0)).name
+        return "refused"
+    return name.lower()  # unreachable, nodestopping, failed
 
 
 def count_deliveries(handed: int, delivered: int) -> int:

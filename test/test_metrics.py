@@ -116,6 +116,11 @@ async def test_every_node_counts_a_sign_in_and_a_send(storage: Any, tmp_path: Pa
         # connect: one signed-in TCP connection, one push delivered
         assert value(scrapes.after["connect-1"], "gim_connect_connections", transport="tcp", state="signed_in") == 1
         assert scrapes.moved("connect-1", "gim_connect_pushes_total", outcome="delivered") == 1
+        assert scrapes.moved("connect-1", "gim_connect_sign_ins_total", result="ok") == 1
+        frames = "gim_connect_frames_total"
+        assert scrapes.moved("connect-1", frames, transport="tcp", direction="in") == 2  # sign-in, sync
+        assert scrapes.moved("connect-1", frames, transport="tcp", direction="out") == 3  # their answers, the push
+        assert scrapes.moved("connect-1", "gim_connect_bytes_total", transport="tcp", direction="out") > 3 * 2
         signed = scrapes.moved("connect-1", "grpc_client_handled_total", grpc_service="pb.LogicInt", grpc_code="OK")
         assert signed >= 2  # the sign-in and the sync
         for node in scrapes.ports:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from grpc import aio
 
 from gim.internal.connect.context import ConnectContext, ShuttingDown
-from gim.pkg import log, rpc
+from gim.pkg import log, metrics, rpc
 from gim.pkg.errors import GimError
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_int_pb2
@@ -294,6 +294,7 @@ class Session:
                         client_addr=self.client_addr,
                     )
                     outcome = await self._outcome(call, self.context.sign_ins.sign_in(req))
+                    metrics.CONNECT_SIGN_INS.labels(metrics.sign_in_result(outcome)).inc()
                 self._execute(self.machine.answered(call, outcome))
         except ShuttingDown:
             self._execute(self.machine.answered(call, NodeStopping()))

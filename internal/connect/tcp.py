@@ -8,6 +8,7 @@ import ssl
 
 from gim.internal.connect.context import ConnectContext
 from gim.internal.connect.session import Session
+from gim.pkg import metrics
 from gim.pkg.protocol.frames import FrameDecoder
 from gim.pkg.protocol.packets import Encoded
 from gim.pkg.ratelimit import host_of
@@ -18,6 +19,18 @@ def _addr(peer: object) -> str:
         host, port = peer[0], peer[1]
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     return str(peer)
+
+
+class CountedDecoder(FrameDecoder):
+    """A FrameDecoder that counts the frames and bytes it reads (metrics)."""
+
+    __slots__ = ()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        metrics.TCP_BYTES_IN.inc(len(data))
+        bodies = super().feed(data)
+        metrics.TCP_FRAMES_IN.inc(len(bodies))
+        return bodies
 
 
 class TcpConnection(asyncio.Protocol):
@@ -44,7 +57,7 @@ class TcpConnection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        decoder = FrameDecoder(self.context.config.max_body_bytes)
+        decoder = CountedDecoder(self.context.config.max_body_bytes)
         self.session = Session(self, self.context, pending=host, decoder=decoder)
 
     def data_received(self, data: bytes) -> None:
@@ -71,10 +84,13 @@ class TcpConnection(asyncio.Protocol):
         if transport.get_write_buffer_size() > self.context.config.write_buffer_limit:
             # The client does not read: drop it rather than hold memory; it will resync.
             transport.abort()
+            metrics.CONNECT_WRITE_BUFFER_DROPS.labels("tcp").inc()
             if self.session is not None:
                 self.session.on_closed("client too slow: write buffer full")
             return
         transport.write(out.frame)
+        metrics.TCP_FRAMES_OUT.inc()
+        metrics.TCP_BYTES_OUT.inc(len(out.frame))
 
     def close(self) -> None:
         """Close once the buffer is written; a client that never reads is aborted."""

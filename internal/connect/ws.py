@@ -18,7 +18,7 @@ from websockets.http11 import Request, Response
 from gim.internal.connect.context import ConnectContext
 from gim.internal.connect.session import Session
 from gim.internal.connect.tcp import ACCEPT_BATCH
-from gim.pkg import log
+from gim.pkg import log, metrics
 from gim.pkg.errors import Code
 from gim.pkg.protocol.packets import Encoded
 
@@ -56,6 +56,7 @@ class WsConnection:
             self._outbox.clear()
             self._queued = 0
             self.ws.transport.abort()
+            metrics.CONNECT_WRITE_BUFFER_DROPS.labels("ws").inc()
             if self.session is not None:
                 self.session.on_closed("client too slow: write buffer full")
             return
@@ -70,6 +71,8 @@ class WsConnection:
                 body = self._outbox.popleft()
                 self._queued -= len(body)
                 await self.ws.send(body)
+                metrics.WS_FRAMES_OUT.inc()
+                metrics.WS_BYTES_OUT.inc(len(body))
         except ConnectionClosed:
             self._outbox.clear()
             self._queued = 0
@@ -133,6 +136,8 @@ async def _handle(context: ConnectContext, ws: ServerConnection) -> None:
             if isinstance(message, str):
                 session.fail(Code.BAD_REQUEST, "text frames are not allowed: send binary frames")
                 break
+            metrics.WS_FRAMES_IN.inc()
+            metrics.WS_BYTES_IN.inc(len(message))
             session.on_body(message)
     except ConnectionClosed:
         pass
