@@ -1,5 +1,9 @@
 """The `conn` scenario: N devices sign in (TCP, every `ws_every`-th over WebSocket) and
-stay connected; sign-ins/s, connect RSS per connection, heartbeat round trips at full load.
+stay connected; sign-ins/s, connect RSS per connection, then heartbeat round trips with
+everyone connected: for `heartbeat_phase` seconds every device heartbeats at the clients'
+interval (the SDK's 60 s; `--heartbeat-interval`), the devices' offsets spread evenly over
+it. `heartbeat_spread` > 0 first squeezes one heartbeat of every device into that many
+seconds (a stress figure, not what clients do).
 
 The load generator runs in worker processes of at most `per_worker` connections (a
 process has 20,000 descriptors), each from its own source address 127.0.0.(2+i); the
@@ -24,7 +28,8 @@ class ConnParams:
     ws_every: int = 10  # every 10th connection over WebSocket (0: TCP only)
     per_worker: int = 10000  # connections per load-generator process
     concurrency: int = 200  # sign-ins in flight per worker
-    heartbeat_spread: float = 3.0  # seconds over which each connection sends one heartbeat
+    heartbeat_phase: float = 60.0  # seconds of heartbeats at the clients' interval (0: none)
+    heartbeat_spread: float = 0.0  # > 0: first one heartbeat per connection squeezed into this many seconds
 
 
 async def run_conn(opts: StorageOptions, p: ConnParams) -> Report:
@@ -52,9 +57,24 @@ async def run_conn(opts: StorageOptions, p: ConnParams) -> Report:
             signed = sum(o["signed"] for o in opened)
             ramp = max(o["end"] for o in opened) - min(o["start"] for o in opened)
             rss_after = sum(map(rss_kib, pids))
-            progress(f"{signed} signed in over {ramp:.1f} s; heartbeats over {p.heartbeat_spread:g} s")
-            beats = await pool.ask([{"op": "heartbeat", "spread": p.heartbeat_spread}] * workers, timeout=120)
-            rtts = [r for b in beats for r in b["rtts_ns"]]
+            progress(f"{signed} signed in over {ramp:.1f} s")
+            squeezed = []
+            if p.heartbeat_spread > 0:
+                progress(f"one heartbeat each, squeezed into {p.heartbeat_spread:g} s")
+                squeezed = await pool.ask([{"op": "heartbeat", "spread": p.heartbeat_spread}] * workers, timeout=120)
+            interval = opts.clients.heartbeat_interval
+            phase = []
+            if p.heartbeat_phase > 0 and interval > 0:
+                progress(f"heartbeats every {interval:g} s per device, spread, for {p.heartbeat_phase:g} s")
+                phase = await pool.ask(
+                    [
+                        {"op": "heartbeats", "interval": interval, "seconds": p.heartbeat_phase, "first": w,
+                         "stride": workers, "total": signed}
+                        for w in range(workers)
+                    ],
+                    timeout=p.heartbeat_phase + 60,
+                )  # fmt: skip
+            rss_steady = sum(map(rss_kib, pids))
         rep.results["signed_in"] = signed
         reasons: Counter[str] = Counter()
         for o in opened:
@@ -65,9 +85,19 @@ async def run_conn(opts: StorageOptions, p: ConnParams) -> Report:
         if pids:  # not for a --target (its processes are not known)
             rep.results["connect_rss_mib"] = round(rss_after / 1024)
             rep.results["rss_kib_per_conn"] = round((rss_after - rss_before) / max(signed, 1), 2)
-        rep.results.update(ms_percentiles(rtts, "heartbeat_rtt"))
-    failed = sum(o["failed"] for o in opened) + sum(b["failed"] for b in beats)
-    rep.accounting = Summary(
-        sent=p.devices + signed, expected=p.devices + signed, delivered=signed + len(rtts), lost=failed
-    )
+            rep.results["rss_kib_per_conn_after_heartbeats"] = round((rss_steady - rss_before) / max(signed, 1), 2)
+        rtts = [r for b in phase for r in b["rtts_ns"]]
+        lost_beats = sum(b["lost"] for b in phase)
+        if phase:
+            rep.results["heartbeats"] = sum(b["sent"] for b in phase)
+            rep.results["heartbeats_per_s"] = round(rep.results["heartbeats"] / p.heartbeat_phase)
+            rep.results["heartbeats_lost"] = lost_beats
+            rep.results.update(ms_percentiles(rtts, "heartbeat_rtt"))
+        squeezed_rtts = [r for b in squeezed for r in b["rtts_ns"]]
+        if squeezed:
+            rep.results.update(ms_percentiles(squeezed_rtts, "squeezed_heartbeat_rtt"))
+    failed = sum(o["failed"] for o in opened) + sum(b["failed"] for b in squeezed) + lost_beats
+    # sign-ins and heartbeats: each one asked is answered or lost
+    asked = p.devices + sum(b["sent"] for b in phase) + sum(len(b["rtts_ns"]) + b["failed"] for b in squeezed)
+    rep.accounting = Summary(sent=asked, expected=asked, delivered=signed + len(rtts) + len(squeezed_rtts), lost=failed)
     return rep

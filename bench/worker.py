@@ -3,6 +3,8 @@
     {"op": "open", "devices": [[user_id, device_id, token], ...], "endpoints": [[host, port, ws_host, ws_port, ws_url, source], ...],
      "ws_every": 10}                      -> {"signed": n, "failed": n, "start": t, "end": t}
     {"op": "heartbeat", "spread": 2.0}    -> {"rtts_ns": [...], "failed": n}
+    {"op": "heartbeats", "interval": 60, "seconds": 120, "first": 0, "stride": 1, "total": n}
+                                          -> {"rtts_ns": [...], "sent": n, "lost": n}
     {"op": "close"}                       -> {"lost_connections": n}, then the process exits
 
 Times are wall-clock seconds, so the parent can combine several workers. `WorkerPool`
@@ -23,7 +25,12 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from gim.bench.fleet import Device, Endpoint, Fleet, LeanClient
+from gim.bench.fleet import Behaviour, Device, Endpoint, Fleet, LeanClient
+from gim.client.client import Timing
+from gim.pkg.pb import connect_ext_pb2 as cx
+
+# A heartbeat not answered within this is lost: the SDK then takes the connection for dead.
+HEARTBEAT_TIMEOUT = Timing().heartbeat_timeout
 
 
 async def _open(fleet: Fleet, cmd: dict[str, Any]) -> tuple[dict[str, Any], list[LeanClient]]:
@@ -67,13 +74,50 @@ async def _heartbeat(fleet: Fleet, clients: Sequence[LeanClient], spread: float)
         return {"rtts_ns": [], "failed": len(clients)}
 
 
+async def _heartbeat_phase(clients: Sequence[LeanClient], cmd: dict[str, Any]) -> dict[str, Any]:
+    """Every client heartbeats once per `interval` for `seconds`, as the SDK does, at
+    offsets spread evenly over the interval across all workers: this worker's client j is
+    number `first + j * stride` of `total`. Round trips of the answered ones; a heartbeat
+    unanswered within HEARTBEAT_TIMEOUT is lost."""
+    interval, seconds = float(cmd["interval"]), float(cmd["seconds"])
+    first, stride, total = int(cmd["first"]), int(cmd["stride"]), max(int(cmd["total"]), 1)
+    loop = asyncio.get_running_loop()
+
+    async def beat(client: LeanClient) -> int:
+        t0 = time.perf_counter_ns()
+        try:
+            async with asyncio.timeout(HEARTBEAT_TIMEOUT):
+                await client.request(cx.PT_HEARTBEAT)
+        except Exception:
+            return -1
+        return time.perf_counter_ns() - t0
+
+    offsets = [(first + j * stride) / total * interval for j in range(len(clients))]
+    beats: list[asyncio.Task[int]] = []
+    start = loop.time()
+    for turn in range(int(-(-seconds // interval)) if interval > 0 else 0):
+        for client, offset in zip(clients, offsets, strict=True):
+            due = turn * interval + offset
+            if due >= seconds:
+                break
+            if (wait := start + due - loop.time()) > 0:
+                await asyncio.sleep(wait)
+            beats.append(loop.create_task(beat(client)))
+    if (left := start + seconds - loop.time()) > 0:
+        await asyncio.sleep(left)  # the phase lasts `seconds`, whatever the last offset
+    rtts = [r for r in await asyncio.gather(*beats) if r >= 0]
+    return {"rtts_ns": rtts, "sent": len(beats), "lost": len(beats) - len(rtts)}
+
+
 async def serve() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 28)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    fleet = Fleet()
+    # The conn scenario's heartbeats are its `heartbeats` phase (evenly spread, measured),
+    # not the fleet's own periodic ones.
+    fleet = Fleet(behaviour=Behaviour(heartbeat_interval=0.0))
     clients: list[LeanClient] = []
     while line := await reader.readline():
         cmd = json.loads(line)
@@ -81,6 +125,8 @@ async def serve() -> None:
             answer, clients = await _open(fleet, cmd)
         elif cmd["op"] == "heartbeat":
             answer = await _heartbeat(fleet, clients, float(cmd["spread"]))
+        elif cmd["op"] == "heartbeats":
+            answer = await _heartbeat_phase(clients, cmd)
         else:
             fleet.close()
             answer = {"lost_connections": fleet.lost_connections}

@@ -4,6 +4,7 @@ size end to end against real nodes (embedded storage), checking the JSON shape."
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import subprocess
@@ -129,9 +130,16 @@ async def test_cluster_single() -> None:
 
 
 async def test_conn_over_two_nodes_and_two_workers() -> None:
-    rep = await run_conn(OPTS, ConnParams(devices=30, nodes=2, ws_every=3, per_worker=20, heartbeat_spread=0.1))
+    """Every device heartbeats at the clients' interval for the phase (here 2 per device),
+    then one squeezed heartbeat each; every one is answered."""
+    opts = dataclasses.replace(OPTS, clients=Behaviour(heartbeat_interval=0.5))
+    params = ConnParams(devices=30, nodes=2, ws_every=3, per_worker=20, heartbeat_phase=1.0, heartbeat_spread=0.1)
+    rep = await run_conn(opts, params)
     check(rep)
     assert rep.results["signed_in"] == 30
+    assert rep.results["heartbeats"] == 60 and rep.results["heartbeats_lost"] == 0
+    assert rep.results["heartbeat_rtt_p99_ms"] > 0 and rep.results["squeezed_heartbeat_rtt_p99_ms"] > 0
+    assert rep.accounting.sent == 30 + 60 + 30 == rep.accounting.delivered
 
 
 async def test_clients_show_and_ack_what_their_sync_answer_holds_and_heartbeat() -> None:
