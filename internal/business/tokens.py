@@ -21,8 +21,7 @@ import time
 
 import redis.asyncio as aioredis
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gim.pkg import db, log
 from gim.pkg.batcher import Batcher
@@ -36,14 +35,10 @@ WRITE_BATCH = 500  # sign-ins whose tokens are written in one transaction, at mo
 DIGEST_LEN = 64  # hex SHA-256; a shorter Redis value is a raw token set before digests
 
 _c = device_token.c
-_mysql_insert = mysql.insert(device_token)
-_MYSQL_UPSERT = _mysql_insert.on_duplicate_key_update(
-    token_sha256=_mysql_insert.inserted.token_sha256, expire_time=_mysql_insert.inserted.expire_time
-)
-_sqlite_insert = sqlite.insert(device_token)
-_SQLITE_UPSERT = _sqlite_insert.on_conflict_do_update(
-    index_elements=[_c.user_id, _c.device_id],
-    set_={"token_sha256": _sqlite_insert.excluded.token_sha256, "expire_time": _sqlite_insert.excluded.expire_time},
+_UPSERT = db.upsert(
+    device_token,
+    ("user_id", "device_id"),
+    lambda p: {"token_sha256": p.new.token_sha256, "expire_time": p.new.expire_time},
 )
 
 
@@ -81,7 +76,7 @@ class TokenStore:
     async def _write(self, batch: list[_Issued]) -> list[None | BaseException]:
         latest = {(i.user_id, i.device_id): i for i in batch}  # signed in twice at once: the last wins
         async with self._engine.begin() as conn:
-            await conn.execute(_upsert(conn), [dataclasses.asdict(i) for i in latest.values()])
+            await conn.execute(_UPSERT.for_(conn), [dataclasses.asdict(i) for i in latest.values()])
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for i in latest.values():
@@ -153,10 +148,6 @@ class TokenStore:
             self._outage.skipped("fill", exc)
         else:
             _log.debug("tokens_refilled", filled=len(fills), stale=len(stale))
-
-
-def _upsert(conn: AsyncConnection) -> sa.Insert:
-    return _MYSQL_UPSERT if conn.dialect.name == "mysql" else _SQLITE_UPSERT
 
 
 def _matches(stored: bytes | None, token: str) -> bool:

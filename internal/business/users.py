@@ -12,12 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gim.pkg import db
 from gim.pkg.db import epoch_seconds
 from gim.pkg.errors import bad_request, check_length
+from gim.pkg.schema import max_length
 from gim.pkg.schema import user as user_table
 
-NICKNAME_MAX = 50
-AVATAR_URL_MAX = 255
-EXTRA_MAX = 1024
-PHONE_MAX = 20
+NICKNAME_MAX = max_length(user_table.c.nickname)
+AVATAR_URL_MAX = max_length(user_table.c.avatar_url)
+EXTRA_MAX = max_length(user_table.c.extra)
+PHONE_MAX = max_length(user_table.c.phone_number)
 
 
 @dataclasses.dataclass(frozen=True)
