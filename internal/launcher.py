@@ -128,7 +128,7 @@ class Node:
         if not line.startswith(b"ready "):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(10):  # it closed the pipe: it is exiting
-                    await self.process.wait()  # type: ignore[union-attr]
+                    await self.process.wait()  # type: ignore[union-attr]  # spawn() set it
             what = f"exited with code {self.returncode}" if not self.running else "closed its readiness pipe"
             raise LaunchError(f"{self.name} (pid {self.pid}) {what}{self._tail_text()}")
         self.ports = {str(k): int(v) for k, v in json.loads(line[6:]).items()}

@@ -77,14 +77,22 @@ def _reachable(addr: str) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _services(
+    configs: dict[str, config.BaseConfig],
+) -> tuple[config.LogicConfig, config.BusinessConfig, config.ConnectConfig]:
+    """The three services' configurations, each as its own type."""
+    logic, business, connect = configs["logic"], configs["business"], configs["connect"]
+    assert isinstance(logic, config.LogicConfig) and isinstance(business, config.BusinessConfig)
+    assert isinstance(connect, config.ConnectConfig)
+    return logic, business, connect
+
+
 def _with_web(configs: dict[str, config.BaseConfig]) -> dict[str, str]:
     """gim run serves the chat page and the HTTP API: logic's HTTP listeners on
     RUN_HTTP_LISTEN / RUN_HTTP_INT_LISTEN unless configured, UserExt forwarded to this run's
     business, the page's WebSocket this run's connect. Updates `configs["logic"]`; returns
     the environment that tells the logic process the same."""
-    logic, business, connect = configs["logic"], configs["business"], configs["connect"]
-    assert isinstance(logic, config.LogicConfig) and isinstance(business, config.BusinessConfig)
-    assert isinstance(connect, config.ConnectConfig)
+    logic, business, connect = _services(configs)
     default = config.LogicConfig()
     scheme = "wss" if "ws" in security.tls_listeners(connect.tls) else "ws"
     wanted: dict[str, Any] = {
@@ -237,8 +245,9 @@ def _specs(configs: dict[str, config.BaseConfig]) -> list[NodeSpec]:
 
 async def _demo(configs: dict[str, config.BaseConfig], dev_code: str) -> list[tuple[str, int, int, str]]:
     """Two users, each signed in on a new device: (phone, user_id, device_id, token)."""
-    logic_ch = rpc.channel(configs["logic"].ext_listen)  # type: ignore[attr-defined]
-    user_ch = rpc.channel(configs["business"].ext_listen)  # type: ignore[attr-defined]
+    logic_config, business_config, _ = _services(configs)
+    logic_ch = rpc.channel(logic_config.ext_listen)
+    user_ch = rpc.channel(business_config.ext_listen)
     out = []
     try:
         logic = logic_ext_pb2_grpc.LogicExtStub(logic_ch)
@@ -271,7 +280,7 @@ def _print_banner(
     dev_code: str,
     web: dict[str, str] | None = None,
 ) -> None:
-    c, lg, b = configs["connect"], configs["logic"], configs["business"]
+    lg, b, c = _services(configs)
     web = web or {}
     scheme = "https" if "ext" in security.tls_listeners(lg.tls) else "http"
     page = f"{scheme}://{web['http']}/" if web.get("http") else ""
@@ -283,13 +292,13 @@ def _print_banner(
     lines = [
         "",
         "gim is running (Ctrl-C stops all three services)",
-        f"  TCP long connections   {c.tcp_listen}",  # type: ignore[attr-defined]
-        f"  WebSocket              ws://{c.ws_listen}/ws",  # type: ignore[attr-defined]
-        f"  LogicExt  (gRPC)       {lg.ext_listen}",  # type: ignore[attr-defined]
-        f"  UserExt   (gRPC)       {b.ext_listen}",  # type: ignore[attr-defined]
+        f"  TCP long connections   {c.tcp_listen}",
+        f"  WebSocket              ws://{c.ws_listen}/ws",
+        f"  LogicExt  (gRPC)       {lg.ext_listen}",
+        f"  UserExt   (gRPC)       {b.ext_listen}",
         *web_lines,
-        f"  LogicInt / UserInt / ConnectInt (private)  {lg.int_listen} / {b.int_listen} / {c.int_listen}",  # type: ignore[attr-defined]
-        f"  database               {lg.database_url}",  # type: ignore[attr-defined]
+        f"  LogicInt / UserInt / ConnectInt (private)  {lg.int_listen} / {b.int_listen} / {c.int_listen}",
+        f"  database               {lg.database_url}",
         f"  redis                  {lg.redis_url}",
         f"  service logs           {logs}/business.log, logic.log, connect.log",
         "",
@@ -332,10 +341,11 @@ def _client_command(configs: dict[str, config.BaseConfig], dev_code: str) -> str
     gim = sys.argv[0] if os.path.basename(sys.argv[0]) == "gim" else "gim"
     if os.path.isabs(gim) and gim.startswith(os.getcwd() + os.sep):
         gim = os.path.relpath(gim)
+    logic, business, connect = _services(configs)
     options = {
-        "--tcp": (configs["connect"].tcp_listen, "127.0.0.1:8080"),  # type: ignore[attr-defined]
-        "--logic": (configs["logic"].ext_listen, "127.0.0.1:50001"),  # type: ignore[attr-defined]
-        "--business": (configs["business"].ext_listen, "127.0.0.1:50301"),  # type: ignore[attr-defined]
+        "--tcp": (connect.tcp_listen, "127.0.0.1:8080"),
+        "--logic": (logic.ext_listen, "127.0.0.1:50001"),
+        "--business": (business.ext_listen, "127.0.0.1:50301"),
         "--code": (dev_code, "0000"),
     }
     extra = "".join(f" {option} {value}" for option, (value, default) in options.items() if value != default)

@@ -236,9 +236,9 @@ def gim_error_of(exc: aio.AioRpcError) -> GimError | None:
     return _gim_error(exc.code().value[0], exc)
 
 
-def _gim_error(number: object, exc: aio.AioRpcError) -> GimError | None:
+def _gim_error(number: str | bytes | int, exc: aio.AioRpcError) -> GimError | None:
     try:
-        return GimError(Code(int(number)), exc.details() or "")  # type: ignore[call-overload]
+        return GimError(Code(int(number)), exc.details() or "")
     except (TypeError, ValueError):
         return None
 

@@ -107,7 +107,7 @@ class DeviceStore:
                 raise bad_request(f"{name} is longer than {_TEXT_LIMITS[name]} characters")
         async with self._engine.begin() as conn:
             result = await conn.execute(device_table.insert().values(type=type_, **texts))
-            return int(result.inserted_primary_key[0])  # type: ignore[index]
+            return int(result.inserted_primary_key[0])  # type: ignore[index]  # an INSERT always has one
 
     async def get(self, device_id: int) -> Device:
         if device_id <= 0:

@@ -50,7 +50,7 @@ class GroupStore:
             result = await conn.execute(
                 group_table.insert().values(**dataclasses.asdict(profile), user_num=len(members))
             )
-            group_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+            group_id = int(result.inserted_primary_key[0])  # type: ignore[index]  # an INSERT always has one
             await conn.execute(member_table.insert(), [_member_row(group_id, m) for m in members])
         # a look-up of this id before it existed may have cached "no such group"
         await self._cache.invalidate(KIND_GROUP, [group_id])
