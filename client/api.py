@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from gim.pkg import rpc
 from gim.pkg.pb import connect_ext_pb2 as cx
@@ -84,7 +84,8 @@ class GimApi:
     # -- UserExt -------------------------------------------------------------------------
 
     async def get_user(self, creds: Credentials, user_id: int) -> ux.User:
-        return (await self.call(self.users.GetUser, ux.GetUserReq(user_id=user_id), creds)).user  # type: ignore[no-any-return]
+        resp: ux.GetUserResp = await self.call(self.users.GetUser, ux.GetUserReq(user_id=user_id), creds)
+        return resp.user
 
     async def update_user(
         self, creds: Credentials, nickname: str = "", sex: int = 0, avatar_url: str = "", extra: str = ""
@@ -111,10 +112,10 @@ class GimApi:
     ) -> int:
         """Returns the sender's seq (0 when not persisted)."""
         req = lx.SendMessageReq(
-            receiver_type=receiver_type,  # type: ignore[arg-type]
+            receiver_type=cast(cx.ReceiverType, receiver_type),
             receiver_id=receiver_id,
             to_user_ids=list(to_user_ids),
-            message_type=message_type,  # type: ignore[arg-type]
+            message_type=cast(cx.MessageType, message_type),
             message_content=content,
             send_time=send_time,
             is_persist=persist,
@@ -132,7 +133,7 @@ class GimApi:
     ) -> None:
         req = lx.PushRoomReq(
             room_id=room_id,
-            message_type=message_type,  # type: ignore[arg-type]
+            message_type=cast(cx.MessageType, message_type),
             message_content=content,
             send_time=send_time,
             is_persist=persist,
@@ -152,7 +153,8 @@ class GimApi:
         self, creds: Credentials, friend_id: int, remarks: str = "", extra: str = ""
     ) -> lx.SetFriendResp:
         req = lx.SetFriendReq(friend_id=friend_id, remarks=remarks, extra=extra)
-        return await self.call(self.logic.SetFriend, req, creds)  # type: ignore[no-any-return]
+        resp: lx.SetFriendResp = await self.call(self.logic.SetFriend, req, creds)
+        return resp
 
     async def get_friends(self, creds: Credentials) -> list[lx.Friend]:
         return list((await self.call(self.logic.GetFriends, lx.GetFriendsReq(), creds)).friends)
@@ -188,7 +190,8 @@ class GimApi:
         await self.call(self.logic.UpdateGroup, req, creds)
 
     async def get_group(self, creds: Credentials, group_id: int) -> lx.Group:
-        return (await self.call(self.logic.GetGroup, lx.GetGroupReq(group_id=group_id), creds)).group  # type: ignore[no-any-return]
+        resp: lx.GetGroupResp = await self.call(self.logic.GetGroup, lx.GetGroupReq(group_id=group_id), creds)
+        return resp.group
 
     async def get_groups(self, creds: Credentials) -> list[lx.Group]:
         return list((await self.call(self.logic.GetGroups, lx.GetGroupsReq(), creds)).groups)
@@ -210,7 +213,7 @@ class GimApi:
         req = lx.UpdateGroupMemberReq(
             group_id=group_id,
             user_id=user_id,
-            member_type=member_type,  # type: ignore[arg-type]
+            member_type=cast(lx.MemberType, member_type),
             remarks=remarks,
             extra=extra,
         )

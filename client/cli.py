@@ -65,7 +65,7 @@ class CannotConnect(ConnectionError):
     """No connect node answered within `CONNECT_TIMEOUT`."""
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]  # a private generic of argparse
     """Add `client` (with its `send` / `listen` commands) to the `gim` commands."""
     common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     common.add_argument("--phone", help="phone number to sign in with (required): digits, optionally a leading +")
@@ -151,7 +151,7 @@ def address(value: str, option: str) -> tuple[str, int]:
     return host, int(port)
 
 
-class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]  # generic only in the stubs
     """Writes to whatever `sys.stderr` is now (the prompt replaces it while it is open)."""
 
     @property

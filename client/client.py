@@ -309,10 +309,10 @@ class Client:
         if seq:
             own = cx.Message(
                 sender=cx.Sender(sender_type=cx.ST_USER, sender_id=self.user_id),
-                receiver_type=receiver_type,  # type: ignore[arg-type]
+                receiver_type=cast(cx.ReceiverType, receiver_type),
                 receiver_id=receiver_id,
                 to_user_ids=to_user_ids,
-                message_type=message_type,  # type: ignore[arg-type]
+                message_type=cast(cx.MessageType, message_type),
                 message_content=content,
                 seq=seq,
                 send_time=sent_at,

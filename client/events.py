@@ -53,7 +53,7 @@ def _parse(kind: type[Proto], data: bytes) -> Proto | None:
 def decode_content(message_type: int, data: bytes) -> Content | None:
     """The content as its protobuf message; None for unknown types or bytes that do not parse."""
     kind = CONTENT_TYPES.get(message_type)
-    return None if kind is None else _parse(kind, data)  # type: ignore[return-value,unused-ignore]
+    return None if kind is None else _parse(kind, data)  # type: ignore[return-value,unused-ignore]  # kind is one of Content's types
 
 
 def text(value: str) -> bytes:
@@ -140,7 +140,7 @@ class RoomMessage(Event):
 
 def event_of(message: cx.Message) -> Message | RoomMessage:
     kind = RoomMessage if message.receiver_type == cx.RT_ROOM else Message
-    return kind.from_pb(message)  # type: ignore[return-value]
+    return kind.from_pb(message)  # type: ignore[return-value]  # from_pb returns an instance of kind
 
 
 def describe(event: Event, me: int = 0, my_name: str = "", names: Mapping[int, str] | None = None) -> str:
