@@ -73,6 +73,7 @@ class LeanClient(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.signed_in: asyncio.Future[messages.Reply] = fleet.loop.create_future()
         self.closed: asyncio.Future[None] = fleet.loop.create_future()
+        self.synced: asyncio.Future[None] = fleet.loop.create_future()  # the sync after sign-in answered, every page
         self._waiting: dict[int, asyncio.Future[messages.Reply]] = {}
         self._ids = itertools.count(2)
         self._ws_open = False
@@ -114,10 +115,12 @@ class LeanClient(asyncio.Protocol):
         """A sync answer: its messages are shown (delivered) and acked, as a client does;
         the next page is asked for while it says has_more."""
         if page.cancelled() or page.exception() is not None or page.result().code:
+            self._caught_up()
             return
         out = cx.SyncOutput.FromString(page.result().data)
         self.fleet.sync_pages += 1
         if not out.messages:
+            self._caught_up()
             return
         now = time.time_ns()
         for message in out.messages:
@@ -127,6 +130,12 @@ class LeanClient(asyncio.Protocol):
             self._write(messages.ack_body(last, now // 1_000_000))
         if out.has_more:
             self._sync(last)
+        else:
+            self._caught_up()
+
+    def _caught_up(self) -> None:
+        if not self.synced.done():
+            self.synced.set_result(None)
 
     def _heartbeat(self) -> None:
         """One heartbeat now (its round trip is recorded), the next one interval later."""
@@ -180,7 +189,7 @@ class LeanClient(asyncio.Protocol):
         self.fleet.lost_connections += 1
 
     def _fail(self, exc: BaseException) -> None:
-        for waiter in [self.signed_in, *self._waiting.values()]:
+        for waiter in [self.signed_in, self.synced, *self._waiting.values()]:
             if not waiter.done():
                 waiter.set_exception(exc)
                 waiter.exception()  # retrieved: a closed idle client is not an error by itself
@@ -279,6 +288,7 @@ class Fleet:
                     client = await self.connect(device, endpoints[i % len(endpoints)])
                     reply = await client.signed_in
                     if not reply.code:
+                        await client.synced  # ready, as a client is once its first sync is done
                         return client
                     self.refused_sign_ins += 1
                     client.close()
