@@ -11,8 +11,11 @@ import asyncio
 import dataclasses
 import logging
 import os
+import signal
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import pytest
@@ -26,6 +29,7 @@ from gim.client.api import Credentials, GimApi
 from gim.client.connection import LongConnection, TcpConnection, WsConnection
 from gim.internal.business.server import BusinessServer
 from gim.internal.connect.server import ConnectServer
+from gim.internal.launcher import Node, NodeSpec
 from gim.internal.logic.server import LogicServer
 from gim.pkg import db, log, redis_client, rpc
 from gim.pkg.config import BusinessConfig, ConnectConfig, LogicConfig
@@ -474,28 +478,30 @@ async def fault_proxy(cluster: Cluster) -> AsyncIterator[FaultProxy]:
 
 
 class ConnectProcess:
-    """`gim-connect` as a child process on fixed ports, in front of the cluster's logic:
-    `start()` waits for it to listen, `kill(sig)` ends it (by PID), `start()` again
-    brings it back on the same ports."""
+    """`gim-connect` as a child process on fixed ports, in front of the cluster's logic,
+    started and stopped through gim's own launcher (`gim.internal.launcher.Node`):
+    `start()` waits until it reports its listeners ready, `kill(sig)` ends it (by PID),
+    `start()` again brings it back on the same ports."""
 
-    def __init__(self, cluster: Cluster, config_dir: str) -> None:
+    def __init__(self, cluster: Cluster, log_dir: Path) -> None:
         self.ports = {name: redis_client.free_port() for name in ("tcp", "ws", "int")}
-        self.env = dict(
-            os.environ,
-            GIM_CONFIG_DIR=config_dir,
-            GIM_CONNECT_TCP_LISTEN=_addr(self.ports["tcp"]),
-            GIM_CONNECT_WS_LISTEN=_addr(self.ports["ws"]),
-            GIM_CONNECT_INT_LISTEN=_addr(self.ports["int"]),
-            GIM_CONNECT_LOGIC_INT_ADDR=_addr(cluster.logic.int_port),
-            GIM_CONNECT_REDIS_URL=cluster.storage.redis_url,
-            GIM_CONNECT_REDIS_PREFIX=cluster.storage.redis_prefix,
-            GIM_LOG_LEVEL="info",
-            GIM_LOG_FORMAT="console",
-        )
-        self.proc: asyncio.subprocess.Process | None = None
-        self.starts = 0
-        self.log: list[str] = []
-        self._drain: asyncio.Task[None] | None = None
+        listen = {name: _addr(port) for name, port in self.ports.items()}
+        env = {
+            "GIM_CONFIG_DIR": str(log_dir),  # no YAML there: defaults plus the variables below
+            **{f"GIM_CONNECT_{name.upper()}_LISTEN": addr for name, addr in listen.items()},
+            "GIM_CONNECT_METRICS_LISTEN": "127.0.0.1:0",
+            "GIM_CONNECT_LOGIC_INT_ADDR": _addr(cluster.logic.int_port),
+            "GIM_CONNECT_REDIS_URL": cluster.storage.redis_url,
+            "GIM_CONNECT_REDIS_PREFIX": cluster.storage.redis_prefix,
+            "GIM_LOG_LEVEL": "info",
+            "GIM_LOG_FORMAT": "console",
+        }
+        self.node = Node(NodeSpec("connect", "connect", listen, env))
+        self.log_dir = log_dir
+
+    @property
+    def starts(self) -> int:
+        return self.node.starts
 
     @property
     def tcp(self) -> tuple[str, int]:
@@ -506,45 +512,18 @@ class ConnectProcess:
         return f"ws://127.0.0.1:{self.ports['ws']}/ws"
 
     async def start(self, timeout: float = 60.0) -> None:
-        import sys
-        from pathlib import Path
-
-        executable = Path(sys.executable).with_name("gim-connect")
-        self.proc = await asyncio.create_subprocess_exec(
-            str(executable), env=self.env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )  # fmt: skip
-        assert self.proc.stderr is not None
+        await self.node.spawn(os.environ, self.log_dir, sys.executable)
         async with asyncio.timeout(timeout):
-            while True:
-                line = (await self.proc.stderr.readline()).decode(errors="replace")
-                self.log.append(line)
-                assert line, "gim-connect exited early:\n" + "".join(self.log)
-                if "connect_started" in line:
-                    break
-        self.starts += 1
-        self._drain = asyncio.get_running_loop().create_task(self._read_rest(self.proc.stderr))
+            await self.node.wait_ready()
 
-    async def _read_rest(self, stream: asyncio.StreamReader) -> None:
-        while line := await stream.readline():
-            self.log.append(line.decode(errors="replace"))
-
-    async def kill(self, sig: int = 9) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            os.kill(self.proc.pid, sig)
-            async with asyncio.timeout(30):
-                await self.proc.wait()
-        if self._drain is not None:
-            await asyncio.gather(self._drain, return_exceptions=True)
-            self._drain = None
+    async def kill(self, sig: int = signal.SIGKILL) -> None:
+        await self.node.signal(sig, 30.0)
 
 
 @pytest.fixture
-async def connect_process(cluster: Cluster, tmp_path: object) -> AsyncIterator[ConnectProcess]:
+async def connect_process(cluster: Cluster, tmp_path: Path) -> AsyncIterator[ConnectProcess]:
     """A not yet started `ConnectProcess`; killed at the end whatever happened."""
-    import signal
-
-    node = ConnectProcess(cluster, str(tmp_path))
+    node = ConnectProcess(cluster, tmp_path)
     try:
         yield node
     finally:
