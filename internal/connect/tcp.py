@@ -8,10 +8,12 @@ import ssl
 
 from gim.internal.connect.context import ConnectContext
 from gim.internal.connect.session import Session
-from gim.pkg import metrics
-from gim.pkg.protocol.frames import FrameDecoder
+from gim.pkg import log, metrics
+from gim.pkg.protocol.frames import FrameDecoder, FrameError
 from gim.pkg.protocol.packets import Encoded
 from gim.pkg.ratelimit import host_of
+
+_log = log.get("connect")
 
 
 def _addr(peer: object) -> str:
@@ -88,9 +90,16 @@ class TcpConnection(asyncio.Protocol):
             if self.session is not None:
                 self.session.on_closed("client too slow: write buffer full")
             return
-        transport.write(out.frame)
+        try:
+            frame = out.frame
+        except FrameError as exc:  # never from a current logic: its answers and pushes fit a frame
+            _log.error("output_too_large", error=str(exc))
+            if self.session is not None:
+                self.session.close("internal error: an answer too large for a frame")
+            return
+        transport.write(frame)
         metrics.TCP_FRAMES_OUT.inc()
-        metrics.TCP_BYTES_OUT.inc(len(out.frame))
+        metrics.TCP_BYTES_OUT.inc(len(frame))
 
     def close(self) -> None:
         """Close once the buffer is written; a client that never reads is aborted."""
