@@ -275,7 +275,7 @@ class Session:
 
     async def _ask(self, call: Sync | Ack | SubscribeRoom) -> None:
         outcome = await self._outcome(call, self._perform(call))
-        self._execute(self.machine.answered(call, outcome))
+        self._answered(call, outcome)
 
     async def _sign_in_at_logic(self, call: SignIn) -> None:
         """ConnSignIn at logic, then bind here, one sign-in of the device at a time on this
@@ -295,11 +295,20 @@ class Session:
                     )
                     outcome = await self._outcome(call, self.context.sign_ins.sign_in(req))
                     metrics.CONNECT_SIGN_INS.labels(metrics.sign_in_result(outcome)).inc()
-                self._execute(self.machine.answered(call, outcome))
+                self._answered(call, outcome)
         except ShuttingDown:
-            self._execute(self.machine.answered(call, NodeStopping()))
+            self._answered(call, NodeStopping())
         finally:
             self._sign_in = None
+
+    def _answered(self, call: Call, outcome: Outcome) -> None:
+        """Feed logic's answer to the machine and execute what follows; a bug there closes
+        the connection (logged) instead of leaving it waiting for an answer it got."""
+        try:
+            self._execute(self.machine.answered(call, outcome))
+        except Exception:
+            self.log.exception("packet_failed")
+            self.close("internal error")
 
     async def _outcome(self, call: Call, answer: Any) -> Outcome:
         """How awaiting logic's `answer` to `call` went."""
