@@ -167,6 +167,10 @@ class _Live(Collector):
     def add(self, name: str, doc: str, labels: tuple[str, ...], owner: object, read: Callable[[Any], Samples]) -> None:
         self._gauges.setdefault(name, (doc, labels, weakref.WeakKeyDictionary()))[2][owner] = read
 
+    def declare(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> None:
+        """A gauge shown (empty) before any source reports it."""
+        self._gauges.setdefault(name, (doc, labels, weakref.WeakKeyDictionary()))
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         for name, (doc, labels, sources) in list(self._gauges.items()):
             totals: dict[tuple[str, ...], float] = {}
@@ -184,6 +188,14 @@ class _Live(Collector):
 
 _LIVE = _Live()
 REGISTRY.register(_LIVE)
+for _name, _doc, _labels in (
+    ("gim_connect_connections", "open long connections, by transport and state", ("transport", "state")),
+    ("gim_connect_rooms", "rooms with members on this node", ()),
+    ("gim_connect_room_members", "room memberships on this node", ()),
+    ("gim_logic_store_queue_rows", "message rows waiting to be stored", ()),
+    ("gim_logic_delivery_queue", "delivery batches waiting for each connect node", ("node",)),
+):
+    _LIVE.declare(_name, _doc, _labels)
 
 
 def live(name: str, doc: str, owner: object, read: Callable[[Any], Samples], labels: tuple[str, ...] = ()) -> None:

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from gim.cmd.gim import main as gim_main
-from gim.pkg import rpc
+from gim.internal.logic.server import LogicServer
+from gim.pkg import health, redis_client, rpc
+from gim.pkg.config import LogicConfig
 from gim.pkg.pb import logic_int_pb2 as int_
 from gim.pkg.pb import logic_int_pb2_grpc as int_grpc
 
@@ -61,3 +63,34 @@ async def test_nodes_devices_and_kick(cluster: Any, capsys: pytest.CaptureFixtur
     finally:
         await conn.close()
         await channel.close()
+
+
+async def test_admin_needs_the_internal_secret_health_does_not(
+    storage: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "s3cret-" + "x" * 16
+    logic = LogicServer.from_config(
+        LogicConfig(
+            database_url=storage.database_url,
+            redis_url=storage.redis_url,
+            redis_prefix=storage.redis_prefix,
+            message_shards=4,
+            int_listen="127.0.0.1:0",
+            ext_listen="127.0.0.1:0",
+            business_int_addr=f"127.0.0.1:{redis_client.free_port()}",
+            internal_secret=secret,
+        )
+    )
+    await logic.start()
+    logic_int = f"127.0.0.1:{logic.int_port}"
+    try:
+        with pytest.raises(
+            SystemExit, match=r"internal call refused: missing or wrong gim-internal-secret \(code 10000\)"
+        ):
+            await asyncio.to_thread(gim_admin, capsys, logic_int, "nodes")
+        assert await health.check_addr(logic_int) == "SERVING"  # probes carry no secret
+        monkeypatch.setenv("GIM_INTERNAL_SECRET", secret)  # as in the nodes' environment
+        text = await asyncio.to_thread(gim_admin, capsys, logic_int, "user", "999999999")
+        assert text.strip() == "user 999999999 has no devices"
+    finally:
+        await logic.stop(0)

@@ -5,6 +5,8 @@ its own variables) is a configuration gim accepts, probes and ports included."""
 from __future__ import annotations
 
 import copy
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -114,3 +116,29 @@ def test_peers_reach_logic_and_business_through_headless_services() -> None:
         "logic": environment(objects("Deployment")["logic"])["GIM_LOGIC_BUSINESS_INT_ADDR"],
     }
     assert peers == {"business": "logic-int:50000", "connect": "logic-int:50000", "logic": "business-int:50300"}
+
+
+def test_dashboard_and_scrape_config_use_what_gim_serves() -> None:
+    """Every gim metric the Grafana dashboard queries exists, and prometheus.yml scrapes
+    each compose node on its metrics port."""
+    from prometheus_client import REGISTRY
+
+    from gim.pkg import metrics  # noqa: F401  # registers gim's metrics
+
+    suffixes = ("", "_total", "_bucket", "_sum", "_count")  # the series a counter or histogram family has
+    known = {family.name + suffix for family in REGISTRY.collect() for suffix in suffixes}
+    dashboard = json.loads((K8S.parent / "grafana" / "gim-dashboard.json").read_text())
+    queries = [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
+    labels = {"grpc_service", "grpc_method", "grpc_code"}
+    used = {name for query in queries for name in re.findall(r"\b((?:gim|grpc)_[a-z_]+)", query)} - labels
+    assert used and used <= known, used - known
+    scrape = yaml.safe_load((K8S.parent.parent / "prometheus.yml").read_text())
+    targets = {t for job in scrape["scrape_configs"] for c in job["static_configs"] for t in c["targets"]}
+    compose = yaml.safe_load((K8S.parent.parent / "docker-compose.yml").read_text())
+    wanted = set()
+    for name, service in compose["services"].items():
+        kind = next((k for k in CONFIGS if service.get("command") == [f"gim-{k}"]), None)
+        if kind:
+            env = service["environment"]
+            wanted.add(f"{name}:{config.split_host_port(env[f'GIM_{kind.upper()}_METRICS_LISTEN'])[1]}")
+    assert targets == wanted
