@@ -51,14 +51,42 @@ def _read_back_sql(conn: AsyncConnection, owners: int) -> str:
     return sql
 
 
+_RETURNING: dict[int, str] = {}  # owners -> the upsert with RETURNING (MariaDB)
+
+
+def _returning_sql(conn: AsyncConnection, owners: int) -> str | None:
+    """The upsert of this many owners as one statement answering the new seqs (MariaDB
+    10.5+: INSERT ... ON DUPLICATE KEY UPDATE ... RETURNING gives the updated values),
+    written once per size; None where the server has no RETURNING (MySQL, SQLite)."""
+    dialect = conn.dialect
+    if not getattr(dialect, "is_mariadb", False) or (dialect.server_version_info or (0,)) < (10, 5):
+        return None
+    sql = _RETURNING.get(owners)
+    if sql is None:
+        one = db.driver_sql(conn, _RAISE.for_(conn), _COLUMNS)
+        values = "VALUES (%s, %s, %s)"
+        if values not in one:
+            return None
+        if len(_RETURNING) > 4096:  # sizes are group sizes: a bound, never reached in practice
+            _RETURNING.clear()
+        many = one.replace(values, "VALUES " + ", ".join(["(%s, %s, %s)"] * owners), 1)
+        sql = _RETURNING[owners] = f"{many} RETURNING object_id, seq"
+    return sql
+
+
 async def _allocate(conn: AsyncConnection, object_type: int, counts: Mapping[int, int]) -> dict[int, int]:
     owners = sorted(counts)  # one lock order for everybody: no deadlock between allocators
-    sql = db.driver_sql(conn, _RAISE.for_(conn), _COLUMNS)
-    await conn.exec_driver_sql(sql, [(object_type, o, counts[o]) for o in owners])
-    # the upsert holds these rows locked: a plain read sees this transaction's values
-    # (a locking read would scan a small table whole and wait on other owners' rows)
-    read_back = await conn.exec_driver_sql(_read_back_sql(conn, len(owners)), (object_type, *owners))
-    highest = {int(owner): int(value) for owner, value in cast("Iterable[tuple[int, int]]", read_back)}
+    returning = _returning_sql(conn, len(owners))
+    if returning is not None:  # one round trip
+        params = tuple(v for o in owners for v in (object_type, o, counts[o]))
+        result = await conn.exec_driver_sql(returning, params)
+    else:
+        sql = db.driver_sql(conn, _RAISE.for_(conn), _COLUMNS)
+        await conn.exec_driver_sql(sql, [(object_type, o, counts[o]) for o in owners])
+        # the upsert holds these rows locked: a plain read sees this transaction's values
+        # (a locking read would scan a small table whole and wait on other owners' rows)
+        result = await conn.exec_driver_sql(_read_back_sql(conn, len(owners)), (object_type, *owners))
+    highest = {int(owner): int(value) for owner, value in cast("Iterable[tuple[int, int]]", result)}
     assert len(highest) == len(owners), "every owner gets its seqs"
     return highest
 
