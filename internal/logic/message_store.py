@@ -13,6 +13,13 @@ batch), one multi-row insert per shard. A batch is all or nothing; when it fails
 another reason than a deadlock, its sends are tried one by one, so that one bad send
 fails alone.
 
+A send with a request_id (every 2021 client sends one) may be a retry. Its sender's copy
+carries the request_id in `sender_request_id`, under a unique key per sender, so the
+insert itself fails when an earlier attempt was stored, by any logic node: only then
+does the batch run again with a look-up of earlier copies (`_find_retries`), which
+answers a retry with the first seq and tells it from a request_id used again for
+another message. A send with no earlier attempt costs no extra statement.
+
 The work waiting is bounded: beyond `max_pending_rows` rows queued a send is refused
 (`Overloaded`: RESOURCE_EXHAUSTED, nothing stored), and a send whose caller has gone
 (call cancelled, or its deadline passed) before its batch starts is not stored. A server
