@@ -61,7 +61,8 @@ class NodeHealth:
         self.drain_seconds = drain_seconds
         self.interval = interval
         self.services: set[str] = {""}
-        self.healthy = False
+        self.healthy: bool | None = None  # None: not started
+        self.draining = False
         self._probing: asyncio.Task[None] | None = None
 
     def serve(self, server: aio.Server, services: Iterable[str], *, reflect: bool = False) -> None:
@@ -84,7 +85,8 @@ class NodeHealth:
     async def drain(self) -> None:
         """NOT_SERVING for good, then `drain_seconds` during which the node still serves."""
         await self._stop_probing()
-        if not self.servicer._gracefully_shutting_down:  # the servicer has no public getter
+        if not self.draining:
+            self.draining = True
             _log.info("draining", seconds=self.drain_seconds)
             await self.servicer.enter_graceful_shutdown()
             if self.drain_seconds > 0:
@@ -107,14 +109,14 @@ class NodeHealth:
             async with asyncio.timeout(PROBE_TIMEOUT):
                 await self.probe()
         except Exception as exc:
-            if self.healthy:
-                _log.warning("dependency_down", error=f"{type(exc).__name__}: {exc}"[:300])
+            if self.healthy is not False:  # logged when it goes down, not at every probe
+                _log.warning("dependency_down", status="NOT_SERVING", error=f"{type(exc).__name__}: {exc}"[:300])
             return False
         return True
 
     async def _set(self, healthy: bool) -> None:
-        if healthy and not self.healthy and self._probing is not None:
-            _log.info("dependency_back")
+        if healthy and self.healthy is False:
+            _log.info("dependency_back", status="SERVING")
         self.healthy = healthy
         for service in sorted(self.services):
             await self.servicer.set(service, SERVING if healthy else NOT_SERVING)
