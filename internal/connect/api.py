@@ -94,6 +94,15 @@ class ConnectIntServicer(connect_int_pb2_grpc.ConnectIntServicer):
     def _signing_in(self, client_addr: str) -> Session | None:
         """The open connection with this client_addr that is not signed in yet, if any
         (rare: a look through every connection)."""
-        if not client_addr:
+        conn_id = client_addr.rpartition("#")[2]
+        if not conn_id.isdigit():
             return None
-        return next((s for s in self.registry.connections if s.client_addr == client_addr and not s.signed_in), None)
+        cid = int(conn_id)  # compared first: a session builds its client_addr when asked
+        return next(
+            (
+                s
+                for s in self.registry.connections
+                if s.conn_id == cid and s.client_addr == client_addr and not s.signed_in
+            ),
+            None,
+        )

@@ -70,7 +70,7 @@ class Session:
     # Memory per connection matters (tens of thousands per process): no __dict__, a
     # logger built only when something is logged.
     __slots__ = (
-        "transport", "context", "machine", "conn_id", "client_addr", "_deadline", "_gap", "_pending", "_sign_in",
+        "transport", "context", "machine", "conn_id", "_deadline", "_gap", "_pending", "_sign_in",
     )  # fmt: skip
 
     def __init__(
@@ -85,9 +85,6 @@ class Session:
         self.transport = transport
         self.context = context
         self.conn_id = next(_ids)
-        # Unique per connection, so that logic's Offline for an old connection of a
-        # device never matches the new one (ConnSignIn/Offline compare client_addr).
-        self.client_addr = f"{transport.peer}#{self.conn_id}"
         loop = asyncio.get_running_loop()
         self.machine = Connection(context.config.sign_in_timeout, decoder, now=loop.time())
         self._deadline: asyncio.TimerHandle | None = None
@@ -99,6 +96,13 @@ class Session:
         self._execute(self.machine.open())
 
     # -- the machine's state, for the node ------------------------------------------
+
+    @property
+    def client_addr(self) -> str:
+        """Unique per connection, so that logic's Offline for an old connection of a device
+        never matches the new one (ConnSignIn/Offline compare client_addr). Built when
+        asked: a string per connection held for its lifetime costs more than that."""
+        return f"{self.transport.peer}#{self.conn_id}"
 
     @property
     def user_id(self) -> int:

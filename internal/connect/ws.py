@@ -34,12 +34,14 @@ class WsConnection:
     `write_buffer_limit` bytes, as for TCP: a client that does not read is aborted.
     """
 
+    __slots__ = ("ws", "context", "peer", "_outbox", "_queued", "_writer", "_closing", "session")  # one per connection
+
     def __init__(self, ws: ServerConnection, context: ConnectContext) -> None:
         self.ws = ws
         self.context = context
         host, port = ws.remote_address[:2] if ws.remote_address else ("?", 0)
         self.peer = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-        self._outbox: deque[bytes] = deque()
+        self._outbox: deque[bytes] | None = None  # only while writes wait (an empty deque is 600 bytes)
         self._queued = 0  # bytes in the outbox
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
@@ -53,13 +55,15 @@ class WsConnection:
             return
         if self._buffered() + len(out.body) > self.context.config.write_buffer_limit:
             self._closing = True
-            self._outbox.clear()
+            self._outbox = None
             self._queued = 0
             self.ws.transport.abort()
             metrics.CONNECT_WRITE_BUFFER_DROPS.labels("ws").inc()
             if self.session is not None:
                 self.session.on_closed("client too slow: write buffer full")
             return
+        if self._outbox is None:
+            self._outbox = deque()
         self._outbox.append(out.body)
         self._queued += len(out.body)
         if self._writer is None:
@@ -74,9 +78,9 @@ class WsConnection:
                 metrics.WS_FRAMES_OUT.inc()
                 metrics.WS_BYTES_OUT.inc(len(body))
         except ConnectionClosed:
-            self._outbox.clear()
             self._queued = 0
         finally:
+            self._outbox = None  # emptied (or dropped with the connection)
             self._writer = None
 
     async def wait_written(self) -> None:
@@ -123,6 +127,12 @@ async def _handle(context: ConnectContext, ws: ServerConnection) -> None:
     session = conn.session = Session(conn, context, pending=host)
     try:
         query = parse_qs(urlsplit(ws.request.path).query) if ws.request else {}
+        # The handshake's headers (kilobytes) are not needed once the connection is open;
+        # websockets keeps them for the connection's life (the request itself marks the
+        # handshake as done there, so it stays, emptied).
+        if ws.request is not None:
+            ws.request.headers.clear()
+        ws.response = None
         if "token" in query:  # legacy clients sign in with query parameters
             try:
                 user_id = int(query.get("user_id", ["0"])[0])

@@ -33,33 +33,42 @@ class FrameDecoder:
 
     def __init__(self, max_body: int = FRAME_MAX) -> None:
         self.max_body = min(max_body, FRAME_MAX)
-        self._buffer = bytearray()
+        # The start of a frame not complete yet; None while there is none (most of the time:
+        # no idle buffer per connection, and whole frames are cut from the read's bytes).
+        self._buffer: bytearray | None = None
         self._broken = False
 
     @property
     def buffered(self) -> int:
         """Bytes held waiting for the rest of a frame."""
-        return len(self._buffer)
+        return len(self._buffer) if self._buffer is not None else 0
 
     def feed(self, data: bytes) -> list[bytes]:
         if self._broken:
             raise FrameError("stream already failed")
         buffer = self._buffer
-        buffer += data
+        if buffer is not None:
+            buffer += data
+        stream = data if buffer is None else buffer
         bodies: list[bytes] = []
         start = 0
-        end = len(buffer)
+        end = len(stream)
         while end - start >= _HEADER:
-            length = (buffer[start] << 8) | buffer[start + 1]
+            length = (stream[start] << 8) | stream[start + 1]
             if length == 0 or length > self.max_body:
                 self._broken = True
-                del buffer[:]
+                self._buffer = None
                 raise FrameError(
                     "zero-length frame" if length == 0 else f"frame of {length} bytes is larger than {self.max_body}"
                 )
             if end - start - _HEADER < length:
                 break
-            bodies.append(bytes(buffer[start + _HEADER : start + _HEADER + length]))
+            bodies.append(bytes(stream[start + _HEADER : start + _HEADER + length]))
             start += _HEADER + length
-        del buffer[:start]
+        if start == end:
+            self._buffer = None
+        elif buffer is None:
+            self._buffer = bytearray(data[start:])
+        else:
+            del buffer[:start]
         return bodies
