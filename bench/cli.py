@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import dataclasses
 import resource
+import statistics
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -58,6 +59,9 @@ def add_parser(sub: Any) -> None:
         help="first run the scenario on nodes running the gim package in DIR/gim (e.g. an older commit), "
         "then on this code; ratios to it in the same run",
     )  # fmt: skip
+    bench.add_argument(
+        "--rounds", type=int, default=1, help="with --baseline: this many alternated runs of each, medians compared"
+    )
     bench.add_argument(
         "--target", nargs="?", const="", default=None, metavar="SPEC",
         help="benchmark running services (addresses and storage from config/; SPEC: logic=,business=,tcp=,ws= HOST:PORT)",
@@ -128,14 +132,32 @@ def run(args: argparse.Namespace) -> Report:
         rep = asyncio.run(runners[args.scenario]())
     else:
         current = opts
-        opts = dataclasses.replace(current, node_code=str(Path(args.baseline).resolve()))
-        progress(f"baseline: nodes from {opts.node_code}")
-        baseline = asyncio.run(runners[args.scenario]())
-        opts = current
-        progress("this code")
-        rep = asyncio.run(runners[args.scenario]())
-        compare(rep, baseline)
+        ours: list[Report] = []
+        theirs: list[Report] = []
+        for round_ in range(1, max(1, args.rounds) + 1):  # alternated: a noisy neighbour hits both alike
+            opts = dataclasses.replace(current, node_code=str(Path(args.baseline).resolve()))
+            progress(f"round {round_}: baseline, nodes from {opts.node_code}")
+            theirs.append(asyncio.run(runners[args.scenario]()))
+            opts = current
+            progress(f"round {round_}: this code")
+            ours.append(asyncio.run(runners[args.scenario]()))
+        rep = median_report(ours)
+        compare(rep, median_report(theirs))
+        rep.params["rounds"] = len(ours)
     rep.params["clients"] = dataclasses.asdict(clients)
+    return rep
+
+
+def median_report(reports: list[Report]) -> Report:
+    """One report whose every figure, limit and ratio is the median over `reports` (the
+    accounting: their sum)."""
+    rep = dataclasses.replace(reports[0], results={}, limit={}, ratio={})
+    for field in ("results", "limit", "ratio"):
+        merged: dict[str, float] = getattr(rep, field)
+        for key in getattr(reports[0], field):
+            merged[key] = statistics.median(getattr(r, field)[key] for r in reports if key in getattr(r, field))
+    for other in reports[1:]:
+        rep.accounting = rep.accounting + other.accounting
     return rep
 
 

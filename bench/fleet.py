@@ -21,6 +21,7 @@ import socket
 import time
 from array import array
 from collections.abc import Sequence
+from typing import Any
 
 from gim.bench import messages
 from gim.bench.accounting import Accounting
@@ -189,7 +190,8 @@ class LeanClient(asyncio.Protocol):
         self.fleet.lost_connections += 1
 
     def _fail(self, exc: BaseException) -> None:
-        for waiter in [self.signed_in, self.synced, *self._waiting.values()]:
+        waiters: list[asyncio.Future[Any]] = [self.signed_in, self.synced, *self._waiting.values()]
+        for waiter in waiters:
             if not waiter.done():
                 waiter.set_exception(exc)
                 waiter.exception()  # retrieved: a closed idle client is not an error by itself

@@ -26,7 +26,7 @@ from gim.bench.chat import (
     run_single_on,
     run_sync,
 )
-from gim.bench.cli import compare
+from gim.bench.cli import compare, median_report
 from gim.bench.conn import ConnParams, run_conn
 from gim.bench.fleet import Behaviour, Fleet
 from gim.bench.report import Report
@@ -263,3 +263,13 @@ def test_a_baseline_folder_without_gim_is_refused(tmp_path: Path) -> None:
         [str(gim), "bench", "group", "--baseline", str(tmp_path)], capture_output=True, text=True, timeout=60
     )
     assert done.returncode != 0 and "no gim package there" in done.stderr
+
+
+def test_rounds_are_compared_by_their_medians() -> None:
+    reports = [Report("group", {}) for _ in range(3)]
+    for rep, rate in zip(reports, (10.0, 40.0, 20.0), strict=True):
+        rep.results["sends_per_s"] = rate
+        rep.limit["db_rows_per_s"] = rate * 100
+    merged = median_report(reports)
+    assert merged.results["sends_per_s"] == 20.0 and merged.limit["db_rows_per_s"] == 2000.0
+    assert reports[0].results["sends_per_s"] == 10.0, "the rounds themselves are left as they were"
