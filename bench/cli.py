@@ -167,6 +167,8 @@ def compare(rep: Report, baseline: Report) -> None:
         rep.results[f"baseline_{key}"] = value
         if value and key in rep.results:
             rep.ratio[f"{key}_vs_baseline"] = round(rep.results[key] / value, 3)
+    for key, value in baseline.ratio.items():
+        rep.ratio[f"baseline_{key}"] = value
     progress(f"baseline accounting: {baseline.accounting.as_dict()}; this code: {rep.accounting.as_dict()}")
     rep.accounting = rep.accounting + baseline.accounting
 
