@@ -27,7 +27,7 @@ DRAIN_TIMEOUT = 30.0  # seconds to wait for the last deliveries after the last s
 class SingleParams:
     pairs: int = 100  # M senders, each sending to its own online receiver
     messages: int = 30  # per sender, back to back (the throughput phase)
-    rate: float = 1000.0  # msg/s of the paced phase (latency at a fixed load)
+    rate: float = 0.0  # msg/s of the paced phase (latency at a fixed load); 0: half the measured sends/s
     paced_seconds: float = 3.0
     rpc_calls: int = 6000
 
@@ -157,12 +157,13 @@ async def run_single_on(opts: StorageOptions, p: SingleParams, connect_nodes: in
         rep.results["deliveries_per_s"] = round(fleet.delivered / (delivered_at - start))
         rep.results.update(ms_percentiles(fleet.latencies, "latency"))
         fleet.latencies = type(fleet.latencies)("q")
+        rate = p.rate or max(1.0, round(rep.results["sends_per_s"] / 2))  # latency at half the rate it can take
         progress(
-            f"throughput: {rep.results['sends_per_s']} sends/s; paced phase at {p.rate:g} msg/s for {p.paced_seconds:g} s"
+            f"throughput: {rep.results['sends_per_s']} sends/s; paced phase at {rate:g} msg/s for {p.paced_seconds:g} s"
         )
-        paced, paced_failed = await _paced(sends, p.rate, p.paced_seconds, tags)
+        paced, paced_failed = await _paced(sends, rate, p.paced_seconds, tags)
         failures += paced_failed
-        rep.results["paced_rate"] = p.rate
+        rep.results["paced_rate"] = rate
         rep.results.update(ms_percentiles(fleet.latencies, "paced_latency"))
         await _expect_all(store, fleet, receivers)
         await fleet.wait_delivered(DRAIN_TIMEOUT)
