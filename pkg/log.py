@@ -47,6 +47,17 @@ def call_ids(metadata: Iterable[tuple[str, Any]] | None) -> dict[str, str]:
     return {key: value[:24] for key, value in metadata or () if key in CALL_IDS and isinstance(value, str) and value}
 
 
+def request_ids(request: Any) -> dict[str, str]:
+    """The user_id and device_id fields of a request message that has them (a call
+    between nodes: ConnSignIn, Sync, MessageACK, Offline, ...), when set."""
+    ids = {}
+    for key in ("user_id", "device_id"):
+        value = getattr(request, key, 0)
+        if value and isinstance(value, int):
+            ids[key] = str(value)
+    return ids
+
+
 @contextlib.contextmanager
 def bound(**fields: str) -> Iterator[None]:
     """Every log line written inside (this task and the tasks it starts) carries `fields`."""

@@ -220,8 +220,9 @@ def split_method(method: str) -> tuple[str, str]:
 
 class ServerMetrics(aio.ServerInterceptor):
     """Counts every unary call a server answers (by method and status code) and times it;
-    binds the call's request_id, user_id and device_id (metadata) to every log line it
-    causes (structlog contextvars). Runs first, so it sees what the other interceptors
+    binds the call's request_id, user_id and device_id (metadata; for a call between
+    nodes without them, the request's own user_id and device_id fields) to every log line
+    it causes (structlog contextvars). Runs first, so it sees what the other interceptors
     answer too (a refused secret, an error turned into a status)."""
 
     async def intercept_service(
@@ -241,7 +242,7 @@ class ServerMetrics(aio.ServerInterceptor):
             start = time.perf_counter()
             code = grpc.StatusCode.UNKNOWN
             try:
-                with log.bound(**ids):
+                with log.bound(**(ids or log.request_ids(request))):
                     response = await inner(request, context)
                 code = context.code() or grpc.StatusCode.OK
                 return response

@@ -12,15 +12,20 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
+import structlog
+from grpc import aio
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from gim.client.api import Credentials, GimApi
 from gim.client.connection import TcpConnection
 from gim.internal.launcher import Launcher, local_nodes
-from gim.pkg import config
+from gim.pkg import config, rpc
 from gim.pkg.errors import Code, GimError
 from gim.pkg.pb import connect_ext_pb2 as cx
+from gim.pkg.pb import logic_int_pb2 as int_
 
 pytestmark = pytest.mark.integration  # starts gim processes of its own
 
@@ -132,3 +137,39 @@ async def test_every_node_counts_a_sign_in_and_a_send(storage: Any, tmp_path: Pa
     rejected = [line for line in lines if line.get("event") == "rpc_rejected" and line.get("request_id") == "777"]
     assert rejected, "no rpc_rejected line bound to request_id 777"
     assert (rejected[0]["user_id"], rejected[0]["device_id"]) == (str(sender.user_id), str(sender.device_id))
+
+
+async def test_a_calls_log_lines_carry_its_ids_and_it_is_counted() -> None:
+    """The server interceptor binds request_id, user_id and device_id from the metadata,
+    or (a call between nodes) the request's own user_id and device_id, and counts the
+    call by method and code."""
+    seen: list[dict[str, Any]] = []
+
+    async def handler(request: int_.SyncReq, context: aio.ServicerContext[Any, Any]) -> bytes:
+        seen.append(structlog.contextvars.get_contextvars())
+        return b""
+
+    method = grpc.unary_unary_rpc_method_handler(handler, request_deserializer=int_.SyncReq.FromString)
+    server = rpc.new_server()
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("test.Ids", {"Call": method})])
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        call = channel.unary_unary("/test.Ids/Call", request_serializer=int_.SyncReq.SerializeToString)
+        before = REGISTRY.get_sample_value(
+            "grpc_server_handled_total", {"grpc_service": "test.Ids", "grpc_method": "Call", "grpc_code": "OK"}
+        )
+        md = (("request_id", "5"), ("user_id", "1"), ("device_id", "2"), ("token", "t"))
+        await call(int_.SyncReq(user_id=7, device_id=8), metadata=md)
+        await call(int_.SyncReq(user_id=7, device_id=8))
+        await call(int_.SyncReq())
+        after = REGISTRY.get_sample_value(
+            "grpc_server_handled_total", {"grpc_service": "test.Ids", "grpc_method": "Call", "grpc_code": "OK"}
+        )
+    finally:
+        await channel.close()
+        await server.stop(0)
+    assert seen == [{"request_id": "5", "user_id": "1", "device_id": "2"}, {"user_id": "7", "device_id": "8"}, {}]
+    assert (after or 0) - (before or 0) == 3
+    assert structlog.contextvars.get_contextvars() == {}, "nothing stays bound after the call"
