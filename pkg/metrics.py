@@ -3,10 +3,11 @@ call, and the HTTP listener (`metrics_listen`) that serves them on /metrics.
 
 Every metric lives in prometheus-client's default registry, next to its process
 collectors (CPU, memory, open descriptors). Labels are bounded sets only: gRPC service,
-method and status code, a transport, an outcome, a receiver type; never a user, device
-or node id. docs/operations.md lists every metric with its meaning.
+method and status code, a transport, an outcome, a receiver type, and for the delivery
+lanes the connect node (as many as the deployment has); never a user or a device.
+docs/operations.md lists every metric with its meaning.
 
-Code elsewhere calls the objects below in one line (`metrics.SENDS.labels("user").inc()`);
+Code elsewhere calls the objects below in one line (`metrics.LOGIC_SENDS.labels("user").inc()`);
 values that already live in some object (open connections, queue depths) are read at
 scrape time through `live(...)`, not kept twice.
 """
@@ -30,7 +31,8 @@ from gim.pkg import log
 from gim.pkg.errors import GIM_CODE_KEY, Code
 
 _log = log.get("metrics")
-disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus-client leaves it unannotated; no `_created` series beside every counter: nothing on a dashboard uses them
+# no `_created` series beside every counter: nothing on a dashboard uses them
+disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus-client leaves it unannotated
 
 # seconds: from a cached read (~0.1 ms) to a call that waits for a slow peer (5 s timeout)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -113,15 +115,18 @@ def count_lookups(kind: str, hits: int, misses: int) -> None:
 
 
 def sign_in_result(outcome: object) -> str:
-    """A long-connection sign-in's `result` label from how logic's answer went."""
-    name = type(outcome).__name__
-    if name == "Answered":
+    """A long-connection sign-in's `result` label from how logic's answer went
+    (`pkg.protocol.actions.Outcome`): ok, the gim code's name, or the outcome's kind
+    (unreachable, nodestopping, failed)."""
+    from gim.pkg.protocol.actions import Answered, Refused
+
+    if isinstance(outcome, Answered):
         return "ok"
-    if name == "Refused":
+    if isinstance(outcome, Refused):
         with contextlib.suppress(ValueError):
-            return Code(getattr(outcome, "code", 0)).name
+            return Code(outcome.code).name
         return "refused"
-    return name.lower()  # unreachable, nodestopping, failed
+    return type(outcome).__name__.lower()
 
 
 def count_deliveries(handed: int, delivered: int) -> int:
