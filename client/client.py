@@ -423,7 +423,9 @@ class Client:
             conn = await self._open()
         try:
             out = await conn.sign_in(creds.user_id, creds.device_id, creds.token, self.timing.request_timeout)
-            if out.code == Code.BAD_REQUEST:  # this node is shutting down: try another
+            # 10001 at sign-in (2021 codes): this node is shutting down, or cannot reach logic
+            # for now (the message says which); either way: back off, then the next node
+            if out.code == Code.BAD_REQUEST:
                 raise ConnectionRefusedError(f"sign-in refused: {out.message}")
             if out.code == Code.UNAUTHORIZED:
                 raise TokenRefused(creds, out.message or "token refused")
