@@ -57,7 +57,9 @@ _ids = itertools.count(random.randrange(1, 1 << 31))
 
 
 class Transport(Protocol):
-    peer: str  # "ip:port" of the client
+    @property
+    def peer(self) -> str:
+        """ "ip:port" of the client."""
 
     def send(self, out: Encoded) -> None:
         """Queue one encoded Output for the client; never blocks."""

@@ -29,9 +29,8 @@ class CountedDecoder(FrameDecoder):
     __slots__ = ()
 
     def feed(self, data: bytes) -> list[bytes]:
-        metrics.TCP_BYTES_IN.inc(len(data))
         bodies = super().feed(data)
-        metrics.TCP_FRAMES_IN.inc(len(bodies))
+        metrics.TCP_IN.add(len(data), len(bodies))
         return bodies
 
 
@@ -39,11 +38,10 @@ class TcpConnection(asyncio.Protocol):
     """The asyncio side of one TCP connection: bytes read go to its `Session`, which
     frames and handles them; what the session sends is written here."""
 
-    __slots__ = ("context", "peer", "_transport", "_abort_timer", "session")  # one per connection
+    __slots__ = ("context", "_transport", "_abort_timer", "session")  # one per connection
 
     def __init__(self, context: ConnectContext) -> None:
         self.context = context
-        self.peer = ""
         self._transport: asyncio.Transport | None = None
         self._abort_timer: asyncio.TimerHandle | None = None
         self.session: Session | None = None
@@ -51,7 +49,6 @@ class TcpConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
-        self.peer = _addr(transport.get_extra_info("peername"))
         host = host_of(self.peer)
         if not self.context.pending.admit(host):  # too many connections not signed in from there
             transport.abort()
@@ -61,6 +58,11 @@ class TcpConnection(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         decoder = CountedDecoder(self.context.config.max_body_bytes)
         self.session = Session(self, self.context, pending=host, decoder=decoder)
+
+    @property
+    def peer(self) -> str:
+        """ "ip:port" of the client, built when asked (the transport keeps the address)."""
+        return _addr(self._transport.get_extra_info("peername")) if self._transport is not None else ""
 
     def data_received(self, data: bytes) -> None:
         if self.session is None:  # refused at accept
@@ -98,8 +100,7 @@ class TcpConnection(asyncio.Protocol):
                 self.session.close("internal error: an answer too large for a frame")
             return
         transport.write(frame)
-        metrics.TCP_FRAMES_OUT.inc()
-        metrics.TCP_BYTES_OUT.inc(len(frame))
+        metrics.TCP_OUT.add(len(frame))
 
     def close(self) -> None:
         """Close once the buffer is written; a client that never reads is aborted."""
