@@ -24,7 +24,7 @@ from typing import Any, cast
 import grpc
 from grpc import aio
 from prometheus_client import REGISTRY, Counter, Histogram, disable_created_metrics, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gim.pkg import log
@@ -61,15 +61,44 @@ CONNECT_SIGN_INS = Counter(
     "gim_connect_sign_ins_total",
     "long-connection sign-ins logic answered, by result (ok, the refusal's gim code name, unreachable)", ["result"],
 )  # fmt: skip
-CONNECT_FRAMES = Counter("gim_connect_frames_total", "long-connection frames", ["transport", "direction"])
-CONNECT_BYTES = Counter(
-    "gim_connect_bytes_total", "long-connection bytes (TCP: with frame headers)", ["transport", "direction"]
-)
-# bound once: these count every frame
-TCP_FRAMES_IN, TCP_FRAMES_OUT = CONNECT_FRAMES.labels("tcp", "in"), CONNECT_FRAMES.labels("tcp", "out")
-TCP_BYTES_IN, TCP_BYTES_OUT = CONNECT_BYTES.labels("tcp", "in"), CONNECT_BYTES.labels("tcp", "out")
-WS_FRAMES_IN, WS_FRAMES_OUT = CONNECT_FRAMES.labels("ws", "in"), CONNECT_FRAMES.labels("ws", "out")
-WS_BYTES_IN, WS_BYTES_OUT = CONNECT_BYTES.labels("ws", "in"), CONNECT_BYTES.labels("ws", "out")
+
+
+class WireTally:
+    """Frames and bytes of the long connections in one direction of one transport, as
+    plain integers: every frame passes here, and an addition costs a tenth of a
+    Counter's locked increment. Reported as the counters gim_connect_frames_total and
+    gim_connect_bytes_total at scrape time (`_Wire`)."""
+
+    __slots__ = ("frames", "bytes")
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.bytes = 0
+
+    def add(self, size: int, frames: int = 1) -> None:
+        self.frames += frames
+        self.bytes += size
+
+
+TCP_IN, TCP_OUT, WS_IN, WS_OUT = WireTally(), WireTally(), WireTally(), WireTally()
+_WIRE = {("tcp", "in"): TCP_IN, ("tcp", "out"): TCP_OUT, ("ws", "in"): WS_IN, ("ws", "out"): WS_OUT}
+
+
+class _Wire(Collector):
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        labels = ["transport", "direction"]
+        frames = CounterMetricFamily("gim_connect_frames", "long-connection frames", labels=labels)
+        sizes = CounterMetricFamily(
+            "gim_connect_bytes", "long-connection bytes (TCP: with frame headers)", labels=labels
+        )
+        for key, tally in _WIRE.items():
+            frames.add_metric(list(key), tally.frames)
+            sizes.add_metric(list(key), tally.bytes)
+        yield frames
+        yield sizes
+
+
+REGISTRY.register(_Wire())
 CONNECT_WRITE_BUFFER_DROPS = Counter(
     "gim_connect_write_buffer_drops_total", "connections closed because the client did not read (write buffer full)",
     ["transport"],

@@ -75,8 +75,7 @@ class WsConnection:
                 body = self._outbox.popleft()
                 self._queued -= len(body)
                 await self.ws.send(body)
-                metrics.WS_FRAMES_OUT.inc()
-                metrics.WS_BYTES_OUT.inc(len(body))
+                metrics.WS_OUT.add(len(body))
         except ConnectionClosed:
             self._queued = 0
         finally:
@@ -146,8 +145,7 @@ async def _handle(context: ConnectContext, ws: ServerConnection) -> None:
             if isinstance(message, str):
                 session.fail(Code.BAD_REQUEST, "text frames are not allowed: send binary frames")
                 break
-            metrics.WS_FRAMES_IN.inc()
-            metrics.WS_BYTES_IN.inc(len(message))
+            metrics.WS_IN.add(len(message))
             session.on_body(message)
     except ConnectionClosed:
         pass
