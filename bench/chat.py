@@ -13,7 +13,7 @@ from grpc import aio
 
 from gim.bench import ceilings, messages
 from gim.bench.fleet import Device, Fleet
-from gim.bench.report import Report, ms_percentiles, progress, rss_kib
+from gim.bench.report import Report, cpu_seconds, ms_percentiles, progress, rss_kib
 from gim.bench.services import Deployment, Storage, StorageOptions, credentials, current_seqs, deployment, storage
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as lx
@@ -148,11 +148,14 @@ async def run_single_on(opts: StorageOptions, p: SingleParams, connect_nodes: in
         with_id = opts.clients.request_id
         sends = [_sender(dep, s, cx.RT_USER, r.user_id, with_id) for s, r in zip(senders, receivers, strict=True)]
         tags = itertools.count(1)
+        nodes = [*dep.pids("logic"), *dep.pids("connect")]
+        cpu = {pid: cpu_seconds([pid]) for pid in nodes}
         start = time.perf_counter()
         seqs, failures = await _sends(sends, p.messages, tags, timeout=90)
         elapsed = time.perf_counter() - start
         await fleet.wait_count(len(seqs), DRAIN_TIMEOUT)
         delivered_at = time.perf_counter()
+        _cpu_per_send(rep, dep, cpu, len(seqs))
         rep.results["sends_per_s"] = round(len(seqs) / elapsed)
         rep.results["deliveries_per_s"] = round(fleet.delivered / (delivered_at - start))
         rep.results.update(ms_percentiles(fleet.latencies, "latency"))
@@ -174,6 +177,16 @@ async def run_single_on(opts: StorageOptions, p: SingleParams, connect_nodes: in
         fleet.close()
     rep.set_ratio("sends_per_rpc", "sends_per_s", "rpc_calls_per_s")
     return rep
+
+
+def _cpu_per_send(rep: Report, dep: Deployment, before: dict[int, float], sends: int) -> None:
+    """`<service>_cpu_ms_per_send`: the CPU the nodes used from `before` until now, per send
+    (nodes started here only): steadier than a rate when the machine is shared."""
+    for service in ("logic", "connect"):
+        pids = [pid for pid in dep.pids(service) if pid in before]
+        if pids and sends:
+            used = cpu_seconds(pids) - sum(before[pid] for pid in pids)
+            rep.results[f"{service}_cpu_ms_per_send"] = round(used / sends * 1000, 3)
 
 
 async def _expect_all(
@@ -222,6 +235,7 @@ async def run_group(opts: StorageOptions, p: GroupParams) -> Report:
                 return go
 
             per_sender = -(-p.messages // p.senders)
+            cpu = {pid: cpu_seconds([pid]) for pid in [*dep.pids("logic"), *dep.pids("connect")]}
             start = time.perf_counter()
             seqs, failures = await _sends([timed(s) for s in senders], per_sender, tags, timeout=90)
             stored_at = time.perf_counter()
@@ -229,6 +243,7 @@ async def run_group(opts: StorageOptions, p: GroupParams) -> Report:
             await _expect_all(store, fleet, devices, base, own)
             await fleet.wait_delivered(DRAIN_TIMEOUT)
             done_at = time.perf_counter()
+            _cpu_per_send(rep, dep, cpu, len(seqs))
             rep.results["sends_per_s"] = round(len(seqs) / (stored_at - start), 1)
             rep.results.update(ms_percentiles(answers, "answer"))
             rep.results["stored_rows_per_s"] = round(len(seqs) * p.members / (stored_at - start))

@@ -40,6 +40,20 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """CPU time (user + system) the processes have used so far (Linux /proc), seconds: the
+    cost of work measured on a machine whose neighbours make wall-clock rates move."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / ticks
+
+
 def machine() -> dict[str, Any]:
     return {
         "cpus": os.cpu_count(),

@@ -105,6 +105,7 @@ async def test_single() -> None:
     rep = await run_single(OPTS, SingleParams(pairs=3, messages=3, rate=30, paced_seconds=0.3, rpc_calls=50))
     check(rep)
     assert rep.accounting.sent == 3 * 3 + 9 and "sends_per_rpc" in rep.ratio
+    assert rep.results["logic_cpu_ms_per_send"] > 0 and rep.results["connect_cpu_ms_per_send"] >= 0
 
 
 async def test_group() -> None:
