@@ -69,7 +69,7 @@ async def run_conn(opts: StorageOptions, p: ConnParams) -> Report:
                 phase = await pool.ask(
                     [
                         {"op": "heartbeats", "interval": interval, "seconds": p.heartbeat_phase, "first": w,
-                         "stride": workers, "total": signed}
+                         "stride": workers}
                         for w in range(workers)
                     ],
                     timeout=p.heartbeat_phase + 60,

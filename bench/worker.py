@@ -3,7 +3,7 @@
     {"op": "open", "devices": [[user_id, device_id, token], ...], "endpoints": [[host, port, ws_host, ws_port, ws_url, source], ...],
      "ws_every": 10}                      -> {"signed": n, "failed": n, "start": t, "end": t}
     {"op": "heartbeat", "spread": 2.0}    -> {"rtts_ns": [...], "failed": n}
-    {"op": "heartbeats", "interval": 60, "seconds": 120, "first": 0, "stride": 1, "total": n}
+    {"op": "heartbeats", "interval": 60, "seconds": 120, "first": 0, "stride": 1}
                                           -> {"rtts_ns": [...], "sent": n, "lost": n}
     {"op": "close"}                       -> {"lost_connections": n}, then the process exits
 
@@ -76,11 +76,12 @@ async def _heartbeat(fleet: Fleet, clients: Sequence[LeanClient], spread: float)
 
 async def _heartbeat_phase(clients: Sequence[LeanClient], cmd: dict[str, Any]) -> dict[str, Any]:
     """Every client heartbeats once per `interval` for `seconds`, as the SDK does, at
-    offsets spread evenly over the interval across all workers: this worker's client j is
-    number `first + j * stride` of `total`. Round trips of the answered ones; a heartbeat
-    unanswered within HEARTBEAT_TIMEOUT is lost."""
+    offsets spread evenly over the interval across all `stride` workers: this worker's
+    client j takes turn `first + j * stride`. Round trips of the answered ones; a
+    heartbeat unanswered within HEARTBEAT_TIMEOUT is lost."""
     interval, seconds = float(cmd["interval"]), float(cmd["seconds"])
-    first, stride, total = int(cmd["first"]), int(cmd["stride"]), max(int(cmd["total"]), 1)
+    first, stride = int(cmd["first"]), int(cmd["stride"])
+    total = max(len(clients) * stride, 1)  # this worker's clients span the whole interval
     loop = asyncio.get_running_loop()
 
     async def beat(client: LeanClient) -> int:
