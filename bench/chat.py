@@ -179,14 +179,14 @@ async def run_single_on(opts: StorageOptions, p: SingleParams, connect_nodes: in
     return rep
 
 
-def _cpu_per_send(rep: Report, dep: Deployment, before: dict[int, float], sends: int) -> None:
-    """`<service>_cpu_ms_per_send`: the CPU the nodes used from `before` until now, per send
-    (nodes started here only): steadier than a rate when the machine is shared."""
+def _cpu_per_send(rep: Report, dep: Deployment, before: dict[int, float], sends: int, unit: str = "send") -> None:
+    """`<service>_cpu_ms_per_<unit>`: the CPU the nodes used from `before` until now, per
+    send (or page) (nodes started here only): steadier than a rate when the machine is shared."""
     for service in ("logic", "connect"):
         pids = [pid for pid in dep.pids(service) if pid in before]
         if pids and sends:
             used = cpu_seconds(pids) - sum(before[pid] for pid in pids)
-            rep.results[f"{service}_cpu_ms_per_send"] = round(used / sends * 1000, 3)
+            rep.results[f"{service}_cpu_ms_per_{unit}"] = round(used / sends * 1000, 3)
 
 
 async def _expect_all(
@@ -283,10 +283,12 @@ async def run_sync(opts: StorageOptions, p: SyncParams) -> Report:
         fleet.accounting.expect(device.device_id, range(1, p.messages + 1))
         fleet.accounting.sent = p.messages
         progress(f"{p.messages} stored messages; signing in and syncing from seq 0")
+        cpu = {pid: cpu_seconds([pid]) for pid in [*dep.pids("logic"), *dep.pids("connect")]}
         start = time.perf_counter()
         await fleet.open([device], dep.endpoints())
         await fleet.wait_delivered(90)
         elapsed = time.perf_counter() - start
+        _cpu_per_send(rep, dep, cpu, fleet.sync_pages, "page")
         rep.results["messages_per_s"] = round(fleet.accounting.delivered_count() / elapsed)
         rep.results["pages"] = fleet.sync_pages
         rep.results["page_ms"] = round(elapsed / max(fleet.sync_pages, 1) * 1000, 2)

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter, defaultdict
+from collections.abc import Iterable
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -126,6 +128,7 @@ class MessageStore:
             "message_store", self._with_retries, batch_rows, 1, size=lambda p: len(p.users)
         )
         self._inserts = {table: table.insert() for table in shards.tables}  # one statement each, compiled once
+        self._pages: dict[tuple[str, str], str] = {}  # (parameter mark, table) -> a sync page's SQL
         metrics.live("gim_logic_store_queue_rows", "message rows waiting to be stored", self, _queued_rows)
 
     @property
@@ -342,11 +345,24 @@ class MessageStore:
             await conn.exec_driver_sql(db.driver_sql(conn, self._inserts[table], _INSERT_COLUMNS), rows)
 
     async def after(self, user_id: int, seq: int, limit: int) -> list[StoredMessage]:
-        """The user's messages with seq greater than `seq`, in seq order, at most `limit`."""
+        """The user's messages with seq greater than `seq`, in seq order, at most `limit`:
+        one page of a sync, so driver SQL written once per table and plain row tuples
+        (no select built, no row mappings, only the columns a message needs)."""
         table = self._shards.table_for(user_id)
-        query = sa.select(table).where(table.c.user_id == user_id, table.c.seq > seq).order_by(table.c.seq).limit(limit)
         async with db.reading(self._engine) as conn:
-            return [_stored(r._mapping) for r in await conn.execute(query)]
+            rows = await conn.exec_driver_sql(self._page_sql(conn, table), (user_id, seq, limit))
+            return [_stored(row) for row in cast("Iterable[tuple[Any, ...]]", rows)]
+
+    def _page_sql(self, conn: AsyncConnection, table: sa.Table) -> str:
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        key = (mark, table.name)
+        sql = self._pages.get(key)
+        if sql is None:
+            sql = self._pages[key] = (
+                f"SELECT {', '.join(_PAGE_COLUMNS)} FROM {table.name} "
+                f"WHERE user_id = {mark} AND seq > {mark} ORDER BY seq LIMIT {mark}"
+            )
+        return sql
 
     async def max_seq(self, user_id: int) -> int:
         return (await self.max_seqs([user_id]))[user_id]
@@ -371,21 +387,29 @@ def _caller_gone() -> GimError:
     )
 
 
-def _stored(m: sa.RowMapping) -> StoredMessage:
-    ids = str(m["to_user_ids"])
+# What a page of a sync reads, in `_stored`'s order.
+_PAGE_COLUMNS = (
+    "user_id", "seq", "request_id", "sender_type", "sender_id", "receiver_type", "receiver_id",
+    "to_user_ids", "type", "content", "send_time", "status",
+)  # fmt: skip
+
+
+def _stored(r: tuple[Any, ...]) -> StoredMessage:
+    user_id, seq, request_id, sender_type, sender_id, receiver_type, receiver_id, ids, kind, content, sent, status = r
+    ids = str(ids)
     return StoredMessage(
-        user_id=int(m["user_id"]),
-        seq=int(m["seq"]),
+        user_id=int(user_id),
+        seq=int(seq),
         row=MessageRow(
-            request_id=int(m["request_id"]),
-            sender_type=int(m["sender_type"]),
-            sender_id=int(m["sender_id"]),
-            receiver_type=int(m["receiver_type"]),
-            receiver_id=int(m["receiver_id"]),
+            request_id=int(request_id),
+            sender_type=int(sender_type),
+            sender_id=int(sender_id),
+            receiver_type=int(receiver_type),
+            receiver_id=int(receiver_id),
             to_user_ids=[int(x) for x in ids.split(",")] if ids else [],
-            message_type=int(m["type"]),
-            content=bytes(m["content"]),
-            send_time=int(m["send_time"]),
-            status=int(m["status"]),
+            message_type=int(kind),
+            content=bytes(content),
+            send_time=int(sent),
+            status=int(status),
         ),
     )
