@@ -14,6 +14,7 @@ scrape time through `live(...)`, not kept twice.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import time
@@ -298,43 +299,29 @@ class ServerMetrics(aio.ServerInterceptor):
         )
 
 
-class ClientMetrics(aio.UnaryUnaryClientInterceptor):
-    """Counts every unary call a channel makes (by method and status code) and times it.
-
-    It hands the call back at once and counts it when it is done: an interceptor that
-    awaited the answer would take `call.cancel()` for itself and leave the call running."""
-
-    async def intercept_unary_unary(
-        self,
-        continuation: Callable[[aio.ClientCallDetails, Any], Awaitable[aio.UnaryUnaryCall[Any, Any]]],
-        client_call_details: aio.ClientCallDetails,
-        request: Any,
-    ) -> Any:
-        method = client_call_details.method
-        service, name = split_method(method.decode() if isinstance(method, bytes) else method)
-        start = time.perf_counter()
-        call = await continuation(client_call_details, request)
-
-        def done(finished: Any) -> None:
-            GRPC_CLIENT_SECONDS.labels(service, name).observe(time.perf_counter() - start)
-            label = code_label(_settled(finished.code()), _settled(finished.trailing_metadata()))
-            GRPC_CLIENT_HANDLED.labels(service, name, label).inc()
-
-        call.add_done_callback(done)
-        return call
+def observe_client_call(method: str | bytes, started: float, error: BaseException | None) -> None:
+    """Count and time one call this node made to a peer, once it ended (`error`: how it
+    failed, None if it answered). Called where the calls are made (`rpc.call`, the push
+    lanes), not from a client interceptor: grpc.aio runs an intercepted call through a
+    task of its own, which cost more than the call's own client-side work."""
+    service, name = split_method(method.decode() if isinstance(method, bytes) else method)
+    GRPC_CLIENT_SECONDS.labels(service, name).observe(time.perf_counter() - started)
+    trailers: Any = ()
+    if error is None:
+        code: Any = grpc.StatusCode.OK
+    elif isinstance(error, aio.AioRpcError):
+        code, trailers = error.code(), error.trailing_metadata()
+    elif isinstance(error, asyncio.CancelledError):
+        code = grpc.StatusCode.CANCELLED
+    else:
+        code = grpc.StatusCode.UNKNOWN
+    GRPC_CLIENT_HANDLED.labels(service, name, code_label(code, trailers)).inc()
 
 
-def _settled(coroutine: Any) -> Any:
-    """The value of a finished call's status coroutine (`code()`, `trailing_metadata()`):
-    grpc.aio offers them only as coroutines, which for a call that is done return without
-    suspending. Run to the end here instead of in a task per call (a task cost more than
-    the call's own client-side work); None if it would have to wait."""
-    try:
-        coroutine.send(None)
-    except StopIteration as stop:
-        return stop.value
-    coroutine.close()
-    return None
+def method_path(method: object) -> str | bytes:
+    """The '/package.Service/Method' path of a grpc.aio multicallable (kept in `_method`;
+    grpcio is pinned to the minor version this is tested with)."""
+    return cast(str | bytes, getattr(method, "_method", b"/unknown/unknown"))
 
 
 def code_label(code: Any, trailers: Any) -> str:

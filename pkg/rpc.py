@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
@@ -219,7 +220,7 @@ def channel(addr: str, *, private: bool = False, outbound: Outbound | None = Non
     connection still in reconnect backoff)."""
     how = _outbound if outbound is None else outbound
     options = CHANNEL_OPTIONS + ([("grpc.use_local_subchannel_pool", 1)] if private else []) + how.options()
-    interceptors = [metrics.ClientMetrics(), *how.interceptors()]
+    interceptors = how.interceptors()  # calls are counted where they are made (`call`): no interceptor
     if how.credentials is not None:
         return aio.secure_channel(target(addr), how.credentials, options=options, interceptors=interceptors)
     return aio.insecure_channel(target(addr), options=options, interceptors=interceptors)
@@ -253,13 +254,21 @@ async def call(
     that is starting or restarting costs the caller latency, not an error. Services use
     it between each other; a caller that should hear at once that nobody answers (a
     command-line client, a node shutting down) does not."""
+    started = time.perf_counter()
+    failure: BaseException | None = None
     try:
         return await method(request, timeout=timeout, metadata=metadata or None, wait_for_ready=wait_for_ready)
     except aio.AioRpcError as exc:
+        failure = exc
         error = gim_error_of(exc)
         if error is not None:
             raise error from None
         raise
+    except BaseException as exc:
+        failure = exc
+        raise
+    finally:
+        metrics.observe_client_call(metrics.method_path(method), started, failure)
 
 
 def metadata_of(context: aio.ServicerContext[Any, Any]) -> dict[str, str]:
