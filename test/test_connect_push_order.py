@@ -13,6 +13,7 @@ from gim.pkg import rpc
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import connect_int_pb2 as ci
 from gim.pkg.pb import connect_int_pb2_grpc
+from gim.pkg.pb import logic_int_pb2 as li
 
 
 def text(body: str) -> bytes:
@@ -75,3 +76,27 @@ async def test_the_sending_device_gets_no_echo_and_no_wait(cluster: Any, conns: 
     assert (message.seq, message.message_content) == (own + 1, text("from bob"))
     assert conn.pushes.empty()
     assert not [e for e in log_events if e["event"].startswith("push_gap")]
+
+
+async def test_a_fill_from_seq_0_is_not_cut_short_by_another_devices_ack(cluster: Any, conns: Any) -> None:
+    """A device whose order starts at 0 misses the push of seq 1 while another device of
+    its user has acked past it: connect's gap fill starts at 0 exactly, not "after the
+    highest ack of the user's devices" (what a client's PT_SYNC from 0 means), so seq 1
+    is fetched, not skipped."""
+    alice, laptop = await cluster.new_user(devices=2)
+    conn = await conns.open("tcp", alice)  # no messages yet: her order starts at 0
+    store = cluster.logic.messages.store
+    seqs = []
+    for body in ("one", "two"):
+        row = MessageRow(
+            request_id=0, sender_type=cx.ST_SYSTEM, sender_id=0, receiver_type=cx.RT_USER,
+            receiver_id=alice.user_id, to_user_ids=[], message_type=cx.MT_TEXT, content=text(body),
+            send_time=now_ms(),
+        )  # fmt: skip
+        seqs.append((await store.store(row, [alice.user_id]))[alice.user_id])
+    assert seqs == [1, 2]
+    ack = li.MessageACKReq(user_id=alice.user_id, device_id=laptop.device_id, device_ack=2)
+    await rpc.call(cluster.logic_int.MessageACK, ack, 10)  # her laptop has both
+    await deliver(cluster, delivery(alice.device_id, 2, "two"))  # the push of seq 1 was lost
+    got = [await conn.next_message() for _ in range(2)]
+    assert [(m.seq, m.message_content) for m in got] == [(1, text("one")), (2, text("two"))]

@@ -334,7 +334,9 @@ class Session:
     async def _perform(self, call: Sync | Ack | SubscribeRoom) -> bytes | None:
         context = self.context
         if isinstance(call, Sync):
-            req = logic_int_pb2.SyncReq(user_id=call.user_id, device_id=call.device_id, seq=call.seq)
+            # a gap fill starts exactly at the connection's position, also at 0 (a client's
+            # PT_SYNC from 0 means "after the highest ack of the user's devices")
+            req = logic_int_pb2.SyncReq(user_id=call.user_id, device_id=call.device_id, seq=call.seq, exact=call.fill)
             if context.sync_raw is not None:
                 data: bytes = await self._call(context.sync_raw, req)
                 return data

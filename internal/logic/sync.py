@@ -18,12 +18,12 @@ class MessageSync:
         self._profiles = profiles
         self.page_size = page_size
 
-    async def sync(self, user_id: int, seq: int) -> SyncPage:
+    async def sync(self, user_id: int, seq: int, exact: bool = False) -> SyncPage:
         """Stored messages after `seq` (0: after the highest ack of any of the user's
-        devices), one page, with their user senders' current profiles."""
+        devices, unless `exact`), one page, with their user senders' current profiles."""
         if seq < 0:
             raise bad_request("seq must not be negative")
-        if seq == 0:
+        if seq == 0 and not exact:
             seq = await self.acks.highest(user_id)
         page = await self._store.after(user_id, seq, self.page_size + 1)
         has_more = len(page) > self.page_size

@@ -51,14 +51,16 @@ class SignInResult(_message.Message):
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., max_seq: _Optional[int] = ...) -> None: ...
 
 class SyncReq(_message.Message):
-    __slots__ = ("user_id", "device_id", "seq")
+    __slots__ = ("user_id", "device_id", "seq", "exact")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
     user_id: int
     device_id: int
     seq: int
-    def __init__(self, user_id: _Optional[int] = ..., device_id: _Optional[int] = ..., seq: _Optional[int] = ...) -> None: ...
+    exact: bool
+    def __init__(self, user_id: _Optional[int] = ..., device_id: _Optional[int] = ..., seq: _Optional[int] = ..., exact: _Optional[bool] = ...) -> None: ...
 
 class SyncResp(_message.Message):
     __slots__ = ("messages", "has_more")
