@@ -247,7 +247,9 @@ class LogicIntServicer(int_grpc.LogicIntServicer):
         return results
 
     async def Sync(self, request: int_.SyncReq, context: Context) -> int_.SyncResp:
-        messages, has_more = sync_page(request.user_id, await self.sync.sync(request.user_id, request.seq, exact=request.exact))
+        messages, has_more = sync_page(
+            request.user_id, await self.sync.sync(request.user_id, request.seq, exact=request.exact)
+        )
         return int_.SyncResp(messages=messages, has_more=has_more)
 
     async def MessageACK(self, request: int_.MessageACKReq, context: Context) -> int_.MessageACKResp:
