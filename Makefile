@@ -29,10 +29,11 @@ test-unit: $(STAMP)
 check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	@# mypy finds the `gim` package through a link named gim to the repository root
-	mkdir -p $(VENV)/typecheck && ln -sfn $(CURDIR) $(VENV)/typecheck/gim
+	@# mypy finds the `gim` package through a link named gim to the repository root (and
+	@# the tests' helpers, test/gimtest, through a link of their own)
+	mkdir -p $(VENV)/typecheck && ln -sfn $(CURDIR) $(VENV)/typecheck/gim && ln -sfn $(CURDIR)/test/gimtest $(VENV)/typecheck/gimtest
 	cd $(VENV)/typecheck && MYPYPATH=. $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml \
-		-p gim.pkg -p gim.internal -p gim.cmd -p gim.client -p gim.bench
+		-p gim.pkg -p gim.internal -p gim.cmd -p gim.client -p gim.bench -p gimtest
 
 proto: $(STAMP)
 	$(BIN)/python -P -m gim.pkg.protogen

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from test.conftest import Cluster, ExpectCode, MessageRows
+    from gimtest.callables import ExpectCode, MessageRows
+    from gimtest.cluster import Cluster
 
 
 TEXT = cx.Text(text="x").SerializeToString()

@@ -18,7 +18,8 @@ from gim.internal.connect.server import ConnectServer
 from gim.internal.web.server import WebServer
 from gim.pkg.config import ConnectConfig, LogicConfig
 from gim.pkg.redis_client import free_port
-from test.conftest import IN_CI, Cluster
+from gimtest.backends import IN_CI
+from gimtest.cluster import Cluster
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -13,7 +13,8 @@ from gim.pkg.pb import user_ext_pb2 as ux
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from test.conftest import Cluster, Storage
+    from gimtest.backends import Storage
+    from gimtest.cluster import Cluster
 
 
 async def test_changed_nickname_shows_in_next_sync_and_member_list(cluster: Cluster) -> None:

@@ -19,7 +19,8 @@ from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.redis_client import free_port
 
 if TYPE_CHECKING:
-    from test.conftest import Cluster, SdkClients
+    from gimtest.callables import SdkClients
+    from gimtest.cluster import Cluster
 
 
 pytestmark = pytest.mark.integration  # starts gim processes or servers of its own

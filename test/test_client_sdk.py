@@ -18,7 +18,9 @@ from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.redis_client import free_port
 
 if TYPE_CHECKING:
-    from test.conftest import Cluster, ConnectNodes, FaultProxy, SdkClients
+    from gimtest.callables import ConnectNodes, SdkClients
+    from gimtest.cluster import Cluster
+    from gimtest.connections import FaultProxy
 
 
 WAIT = 20.0  # bound on any single wait for an event

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from test.conftest import Cluster, SdkClients
+    from gimtest.callables import SdkClients
+    from gimtest.cluster import Cluster
 
 
 GIM = str(Path(sys.executable).with_name("gim"))

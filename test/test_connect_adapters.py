@@ -14,7 +14,8 @@ from gim.pkg.protocol.machine import Connection
 from gim.pkg.protocol.packets import Encoded, output
 
 if TYPE_CHECKING:
-    from test.conftest import Cluster, Conns
+    from gimtest.cluster import Cluster
+    from gimtest.connections import Conns
 
 
 async def test_an_answer_too_large_for_a_tcp_frame_closes_the_connection(

@@ -23,7 +23,9 @@ from gim.pkg.pb import logic_ext_pb2 as lx
 if TYPE_CHECKING:
     from typing import Any
 
-    from test.conftest import Cluster, ConnectNodes, Conns
+    from gimtest.callables import ConnectNodes
+    from gimtest.cluster import Cluster
+    from gimtest.connections import Conns
 
 
 def frame(body: bytes) -> bytes:

@@ -17,7 +17,9 @@ from gim.pkg.schema import device as device_table
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from test.conftest import Cluster, ConnectNodes, Conns
+    from gimtest.callables import ConnectNodes
+    from gimtest.cluster import Cluster
+    from gimtest.connections import Conns
 
 
 TEXT = cx.Text(text="hi").SerializeToString()

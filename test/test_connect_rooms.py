@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from gim.pkg.pb.logic_int_pb2_grpc import LogicIntStub
-    from test.conftest import Cluster, ConnectNodes, Conns, MessageRows
+    from gimtest.callables import ConnectNodes, MessageRows
+    from gimtest.cluster import Cluster
+    from gimtest.connections import Conns
 
 
 def text(value: str) -> bytes:

@@ -28,7 +28,9 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from gim.pkg.pb.logic_int_pb2_grpc import LogicIntStub
-    from test.conftest import Cluster, Conns, ExpectCode
+    from gimtest.callables import ExpectCode
+    from gimtest.cluster import Cluster
+    from gimtest.connections import Conns
 
 
 DEV_CODE = "0000"

@@ -32,18 +32,19 @@ from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as lx
 from gim.pkg.pb import user_int_pb2 as ui
 from gim.pkg.schema import MessageShards, device_ack, device_token
+from gimtest.cluster import SHARDS
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from test.conftest import Cluster, Storage
+    from gimtest.backends import Storage
+    from gimtest.cluster import Cluster
 
 
 pytestmark = pytest.mark.integration  # starts gim processes or servers of its own
 
 DEV_CODE = "0000"
 RUN_PREFIX = "gimrun:"
-SHARDS = 4  # as the conftest cluster: the storage fixture's database has 4 message shards
 
 
 def _text(body: str) -> bytes:

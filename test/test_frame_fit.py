@@ -24,17 +24,17 @@ from gim.pkg.pb import push_ext_pb2 as push
 from gim.pkg.pb import user_ext_pb2 as ux
 from gim.pkg.schema import SEQ_OBJECT_USER, MessageShards
 from gim.pkg.schema import user as user_table
+from gimtest.cluster import DEV_CODE, SHARDS
 
 if TYPE_CHECKING:
     from typing import Any
 
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from test.conftest import Cluster, DecodeCommand
+    from gimtest.callables import DecodeCommand
+    from gimtest.cluster import Cluster
 
 
-DEV_CODE = "0000"  # the cluster's development sign-in code (conftest)
-SHARDS = 4  # the cluster's message_shards (conftest)
 MEMBERS = 600
 AVATAR_URL = "https://cdn.example.com/avatars/" + "a" * 64  # 96 bytes
 EXTRA = '{"level": 3, "badge": "' + "b" * 39 + '"}'  # 64 bytes

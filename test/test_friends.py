@@ -10,7 +10,8 @@ from gim.pkg.pb import logic_ext_pb2 as lx
 from gim.pkg.pb import push_ext_pb2 as px
 
 if TYPE_CHECKING:
-    from test.conftest import Cluster, DecodeCommand, ExpectCode
+    from gimtest.callables import DecodeCommand, ExpectCode
+    from gimtest.cluster import Cluster
 
 
 async def friends_of(cluster, creds) -> dict[int, lx.Friend]:  # type: ignore[no-untyped-def]

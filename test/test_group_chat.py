@@ -14,7 +14,8 @@ from gim.pkg.pb import logic_ext_pb2 as lx
 from gim.pkg.pb import logic_int_pb2 as li
 
 if TYPE_CHECKING:
-    from test.conftest import Cluster, ExpectCode, MessageRows
+    from gimtest.callables import ExpectCode, MessageRows
+    from gimtest.cluster import Cluster
 
 
 MEMBERS = 200

@@ -19,7 +19,7 @@ from gim.internal.web import openapi
 from gim.internal.web.server import WebServer
 from gim.pkg.config import ConfigError, LogicConfig
 from gim.pkg.pb import connect_ext_pb2 as cx
-from test.conftest import DEV_CODE, Cluster
+from gimtest.cluster import DEV_CODE, Cluster
 
 SECRET = "s3cret-s3cret-s3cret"
 ORIGIN = "http://app.example.test:3000"

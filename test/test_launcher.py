@@ -17,7 +17,7 @@ from gim.internal.launcher import Launcher, LaunchError, NodeSpec, local_nodes
 from gim.pkg import config, redis_client
 
 if TYPE_CHECKING:
-    from test.conftest import Storage
+    from gimtest.backends import Storage
 
 
 pytestmark = pytest.mark.integration  # starts gim processes or servers of its own

@@ -12,7 +12,8 @@ from gim.pkg.pb import logic_ext_pb2 as lx
 from gim.pkg.pb import logic_int_pb2 as li
 
 if TYPE_CHECKING:
-    from test.conftest import Cluster, ExpectCode
+    from gimtest.callables import ExpectCode
+    from gimtest.cluster import Cluster
 
 
 TIMEOUT = 10.0

@@ -19,7 +19,10 @@ if TYPE_CHECKING:
     import pytest
     from redis.asyncio import Redis
 
-    from test.conftest import Cluster, ConnectNodes, Conns, Storage
+    from gimtest.backends import Storage
+    from gimtest.callables import ConnectNodes
+    from gimtest.cluster import Cluster
+    from gimtest.connections import Conns
 
 
 async def deliveries_done(cluster: Any) -> None:

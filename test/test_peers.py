@@ -18,7 +18,7 @@ from gim.pkg.pb import user_int_pb2_grpc as ui_grpc
 from gim.pkg.redis_client import free_port
 
 if TYPE_CHECKING:
-    from test.conftest import Cluster
+    from gimtest.cluster import Cluster
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from gim.pkg import redis_client
 
 if TYPE_CHECKING:
-    from test.conftest import Storage
+    from gimtest.backends import Storage
 
 
 async def test_commands_beyond_the_pool_size_wait_instead_of_failing(storage: Storage) -> None:

@@ -10,7 +10,8 @@ from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as lx
 
 if TYPE_CHECKING:
-    from test.conftest import Cluster, MessageRows
+    from gimtest.callables import MessageRows
+    from gimtest.cluster import Cluster
 
 
 def text(value: str) -> bytes:

@@ -21,7 +21,7 @@ from gim.pkg.pb import user_int_pb2 as ui
 from gim.pkg.pb import user_int_pb2_grpc as ui_grpc
 
 if TYPE_CHECKING:
-    from test.conftest import Cluster
+    from gimtest.cluster import Cluster
 
 
 TIMEOUT = 10.0

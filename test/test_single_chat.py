@@ -12,7 +12,7 @@ from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import user_ext_pb2 as ux
 
 if TYPE_CHECKING:
-    from test.conftest import Cluster
+    from gimtest.cluster import Cluster
 
 
 TEXT = cx.Text(text="hello 你好").SerializeToString()

@@ -20,14 +20,13 @@ from gim.pkg.errors import Code, GimError, Overloaded
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as lx
 from gim.pkg.schema import MessageShards
+from gimtest.cluster import SHARDS
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from test.conftest import Cluster, ExpectCode
-
-
-SHARDS = 4  # the cluster's message_shards (conftest)
+    from gimtest.callables import ExpectCode
+    from gimtest.cluster import Cluster
 
 
 def text(value: str) -> bytes:

@@ -13,7 +13,8 @@ from gim.pkg.pb import user_int_pb2 as ui
 from gim.pkg.pb import user_int_pb2_grpc as ui_grpc
 
 if TYPE_CHECKING:
-    from test.conftest import Cluster, ExpectCode
+    from gimtest.callables import ExpectCode
+    from gimtest.cluster import Cluster
 
 
 async def test_profile_get_and_update(cluster: Cluster, expect_code: ExpectCode) -> None:
