@@ -32,7 +32,7 @@ async def spawn_with_ready_pipe(
     """Start a service the way the launcher does (`--ready-fd`) and wait for its line."""
     read_fd, write_fd = os.pipe()
     proc = await asyncio.create_subprocess_exec(
-        *args, "--ready-fd", str(write_fd), env=env, pass_fds=(write_fd,),
+        *args, "--parent-pid", str(os.getpid()), "--ready-fd", str(write_fd), env=env, pass_fds=(write_fd,),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     os.close(write_fd)
@@ -50,12 +50,13 @@ async def test_logic_whose_peers_are_gone_exits_soon_after_sigterm(tmp_path: Pat
         **os.environ,
         "GIM_LOGIC_INT_LISTEN": "127.0.0.1:0",
         "GIM_LOGIC_EXT_LISTEN": "127.0.0.1:0",
+        "GIM_LOGIC_METRICS_LISTEN": "127.0.0.1:0",
         "GIM_LOGIC_BUSINESS_INT_ADDR": nowhere,
         "GIM_LOGIC_REDIS_URL": f"redis://{nowhere}/0",
         "GIM_LOGIC_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'gim.db'}",
     }
     proc, ports = await spawn_with_ready_pipe([sys.executable, "-P", "-m", "gim.cmd.logic"], env)
-    assert set(ports) == {"int", "ext"} and all(ports.values())
+    assert set(ports) == {"int", "ext", "metrics"} and all(ports.values())
     channel = aio.insecure_channel(f"127.0.0.1:{ports['ext']}")
     try:
         stub = logic_ext_pb2_grpc.LogicExtStub(channel)
