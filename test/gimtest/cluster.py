@@ -87,50 +87,43 @@ def addr(port: int) -> str:
 
 @contextlib.asynccontextmanager
 async def running_cluster(storage: Storage) -> AsyncIterator[Cluster]:
-    """business, logic and connect as real gRPC/TCP/WebSocket servers on loopback."""
-    ports = {name: redis_client.free_port() for name in ("b_int", "b_ext", "l_int", "l_ext", "c_int")}
+    """business, logic and connect as real gRPC/TCP/WebSocket servers on loopback, each
+    bound to port 0 and found at the port it got. One port is picked ahead: logic's
+    private one, which business needs before logic can start (logic in turn needs
+    business's)."""
+    logic_int = addr(redis_client.free_port())
     common: dict[str, Any] = dict(
         database_url=storage.database_url,
         redis_url=storage.redis_url,
         redis_prefix=storage.redis_prefix,
         grpc_status=storage.status_mode,
     )
+    any_port = "127.0.0.1:0"
     business = BusinessServer.from_config(
         BusinessConfig(
-            **common,
-            message_shards=SHARDS,
-            int_listen=addr(ports["b_int"]),
-            ext_listen=addr(ports["b_ext"]),
-            logic_int_addr=addr(ports["l_int"]),
-            dev_code=DEV_CODE,
+            **common, message_shards=SHARDS, int_listen=any_port, ext_listen=any_port,
+            logic_int_addr=logic_int, dev_code=DEV_CODE,
         )
-    )
+    )  # fmt: skip
+    await business.start()
     logic = LogicServer.from_config(
         LogicConfig(
-            **common,
-            message_shards=SHARDS,
-            int_listen=addr(ports["l_int"]),
-            ext_listen=addr(ports["l_ext"]),
-            business_int_addr=addr(ports["b_int"]),
+            **common, message_shards=SHARDS, int_listen=logic_int, ext_listen=any_port,
+            business_int_addr=addr(business.int_port),
         )
-    )
+    )  # fmt: skip
+    await logic.start()
     connect = ConnectServer.from_config(
         ConnectConfig(
-            redis_url=storage.redis_url,
-            redis_prefix=storage.redis_prefix,
-            grpc_status=storage.status_mode,
-            tcp_listen="127.0.0.1:0",
-            ws_listen="127.0.0.1:0",
-            int_listen=addr(ports["c_int"]),
-            logic_int_addr=addr(ports["l_int"]),
+            redis_url=storage.redis_url, redis_prefix=storage.redis_prefix, grpc_status=storage.status_mode,
+            tcp_listen=any_port, ws_listen=any_port, int_listen=any_port, logic_int_addr=logic_int,
         )
-    )
-    for server in (business, logic, connect):
-        await server.start()
-    api = GimApi(addr(ports["l_ext"]), addr(ports["b_ext"]))
-    internal = [rpc.channel(addr(ports["l_int"])), rpc.channel(addr(ports["b_int"]))]
-    logic_int = logic_int_pb2_grpc.LogicIntStub(internal[0])
-    yield Cluster(storage, business, logic, connect, api, logic_int, user_int_pb2_grpc.UserIntStub(internal[1]))
+    )  # fmt: skip
+    await connect.start()
+    api = GimApi(addr(logic.ext_port), addr(business.ext_port))
+    internal = [rpc.channel(logic_int), rpc.channel(addr(business.int_port))]
+    stub = logic_int_pb2_grpc.LogicIntStub(internal[0])
+    yield Cluster(storage, business, logic, connect, api, stub, user_int_pb2_grpc.UserIntStub(internal[1]))
     await api.close()
     for channel in internal:
         await channel.close()
