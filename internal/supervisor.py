@@ -8,10 +8,13 @@ schema, starts business, logic and connect (each in its own process group, so Ct
 reaches only this supervisor; their logs go to `<var>/log/<service>.log`), and prints the
 endpoints and two signed-in demo users.
 
+With `--workers N` it starts N logic and N connect processes sharing the public ports
+(`internal.workers`); a worker that dies leaves its siblings serving (one line says so).
+
 It stops connect, logic and business in that order, then the embedded Redis, on Ctrl-C,
 SIGTERM or SIGHUP (a closed terminal); a second one kills the services at once. When a
-service dies on its own it stops the others and exits 1, naming it and showing the end of
-its log. If the supervisor itself dies (SIGKILL, a crash) the services get SIGTERM from
+service dies on its own (its last worker) it stops the others and exits 1, naming it and
+showing the end of its log. If the supervisor itself dies (SIGKILL, a crash) the services get SIGTERM from
 the kernel (`pkg.parent_death`) and the embedded Redis from a small reaper process.
 """
 
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from gim.internal import workers as worker_plan
 from gim.internal.launcher import LISTENERS, SERVICES, Launcher, LaunchError, Node, NodeSpec, service_env
 from gim.internal.run_lock import AlreadyRunning, RunLock
 from gim.pkg import config, log, ports, redis_client, rpc, security, service
@@ -47,7 +51,7 @@ RUN_HTTP_INT_LISTEN = "127.0.0.1:8089"
 T = TypeVar("T")
 
 
-def run_all(dev_code: str, var_dir: str) -> None:
+def run_all(dev_code: str, var_dir: str, workers: int = 1) -> None:
     configs = {
         "business": config.load(config.BusinessConfig, "business"),
         "logic": config.load(config.LogicConfig, "logic"),
@@ -62,8 +66,8 @@ def run_all(dev_code: str, var_dir: str) -> None:
     except AlreadyRunning as exc:
         raise SystemExit(f"gim: {exc}") from None
     try:
-        _check_ports(configs)
-        asyncio.run(Supervisor(configs, dev_code, var).run())
+        _check_ports(configs, workers)
+        asyncio.run(Supervisor(configs, dev_code, var, workers).run())
     except KeyboardInterrupt:  # before the signal handlers were in place
         pass
     finally:
@@ -108,13 +112,22 @@ def _with_web(configs: dict[str, config.BaseConfig]) -> dict[str, str]:
     return service_env("logic", wanted)
 
 
-def _check_ports(configs: dict[str, config.BaseConfig]) -> None:
-    """Every service's listen addresses are distinct and free, before anything starts."""
+def _check_ports(configs: dict[str, config.BaseConfig], workers: int = 1) -> None:
+    """Every service's listen addresses (and those of every worker) are distinct and free,
+    before anything starts."""
+    if workers < 1:
+        raise SystemExit("gim: --workers must be at least 1")
+    logic_int = config.split_host_port(_services(configs)[0].int_listen)[1]
+    if workers > 1 and not logic_int:
+        raise SystemExit("gim: --workers needs a logic int_listen port (worker i listens on it + i), not 0")
     seen: dict[tuple[str, int], str] = {}
     for name in SERVICES:
-        for listener in LISTENERS[name]:
-            host, port = config.split_host_port(getattr(configs[name], f"{listener}_listen"), f"{listener}_listen")
-            setting = f"{name} {listener}_listen"
+        addresses = [(f"{name} {listener}_listen", getattr(configs[name], f"{listener}_listen"))
+                     for listener in LISTENERS[name]]  # fmt: skip
+        if name in worker_plan.SCALED:
+            addresses += worker_plan.private_addresses(name, configs[name], workers)
+        for setting, addr in addresses:
+            host, port = config.split_host_port(addr, setting)
             for (other_host, other_port), other in seen.items():
                 overlap = host == other_host or bool({host, other_host} & WILDCARD)
                 if port and port == other_port and overlap:
@@ -122,19 +135,22 @@ def _check_ports(configs: dict[str, config.BaseConfig]) -> None:
             seen[(host, port)] = setting
         try:
             service.check_listeners(name, configs[name])
+            for setting, addr in addresses[len(LISTENERS[name]) :]:
+                ports.check_free(*config.split_host_port(addr, setting), setting)
         except ports.PortTaken as exc:
             raise SystemExit(f"gim: {exc}") from None
 
 
 class Supervisor:
-    def __init__(self, configs: dict[str, config.BaseConfig], dev_code: str, var: Path) -> None:
+    def __init__(self, configs: dict[str, config.BaseConfig], dev_code: str, var: Path, workers: int = 1) -> None:
         self.configs = configs
         self.dev_code = dev_code
         self.var = var
+        self.workers = workers
         env = dict(os.environ)
         env.setdefault("GIM_BUSINESS_DEV_CODE", dev_code)
         (var / "log").mkdir(parents=True, exist_ok=True)
-        self.nodes = Launcher(_specs(configs), env=env, log_dir=var / "log")
+        self.nodes = Launcher(_specs(configs, workers), env=env, log_dir=var / "log")
         self.redis: redis_client.EmbeddedRedis | None = None
         self.reaper: asyncio.subprocess.Process | None = None
         self.stop = asyncio.Event()
@@ -191,17 +207,27 @@ class Supervisor:
         await migrate(logic)
         await self.nodes.start()  # LaunchError: reported by run()
         demo = await _demo(self.configs, self.dev_code) if self.dev_code else []  # no code, no demo sign-in
-        bound = self.nodes["logic"].ports  # the HTTP ports as bound (a configured port 0 is a free one)
+        bound = self.nodes.of("logic")[0].ports  # the HTTP ports as bound (a configured port 0 is a free one)
         web = {
             name: _bound(getattr(self.configs["logic"], f"{name}_listen"), bound.get(name))
             for name in ("http", "http_int")
         }
-        _print_banner(self.configs, demo, self.var / "log", self.dev_code, web)
+        _print_banner(self.configs, demo, self.var / "log", self.dev_code, web, self.workers)
         return True
 
     async def _until_stopped(self) -> Node | None:
-        """Until a stop signal (None), or until a service exits on its own (that node)."""
-        node = await self._unless_stopped(self.nodes.exited())
+        """Until a stop signal (None), or until a service's last node exits on its own (that
+        node); a worker that exits while siblings serve is reported, and they go on."""
+        while (node := await self._unless_stopped(self.nodes.exited())) is not None:
+            siblings = [other.name for other in self.nodes.of(node.spec.service) if other.running]
+            if not siblings:
+                break
+            print(
+                f"gim: {node.name} (pid {node.pid}) exited with code {node.returncode}; "
+                f"{', '.join(siblings)} still serving (its log: {node.log_path})",
+                file=sys.stderr,
+                flush=True,
+            )
         if node is not None:
             tail = node.log_tail(20)
             print(
@@ -233,14 +259,17 @@ class Supervisor:
             await asyncio.to_thread(self.redis.stop)
 
 
-def _specs(configs: dict[str, config.BaseConfig]) -> list[NodeSpec]:
-    """One node of each service, listening where its configuration says."""
-    specs = []
-    for name in SERVICES:
-        cfg = configs[name]
-        listen = {listener: getattr(cfg, f"{listener}_listen") for listener in LISTENERS[name]}
-        specs.append(NodeSpec(name, name, listen))
-    return specs
+def _specs(configs: dict[str, config.BaseConfig], workers: int = 1) -> list[NodeSpec]:
+    """One node of each service, listening where its configuration says; with `workers`
+    above 1, that many logic and connect nodes, and every logic one in the peer lists."""
+    if workers == 1:
+        return [spec for name in SERVICES for spec in worker_plan.worker_specs(name, configs[name], 1)]
+    peers = {"logic_int_addr": worker_plan.logic_peers(_services(configs)[0], workers)}
+    return [
+        *worker_plan.worker_specs("business", configs["business"], 1, service_env("business", peers)),
+        *worker_plan.worker_specs("logic", configs["logic"], workers),
+        *worker_plan.worker_specs("connect", configs["connect"], workers, service_env("connect", peers)),
+    ]
 
 
 async def _demo(configs: dict[str, config.BaseConfig], dev_code: str) -> list[tuple[str, int, int, str]]:
@@ -279,6 +308,7 @@ def _print_banner(
     logs: Path,
     dev_code: str,
     web: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> None:
     lg, b, c = _services(configs)
     web = web or {}
@@ -291,16 +321,21 @@ def _print_banner(
         web_lines.append(f"  LogicInt  (HTTP)       {web['http_int']}  (private: business backends)")
     lines = [
         "",
-        "gim is running (Ctrl-C stops all three services)",
+        "gim is running (Ctrl-C stops all three services)"
+        if workers == 1
+        else f"gim is running with {workers} logic and {workers} connect workers (Ctrl-C stops them all)",
         f"  TCP long connections   {c.tcp_listen}",
         f"  WebSocket              ws://{c.ws_listen}/ws",
         f"  LogicExt  (gRPC)       {lg.ext_listen}",
         f"  UserExt   (gRPC)       {b.ext_listen}",
         *web_lines,
-        f"  LogicInt / UserInt / ConnectInt (private)  {lg.int_listen} / {b.int_listen} / {c.int_listen}",
+        f"  LogicInt / UserInt / ConnectInt (private)  {lg.int_listen} / {b.int_listen} / {c.int_listen}"
+        + ("  (worker i: port + i)" if workers > 1 else ""),
         f"  database               {lg.database_url}",
         f"  redis                  {lg.redis_url}",
-        f"  service logs           {logs}/business.log, logic.log, connect.log",
+        f"  service logs           {logs}/business.log, logic.log, connect.log"
+        if workers == 1
+        else f"  service logs           {logs}/business.log, logic-1..{workers}.log, connect-1..{workers}.log",
         "",
         f"demo users (the development sign-in code {dev_code} works for any phone number):",
     ]

@@ -142,6 +142,7 @@ class LogicConfig(StorageConfig):
     limit_exempt: str = "127.0.0.0/8,::1"  # client addresses no per-address limit applies to
     metrics_listen: str = "127.0.0.1:9102"  # Prometheus /metrics over HTTP ('' = off)
     reflection: bool = True  # gRPC server reflection on ext_listen (grpcurl list / describe)
+    reuse_port: bool = False  # SO_REUSEPORT on the public listeners (ext, http, http_int): workers share them
     # the HTTP/JSON API and the browser chat (internal/web, docs/http.md); '' = off (gim run turns them on)
     http_listen: str = ""  # public: LogicExt + UserExt as JSON, the chat page at /
     http_int_listen: str = ""  # private: the LogicInt calls of business backends
@@ -173,6 +174,7 @@ class ConnectConfig(BaseConfig):
     max_pending_per_address: int = 256  # connections not signed in yet from one client address (0: no cap)
     limit_exempt: str = "127.0.0.0/8,::1"  # client addresses no per-address limit applies to
     metrics_listen: str = "127.0.0.1:9101"  # Prometheus /metrics over HTTP ('' = off)
+    reuse_port: bool = False  # SO_REUSEPORT on tcp_listen and ws_listen: workers share them
 
     @property
     def advertised_addr(self) -> str:
@@ -427,6 +429,7 @@ CHECKS: dict[str, Check] = {
     "max_pending_per_address": _count(0),
     "metrics_listen": lambda value: _listen(value) if value else None,  # '' = no metrics listener
     "reflection": _anything,
+    "reuse_port": _anything,
     "http_listen": lambda value: _listen(value) if value else None,  # '' = off
     "http_int_listen": lambda value: _listen(value) if value else None,
     "http_cors_origins": lambda value: _origins(value),

@@ -155,13 +155,17 @@ LISTEN_HINT = (
 )
 
 
-def new_server(status_mode: str = "gim", interceptors: Sequence[aio.ServerInterceptor] = ()) -> aio.Server:
+def new_server(
+    status_mode: str = "gim", interceptors: Sequence[aio.ServerInterceptor] = (), *, reuse_port: bool = False
+) -> aio.Server:
     """A gRPC server whose gim errors go out in `status_mode` ("gim" or "standard");
     `interceptors` (a private server's secret check) run before anything else but the
-    metrics and log binding of every call (`metrics.ServerMetrics`)."""
+    metrics and log binding of every call (`metrics.ServerMetrics`). `reuse_port`:
+    SO_REUSEPORT on its listener, so that several processes (workers) share its port."""
+    options = [(key, int(reuse_port) if key == "grpc.so_reuseport" else value) for key, value in SERVER_OPTIONS]
     return aio.server(
         interceptors=[metrics.ServerMetrics(), *interceptors, ErrorInterceptor(status_mode)],
-        options=SERVER_OPTIONS,
+        options=options,
         maximum_concurrent_rpcs=MAX_CONCURRENT_CALLS,
     )
 
@@ -309,11 +313,11 @@ class ServerPair:
     `ext` (apps and business backends), bound and stopped together, with health checking
     on both (`health`; see `expose`)."""
 
-    def __init__(self, status_mode: str = "gim", security: Security | None = None) -> None:
+    def __init__(self, status_mode: str = "gim", security: Security | None = None, *, reuse_port: bool = False) -> None:
         security = security if security is not None else Security()
         self.security = security
         self.int = new_server(status_mode, security.server_interceptors("int"))
-        self.ext = new_server(status_mode)
+        self.ext = new_server(status_mode, reuse_port=reuse_port)  # `ext` only: `int` is each node's own
         self.int_port = 0
         self.ext_port = 0
         self.health = NodeHealth()

@@ -41,6 +41,8 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 SHUTDOWN_LIMIT = 15.0
 CLEANUP_LIMIT = 5.0  # seconds to release what a start that failed half-way had opened
 LISTENERS = ("int", "ext", "tcp", "ws", "http", "http_int")  # `<name>_listen` settings, `<name>_port` attributes
+# the public listeners that workers share (`reuse_port`); `int` is always each process's own
+SHARED_LISTENERS = ("ext", "tcp", "ws", "http", "http_int")
 
 
 def raise_fd_limit() -> int:
@@ -126,10 +128,13 @@ class Launch:
 
 
 def check_listeners(name: str, cfg: BaseConfig) -> None:
-    """Every `*_listen` address of `cfg` can be bound; else `ports.PortTaken`."""
+    """Every `*_listen` address of `cfg` can be bound; else `ports.PortTaken`. With
+    `reuse_port` the shared ones are not checked: a sibling worker may hold them already
+    (whoever starts the workers checks them first)."""
+    shared = SHARED_LISTENERS if getattr(cfg, "reuse_port", False) else ()
     for listener in LISTENERS:
         addr = getattr(cfg, f"{listener}_listen", None)
-        if addr:
+        if addr and listener not in shared:
             host, port = config.split_host_port(addr, f"{listener}_listen")
             ports.check_free(host, port, f"{name} {listener}_listen")
 

@@ -127,6 +127,7 @@ async def serve(context: ConnectContext, host: str, port: int, tls: ssl.SSLConte
         port,
         backlog=ACCEPT_BATCH,
         reuse_address=True,
+        reuse_port=context.config.reuse_port or None,  # workers share the port
         ssl=tls,
         ssl_handshake_timeout=context.config.sign_in_timeout if tls else None,
     )

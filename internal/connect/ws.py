@@ -168,6 +168,7 @@ async def serve(context: ConnectContext, host: str, port: int, tls: ssl.SSLConte
         close_timeout=context.config.close_timeout,
         ping_interval=None,  # the application heartbeat and idle eviction keep watch
         backlog=ACCEPT_BATCH,  # see tcp.ACCEPT_BATCH
+        reuse_port=context.config.reuse_port or None,  # workers share the port
         ssl=tls,
         ssl_handshake_timeout=context.config.sign_in_timeout if tls else None,
     )

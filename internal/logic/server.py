@@ -89,7 +89,7 @@ class LogicServer(rpc.ServesPair):
         )
         self.sync = MessageSync(store, self.acks, users, config.sync_page_size)
         events = ServerEvents(self.messages, ProtobufEvents(), message_format)
-        self._grpc = rpc.ServerPair(config.grpc_status, Security.from_config(config))
+        self._grpc = rpc.ServerPair(config.grpc_status, Security.from_config(config), reuse_port=config.reuse_port)
         self._grpc.expose(["pb.LogicInt", "pb.LogicAdmin"], ["pb.LogicExt"], reflection=config.reflection,
                           probe=health.database_probe(engine), drain_seconds=config.drain_seconds)  # fmt: skip
         previous = PreviousConnections(self.deliverer)

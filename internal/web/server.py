@@ -93,11 +93,14 @@ def add_openapi_route(app: web.Application) -> None:
 class Listener:
     """One aiohttp application on one address."""
 
-    def __init__(self, name: str, app: web.Application, addr: str, ssl_context: ssl.SSLContext | None) -> None:
+    def __init__(
+        self, name: str, app: web.Application, addr: str, ssl_context: ssl.SSLContext | None, reuse_port: bool = False
+    ) -> None:
         self.name = name
         self.app = app
         self.addr = addr
         self.ssl_context = ssl_context
+        self.reuse_port = reuse_port  # SO_REUSEPORT: several processes (workers) share the port
         self.port = 0
         self._runner: web.AppRunner | None = None
 
@@ -105,7 +108,7 @@ class Listener:
         host, port = config.split_host_port(self.addr, f"{self.name}_listen")
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, ssl_context=self.ssl_context)
+        site = web.TCPSite(self._runner, host, port, ssl_context=self.ssl_context, reuse_port=self.reuse_port or None)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
 
@@ -156,14 +159,18 @@ class WebServer:
             JsonApi(handlers).add_to(app)
             add_openapi_route(app)
             add_page_routes(app, [url.strip() for url in cfg.web_ws_url.split(",") if url.strip()])
-            self.listeners["http"] = Listener("http", app, cfg.http_listen, security.ssl_context("ext"))
+            self.listeners["http"] = Listener(
+                "http", app, cfg.http_listen, security.ssl_context("ext"), reuse_port=cfg.reuse_port
+            )
         if cfg.http_int_listen:
             app = web.Application(client_max_size=MAX_BODY)
             JsonApi([(r, getattr(logic_int, r.method)) for r in routes(PRIVATE)], secret=cfg.internal_secret).add_to(
                 app
             )
             add_openapi_route(app)
-            self.listeners["http_int"] = Listener("http_int", app, cfg.http_int_listen, private_ssl_context(security))
+            self.listeners["http_int"] = Listener(
+                "http_int", app, cfg.http_int_listen, private_ssl_context(security), reuse_port=cfg.reuse_port
+            )
 
     @property
     def port(self) -> int | None:
