@@ -118,7 +118,8 @@ def _health(args: argparse.Namespace) -> None:
 def _service(name: str, args: argparse.Namespace) -> None:
     from importlib import import_module
 
-    import_module(f"gim.cmd.{name}").main(["--config", str(args.config)] if args.config else [])
+    workers = ["--workers", str(args.workers)] if getattr(args, "workers", 1) != 1 else []
+    import_module(f"gim.cmd.{name}").main((["--config", str(args.config)] if args.config else []) + workers)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -164,6 +165,8 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("business", "logic", "connect"):
         svc = sub.add_parser(name, help=f"run the {name} service in this process")
         svc.add_argument("--config", metavar="PATH", help=f"YAML file (default: config/{name}.yaml)")
+        if name != "business":  # business stays one process
+            svc.add_argument("--workers", type=int, default=1, metavar="N", help="N processes sharing the public ports")
         svc.set_defaults(func=lambda args, name=name: _service(name, args))
     args = parser.parse_args(argv)
     try:

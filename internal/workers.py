@@ -9,13 +9,20 @@ says which). A connect worker advertises its own private address (`conn_addr`, s
 likewise when it is set; else the one it binds), so logic reaches the very process that
 holds a device. Whoever calls logic (connect, business) lists every logic worker.
 
-Business stays one process: it is not on the message path.
+Business stays one process: it is not on the message path. `gim run --workers N` starts
+the workers with the other services; `gim logic --workers N` and `gim connect --workers
+N` (`run_workers`) start one service's workers alone.
 """
 
 from __future__ import annotations
 
-from gim.internal.launcher import LISTENERS, NodeSpec, service_env
-from gim.pkg import config
+import asyncio
+import dataclasses
+
+from gim.internal.launcher import LISTENERS, Launcher, NodeSpec, service_env
+from gim.pkg import config, log, ports, service
+
+_log = log.get("workers")
 
 SCALED = ("logic", "connect")  # the services that run as workers
 WILDCARD = {"", "0.0.0.0", "::"}
@@ -81,3 +88,48 @@ def private_addresses(service: str, cfg: config.BaseConfig, workers: int) -> lis
     """(setting, address) of the private ports workers 2..N add to what `cfg` lists."""
     int_listen = _setting(cfg, "int_listen")
     return [(f"{service}-{i + 1} int_listen", shifted(int_listen, i)) for i in range(1, workers)]
+
+
+def run_workers(service_name: str, cfg: config.BaseConfig, workers: int, launch: service.Launch) -> None:
+    """`gim-<service> --workers N`: the workers of one service as child processes of this
+    one, each configured as `cfg` (passed on in the environment) plus its own settings;
+    until SIGINT, SIGTERM or SIGHUP (then each gets SIGTERM) or until the last one exits
+    (exit 1). A worker that exits while siblings serve is logged, and they go on."""
+    log.setup(cfg.log_level, cfg.log_format)
+    try:
+        service.check_listeners(service_name, cfg)  # the shared ports, before any worker holds them
+        for setting, addr in private_addresses(service_name, cfg, workers):
+            ports.check_free(*config.split_host_port(addr, setting), setting)
+    except ports.PortTaken as exc:
+        raise SystemExit(f"gim-{service_name}: {exc}") from None
+    base = service_env(service_name, dataclasses.asdict(cfg))  # what a --config file said, for every worker
+    group = Launcher(worker_specs(service_name, cfg, workers, base))
+    failed = False
+
+    async def main(stop: asyncio.Event) -> None:
+        nonlocal failed
+        await group.start()
+        if launch.ready_fd is not None:
+            service.report_ready(launch.ready_fd, group.of(service_name)[0].ports)
+        _log.info("workers_ready", service=service_name, pids=[node.pid for node in group.of(service_name)])
+        try:
+            while not stop.is_set():
+                exited = asyncio.ensure_future(group.exited())
+                stopping = asyncio.ensure_future(stop.wait())
+                await asyncio.wait([exited, stopping], return_when=asyncio.FIRST_COMPLETED)
+                stopping.cancel()
+                if not exited.done():
+                    exited.cancel()
+                    break
+                node = exited.result()
+                alive = [other.name for other in group.of(service_name) if other.running]
+                _log.error("worker_exited", worker=node.name, pid=node.pid, code=node.returncode, serving=alive)
+                if not alive:
+                    failed = True
+                    break
+        finally:
+            await group.stop(service.SHUTDOWN_LIMIT - 2.0)
+
+    service.run(main)
+    if failed:
+        raise SystemExit(1)

@@ -175,7 +175,7 @@ def serve(
             raise SystemExit(1) from None
         exporter = _serve_metrics(name, config)
         if launch.ready_fd is not None:
-            _report_ready(launch.ready_fd, bound_ports(server) | ({"metrics": exporter.port} if exporter.port else {}))
+            report_ready(launch.ready_fd, bound_ports(server) | ({"metrics": exporter.port} if exporter.port else {}))
         await stop.wait()
         _log.info("stopping", service=name)
         await server.stop()
@@ -207,15 +207,26 @@ async def _release(server: Server) -> None:
         _log.debug("cleanup_incomplete", error=repr(exc))
 
 
-def _report_ready(fd: int, bound: dict[str, int]) -> None:
+def report_ready(fd: int, bound: dict[str, int]) -> None:
     with contextlib.suppress(OSError), os.fdopen(fd, "w") as pipe:  # a launcher that is gone does not care
         pipe.write(f"ready {json.dumps(bound)}\n")
 
 
-def main(name: str, config_cls: type[C], build: Callable[[C], Server], argv: list[str] | None = None) -> None:
-    """The entry point of one service process: `gim-<name> [--config PATH]`."""
+def main(
+    name: str,
+    config_cls: type[C],
+    build: Callable[[C], Server],
+    argv: list[str] | None = None,
+    workers: Callable[[C, int, Launch], None] | None = None,
+) -> None:
+    """The entry point of one service process: `gim-<name> [--config PATH]`; with
+    `workers` (logic, connect) also `--workers N`, which hands the configuration to it."""
     parser = argparse.ArgumentParser(prog=f"gim-{name}", description=f"Run the gim {name} service.")
     parser.add_argument("--config", type=Path, help=f"YAML file (default: config/{name}.yaml)")
+    if workers is not None:
+        parser.add_argument(
+            "--workers", type=int, default=1, metavar="N", help="N processes sharing the public ports (default 1)"
+        )
     parser.add_argument("--parent-pid", type=int, help="exit when this process ends (set by gim run)")
     parser.add_argument("--ready-fd", type=int, help="write 'ready' to this descriptor once serving (set by gim run)")
     args = parser.parse_args(argv)
@@ -227,4 +238,10 @@ def main(name: str, config_cls: type[C], build: Callable[[C], Server], argv: lis
         cfg = config.load(config_cls, name, path=args.config)
     except config.ConfigError as exc:
         raise SystemExit(f"gim-{name}: bad configuration: {exc}") from None
+    count = getattr(args, "workers", 1)
+    if count < 1:
+        raise SystemExit(f"gim-{name}: --workers must be at least 1")
+    if workers is not None and count > 1:
+        workers(cfg, count, Launch(args.parent_pid, args.ready_fd))
+        return
     serve(name, cfg, lambda: build(cfg), Launch(args.parent_pid, args.ready_fd))

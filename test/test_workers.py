@@ -17,6 +17,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -25,7 +26,7 @@ from gim.client.connection import TcpConnection
 from gim.pkg import db, ports, redis_client, rpc
 from gim.pkg.health import check_addr
 from gim.pkg.pb import connect_ext_pb2 as cx
-from gim.pkg.pb import logic_int_pb2, logic_int_pb2_grpc
+from gim.pkg.pb import connect_int_pb2, connect_int_pb2_grpc, logic_int_pb2, logic_int_pb2_grpc
 from gimtest.backends import mysql_database
 
 pytestmark = pytest.mark.integration  # starts gim processes of its own
@@ -194,3 +195,59 @@ async def test_two_workers_share_the_public_ports_and_survive_a_killed_worker(tm
         text = (banner + rest).decode()
         assert proc.returncode == 0, text
         assert re.search(rf"gim: connect-\d \(pid {b_pid}\) exited with code -9; connect-\d still serving", text), text
+
+
+async def _connections(addr: str) -> int:
+    channel = rpc.channel(addr, private=True)
+    try:
+        stub = connect_int_pb2_grpc.ConnectIntStub(channel)
+        return int((await stub.GetStats(connect_int_pb2.GetStatsReq(), timeout=10)).connections)
+    finally:
+        await channel.close()
+
+
+async def test_gim_connect_workers_alone_spread_connections_over_one_port(tmp_path: Path) -> None:
+    """`gim connect --workers 2`: both workers accept on the one public port (the kernel
+    spreads connections), each answers on its own private port; SIGTERM stops them all."""
+    _, redis_url = await _storage(tmp_path)
+    parts = urlsplit(redis_url)
+    if not redis_client.port_open(parts.hostname or "127.0.0.1", parts.port or 6379):
+        pytest.skip("no Redis reachable (GIM_TEST_REDIS_URL): gim connect needs one")
+    used: set[int] = set()
+    c_int, tcp = _free_pair(used), redis_client.free_port()
+    env = dict(
+        os.environ,
+        GIM_REDIS_URL=redis_url,
+        GIM_REDIS_PREFIX=f"gimtest:{uuid.uuid4().hex[:8]}:",
+        GIM_CONNECT_TCP_LISTEN=f"127.0.0.1:{tcp}",
+        GIM_CONNECT_WS_LISTEN="127.0.0.1:0",
+        GIM_CONNECT_INT_LISTEN=f"127.0.0.1:{c_int}",
+        GIM_CONNECT_METRICS_LISTEN="",
+        GIM_LOG_LEVEL="warning",
+    )
+    proc = await asyncio.create_subprocess_exec(
+        GIM, "connect", "--workers", "2", env=env, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    private = [f"127.0.0.1:{c_int + i}" for i in range(2)]
+    conns: list[TcpConnection] = []
+    try:
+        async with asyncio.timeout(START):
+            while [await check_addr(addr, timeout=1) for addr in private] != ["SERVING", "SERVING"]:
+                assert proc.returncode is None, "gim connect --workers 2 exited"
+                await asyncio.sleep(0.1)  # no event says "the workers listen": poll, bounded
+        conns = [await TcpConnection.open("127.0.0.1", tcp) for _ in range(TRIES)]
+        async with asyncio.timeout(10):  # each worker counts a connection once it has accepted it
+            while sum(counts := [await _connections(addr) for addr in private]) < TRIES:
+                await asyncio.sleep(0.05)
+        assert sum(counts) == TRIES and min(counts) > 0, counts
+    finally:
+        for conn in conns:
+            await conn.close()
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(60):
+            code = await proc.wait()
+    assert code == 0
+    for addr in private:
+        assert not redis_client.port_open("127.0.0.1", int(addr.rsplit(":", 1)[1])), f"{addr} still listens"
