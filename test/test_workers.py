@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from redis.exceptions import RedisError
 
 from gim.client.api import Credentials, GimApi
 from gim.client.connection import TcpConnection
@@ -67,6 +68,19 @@ async def _storage(tmp_path: Path) -> tuple[str, str]:
     return database, url
 
 
+async def _drop_prefix(redis_url: str, prefix: str) -> None:
+    """The keys a run left in the shared test Redis."""
+    client = redis_client.connect(redis_url)
+    try:
+        keys = [key async for key in client.scan_iter(match=prefix + "*")]
+        if keys:
+            await client.delete(*keys)
+    except (RedisError, OSError):  # an embedded Redis is gone with its gim run: nothing to drop
+        pass
+    finally:
+        await client.aclose()
+
+
 @contextlib.asynccontextmanager
 async def gim_run_workers(tmp_path: Path) -> AsyncIterator[tuple[asyncio.subprocess.Process, dict[str, int], bytes]]:
     """`gim run --workers 2` on free ports, until its banner; killed (by PID) at the end."""
@@ -79,11 +93,12 @@ async def gim_run_workers(tmp_path: Path) -> AsyncIterator[tuple[asyncio.subproc
         port[name] = free
     addr = {k: f"127.0.0.1:{p}" for k, p in port.items()}
     database, redis_url = await _storage(tmp_path)
+    prefix = f"gimtest:{uuid.uuid4().hex[:8]}:"
     env = dict(
         os.environ,
         GIM_DATABASE_URL=database,
         GIM_REDIS_URL=redis_url,
-        GIM_REDIS_PREFIX=f"gimtest:{uuid.uuid4().hex[:8]}:",
+        GIM_REDIS_PREFIX=prefix,
         GIM_CONNECT_TCP_LISTEN=addr["tcp"],
         GIM_CONNECT_WS_LISTEN=addr["ws"],
         GIM_CONNECT_INT_LISTEN=addr["c_int"],
@@ -122,6 +137,7 @@ async def gim_run_workers(tmp_path: Path) -> AsyncIterator[tuple[asyncio.subproc
                 await proc.wait()
         if not database.startswith("sqlite"):
             await db.drop_database(database)
+        await _drop_prefix(redis_url, prefix)
 
 
 async def _conn_addr(port: int, user_id: int, device_id: int) -> str:
@@ -215,10 +231,11 @@ async def test_gim_connect_workers_alone_spread_connections_over_one_port(tmp_pa
         pytest.skip("no Redis reachable (GIM_TEST_REDIS_URL): gim connect needs one")
     used: set[int] = set()
     c_int, tcp = _free_pair(used), redis_client.free_port()
+    prefix = f"gimtest:{uuid.uuid4().hex[:8]}:"
     env = dict(
         os.environ,
         GIM_REDIS_URL=redis_url,
-        GIM_REDIS_PREFIX=f"gimtest:{uuid.uuid4().hex[:8]}:",
+        GIM_REDIS_PREFIX=prefix,
         GIM_CONNECT_TCP_LISTEN=f"127.0.0.1:{tcp}",
         GIM_CONNECT_WS_LISTEN="127.0.0.1:0",
         GIM_CONNECT_INT_LISTEN=f"127.0.0.1:{c_int}",
@@ -248,6 +265,7 @@ async def test_gim_connect_workers_alone_spread_connections_over_one_port(tmp_pa
             proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(60):
             code = await proc.wait()
+        await _drop_prefix(redis_url, prefix)
     assert code == 0
     for addr in private:
         assert not redis_client.port_open("127.0.0.1", int(addr.rsplit(":", 1)[1])), f"{addr} still listens"
