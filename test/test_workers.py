@@ -28,7 +28,7 @@ from gim.pkg import db, ports, redis_client, rpc
 from gim.pkg.health import check_addr
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import connect_int_pb2, connect_int_pb2_grpc, logic_int_pb2, logic_int_pb2_grpc
-from gimtest.backends import mysql_database
+from gimtest.backends import IN_CI, mysql_database
 
 pytestmark = pytest.mark.integration  # starts gim processes of its own
 
@@ -228,6 +228,8 @@ async def test_gim_connect_workers_alone_spread_connections_over_one_port(tmp_pa
     _, redis_url = await _storage(tmp_path)
     parts = urlsplit(redis_url)
     if not redis_client.port_open(parts.hostname or "127.0.0.1", parts.port or 6379):
+        if IN_CI:
+            pytest.fail(f"Redis at {redis_url} is not reachable in CI")
         pytest.skip("no Redis reachable (GIM_TEST_REDIS_URL): gim connect needs one")
     used: set[int] = set()
     c_int, tcp = _free_pair(used), redis_client.free_port()
