@@ -325,6 +325,33 @@ def test_pushes_wait_for_the_first_sync_then_follow_its_answer() -> None:
     assert pushed_seqs(conn.push_stored(7, message_send(7))) == [7]
 
 
+def test_a_failed_first_sync_keeps_later_pushes_behind_what_the_client_lacks() -> None:
+    """The client reconnects holding seq 56 while the user's highest is 59; its first sync
+    fails (logic away). The push of 60 must not pass 57-59: they are fetched from 56 (a gap
+    fill) and everything goes out in order, the push of 60 last."""
+    conn = signed_in(max_seq=59, synced=False)
+    call = only(conn.data_received(sync_frame(56), 2.0), Sync)
+    assert pushed_seqs(conn.push_stored(60, message_send(60))) == [], "held while the client syncs"
+    actions = conn.answered(call, Unreachable("UNAVAILABLE", "logic away"))
+    assert pushed_seqs(actions) == [], "60 would pass 57-59, which the client does not have"
+    assert [(o.type, o.code) for o in sent(actions)] == [(cx.PT_SYNC, 10001)]
+    fill = only(conn.timer_fired(Timer.GAP), Sync)  # the timer armed when 60 was held
+    assert (fill.seq, fill.fill) == (56, True), "the fill starts where the client is"
+    actions = conn.answered(fill, Answered(sync_answer([57, 58, 59, 60])))
+    assert pushed_seqs(actions) == [57, 58, 59, 60]
+    assert pushed_seqs(conn.push_stored(61, message_send(61))) == [61]
+
+
+def test_a_failed_sync_from_0_keeps_the_order_it_had() -> None:
+    """From 0 the client asked "after the highest ack": connect knows no position to go
+    back to, so the order keeps the user's highest seq at sign-in."""
+    conn = signed_in(max_seq=5, synced=False)
+    call = only(conn.data_received(sync_frame(0), 2.0), Sync)
+    conn.answered(call, Unreachable("UNAVAILABLE", "logic away"))
+    assert conn.order is not None and conn.order.last == 5
+    assert pushed_seqs(conn.push_stored(6, message_send(6))) == [6]
+
+
 def test_pushes_during_a_sync_with_more_pages_wait_for_the_last_page() -> None:
     conn = signed_in(max_seq=0)
     call = only(conn.data_received(sync_frame(0), 2.0), Sync)

@@ -418,7 +418,8 @@ class Connection:
             order.asking = False
         if not isinstance(outcome, Answered):
             if order is not None:
-                self._write_pushes(out, order.stop_syncing())
+                asked = parse_data(cx.SyncInput, packet.data).seq  # it parsed when it was asked
+                self._write_pushes(out, order.sync_failed(asked))
             self._refused(out, packet, outcome)
             return
         data: bytes = outcome.value

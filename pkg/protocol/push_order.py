@@ -42,7 +42,7 @@ class HeldTooMany(Exception):
 
 
 class PushOrder:
-    __slots__ = ("last", "held", "syncing", "asking", "failed_fills")
+    __slots__ = ("last", "held", "syncing", "asking", "failed_fills", "started")
 
     def __init__(self, last: int) -> None:
         self.last = last
@@ -50,6 +50,7 @@ class PushOrder:
         self.syncing = False  # the client syncs: pushes wait for its answer
         self.asking = False  # a PT_SYNC of the client is with logic now
         self.failed_fills = 0  # gap fills in a row that logic did not answer
+        self.started = False  # a sync was answered, or pushes went without one
 
     @property
     def waiting(self) -> bool:
@@ -92,13 +93,25 @@ class PushOrder:
         it said has_more, so the client is expected to ask for the next page. What is held
         and follows now goes out (after the answer)."""
         self.last = max(self.last, highest)
+        self.started = True
         self.syncing = more
         return [] if more else self._release()
 
     def stop_syncing(self) -> list[bytes]:
         """The client did not ask for the next page after all: held pushes that follow go."""
         self.syncing = False
+        self.started = True
         return self._release()
+
+    def sync_failed(self, asked: int) -> list[bytes]:
+        """The client's sync from `asked` failed (logic did not answer). If it was its first
+        since sign-in, the client may hold less than `last` (the user's highest seq at
+        sign-in, which that sync was to bring): `last` goes back to `asked`, so that later
+        pushes wait for the seqs in between (a gap fill brings them, in order) instead of
+        passing them. (`asked` 0 means "after the highest ack": no position to go back to.)"""
+        if not self.started and 0 < asked < self.last:
+            self.last = asked
+        return self.stop_syncing()
 
     def advance(self, synced: list[tuple[int, bytes]]) -> list[bytes]:
         """Part of a gap fill (a sync page that does not reach the held pushes yet): the
