@@ -318,6 +318,19 @@ def observe_client_call(method: str | bytes, started: float, error: BaseExceptio
     GRPC_CLIENT_HANDLED.labels(service, name, code_label(code, trailers)).inc()
 
 
+@contextlib.contextmanager
+def client_call(method: object) -> Iterator[None]:
+    """Count and time the call to `method` (a grpc.aio multicallable) made in the block."""
+    started, failure = time.perf_counter(), None
+    try:
+        yield
+    except BaseException as exc:
+        failure = exc
+        raise
+    finally:
+        observe_client_call(method_path(method), started, failure)
+
+
 def method_path(method: object) -> str | bytes:
     """The '/package.Service/Method' path of a grpc.aio multicallable (kept in `_method`;
     grpcio is pinned to the minor version this is tested with)."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
@@ -258,21 +257,14 @@ async def call(
     that is starting or restarting costs the caller latency, not an error. Services use
     it between each other; a caller that should hear at once that nobody answers (a
     command-line client, a node shutting down) does not."""
-    started = time.perf_counter()
-    failure: BaseException | None = None
     try:
-        return await method(request, timeout=timeout, metadata=metadata or None, wait_for_ready=wait_for_ready)
+        with metrics.client_call(method):
+            return await method(request, timeout=timeout, metadata=metadata or None, wait_for_ready=wait_for_ready)
     except aio.AioRpcError as exc:
-        failure = exc
         error = gim_error_of(exc)
         if error is not None:
             raise error from None
         raise
-    except BaseException as exc:
-        failure = exc
-        raise
-    finally:
-        metrics.observe_client_call(metrics.method_path(method), started, failure)
 
 
 def metadata_of(context: aio.ServicerContext[Any, Any]) -> dict[str, str]:

@@ -201,21 +201,14 @@ class Deliverer:
     async def _call_node(self, conn_addr: str, chunk: _Chunk, timeout: float) -> int:
         peer = self._peer(conn_addr)
         if chunk.count > 1 and conn_addr not in self._single_only:
-            started = time.perf_counter()
-            failure: BaseException | None = None
             try:
-                resp = await peer.deliver_many(chunk.data, timeout=timeout)
+                with metrics.client_call(peer.deliver_many):
+                    resp = await peer.deliver_many(chunk.data, timeout=timeout)
                 return chunk.count - len(resp.absent_device_ids)
             except aio.AioRpcError as exc:
-                failure = exc
                 if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
                     raise
                 self._single_only.add(conn_addr)
-            except BaseException as exc:
-                failure = exc
-                raise
-            finally:
-                metrics.observe_client_call(metrics.method_path(peer.deliver_many), started, failure)
         reqs = connect_int_pb2.DeliverMessagesReq.FromString(chunk.data).messages
         results = await asyncio.gather(
             *(peer.stub.DeliverMessage(req, timeout=timeout) for req in reqs), return_exceptions=True
