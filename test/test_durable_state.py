@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import sys
 import uuid
@@ -33,6 +32,7 @@ from gim.pkg.pb import logic_ext_pb2 as lx
 from gim.pkg.pb import user_int_pb2 as ui
 from gim.pkg.schema import MessageShards, device_ack, device_token
 from gimtest.cluster import SHARDS
+from gimtest.processes import RUN_LISTENERS, gim_run_env
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -246,26 +246,10 @@ class GimRun:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.ports = {
-            k: redis_client.free_port() for k in ("tcp", "ws", "c_int", "l_int", "l_ext", "b_int", "b_ext", "redis")
-        }
+        self.ports = {k: redis_client.free_port() for k in (*RUN_LISTENERS, "redis")}
         self.addr = {k: f"127.0.0.1:{p}" for k, p in self.ports.items()}
-        self.env = dict(
-            os.environ,
-            GIM_DATABASE_URL=f"sqlite+aiosqlite:///{folder / 'gim.db'}",
-            GIM_REDIS_URL=f"redis://{self.addr['redis']}/0",
-            GIM_CONNECT_TCP_LISTEN=self.addr["tcp"],
-            GIM_CONNECT_WS_LISTEN=self.addr["ws"],
-            GIM_CONNECT_INT_LISTEN=self.addr["c_int"],
-            GIM_LOGIC_INT_LISTEN=self.addr["l_int"],
-            GIM_LOGIC_EXT_LISTEN=self.addr["l_ext"],
-            GIM_BUSINESS_INT_LISTEN=self.addr["b_int"],
-            GIM_BUSINESS_EXT_LISTEN=self.addr["b_ext"],
-            GIM_LOGIC_INT_ADDR=self.addr["l_int"],
-            GIM_BUSINESS_INT_ADDR=self.addr["b_int"],
-            GIM_REDIS_PREFIX=RUN_PREFIX,
-            GIM_LOG_LEVEL="warning",
-        )
+        database, redis_url = f"sqlite+aiosqlite:///{folder / 'gim.db'}", f"redis://{self.addr['redis']}/0"
+        self.env = gim_run_env(self.addr, database, redis_url, GIM_REDIS_PREFIX=RUN_PREFIX)
         self.proc: asyncio.subprocess.Process | None = None
         self.output = bytearray()
         self._reader: asyncio.Task[None] | None = None

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from gim.pkg.redis_client import free_port
+from gimtest.processes import RUN_LISTENERS, gim_run_env
 
 pytestmark = pytest.mark.integration  # starts gim processes or servers of its own
 
@@ -91,26 +92,11 @@ class Run:
 
 @contextlib.asynccontextmanager
 async def gim_run(tmp_path: Path) -> AsyncIterator[Run]:
-    names = ("tcp", "ws", "c_int", "l_int", "l_ext", "b_int", "b_ext", "http", "http_int", "redis")
+    names = (*RUN_LISTENERS, "redis")
     ports = {name: free_port() for name in names}
     addr = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
-    env = dict(
-        os.environ,
-        GIM_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'gim.db'}",
-        GIM_REDIS_URL=f"redis://{addr['redis']}/0",
-        GIM_CONNECT_TCP_LISTEN=addr["tcp"],
-        GIM_CONNECT_WS_LISTEN=addr["ws"],
-        GIM_CONNECT_INT_LISTEN=addr["c_int"],
-        GIM_LOGIC_INT_LISTEN=addr["l_int"],
-        GIM_LOGIC_EXT_LISTEN=addr["l_ext"],
-        GIM_BUSINESS_INT_LISTEN=addr["b_int"],
-        GIM_BUSINESS_EXT_LISTEN=addr["b_ext"],
-        GIM_LOGIC_INT_ADDR=addr["l_int"],
-        GIM_BUSINESS_INT_ADDR=addr["b_int"],
-        GIM_LOGIC_HTTP_LISTEN=addr["http"],
-        GIM_LOGIC_HTTP_INT_LISTEN=addr["http_int"],
-        GIM_LOG_LEVEL="info",  # what `make run` shows: the banner must not drown in it
-    )
+    database, redis_url = f"sqlite+aiosqlite:///{tmp_path / 'gim.db'}", f"redis://{addr['redis']}/0"
+    env = gim_run_env(addr, database, redis_url, "info")  # what `make run` shows: the banner must stay visible
     proc = await asyncio.create_subprocess_exec(
         GIM, "run", "--var", str(tmp_path / "var"), env=env, cwd=REPO,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,

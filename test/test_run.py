@@ -25,6 +25,7 @@ from gim.client.connection import TcpConnection
 from gim.pkg import service
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.redis_client import free_port
+from gimtest.processes import RUN_LISTENERS, gim_run_env
 
 pytestmark = pytest.mark.integration  # starts gim processes or servers of its own
 
@@ -32,28 +33,12 @@ DEMO_LINE = re.compile(rb"phone (\d+)\s+user_id (\d+)\s+device_id (\d+)\s+token 
 GIM = str(Path(sys.executable).with_name("gim"))
 START = 90.0  # seconds for gim run to print its banner
 GONE = service.SHUTDOWN_LIMIT + 30.0  # seconds for its processes to be gone after it ends
-LISTENERS = ("tcp", "ws", "c_int", "l_int", "l_ext", "b_int", "b_ext", "http", "http_int")
 
 
 def gim_env(tmp_path: Path, ports: dict[str, int], log_level: str = "warning") -> dict[str, str]:
     addr = {k: f"127.0.0.1:{p}" for k, p in ports.items()}
-    return dict(
-        os.environ,
-        GIM_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'gim.db'}",
-        GIM_REDIS_URL=f"redis://{addr['redis']}/0",
-        GIM_CONNECT_TCP_LISTEN=addr["tcp"],
-        GIM_CONNECT_WS_LISTEN=addr["ws"],
-        GIM_CONNECT_INT_LISTEN=addr["c_int"],
-        GIM_LOGIC_INT_LISTEN=addr["l_int"],
-        GIM_LOGIC_EXT_LISTEN=addr["l_ext"],
-        GIM_BUSINESS_INT_LISTEN=addr["b_int"],
-        GIM_BUSINESS_EXT_LISTEN=addr["b_ext"],
-        GIM_LOGIC_INT_ADDR=addr["l_int"],
-        GIM_BUSINESS_INT_ADDR=addr["b_int"],
-        GIM_LOGIC_HTTP_LISTEN=addr["http"],
-        GIM_LOGIC_HTTP_INT_LISTEN=addr["http_int"],
-        GIM_LOG_LEVEL=log_level,
-    )
+    database, redis_url = f"sqlite+aiosqlite:///{tmp_path / 'gim.db'}", f"redis://{addr['redis']}/0"
+    return gim_run_env(addr, database, redis_url, log_level)
 
 
 @dataclasses.dataclass
@@ -86,7 +71,7 @@ class GimRun:
 async def start_gim_run(
     tmp_path: Path, ports: dict[str, int] | None = None, var: Path | None = None, log_level: str = "warning"
 ) -> GimRun:
-    ports = ports or {k: free_port() for k in (*LISTENERS, "redis")}
+    ports = ports or {k: free_port() for k in (*RUN_LISTENERS, "redis")}
     var = var or tmp_path / "var"
     proc = await asyncio.create_subprocess_exec(
         GIM, "run", "--var", str(var),
@@ -255,7 +240,7 @@ async def test_a_port_held_by_another_program_is_one_line(tmp_path: Path) -> Non
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        ports = {k: free_port() for k in (*LISTENERS, "redis")}
+        ports = {k: free_port() for k in (*RUN_LISTENERS, "redis")}
         ports["tcp"] = taken.getsockname()[1]
         run = await start_gim_run(tmp_path, ports)
         assert await run.ended(60) == 1
@@ -269,7 +254,7 @@ async def test_a_port_held_by_another_program_is_one_line(tmp_path: Path) -> Non
 
 
 async def test_two_services_on_one_port_is_one_line(tmp_path: Path) -> None:
-    ports = {k: free_port() for k in (*LISTENERS, "redis")}
+    ports = {k: free_port() for k in (*RUN_LISTENERS, "redis")}
     ports["l_ext"] = ports["ws"]
     run = await start_gim_run(tmp_path, ports)
     assert await run.ended(60) == 1

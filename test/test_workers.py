@@ -29,6 +29,7 @@ from gim.pkg.health import check_addr
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import connect_int_pb2, connect_int_pb2_grpc, logic_int_pb2, logic_int_pb2_grpc
 from gimtest.backends import IN_CI, mysql_database
+from gimtest.processes import gim_run_env
 
 pytestmark = pytest.mark.integration  # starts gim processes of its own
 
@@ -94,25 +95,7 @@ async def gim_run_workers(tmp_path: Path) -> AsyncIterator[tuple[asyncio.subproc
     addr = {k: f"127.0.0.1:{p}" for k, p in port.items()}
     database, redis_url = await _storage(tmp_path)
     prefix = f"gimtest:{uuid.uuid4().hex[:8]}:"
-    env = dict(
-        os.environ,
-        GIM_DATABASE_URL=database,
-        GIM_REDIS_URL=redis_url,
-        GIM_REDIS_PREFIX=prefix,
-        GIM_CONNECT_TCP_LISTEN=addr["tcp"],
-        GIM_CONNECT_WS_LISTEN=addr["ws"],
-        GIM_CONNECT_INT_LISTEN=addr["c_int"],
-        GIM_LOGIC_INT_LISTEN=addr["l_int"],
-        GIM_LOGIC_EXT_LISTEN=addr["l_ext"],
-        GIM_BUSINESS_INT_LISTEN=addr["b_int"],
-        GIM_BUSINESS_EXT_LISTEN=addr["b_ext"],
-        GIM_LOGIC_INT_ADDR=addr["l_int"],
-        GIM_BUSINESS_INT_ADDR=addr["b_int"],
-        GIM_LOGIC_HTTP_LISTEN=addr["http"],
-        GIM_LOGIC_HTTP_INT_LISTEN=addr["http_int"],
-        GIM_METRICS_LISTEN="127.0.0.1:0",
-        GIM_LOG_LEVEL="warning",
-    )
+    env = gim_run_env(addr, database, redis_url, GIM_REDIS_PREFIX=prefix)
     proc = await asyncio.create_subprocess_exec(
         GIM, "run", "--workers", "2", "--var", str(tmp_path / "var"),
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,

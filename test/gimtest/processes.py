@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from gim.internal.launcher import Node, NodeSpec
@@ -54,3 +55,34 @@ class ConnectProcess:
 
     async def kill(self, sig: int = signal.SIGKILL) -> None:
         await self.node.signal(sig, 30.0)
+
+
+# Every listener of a `gim run`, by the names the tests use for them.
+RUN_LISTENERS = ("tcp", "ws", "c_int", "l_int", "l_ext", "b_int", "b_ext", "http", "http_int")
+
+
+def gim_run_env(
+    addr: Mapping[str, str], database_url: str, redis_url: str, log_level: str = "warning", **extra: str
+) -> dict[str, str]:
+    """The environment of a `gim run` that binds the addresses of `addr` (one per name of
+    `RUN_LISTENERS`, never the default ports) and free metrics ports, on the given storage;
+    `extra`: more variables."""
+    return dict(
+        os.environ,
+        GIM_DATABASE_URL=database_url,
+        GIM_REDIS_URL=redis_url,
+        GIM_CONNECT_TCP_LISTEN=addr["tcp"],
+        GIM_CONNECT_WS_LISTEN=addr["ws"],
+        GIM_CONNECT_INT_LISTEN=addr["c_int"],
+        GIM_LOGIC_INT_LISTEN=addr["l_int"],
+        GIM_LOGIC_EXT_LISTEN=addr["l_ext"],
+        GIM_BUSINESS_INT_LISTEN=addr["b_int"],
+        GIM_BUSINESS_EXT_LISTEN=addr["b_ext"],
+        GIM_LOGIC_INT_ADDR=addr["l_int"],
+        GIM_BUSINESS_INT_ADDR=addr["b_int"],
+        GIM_LOGIC_HTTP_LISTEN=addr["http"],
+        GIM_LOGIC_HTTP_INT_LISTEN=addr["http_int"],
+        GIM_METRICS_LISTEN="127.0.0.1:0",
+        GIM_LOG_LEVEL=log_level,
+        **extra,
+    )
