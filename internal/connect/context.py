@@ -8,6 +8,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
+from gim.internal.connect.acks import Acks
 from gim.internal.connect.pending import PendingByAddress
 from gim.internal.connect.registry import Registry
 from gim.internal.connect.sign_ins import SignIns
@@ -43,11 +44,13 @@ class ConnectContext:
     ack_failures: log.Summary = dataclasses.field(default_factory=lambda: log.Summary(_log))
 
     sign_ins: SignIns = dataclasses.field(init=False)
+    acks: Acks = dataclasses.field(init=False)
     pending: PendingByAddress = dataclasses.field(init=False)  # connections not signed in, per address
 
     def __post_init__(self) -> None:
         self._no_sign_ins.set()
         self.sign_ins = SignIns(self.logic, self.config.rpc_timeout)
+        self.acks = Acks(self.logic, self.config.rpc_timeout)
         self.pending = PendingByAddress(self.config.max_pending_per_address, networks(self.config.limit_exempt))
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:

@@ -349,7 +349,7 @@ class Session:
                 device_ack=call.device_ack,
                 receive_time=call.receive_time,
             )
-            await self._call(context.logic.MessageACK, ack)
+            await context.acks.ack(ack)
             return None
         sub = logic_int_pb2.SubscribeRoomReq(
             user_id=call.user_id,

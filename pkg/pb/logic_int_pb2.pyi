@@ -86,6 +86,26 @@ class MessageACKResp(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class MessageACKsReq(_message.Message):
+    __slots__ = ("acks",)
+    ACKS_FIELD_NUMBER: _ClassVar[int]
+    acks: _containers.RepeatedCompositeFieldContainer[MessageACKReq]
+    def __init__(self, acks: _Optional[_Iterable[_Union[MessageACKReq, _Mapping]]] = ...) -> None: ...
+
+class MessageACKsResp(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[AckResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[AckResult, _Mapping]]] = ...) -> None: ...
+
+class AckResult(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
 class OfflineReq(_message.Message):
     __slots__ = ("user_id", "device_id", "client_addr")
     USER_ID_FIELD_NUMBER: _ClassVar[int]

@@ -55,6 +55,11 @@ class LogicIntStub:
                 request_serializer=logic__int__pb2.MessageACKReq.SerializeToString,
                 response_deserializer=logic__int__pb2.MessageACKResp.FromString,
                 _registered_method=True)
+        self.MessageACKs = channel.unary_unary(
+                '/pb.LogicInt/MessageACKs',
+                request_serializer=logic__int__pb2.MessageACKsReq.SerializeToString,
+                response_deserializer=logic__int__pb2.MessageACKsResp.FromString,
+                _registered_method=True)
         self.Offline = channel.unary_unary(
                 '/pb.LogicInt/Offline',
                 request_serializer=logic__int__pb2.OfflineReq.SerializeToString,
@@ -128,6 +133,15 @@ class LogicIntServicer:
 
     def MessageACK(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MessageACKs(self, request, context):
+        """Not in the original contract: the acks of many connections of one connect node in
+        one call (a node merges the acks that arrive together). Each is stored or fails
+        alone, as MessageACK would.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -215,6 +229,11 @@ def add_LogicIntServicer_to_server(servicer, server):
                     servicer.MessageACK,
                     request_deserializer=logic__int__pb2.MessageACKReq.FromString,
                     response_serializer=logic__int__pb2.MessageACKResp.SerializeToString,
+            ),
+            'MessageACKs': grpc.unary_unary_rpc_method_handler(
+                    servicer.MessageACKs,
+                    request_deserializer=logic__int__pb2.MessageACKsReq.FromString,
+                    response_serializer=logic__int__pb2.MessageACKsResp.SerializeToString,
             ),
             'Offline': grpc.unary_unary_rpc_method_handler(
                     servicer.Offline,
@@ -370,6 +389,33 @@ class LogicInt:
             '/pb.LogicInt/MessageACK',
             logic__int__pb2.MessageACKReq.SerializeToString,
             logic__int__pb2.MessageACKResp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MessageACKs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pb.LogicInt/MessageACKs',
+            logic__int__pb2.MessageACKsReq.SerializeToString,
+            logic__int__pb2.MessageACKsResp.FromString,
             options,
             channel_credentials,
             insecure,

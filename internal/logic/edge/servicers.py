@@ -31,6 +31,7 @@ from gim.pkg.pb import logic_int_pb2_grpc as int_grpc
 Context = aio.ServicerContext[Any, Any]
 
 MAX_SIGN_INS = 1000  # sign-ins in one ConnSignIns call, at most
+MAX_ACKS = 1000  # acks in one MessageACKs call, at most
 _log = log.get("logic")
 
 
@@ -255,6 +256,26 @@ class LogicIntServicer(int_grpc.LogicIntServicer):
     async def MessageACK(self, request: int_.MessageACKReq, context: Context) -> int_.MessageACKResp:
         await self.sync.ack(request.user_id, request.device_id, request.device_ack)
         return int_.MessageACKResp()
+
+    async def MessageACKs(self, request: int_.MessageACKsReq, context: Context) -> int_.MessageACKsResp:
+        if len(request.acks) > MAX_ACKS:
+            raise bad_request(f"at most {MAX_ACKS} acks in one call")
+        outcomes = await asyncio.gather(
+            *(self.sync.ack(a.user_id, a.device_id, a.device_ack) for a in request.acks), return_exceptions=True
+        )
+        return int_.MessageACKsResp(
+            results=[self._ack_result(a, o) for a, o in zip(request.acks, outcomes, strict=True)]
+        )
+
+    @staticmethod
+    def _ack_result(ack: int_.MessageACKReq, outcome: object) -> int_.AckResult:
+        """One ack's result: stored, refused (its gim code), or failed (the database: it may come again)."""
+        if isinstance(outcome, GimError):
+            return result_pb(int_.AckResult, outcome)
+        if isinstance(outcome, BaseException):
+            _log.error("ack_failed", device_id=ack.device_id, error=repr(outcome))
+            return result_pb(int_.AckResult, unavailable("ack"))
+        return int_.AckResult()
 
     async def Offline(self, request: int_.OfflineReq, context: Context) -> int_.OfflineResp:
         changed = await self.devices.set_offline(request.device_id, request.user_id, request.client_addr)
