@@ -29,7 +29,7 @@ async def deliveries_done(cluster: Any) -> None:
     """Wait (bounded) until logic has an answer for every delivery it queued (a send
     answers before its pushes are queued: those first)."""
     async with asyncio.timeout(30):
-        await cluster.logic.messages.fanout.drain()
+        await cluster.logic.messages.fanout.wait_queued()
         while cluster.logic.deliverer.backlog:
             await asyncio.sleep(0.01)
 

@@ -99,15 +99,15 @@ async def test_a_first_attempt_costs_no_look_up(cluster) -> None:  # type: ignor
             statements.append(re.sub(r"\s+", " ", statement).strip())
 
     sending = cluster.logic.messages
-    await sending.fanout.drain()  # the pushes after the answer: their look-ups are not the send's
+    await sending.fanout.wait_queued()  # the pushes after the answer: their look-ups are not the send's
     engine = sending.store.engine.sync_engine
     event.listen(engine, "before_cursor_execute", record)
     try:
         await cluster.api.send_message(alice, cx.RT_USER, bob.user_id, text("plain"))
-        await sending.fanout.drain()
+        await sending.fanout.wait_queued()
         plain, statements[:] = list(statements), []
         await cluster.api.send_message(alice, cx.RT_USER, bob.user_id, text("keyed"), request_id=7_000_000_001)
-        await sending.fanout.drain()
+        await sending.fanout.wait_queued()
         keyed = list(statements)
     finally:
         event.remove(engine, "before_cursor_execute", record)

@@ -104,7 +104,7 @@ class FanOut:
         task.add_done_callback(self._background.discard)
         return task
 
-    async def drain(self) -> None:
+    async def wait_queued(self) -> None:
         """Until every push started in the background is queued (before a shutdown)."""
         while self._background:
             await asyncio.gather(*self._background, return_exceptions=True)

@@ -133,7 +133,7 @@ class LogicServer(rpc.ServesPair):
             await asyncio.gather(self._sweeping, return_exceptions=True)
         await self.web.stop()
         await self._grpc.stop(grace)
-        await self.messages.fanout.drain()  # pushes of answered sends
+        await self.messages.fanout.wait_queued()  # pushes of answered sends
         await self.acks.close()  # the acks not yet written behind
         await self.deliverer.close()
         await self._business_channel.close()
