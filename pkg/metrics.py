@@ -19,8 +19,8 @@ import contextlib
 import enum
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import Any, cast
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import grpc
 from grpc import aio
@@ -28,7 +28,7 @@ from prometheus_client import REGISTRY, Counter, Histogram, disable_created_metr
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from gim.pkg import log
+from gim.pkg import handlers, log
 from gim.pkg.errors import GIM_CODE_KEY, Code
 
 _log = log.get("metrics")
@@ -261,15 +261,12 @@ class ServerMetrics(aio.ServerInterceptor):
     answer too (a refused secret, an error turned into a status)."""
 
     async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        self, continuation: handlers.Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> handlers.Handler | None:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
+        inner = handlers.unary_of(handler)
+        if handler is None or inner is None:
             return handler
-        # an aio server holds coroutine handlers; the stubs type them as plain functions
-        inner = cast(Callable[[Any, aio.ServicerContext[Any, Any]], Awaitable[Any]], handler.unary_unary)
         service, method = split_method(handler_call_details.method)
         ids = log.call_ids(handler_call_details.invocation_metadata)
 
@@ -292,49 +289,36 @@ class ServerMetrics(aio.ServerInterceptor):
                 GRPC_SERVER_HANDLED.labels(service, method, label).inc()
                 GRPC_SERVER_SECONDS.labels(service, method).observe(time.perf_counter() - start)
 
-        return grpc.unary_unary_rpc_method_handler(
-            counted,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-
-
-def observe_client_call(method: str | bytes, started: float, error: BaseException | None) -> None:
-    """Count and time one call this node made to a peer, once it ended (`error`: how it
-    failed, None if it answered). Called where the calls are made (`rpc.call`, the push
-    lanes), not from a client interceptor: grpc.aio runs an intercepted call through a
-    task of its own, which cost more than the call's own client-side work."""
-    service, name = split_method(method.decode() if isinstance(method, bytes) else method)
-    GRPC_CLIENT_SECONDS.labels(service, name).observe(time.perf_counter() - started)
-    trailers: Any = ()
-    if error is None:
-        code: Any = grpc.StatusCode.OK
-    elif isinstance(error, aio.AioRpcError):
-        code, trailers = error.code(), error.trailing_metadata()
-    elif isinstance(error, asyncio.CancelledError):
-        code = grpc.StatusCode.CANCELLED
-    else:
-        code = grpc.StatusCode.UNKNOWN
-    GRPC_CLIENT_HANDLED.labels(service, name, code_label(code, trailers)).inc()
+        return handlers.answered_by(handler, counted)
 
 
 @contextlib.contextmanager
 def client_call(method: object) -> Iterator[None]:
-    """Count and time the call to `method` (a grpc.aio multicallable) made in the block."""
-    started, failure = time.perf_counter(), None
+    """Count and time the call to `method` (a grpc.aio multicallable) that the block makes,
+    once it ended. Calls are counted where they are made (`rpc.call`, the push lanes), not
+    by a client interceptor: grpc.aio runs an intercepted call through a task of its own,
+    which cost more than the call's own client-side work."""
+    # a multicallable keeps its '/package.Service/Method' path in `_method` (grpcio is
+    # pinned to the minor version this is tested with)
+    path = getattr(method, "_method", b"/unknown/unknown")
+    service, name = split_method(path.decode() if isinstance(path, bytes) else str(path))
+    started = time.perf_counter()
+    code: Any = grpc.StatusCode.OK
+    trailers: Any = ()
     try:
         yield
-    except BaseException as exc:
-        failure = exc
+    except aio.AioRpcError as exc:
+        code, trailers = exc.code(), exc.trailing_metadata()
+        raise
+    except asyncio.CancelledError:
+        code = grpc.StatusCode.CANCELLED
+        raise
+    except BaseException:
+        code = grpc.StatusCode.UNKNOWN
         raise
     finally:
-        observe_client_call(method_path(method), started, failure)
-
-
-def method_path(method: object) -> str | bytes:
-    """The '/package.Service/Method' path of a grpc.aio multicallable (kept in `_method`;
-    grpcio is pinned to the minor version this is tested with)."""
-    return cast(str | bytes, getattr(method, "_method", b"/unknown/unknown"))
+        GRPC_CLIENT_SECONDS.labels(service, name).observe(time.perf_counter() - started)
+        GRPC_CLIENT_HANDLED.labels(service, name, code_label(code, trailers)).inc()
 
 
 def code_label(code: Any, trailers: Any) -> str:

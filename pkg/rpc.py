@@ -6,15 +6,15 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, cast
+from collections.abc import Sequence
+from typing import Any
 
 import grpc
 from grpc import aio
 from redis import exceptions as redis_errors
 from sqlalchemy import exc as sa_exc
 
-from gim.pkg import log, metrics
+from gim.pkg import handlers, log, metrics
 from gim.pkg.errors import GIM_CODE_KEY, Code, GimError, Overloaded, grpc_status, unauthorized, unavailable
 from gim.pkg.health import NodeHealth, Probe
 from gim.pkg.security import PLAINTEXT, Outbound, Security
@@ -74,15 +74,12 @@ class ErrorInterceptor(aio.ServerInterceptor):
         self.failures = log.Summary(_log)
 
     async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        self, continuation: handlers.Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> handlers.Handler | None:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
+        inner = handlers.unary_of(handler)
+        if handler is None or inner is None:
             return handler
-        # an aio server holds coroutine handlers; the stubs type them as plain functions
-        inner = cast(Callable[[Any, aio.ServicerContext[Any, Any]], Awaitable[Any]], handler.unary_unary)
         method = handler_call_details.method
 
         async def guarded(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
@@ -93,11 +90,7 @@ class ErrorInterceptor(aio.ServerInterceptor):
             except Exception as exc:
                 await context.abort(*self.answer(exc, method))
 
-        return grpc.unary_unary_rpc_method_handler(
-            guarded,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return handlers.answered_by(handler, guarded)
 
     def answer(self, exc: Exception, method: str) -> tuple[Any, str, tuple[tuple[str, str], ...]]:
         """The status, message and trailers that answer a call that raised `exc`."""

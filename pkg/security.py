@@ -29,7 +29,7 @@ from typing import Any
 import grpc
 from grpc import aio
 
-from gim.pkg import log
+from gim.pkg import handlers, log
 from gim.pkg.errors import GIM_CODE_KEY, Code
 
 _log = log.get("security")
@@ -197,10 +197,8 @@ class SecretCheck(aio.ServerInterceptor):
         self.refusals = log.Summary(_log)
 
     async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        self, continuation: handlers.Continuation, details: grpc.HandlerCallDetails
+    ) -> handlers.Handler | None:
         if details.method.startswith(OPEN_PREFIX):  # health status: what probes without the secret may ask
             return await continuation(details)
         given = next((value for key, value in details.invocation_metadata or () if key == SECRET_KEY), None)
