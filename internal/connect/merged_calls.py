@@ -1,0 +1,62 @@
+"""Calls of a node's connections to logic, merged.
+
+Requests that arrive while earlier ones are with logic go together in one batch call, so
+a crowd of clients costs logic a few calls, not one each; each request still succeeds or
+fails alone. A logic node without the batch call (an older one answers UNIMPLEMENTED)
+gets one call per request from then on. `SignIns` and `Acks` are the two kinds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Generic, TypeVar
+
+import grpc
+from grpc import aio
+
+from gim.pkg import log
+from gim.pkg.batcher import Batcher
+from gim.pkg.errors import GimError
+
+_log = log.get("merged_calls")
+
+Req = TypeVar("Req")
+R = TypeVar("R")
+
+
+class MergedCalls(Generic[Req, R]):
+    """`_many` asks logic for a batch, `_one` for a single request (subclasses say how)."""
+
+    def __init__(self, name: str, many_method: str, batch: int, calls: int) -> None:
+        self._name = name
+        self._many_method = many_method
+        self._one_by_one = False
+        self._batcher: Batcher[Req, R] = Batcher(name, self._send, batch, calls)
+
+    async def submit(self, req: Req) -> R:
+        return await self._batcher.submit(req)
+
+    async def _many(self, reqs: list[Req]) -> list[R | BaseException]:
+        raise NotImplementedError
+
+    async def _one(self, req: Req) -> R:
+        raise NotImplementedError
+
+    async def _send(self, reqs: list[Req]) -> list[R | BaseException]:
+        if not self._one_by_one:
+            try:
+                return await self._many(reqs)
+            except aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                    return [exc] * len(reqs)  # each caller sees why; not retried one by one
+                _log.info(f"{self._name}_one_by_one", reason=f"logic has no {self._many_method}")
+                self._one_by_one = True
+            except GimError as exc:
+                return [exc] * len(reqs)
+        return list(await asyncio.gather(*(self._one_caught(req) for req in reqs)))
+
+    async def _one_caught(self, req: Req) -> R | BaseException:
+        try:
+            return await self._one(req)
+        except (GimError, aio.AioRpcError) as exc:
+            return exc
