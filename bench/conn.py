@@ -1,5 +1,6 @@
 """The `conn` scenario: N devices sign in (TCP, every `ws_every`-th over WebSocket) and
-stay connected; sign-ins/s, connect RSS per connection, then heartbeat round trips with
+stay connected (a failed connect or sign-in retried as clients do: `bench.fleet.Retry`;
+only devices that never signed in count as failures); sign-ins/s, connect RSS per connection, then heartbeat round trips with
 everyone connected: for `heartbeat_phase` seconds every device heartbeats at the clients'
 interval (the SDK's 60 s; `--heartbeat-interval`), the devices' offsets spread evenly over
 it. `heartbeat_spread` > 0 first squeezes one heartbeat of every device into that many
@@ -28,6 +29,7 @@ class ConnParams:
     ws_every: int = 10  # every 10th connection over WebSocket (0: TCP only)
     per_worker: int = 10000  # connections per load-generator process
     concurrency: int = 200  # sign-ins in flight per worker
+    sign_in_attempts: int = 5  # per device, retried as the SDK does (bench.fleet.Retry)
     heartbeat_phase: float = 60.0  # seconds of heartbeats at the clients' interval (0: none)
     heartbeat_spread: float = 0.0  # > 0: first one heartbeat per connection squeezed into this many seconds
 
@@ -51,6 +53,7 @@ async def run_conn(opts: StorageOptions, p: ConnParams) -> Report:
                 share = devices[w::workers]
                 commands.append({
                     "op": "open", "endpoints": endpoints, "ws_every": p.ws_every, "concurrency": p.concurrency,
+                    "retry": {"attempts": p.sign_in_attempts},
                     "devices": [[d.user_id, d.device_id, d.token] for d in share],
                 })  # fmt: skip
             opened = await pool.ask(commands, timeout=60 + p.devices / 100)  # 100,000: 1,060 s
@@ -76,11 +79,14 @@ async def run_conn(opts: StorageOptions, p: ConnParams) -> Report:
                 )  # fmt: skip
             rss_steady = sum(map(rss_kib, pids))
         rep.results["signed_in"] = signed
-        reasons: Counter[str] = Counter()
-        for o in opened:
-            reasons.update(o.get("reasons", {}))
-        if reasons:
-            progress("sign-ins that failed, by reason: " + ", ".join(f"{r}: {n}" for r, n in reasons.most_common()))
+        rep.results["sign_in_retries"] = sum(o["retries"] for o in opened)
+        rep.results["sign_in_failed"] = sum(o["failed"] for o in opened)  # never signed in, after every attempt
+        for key, what in (("retry_reasons", "sign-in attempts retried"), ("reasons", "devices never signed in")):
+            reasons: Counter[str] = Counter()
+            for o in opened:
+                reasons.update(o.get(key, {}))
+            if reasons:
+                progress(f"{what}, by reason: " + ", ".join(f"{r}: {n}" for r, n in reasons.most_common()))
         rep.results["sign_ins_per_s"] = round(signed / ramp) if ramp else 0
         if pids:  # not for a --target (its processes are not known)
             rep.results["connect_rss_mib"] = round(rss_after / 1024)

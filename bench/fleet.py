@@ -8,29 +8,58 @@ A client behaves as the SDK and 2021 clients do (`Behaviour`): once signed in it
 from its position and shows (counts as delivered) every message of the answer, page by
 page; it acks each message it is given (pushed or synced; room messages are not acked);
 it sends a heartbeat every `heartbeat_interval` seconds, the first at a random moment
-within one interval so a fleet's heartbeats are spread.
+within one interval so a fleet's heartbeats are spread. A connect or sign-in that fails
+in a way the SDK retries (refused, reset, timed out, answered 10001) is tried again as the
+SDK does (`Retry`): after a capped, jittered backoff, at the next endpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import random
 import socket
 import time
 from array import array
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from gim.bench import messages
 from gim.bench.accounting import Accounting
+from gim.client.backoff import Backoff
+from gim.client.client import Timing
+from gim.pkg.errors import Code
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.protocol import client_framing
 from gim.pkg.protocol.packets import input_body
 
-RETRY_BACKOFF = 0.1  # seconds; a refused sign-in retries after 0.2 s, 0.4 s, ...
-SDK_HEARTBEAT_INTERVAL = 60.0  # seconds, the SDK's (gim.client.client.Timing)
+SDK_HEARTBEAT_INTERVAL = Timing().heartbeat_interval  # 60 s
+
+
+@dataclasses.dataclass(frozen=True)
+class Retry:
+    """How a device whose connect or sign-in fails tries again: the SDK's backoff and
+    timeouts (`gim.client.client.Timing`), bounded to `attempts` in all."""
+
+    attempts: int = 5  # worst case about 10 s of backoff (0.5 + 1 + 2 + 4 s, less jitter)
+    timeout: float = Timing().request_timeout  # for the connect, then for the sign-in answer
+    backoff_initial: float = Timing().backoff_initial
+    backoff_max: float = Timing().backoff_max
+
+
+class RefusedError(Exception):
+    """The server answered a request with an error code."""
+
+
+class TryAgainError(RefusedError):
+    """A sign-in answered 10001: the node is stopping or cannot reach logic; clients retry."""
+
+
+# The failures of a connect or sign-in that a client retries (as the SDK's RETRYABLE)
+RETRYABLE = (OSError, TimeoutError, TryAgainError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,10 +89,6 @@ class Endpoint:
     port: int
     ws_url: str = ""
     source: str = ""
-
-
-class RefusedError(Exception):
-    """The server answered a request with an error code."""
 
 
 class LeanClient(asyncio.Protocol):
@@ -232,7 +257,9 @@ class Fleet:
         self.latencies = array("q")  # ns from send to arrival, one per bench delivery
         self.last_arrival: dict[int, int] = {}  # tag -> latest arrival (ns)
         self.lost_connections = 0
-        self.refused_sign_ins = 0
+        self.refused_sign_ins = 0  # sign-ins answered with an error code
+        self.sign_in_retries = 0  # attempts after a device's first one
+        self.retry_reasons: Counter[str] = Counter()  # why the retried attempts failed
         self.delivered = 0
         self._target = 0
         self._reached: asyncio.Event | None = None
@@ -273,31 +300,66 @@ class Fleet:
         self.clients.append(client)
         return client
 
+    async def sign_in(
+        self,
+        device: Device,
+        endpoints: Sequence[Endpoint],
+        first: int = 0,
+        gate: asyncio.Semaphore | None = None,
+        retry: Retry = Retry(),
+    ) -> LeanClient:
+        """Connect `device` to `endpoints[first]` and sign it in. A failure a client retries
+        (`RETRYABLE`) is tried again as the SDK does: after a backoff (the gate released
+        meanwhile), at the next endpoint, `retry.attempts` times in all; then, or on a
+        refusal no client retries (`RefusedError`), the last failure is raised."""
+        backoff = Backoff(retry.backoff_initial, retry.backoff_max)
+        for attempt in range(retry.attempts):
+            if attempt:
+                self.sign_in_retries += 1
+                await asyncio.sleep(backoff.next())
+            async with gate or contextlib.nullcontext():
+                try:
+                    return await self._sign_in_once(
+                        device, endpoints[(first + attempt) % len(endpoints)], retry.timeout
+                    )
+                except RETRYABLE as exc:
+                    if attempt == retry.attempts - 1:
+                        raise
+                    self.retry_reasons[failure_reason(exc)] += 1
+        raise AssertionError("unreachable")
+
+    async def _sign_in_once(self, device: Device, endpoint: Endpoint, timeout: float) -> LeanClient:
+        async with asyncio.timeout(timeout):
+            client = await self.connect(device, endpoint)
+        try:
+            async with asyncio.timeout(timeout):
+                reply = await client.signed_in
+            if reply.code:
+                self.refused_sign_ins += 1
+                error = TryAgainError if reply.code == Code.BAD_REQUEST else RefusedError
+                raise error(f"{reply.code} {reply.message}")
+        except BaseException:
+            client.close()
+            self.clients.remove(client)
+            raise
+        return client
+
     async def open(
         self,
         devices: Sequence[Device],
         endpoints: Sequence[Endpoint],
         concurrency: int = 200,
         timeout: float = 60.0,
-        attempts: int = 3,
+        retry: Retry = Retry(),
     ) -> list[LeanClient]:
-        """Connect and sign in every device (device i at endpoint i % len); all or an error."""
+        """Connect and sign in every device (device i at endpoint i % len, retried as
+        `sign_in` does), each ready once its first sync is answered; all or an error."""
         gate = asyncio.Semaphore(concurrency)
 
         async def one(i: int, device: Device) -> LeanClient:
-            async with gate:
-                for attempt in range(1, attempts + 1):  # a refused sign-in connects again, like a client
-                    client = await self.connect(device, endpoints[i % len(endpoints)])
-                    reply = await client.signed_in
-                    if not reply.code:
-                        await client.synced  # ready, as a client is once its first sync is done
-                        return client
-                    self.refused_sign_ins += 1
-                    client.close()
-                    if attempt == attempts:
-                        raise RefusedError(f"sign-in of device {device.device_id}: {reply.code} {reply.message}")
-                    await asyncio.sleep(RETRY_BACKOFF * 2**attempt)  # like a client: back off, then again
-            raise AssertionError("unreachable")
+            client = await self.sign_in(device, endpoints, i, gate, retry)
+            await client.synced  # ready, as a client is once its first sync is done
+            return client
 
         async with asyncio.timeout(timeout):
             return list(await asyncio.gather(*(one(i, d) for i, d in enumerate(devices))))
@@ -350,3 +412,9 @@ class Fleet:
         for client in self.clients:
             client.close()
         self.clients.clear()
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A short label for why a connect or sign-in failed: the refusal's code and message,
+    else the exception's type."""
+    return str(exc)[:80] if isinstance(exc, RefusedError) else type(exc).__name__

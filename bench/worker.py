@@ -1,7 +1,9 @@
 """A load-generator process: one `Fleet`, driven by JSON lines on stdin.
 
     {"op": "open", "devices": [[user_id, device_id, token], ...], "endpoints": [[host, port, ws_host, ws_port, ws_url, source], ...],
-     "ws_every": 10}                      -> {"signed": n, "failed": n, "start": t, "end": t}
+     "ws_every": 10, "retry": {"attempts": 5}}
+                                          -> {"signed": n, "failed": n, "reasons": {...}, "retries": n,
+                                             "retry_reasons": {...}, "start": t, "end": t}
     {"op": "heartbeat", "spread": 2.0}    -> {"rtts_ns": [...], "failed": n}
     {"op": "heartbeats", "interval": 60, "seconds": 120, "first": 0, "stride": 1}
                                           -> {"rtts_ns": [...], "sent": n, "lost": n}
@@ -25,7 +27,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from gim.bench.fleet import Behaviour, Device, Endpoint, Fleet, LeanClient
+from gim.bench.fleet import Behaviour, Device, Endpoint, Fleet, LeanClient, Retry, failure_reason
 from gim.client.client import Timing
 from gim.pkg.pb import connect_ext_pb2 as cx
 
@@ -34,33 +36,33 @@ HEARTBEAT_TIMEOUT = Timing().heartbeat_timeout
 
 
 async def _open(fleet: Fleet, cmd: dict[str, Any]) -> tuple[dict[str, Any], list[LeanClient]]:
+    """Every device connected and signed in, retried as clients do (`Fleet.sign_in`);
+    "failed" counts the devices that never signed in, "reasons" why their last attempt
+    failed, "retries" the attempts after a device's first one."""
     endpoints = [Endpoint(h, p, "", s) for h, p, _, _, _, s in cmd["endpoints"]]
     ws_endpoints = [Endpoint(h, p, url, s) for _, _, h, p, url, s in cmd["endpoints"]]
     every = int(cmd.get("ws_every") or 0)
     gate = asyncio.Semaphore(int(cmd.get("concurrency", 200)))
+    retry = Retry(**cmd.get("retry", {}))
     reasons: Counter[str] = Counter()
 
     async def one(i: int, row: list[Any]) -> LeanClient | None:
         ends = ws_endpoints if every and i % every == every - 1 else endpoints
-        async with gate:
-            try:
-                client = await fleet.connect(Device(*row), ends[i % len(ends)])
-                reply = await client.signed_in
-                if not reply.code:
-                    return client
-                reasons[f"{reply.code} {reply.message}"[:80]] += 1
-            except Exception as exc:
-                reasons[type(exc).__name__] += 1
+        try:
+            return await fleet.sign_in(Device(*row), ends, i, gate, retry)
+        except Exception as exc:
+            reasons[failure_reason(exc)] += 1
             return None
 
     start = time.time()
     opened = await asyncio.gather(*(one(i, row) for i, row in enumerate(cmd["devices"])))
     clients = [c for c in opened if c is not None]
-    failed = sum(reasons.values())
     return {
         "signed": len(clients),
-        "failed": failed,
+        "failed": len(opened) - len(clients),
         "reasons": dict(reasons),
+        "retries": fleet.sign_in_retries,
+        "retry_reasons": dict(fleet.retry_reasons),
         "start": start,
         "end": time.time(),
     }, clients
