@@ -200,6 +200,42 @@ async def test_acks_are_written_behind_only_raising_and_read_back_from_the_datab
     assert await _stored_ack(engine, user_id, 2) == 5, "close() writes what is left"
 
 
+async def test_concurrent_ack_reads_go_together_each_user_answered_alone(
+    storage: Storage, engine: AsyncEngine, redis: Redis
+) -> None:
+    """A crowd of devices syncing at once: their users' acks are read in one Redis pipeline
+    and one database query; each user still gets its own devices' acks, whether Redis had
+    them complete, partly (acked through another node) or not at all."""
+    prefix = f"{storage.redis_prefix}{uuid.uuid4().hex[:6]}:"
+    first = 40_000_000 + uuid.uuid4().int % 1_000_000
+    users = list(range(first, first + 30))
+    async with engine.begin() as conn:  # user i's device 1 acked i in the database (user 0: none)
+        await conn.execute(
+            device_ack.insert(), [{"user_id": u, "device_id": 1, "seq": i} for i, u in enumerate(users) if i]
+        )
+    await redis.hset(f"{prefix}ack:{users[1]}", mapping={"1": 1, "2": 50})  # not complete: read the database too
+    await redis.hset(f"{prefix}ack:{users[2]}", mapping={"1": 70, "_": 1})  # complete: Redis only
+    selects: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "device_ack" in statement:
+            selects.append(statement)
+
+    acks = AckStore(engine, redis, prefix)
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        highest = await asyncio.gather(*(acks.highest(u) for u in users), acks.of_device(users[1], 2))
+    finally:
+        sa.event.remove(engine.sync_engine, "before_cursor_execute", count)
+        await acks.close()
+    assert highest == [0, 50, 70, *range(3, 30), 50]
+    assert len(selects) == 1, selects
+    assert await redis.hgetall(f"{prefix}ack:{users[1]}") == {b"1": b"1", b"2": b"50", b"_": b"1"}
+    assert await redis.hgetall(f"{prefix}ack:{users[5]}") == {b"1": b"5", b"_": b"1"}
+    assert await redis.hgetall(f"{prefix}ack:{users[0]}") == {b"_": b"1"}
+    assert await _stored_ack(engine, users[1], 2) == 50, "what Redis alone knew is written behind"
+
+
 # -- the cluster with its Redis keys gone ------------------------------------------------
 
 

@@ -11,7 +11,8 @@ A read trusts Redis when it holds the user's complete entry (the hash has the `_
 set when it was filled from the database); otherwise -- Redis emptied, evicted or
 unreachable -- it reads the database, adds what Redis and this node's unwritten acks
 know, and fills Redis again. Acks that find Redis unreachable are raised there by the
-next flush.
+next flush. Concurrent reads (a crowd of devices syncing right after signing in) go
+together: one Redis pipeline, one database query and one fill for all their users.
 
 What a crash can lose: the acks of a logic node's last write-behind interval, when Redis
 loses them too. A device then syncs from its previous ack and receives again a few
@@ -46,21 +47,28 @@ for i, key in ipairs(KEYS) do
 end
 return 0
 """
-# KEYS[1] is a user's hash, ARGV[1] its time to live, then (device, seq) pairs read from
-# the database: raise each, and mark the hash complete.
+# KEYS[i] is a user's hash, ARGV[1] their time to live, then for each hash the number of
+# (device, seq) pairs read from the database and the pairs: raise each, mark the hash complete.
 _FILL_ACKS = """
-for i = 2, #ARGV, 2 do
-  local device, seq = ARGV[i], tonumber(ARGV[i + 1])
-  if seq > tonumber(redis.call('HGET', KEYS[1], device) or '0') then
-    redis.call('HSET', KEYS[1], device, seq)
+local at = 2
+for _, key in ipairs(KEYS) do
+  local pairs_ = tonumber(ARGV[at])
+  for i = at + 1, at + 2 * pairs_, 2 do
+    local device, seq = ARGV[i], tonumber(ARGV[i + 1])
+    if seq > tonumber(redis.call('HGET', key, device) or '0') then
+      redis.call('HSET', key, device, seq)
+    end
   end
+  at = at + 1 + 2 * pairs_
+  redis.call('HSET', key, '_', '1')
+  redis.call('EXPIRE', key, ARGV[1])
 end
-redis.call('HSET', KEYS[1], '_', '1')
-redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 0
 """
 COMPLETE = b"_"  # the field that marks a user's hash as filled from the database
 ACK_BATCH = 500  # acks that come while one batch is on its way go together, at most
+READ_BATCH = 500  # users whose acks are read together, at most
+READ_CALLS = 2  # batches of reads on their way at once
 ACK_TTL = 7 * 86400  # a user's hash stays in Redis this long after the last ack or fill
 FLUSH_INTERVAL = 1.0  # seconds between write-behind flushes to the database
 FLUSH_ROWS = 1000  # device acks written in one transaction, at most
@@ -80,6 +88,7 @@ class AckStore:
         self._raise = redis.register_script(_RAISE_ACKS)
         self._fill = redis.register_script(_FILL_ACKS)
         self._acks: Batcher[tuple[int, int, int], None] = Batcher("acks", self._raise_batch, ACK_BATCH, 1)
+        self._reads: Batcher[int, dict[int, int]] = Batcher("ack_reads", self._read_batch, READ_BATCH, READ_CALLS)
         self._outage = RedisOutage("acks")
         self._unwritten: Acks = {}  # not yet in the database
         self._unraised: Acks = {}  # not in Redis: it was unreachable
@@ -115,36 +124,61 @@ class AckStore:
         return (await self._of_user(user_id)).get(device_id, 0)
 
     async def _of_user(self, user_id: int) -> dict[int, int]:
-        """Each of the user's devices' ack."""
-        key = self._key(user_id)
+        """Each of the user's devices' ack (read together with concurrent reads)."""
+        return await self._reads.submit(user_id)
+
+    async def _read_batch(self, user_ids: list[int]) -> list[dict[int, int] | BaseException]:
+        users = list(dict.fromkeys(user_ids))
+        cached = dict(zip(users, await self._cached(users), strict=True))
+        acks = {
+            u: _merged(_parsed(entry), self._unwritten.get(u, {}), self._unraised.get(u, {}))
+            for u, entry in cached.items()
+        }
+        missing = [u for u, entry in cached.items() if not (entry and COMPLETE in entry)]
+        if missing:
+            stored = await self._stored(missing)
+            for user_id, by_device in stored.items():
+                for device_id, seq in _parsed(cached[user_id]).items():  # acked through another node, not yet written
+                    if seq > by_device.get(device_id, 0):
+                        _raise_in(self._unwritten, user_id, device_id, seq)
+                acks[user_id] = _merged(by_device, acks[user_id])
+            await self._fill_users({u: stored[u] for u in missing if cached[u] is not None})
+        return [acks[u] for u in user_ids]
+
+    async def _cached(self, users: list[int]) -> list[dict[bytes, bytes] | None]:
+        """The users' hashes in Redis (bytes: no decode_responses); None each if unreachable."""
         try:
-            cached: dict[bytes, bytes] | None = cast(
-                "dict[bytes, bytes]", await self._redis.hgetall(key)
-            )  # bytes: no decode_responses
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for user_id in users:
+                    pipe.hgetall(self._key(user_id))
+                entries = cast("list[dict[bytes, bytes]]", await pipe.execute())
         except UNREACHABLE as exc:
             self._outage.skipped("read", exc)
-            cached = None
-        else:
-            self._outage.ok()
-        in_redis = {int(d): int(s) for d, s in (cached or {}).items() if d != COMPLETE}
-        known = _merged(in_redis, self._unwritten.get(user_id, {}), self._unraised.get(user_id, {}))
-        if cached and COMPLETE in cached:
-            return known
-        stored = await self._stored(user_id)
-        for device_id, seq in in_redis.items():  # acked through another node, not yet written
-            if seq > stored.get(device_id, 0):
-                _raise_in(self._unwritten, user_id, device_id, seq)
-        if cached is not None:
-            try:
-                await self._fill(keys=[key], args=[ACK_TTL, *(x for d, s in stored.items() for x in (d, s))])
-            except UNREACHABLE as exc:
-                self._outage.skipped("fill", exc)
-        return _merged(stored, known)
+            return [None] * len(users)
+        self._outage.ok()
+        return list(entries)
 
-    async def _stored(self, user_id: int) -> dict[int, int]:
+    async def _fill_users(self, stored: dict[int, dict[int, int]]) -> None:
+        """Put what the database holds into the users' hashes in Redis, marked complete."""
+        if not stored:
+            return
+        args: list[int] = [ACK_TTL]
+        for by_device in stored.values():
+            args.append(len(by_device))
+            args.extend(x for d, s in by_device.items() for x in (d, s))
+        try:
+            await self._fill(keys=[self._key(u) for u in stored], args=args)
+        except UNREACHABLE as exc:
+            self._outage.skipped("fill", exc)
+
+    async def _stored(self, user_ids: list[int]) -> dict[int, dict[int, int]]:
+        """Each user's device acks in the database (a user without any: empty)."""
+        stored: dict[int, dict[int, int]] = {u: {} for u in user_ids}
         async with db.reading(self._engine) as conn:
-            rows = await conn.execute(sa.select(_c.device_id, _c.seq).where(_c.user_id == user_id))
-            return {int(device_id): int(seq) for device_id, seq in rows}
+            rows = await conn.execute(sa.select(_c.user_id, _c.device_id, _c.seq).where(_c.user_id.in_(user_ids)))
+            for user_id, device_id, seq in rows:
+                stored[int(user_id)][int(device_id)] = int(seq)
+        return stored
 
     async def _flush_forever(self) -> None:
         while True:
@@ -191,6 +225,11 @@ def _raise_in(acks: Acks, user_id: int, device_id: int, seq: int) -> None:
     by_device = acks.setdefault(user_id, {})
     if seq > by_device.get(device_id, 0):
         by_device[device_id] = seq
+
+
+def _parsed(entry: dict[bytes, bytes] | None) -> dict[int, int]:
+    """A user's hash in Redis as device -> seq (without the completeness mark)."""
+    return {int(d): int(s) for d, s in (entry or {}).items() if d != COMPLETE}
 
 
 def _merged(*sources: dict[int, int]) -> dict[int, int]:
