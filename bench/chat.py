@@ -15,6 +15,7 @@ from gim.bench import ceilings, messages
 from gim.bench.fleet import Device, Fleet
 from gim.bench.report import Report, cpu_seconds, ms_percentiles, progress, rss_kib
 from gim.bench.services import Deployment, Storage, StorageOptions, credentials, current_seqs, deployment, storage
+from gim.bench.spread import Spread
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as lx
 from gim.pkg.schema import SEQ_OBJECT_USER
@@ -110,9 +111,10 @@ _request_ids = RequestIds()
 def _sender(dep: Deployment, device: Device, receiver_type: int, receiver_id: int, request_id: bool = True) -> Send:
     """Sends to the receiver; with `request_id`, each call carries a new one (as clients do)."""
     creds = credentials(device)
+    api = dep.caller(device.device_id)
 
     async def send(tag: int) -> int:
-        return await dep.api.send_message(
+        return await api.send_message(
             creds, receiver_type, receiver_id, messages.content(tag), message_type=cx.MT_CUSTOM,
             request_id=_request_ids() if request_id else 0,
         )  # fmt: skip
@@ -132,24 +134,33 @@ async def run_single(opts: StorageOptions, p: SingleParams) -> Report:
     return await run_single_on(opts, p)
 
 
-async def run_single_on(opts: StorageOptions, p: SingleParams, connect_nodes: int = 1, logic_nodes: int = 1) -> Report:
+async def run_single_on(
+    opts: StorageOptions, p: SingleParams, connect_nodes: int = 1, logic_nodes: int = 1, reuse_port: bool = False
+) -> Report:
+    """`single` on that many nodes; `reuse_port`: they are workers sharing each service's
+    public ports, and the results say how the work spread over them (`bench.spread`)."""
     rep = Report("single", {**dataclasses.asdict(p), "connect_nodes": connect_nodes, "logic_nodes": logic_nodes})
     progress(f"rpc ceiling: {p.rpc_calls} echo calls at concurrency {p.pairs}")
     rep.limit["rpc_calls_per_s"] = round(
         await ceilings.rpc_calls_per_second(p.rpc_calls, p.pairs, _request_size(cx.RT_USER))
     )
-    async with storage(opts) as store, deployment(store, logic=logic_nodes, connect=connect_nodes) as dep:
+    async with (
+        storage(opts) as store,
+        deployment(store, logic=logic_nodes, connect=connect_nodes, reuse_port=reuse_port) as dep,
+    ):
         devices = await dep.seed(2 * p.pairs)
         senders, receivers = devices[: p.pairs], devices[p.pairs :]
         fleet = Fleet(behaviour=opts.clients)
-        # receivers alternate over the connect nodes: with several, deliveries cross nodes
+        # receivers alternate over the connect nodes (workers: the kernel spreads them)
         await fleet.open(receivers, dep.endpoints())
         progress(f"{p.pairs} receivers online; {p.pairs} senders x {p.messages} messages")
         with_id = opts.clients.request_id
         sends = [_sender(dep, s, cx.RT_USER, r.user_id, with_id) for s, r in zip(senders, receivers, strict=True)]
         tags = itertools.count(1)
-        nodes = [*dep.pids("logic"), *dep.pids("connect")]
-        cpu = {pid: cpu_seconds([pid]) for pid in nodes}
+        spread = Spread(dep) if reuse_port else None
+        if spread is not None:
+            await spread.start()
+        cpu = {pid: cpu_seconds([pid]) for pid in [*dep.pids("logic"), *dep.pids("connect")]}
         start = time.perf_counter()
         seqs, failures = await _sends(sends, p.messages, tags, timeout=90)
         elapsed = time.perf_counter() - start
@@ -172,6 +183,8 @@ async def run_single_on(opts: StorageOptions, p: SingleParams, connect_nodes: in
         await fleet.wait_delivered(DRAIN_TIMEOUT)
         rep.accounting = dataclasses.replace(fleet.accounting.summary(), sent=len(seqs) + paced)
         rep.results["send_failures"] = failures
+        if spread is not None:
+            rep.results.update(await spread.figures())
         if dep.pids("logic"):  # not for a --target
             rep.results["logic_rss_mib"] = round(sum(map(rss_kib, dep.pids("logic"))) / 1024)
         fleet.close()

@@ -63,6 +63,10 @@ def add_parser(sub: Any) -> None:
         "--rounds", type=int, default=1, help="with --baseline: this many alternated runs of each, medians compared"
     )
     bench.add_argument(
+        "--workers", type=int, default=2, metavar="N",
+        help="cluster: N logic and N connect workers sharing each service's public ports (default 2)",
+    )  # fmt: skip
+    bench.add_argument(
         "--target", nargs="?", const="", default=None, metavar="SPEC",
         help="benchmark running services (addresses and storage from config/; SPEC: logic=,business=,tcp=,ws= HOST:PORT)",
     )  # fmt: skip
@@ -82,12 +86,14 @@ def _params(cls: type, args: argparse.Namespace) -> Any:
 
 
 async def _cluster(opts: StorageOptions, args: argparse.Namespace) -> Report:
-    """single and room with 2 connect and 2 logic nodes; one report with both."""
+    """single and room on `--workers` logic and connect workers (one shared LogicExt port,
+    one shared TCP and WebSocket port, as `gim logic|connect --workers N`); one report."""
     from gim.bench.chat import run_single_on
 
-    single = await run_single_on(opts, _params(SingleParams, args), connect_nodes=2, logic_nodes=2)
-    room = await run_room(opts, _params(RoomParams, args), connect_nodes=2, logic_nodes=2)
-    rep = Report("cluster", {"single": single.params, "room": room.params})
+    n = args.workers
+    single = await run_single_on(opts, _params(SingleParams, args), connect_nodes=n, logic_nodes=n, reuse_port=True)
+    room = await run_room(opts, _params(RoomParams, args), connect_nodes=n, logic_nodes=n, reuse_port=True)
+    rep = Report("cluster", {"workers": args.workers, "single": single.params, "room": room.params})
     for part, name in ((single, "single"), (room, "room")):
         rep.results.update({f"{name}_{k}": v for k, v in part.results.items()})
         rep.limit.update({f"{name}_{k}": v for k, v in part.limit.items()})
@@ -112,6 +118,8 @@ def run(args: argparse.Namespace) -> Report:
             check_chaos(_params(ChaosParams, args))
         except ValueError as exc:
             sys.exit(f"gim bench chaos: {exc}")
+    if args.scenario == "cluster" and args.workers < 1:
+        sys.exit("gim bench: --workers must be at least 1")
     if args.target is not None:
         if args.scenario == "cluster":
             sys.exit("gim bench: cluster starts its own nodes; run single or room with --target instead")

@@ -12,6 +12,7 @@ from gim.bench import ceilings, messages
 from gim.bench.fleet import QUIET, Device, Endpoint, Fleet
 from gim.bench.report import Report, ms_percentiles, progress
 from gim.bench.services import StorageOptions, credentials, deployment, storage
+from gim.bench.spread import Spread
 from gim.pkg.pb import connect_ext_pb2 as cx
 
 DRAIN_TIMEOUT = 60.0
@@ -41,11 +42,17 @@ async def socket_writes_per_second(p: RoomParams) -> float:
             fleet.close()
 
 
-async def run_room(opts: StorageOptions, p: RoomParams, connect_nodes: int = 1, logic_nodes: int = 1) -> Report:
+async def run_room(
+    opts: StorageOptions, p: RoomParams, connect_nodes: int = 1, logic_nodes: int = 1, reuse_port: bool = False
+) -> Report:
+    """`room` on that many nodes; `reuse_port`: workers, as `run_single_on`."""
     rep = Report("room", {**dataclasses.asdict(p), "connect_nodes": connect_nodes, "logic_nodes": logic_nodes})
     progress(f"socket ceiling: {p.subscribers} connections, {p.pushes} frames at {p.rate:g}/s")
     rep.limit["socket_writes_per_s"] = round(await socket_writes_per_second(p))
-    async with storage(opts) as store, deployment(store, logic=logic_nodes, connect=connect_nodes) as dep:
+    async with (
+        storage(opts) as store,
+        deployment(store, logic=logic_nodes, connect=connect_nodes, reuse_port=reuse_port) as dep,
+    ):
         pusher, *devices = await dep.seed(p.subscribers + 1)
         fleet = Fleet(behaviour=opts.clients)
         clients = await fleet.open(devices, dep.endpoints(), concurrency=200, timeout=120)
@@ -54,7 +61,10 @@ async def run_room(opts: StorageOptions, p: RoomParams, connect_nodes: int = 1, 
         for d in devices:
             fleet.accounting.expect(d.device_id, range(1, p.pushes + 1))
         progress(f"{p.subscribers} subscribed to room {room_id}; {p.pushes} pushes at {p.rate:g}/s")
-        creds = credentials(pusher)
+        creds, api = credentials(pusher), dep.caller(pusher.device_id)
+        spread = Spread(dep) if reuse_port else None
+        if spread is not None:
+            await spread.start()
         loop = asyncio.get_running_loop()
         start = time.perf_counter()
         begin = loop.time()
@@ -63,7 +73,7 @@ async def run_room(opts: StorageOptions, p: RoomParams, connect_nodes: int = 1, 
             for k in range(1, p.pushes + 1):
                 await asyncio.sleep(max(0.0, begin + (k - 1) / p.rate - loop.time()))
                 try:  # one at a time: the room seq order is the publish order
-                    await dep.api.push_room(creds, room_id, messages.content(k), message_type=cx.MT_CUSTOM)
+                    await api.push_room(creds, room_id, messages.content(k), message_type=cx.MT_CUSTOM)
                 except Exception:
                     failures += 1
         pushed = time.perf_counter()
@@ -73,6 +83,8 @@ async def run_room(opts: StorageOptions, p: RoomParams, connect_nodes: int = 1, 
         rep.results.update(ms_percentiles(fleet.latencies, "latency"))
         rep.results["push_failures"] = failures
         rep.results["refused_sign_ins"] = fleet.refused_sign_ins
+        if spread is not None:
+            rep.results.update(await spread.figures(room_pushes=p.pushes))
         rep.accounting = dataclasses.replace(fleet.accounting.summary(), sent=p.pushes)
         fleet.close()
     rep.set_ratio("deliveries_per_socket", "deliveries_per_s", "socket_writes_per_s")

@@ -39,6 +39,9 @@ TOKEN_BATCH = 50  # tokens issued concurrently (the Redis client's pool is bound
 # A benchmark measures how fast gim goes, not its abuse limits: a bench sender sends far
 # more than an app user would (docs/security.md "Limits"), so the per-user rates are off.
 NO_RATE_LIMITS = {"GIM_LOGIC_SEND_LIMIT": "", "GIM_LOGIC_ROOM_PUSH_LIMIT": "", "GIM_LOGIC_NEW_ROOM_LIMIT": ""}
+# Logic workers share one port, and the kernel spreads connections, not calls: the
+# senders call it over this many connections per worker (as many apps would).
+CALLERS_PER_WORKER = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,22 +128,35 @@ async def _drop_prefix(url: str, prefix: str) -> None:
 
 class Deployment:
     """The nodes a scenario talks to (started here, or a `--target`), and the seeding and
-    API helpers it needs. `pids`: the local processes by service, where they are known."""
+    API helpers it needs. `pids`: the local processes by service, where they are known.
+    `callers`: more connections to logic, for workers sharing its port (`caller`)."""
 
     def __init__(
-        self, store: Storage, logic: str, business: str, connect: list[tuple[str, str]], pids: dict[str, list[int]]
+        self,
+        store: Storage,
+        logic: str,
+        business: str,
+        connect: list[tuple[str, str]],
+        pids: dict[str, list[int]],
+        callers: int = 0,
     ) -> None:
         self.storage = store
         self.api = GimApi(logic, business, timeout=30)  # calls are balanced over a list of logic nodes
-        self._connect = connect  # (tcp, ws) listeners of each connect node
+        self._callers = [GimApi(logic, business, timeout=30, own_connections=True) for _ in range(callers)]
+        self._connect = list(dict.fromkeys(connect))  # (tcp, ws) listeners of each connect node (workers: one)
         self._pids = pids
         self.launcher: Launcher | None = None  # the nodes, when started here (kill, restart)
 
     def pids(self, service: str) -> list[int]:
         return self._pids.get(service, [])
 
+    def caller(self, key: int) -> GimApi:
+        """The API a sender (`key`: e.g. its device id) calls through: one of `callers`
+        connections, each of which the kernel gave one logic worker, or else `api`."""
+        return self._callers[key % len(self._callers)] if self._callers else self.api
+
     def endpoints(self, ws: bool = False, source: str = "") -> list[Endpoint]:
-        """One endpoint per connect node: its TCP listener, or its WebSocket one."""
+        """One endpoint per connect listener: its TCP one, or its WebSocket one."""
         out = []
         for tcp_addr, ws_addr in self._connect:
             addr = ws_addr if ws else tcp_addr
@@ -181,7 +197,8 @@ class Deployment:
         return out
 
     async def close(self) -> None:
-        await self.api.close()
+        for api in [self.api, *self._callers]:
+            await api.close()
 
 
 def credentials(device: Device) -> Credentials:
@@ -190,9 +207,10 @@ def credentials(device: Device) -> Credentials:
 
 @contextlib.asynccontextmanager
 async def deployment(
-    store: Storage, logic: int = 1, connect: int = 1, log_level: str = "warning"
+    store: Storage, logic: int = 1, connect: int = 1, log_level: str = "warning", reuse_port: bool = False
 ) -> AsyncIterator[Deployment]:
-    """`logic` and `connect` nodes (and business) started for the scenario, or the target."""
+    """`logic` and `connect` nodes (and business) started for the scenario, or the target;
+    `reuse_port`: the nodes of each service are workers sharing its public ports."""
     if store.target is not None:
         target = store.target
         deployed = Deployment(store, target.logic, target.business, list(zip(target.tcp, target.ws, strict=True)), {})
@@ -209,14 +227,15 @@ async def deployment(
         connect=connect,
         dev_code=DEV_CODE,
         extra={"GIM_MESSAGE_SHARDS": str(store.shards.count), "GIM_LOG_LEVEL": log_level, **NO_RATE_LIMITS},
+        reuse_port=reuse_port,
     )
     env = {**os.environ, "PYTHONPATH": store.node_code} if store.node_code else None
     async with Launcher(specs, log_dir=store.folder, env=env) as launcher:
         connects = [(node.addr("tcp"), node.addr("ws")) for node in launcher.of("connect")]
         pids = {service: [n.pid for n in launcher.of(service) if n.pid is not None] for service in ("logic", "connect")}
-        deployed = Deployment(
-            store, ",".join(launcher.addrs("logic", "ext")), launcher.addrs("business", "ext")[0], connects, pids
-        )
+        logic_ext = ",".join(dict.fromkeys(launcher.addrs("logic", "ext")))  # workers: one address
+        callers = CALLERS_PER_WORKER * logic if reuse_port and logic > 1 else 0
+        deployed = Deployment(store, logic_ext, launcher.addrs("business", "ext")[0], connects, pids, callers)
         deployed.launcher = launcher
         try:
             yield deployed

@@ -36,13 +36,22 @@ class Credentials:
 
 class GimApi:
     """LogicExt and UserExt stubs; errors come back as `GimError`. `tls`: the ports speak
-    TLS; their certificates are checked against `ca_file` (the system's roots when None)."""
+    TLS; their certificates are checked against `ca_file` (the system's roots when None).
+    `own_connections`: connections of its own, not shared with other GimApi objects in
+    this process to the same addresses (as separate apps would have)."""
 
     def __init__(
-        self, logic_addr: str, user_addr: str, timeout: float = 10.0, *, tls: bool = False, ca_file: str | None = None
+        self,
+        logic_addr: str,
+        user_addr: str,
+        timeout: float = 10.0,
+        *,
+        tls: bool = False,
+        ca_file: str | None = None,
+        own_connections: bool = False,
     ) -> None:
         how = Outbound(client_credentials(ca_file)) if tls else Outbound()  # never the process's internal secret
-        self._channels = [rpc.channel(logic_addr, outbound=how), rpc.channel(user_addr, outbound=how)]
+        self._channels = [rpc.channel(addr, outbound=how, private=own_connections) for addr in (logic_addr, user_addr)]
         self.logic = logic_ext_pb2_grpc.LogicExtStub(self._channels[0])
         self.users = user_ext_pb2_grpc.UserExtStub(self._channels[1])
         self.timeout = timeout

@@ -301,23 +301,32 @@ def local_nodes(
     dev_code: str = "",
     host: str = "127.0.0.1",
     extra: Mapping[str, str] | None = None,
+    reuse_port: bool = False,
 ) -> list[NodeSpec]:
     """business, `logic` logic nodes and `connect` connect nodes on free ports of `host`.
 
     Logic and business get each other's internal addresses as peer lists; every connect
     node gets the logic list and advertises its own ConnectInt address as `conn_addr`.
     `extra`: more environment for every node (e.g. GIM_MESSAGE_SHARDS, GIM_LOG_LEVEL).
+    `reuse_port`: the nodes of a service are workers, as `--workers` starts them: every
+    logic node listens on one shared `ext` port, every connect node on one shared `tcp`
+    and one `ws` port (SO_REUSEPORT), each on a private `int` port of its own.
     """
 
     def ports(*names: str) -> dict[str, str]:
         return {name: f"{host}:{free_port(host)}" for name in names}
 
+    def nodes(count: int, public: tuple[str, ...]) -> list[dict[str, str]]:
+        shared = ports(*public) if reuse_port else {}
+        return [{**ports("int"), **(shared or ports(*public))} for _ in range(count)]
+
     business = ports("int", "ext")
-    logics = [ports("int", "ext") for _ in range(logic)]
-    connects = [ports("int", "tcp", "ws") for _ in range(connect)]
+    logics = nodes(logic, ("ext",))
+    connects = nodes(connect, ("tcp", "ws"))
     logic_peers = ",".join(listen["int"] for listen in logics)
     storage = {"database_url": database_url, "redis_url": redis_url, "redis_prefix": redis_prefix}
     common = dict(extra or {})
+    workers: dict[str, object] = {"reuse_port": True} if reuse_port else {}
 
     def spec(name: str, service: str, listen: dict[str, str], **keys: object) -> NodeSpec:
         listen_keys = {f"{listener}_listen": addr for listener, addr in listen.items()}
@@ -326,7 +335,7 @@ def local_nodes(
 
     specs = [spec("business", "business", business, **storage, logic_int_addr=logic_peers, dev_code=dev_code)]
     specs += [
-        spec(f"logic-{i}", "logic", listen, **storage, business_int_addr=business["int"])
+        spec(f"logic-{i}", "logic", listen, **storage, **workers, business_int_addr=business["int"])
         for i, listen in enumerate(logics, 1)
     ]
     specs += [
@@ -338,6 +347,7 @@ def local_nodes(
             redis_prefix=redis_prefix,
             logic_int_addr=logic_peers,
             conn_addr=listen["int"],
+            **workers,
         )  # fmt: skip
         for i, listen in enumerate(connects, 1)
     ]
