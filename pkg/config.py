@@ -175,6 +175,8 @@ class ConnectConfig(BaseConfig):
     limit_exempt: str = "127.0.0.0/8,::1"  # client addresses no per-address limit applies to
     metrics_listen: str = "127.0.0.1:9101"  # Prometheus /metrics over HTTP ('' = off)
     reuse_port: bool = False  # SO_REUSEPORT on tcp_listen and ws_listen: workers share them
+    sync_read_ahead: int = 4  # sync pages asked of logic beyond the one a client asks for (0: none)
+    sync_read_ahead_bytes: int = 64 << 20  # pages held for syncing clients, all together, at most
 
     @property
     def advertised_addr(self) -> str:
@@ -392,6 +394,8 @@ CHECKS: dict[str, Check] = {
     "dev_code": _anything,
     "search_limit": _count(1, 1000),
     "sync_page_size": _count(1, 1000),
+    "sync_read_ahead": _count(0, 19),
+    "sync_read_ahead_bytes": _count(0),
     "max_content_bytes": _count(1, 60_000),  # a pushed message, with its envelope, fits one frame
     "max_group_members": _count(1),
     "auth_cache_seconds": _seconds(zero_ok=True),

@@ -105,6 +105,10 @@ CONNECT_WRITE_BUFFER_DROPS = Counter(
     ["transport"],
 )  # fmt: skip
 CONNECT_EVICTIONS = Counter("gim_connect_evictions_total", "connections closed after the idle timeout")
+CONNECT_SYNC_PAGES = Counter(
+    "gim_connect_sync_pages_total", "sync answers given to clients, by where they came from (logic, read_ahead)",
+    ["source"],
+)  # fmt: skip
 CONNECT_PUSHES = Counter(
     "gim_connect_pushes_total", "messages logic handed this node for its devices, by outcome", ["outcome"]
 )

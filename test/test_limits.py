@@ -30,6 +30,7 @@ from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as lx
 from gim.pkg.schema import SEQ_OBJECT_ROOM
 from gim.pkg.schema import seq as seq_table
+from gimtest.waiting import until
 
 
 def _addr(port: int) -> str:
@@ -46,12 +47,6 @@ async def refused(call: Awaitable[object]) -> str:
         await call
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, info.value
     return info.value.details() or ""
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
 
 
 class LogicNode:

@@ -21,6 +21,7 @@ from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as lx
 from gim.pkg.schema import MessageShards
 from gimtest.cluster import SHARDS
+from gimtest.waiting import until
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -35,14 +36,6 @@ def text(value: str) -> bytes:
 
 def row(sender: int, receiver: int, body: str) -> MessageRow:
     return MessageRow(0, cx.ST_USER, sender, cx.RT_USER, receiver, [], cx.MT_TEXT, text(body), 1)
-
-
-async def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Poll (bounded) until `condition()` holds."""
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.005)
-    assert condition(), what
 
 
 class Gate:

@@ -10,6 +10,7 @@ from typing import Any
 
 from gim.internal.connect.acks import Acks
 from gim.internal.connect.pending import PendingByAddress
+from gim.internal.connect.read_ahead import ReadAheads
 from gim.internal.connect.registry import Registry
 from gim.internal.connect.sign_ins import SignIns
 from gim.pkg import log
@@ -34,7 +35,7 @@ class ConnectContext:
     registry: Registry
     conn_addr: str
     # LogicInt.Sync answering raw bytes: SyncResp and SyncOutput are the same on the wire
-    # (messages = 1, has_more = 2), so the answer is passed on without parsing it.
+    # (messages = 1, has_more = 2), so a one-page answer is passed on without parsing it.
     sync_raw: Any = None
     stopping: bool = False
     tasks: set[asyncio.Task[Any]] = dataclasses.field(default_factory=set)
@@ -46,12 +47,14 @@ class ConnectContext:
     sign_ins: SignIns = dataclasses.field(init=False)
     acks: Acks = dataclasses.field(init=False)
     pending: PendingByAddress = dataclasses.field(init=False)  # connections not signed in, per address
+    read_aheads: ReadAheads = dataclasses.field(init=False)  # sync pages held for the next PT_SYNCs
 
     def __post_init__(self) -> None:
         self._no_sign_ins.set()
         self.sign_ins = SignIns(self.logic, self.config.rpc_timeout)
         self.acks = Acks(self.logic, self.config.rpc_timeout)
         self.pending = PendingByAddress(self.config.max_pending_per_address, networks(self.config.limit_exempt))
+        self.read_aheads = ReadAheads(self.config.sync_read_ahead_bytes)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)

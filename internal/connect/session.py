@@ -265,9 +265,10 @@ class Session:
         self.log.info("signed_in", replaced_conn_id=old.conn_id if old else None)
 
     def _ended(self, action: Ended) -> None:
-        """Release the pending count, the registry entry and the device."""
+        """Release the pending count, the registry entry, the pages read ahead and the device."""
         self._release_pending()
         context = self.context
+        context.read_aheads.drop(self.conn_id)
         registry = context.registry
         registry.connections.discard(self)
         if action.device_id and registry.unbind(action.device_id, self) and not context.stopping:
@@ -334,14 +335,7 @@ class Session:
     async def _perform(self, call: Sync | Ack | SubscribeRoom) -> bytes | None:
         context = self.context
         if isinstance(call, Sync):
-            # a gap fill starts exactly at the connection's position, also at 0 (a client's
-            # PT_SYNC from 0 means "after the highest ack of the user's devices")
-            req = logic_int_pb2.SyncReq(user_id=call.user_id, device_id=call.device_id, seq=call.seq, exact=call.fill)
-            if context.sync_raw is not None:
-                data: bytes = await self._call(context.sync_raw, req)
-                return data
-            resp = await self._call(context.logic.Sync, req)
-            return cx.SyncOutput(messages=resp.messages, has_more=resp.has_more).SerializeToString()
+            return await self._sync(call)
         if isinstance(call, Ack):
             ack = logic_int_pb2.MessageACKReq(
                 user_id=call.user_id,
@@ -360,6 +354,69 @@ class Session:
         )
         await self._call(context.logic.SubscribeRoom, sub)
         return None
+
+    async def _sync(self, call: Sync) -> bytes:
+        """A serialized SyncOutput: a client's PT_SYNC answered from the pages read ahead
+        for this connection (read_ahead.py), else by logic, with the next pages read ahead
+        when the node holds few; a gap fill always by logic, exactly from the connection's
+        position, also at 0 (a client's PT_SYNC from 0 means "after the highest ack of the
+        user's devices")."""
+        context = self.context
+        ahead = context.read_aheads
+        loop = asyncio.get_running_loop()
+        if not call.fill and (page := await ahead.take(self.conn_id, call.seq, loop.time())) is not None:
+            metrics.CONNECT_SYNC_PAGES.labels("read_ahead").inc()
+            self._read_further(call)
+            return page
+        pages = 1 + context.config.sync_read_ahead if not call.fill and ahead.has_room() else 0
+        req = logic_int_pb2.SyncReq(
+            user_id=call.user_id, device_id=call.device_id, seq=call.seq, exact=call.fill, pages=pages
+        )
+        metrics.CONNECT_SYNC_PAGES.labels("logic").inc()
+        if not pages and context.sync_raw is not None:  # SyncResp and SyncOutput are the same on the wire
+            data: bytes = await self._call(context.sync_raw, req)
+            return data
+        resp = await self._sync_resp(req)
+        if not resp.pages:  # a logic node without read-ahead answers one page, as for a 2021 client
+            return cx.SyncOutput(messages=resp.messages, has_more=resp.has_more).SerializeToString()
+        if self.machine.closed:
+            return resp.pages[0]
+        first = ahead.hold(self.conn_id, resp, loop.time())
+        self._read_further(call)
+        return first
+
+    async def _sync_resp(self, req: logic_int_pb2.SyncReq) -> logic_int_pb2.SyncResp:
+        context = self.context
+        if context.sync_raw is None:
+            resp: logic_int_pb2.SyncResp = await self._call(context.logic.Sync, req)
+            return resp
+        return logic_int_pb2.SyncResp.FromString(await self._call(context.sync_raw, req))
+
+    def _read_further(self, call: Sync) -> None:
+        """Ask for the pages after those held, if few are left, while the client reads them."""
+        after = self.context.read_aheads.due(self.conn_id)
+        if after:
+            self.context.spawn(self._ask_further(call, after))
+
+    async def _ask_further(self, call: Sync, after: int) -> None:
+        ahead = self.context.read_aheads
+        req = logic_int_pb2.SyncReq(
+            user_id=call.user_id,
+            device_id=call.device_id,
+            seq=after,
+            exact=True,
+            pages=1 + self.context.config.sync_read_ahead,
+        )
+        try:
+            resp = await self._sync_resp(req)
+        except Exception as exc:  # the client's PT_SYNC for these pages goes to logic instead
+            self.log.info("read_ahead_failed", seq=after, error=str(exc))
+            ahead.failed(self.conn_id, after)
+            return
+        if resp.pages and not self.machine.closed:
+            ahead.extend(self.conn_id, after, resp, asyncio.get_running_loop().time())
+        else:
+            ahead.failed(self.conn_id, after)
 
     async def _offline(self, user_id: int, device_id: int) -> None:
         req = logic_int_pb2.OfflineReq(user_id=user_id, device_id=device_id, client_addr=self.client_addr)

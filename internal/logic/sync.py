@@ -10,6 +10,8 @@ from gim.internal.logic.values import SenderType, SyncPage
 from gim.pkg import metrics
 from gim.pkg.errors import bad_request
 
+MAX_PAGES = 20  # pages read ahead in one Sync, at most
+
 
 class MessageSync:
     def __init__(self, store: MessageStore, acks: AckStore, profiles: Profiles, page_size: int) -> None:
@@ -18,17 +20,19 @@ class MessageSync:
         self._profiles = profiles
         self.page_size = page_size
 
-    async def sync(self, user_id: int, seq: int, exact: bool = False) -> SyncPage:
+    async def sync(self, user_id: int, seq: int, exact: bool = False, pages: int = 1) -> SyncPage:
         """Stored messages after `seq` (0: after the highest ack of any of the user's
-        devices, unless `exact`), one page, with their user senders' current profiles."""
+        devices, unless `exact`), `pages` pages of them at most (read ahead by connect, one
+        query), with their user senders' current profiles."""
         if seq < 0:
             raise bad_request("seq must not be negative")
         if seq == 0 and not exact:
             seq = await self.acks.highest(user_id)
-        page = await self._store.after(user_id, seq, self.page_size + 1)
-        has_more = len(page) > self.page_size
+        limit = self.page_size * max(1, min(pages, MAX_PAGES))
+        page = await self._store.after(user_id, seq, limit + 1)
+        has_more = len(page) > limit
         metrics.LOGIC_SYNC_PAGES.labels("true" if has_more else "false").inc()
-        page = page[: self.page_size]
+        page = page[:limit]
         senders = {m.row.sender_id for m in page if m.row.sender_type == SenderType.USER}
         return SyncPage(page, await self._profiles.get_many(sorted(senders)), has_more)
 

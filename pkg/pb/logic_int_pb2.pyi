@@ -51,24 +51,30 @@ class SignInResult(_message.Message):
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., max_seq: _Optional[int] = ...) -> None: ...
 
 class SyncReq(_message.Message):
-    __slots__ = ("user_id", "device_id", "seq", "exact")
+    __slots__ = ("user_id", "device_id", "seq", "exact", "pages")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     EXACT_FIELD_NUMBER: _ClassVar[int]
+    PAGES_FIELD_NUMBER: _ClassVar[int]
     user_id: int
     device_id: int
     seq: int
     exact: bool
-    def __init__(self, user_id: _Optional[int] = ..., device_id: _Optional[int] = ..., seq: _Optional[int] = ..., exact: _Optional[bool] = ...) -> None: ...
+    pages: int
+    def __init__(self, user_id: _Optional[int] = ..., device_id: _Optional[int] = ..., seq: _Optional[int] = ..., exact: _Optional[bool] = ..., pages: _Optional[int] = ...) -> None: ...
 
 class SyncResp(_message.Message):
-    __slots__ = ("messages", "has_more")
+    __slots__ = ("messages", "has_more", "pages", "page_last_seqs")
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     HAS_MORE_FIELD_NUMBER: _ClassVar[int]
+    PAGES_FIELD_NUMBER: _ClassVar[int]
+    PAGE_LAST_SEQS_FIELD_NUMBER: _ClassVar[int]
     messages: _containers.RepeatedCompositeFieldContainer[_connect_ext_pb2.Message]
     has_more: bool
-    def __init__(self, messages: _Optional[_Iterable[_Union[_connect_ext_pb2.Message, _Mapping]]] = ..., has_more: _Optional[bool] = ...) -> None: ...
+    pages: _containers.RepeatedScalarFieldContainer[bytes]
+    page_last_seqs: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, messages: _Optional[_Iterable[_Union[_connect_ext_pb2.Message, _Mapping]]] = ..., has_more: _Optional[bool] = ..., pages: _Optional[_Iterable[bytes]] = ..., page_last_seqs: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class MessageACKReq(_message.Message):
     __slots__ = ("user_id", "device_id", "device_ack", "receive_time")

@@ -49,6 +49,7 @@ def message_pb(stored: StoredMessage, sender: cx.Sender) -> cx.Message:
 # largest profile the user table holds (every character 4 bytes, as utf8mb4 allows).
 
 SYNC_BUDGET = FRAME_MAX - 64  # a SyncOutput, at most: room for the Output around it (<= 19 bytes)
+SYNC_AHEAD_BUDGET = 1 << 20  # bytes of pages in one read-ahead Sync answer, at most (gRPC takes 4 MiB)
 MESSAGE_MAX = SYNC_BUDGET - 2 - 4  # one Message alone in a sync answer (has_more; its tag and length)
 _SEQ_MAX = 2**63 - 1
 
@@ -165,24 +166,49 @@ def sent_mark_bytes(device_id: int, user_id: int, seq: int) -> bytes:
 def sync_page(user_id: int, page: SyncPage) -> tuple[list[cx.Message], bool]:
     """A sync answer's messages and has_more: the page's messages as long as they fit one
     SyncOutput (SYNC_BUDGET; the rest come with the next sync), each with its sender's
+    current profile."""
+    messages = _fitted(user_id, page.messages, page.profiles)
+    return messages, page.has_more or len(messages) < len(page.messages)
+
+
+def sync_pages(user_id: int, chunk: SyncPage, page_size: int) -> tuple[list[bytes], list[int], bool]:
+    """Several pages read at once (connect's read-ahead), cut as `sync_page` cuts one: each
+    a serialized SyncOutput of at most `page_size` messages that fits a frame, the seq of
+    each one's last message, and whether more follow the last page (what does not fit
+    SYNC_AHEAD_BUDGET bytes is left for the next Sync)."""
+    pages: list[bytes] = []
+    last_seqs: list[int] = []
+    stored, start, total = chunk.messages, 0, 0
+    while start < len(stored) and total < SYNC_AHEAD_BUDGET:
+        messages = _fitted(user_id, stored[start : start + page_size], chunk.profiles)
+        start += len(messages)
+        page = cx.SyncOutput(messages=messages, has_more=start < len(stored) or chunk.has_more).SerializeToString()
+        pages.append(page)
+        last_seqs.append(messages[-1].seq)
+        total += len(page)
+    if not pages:
+        pages, last_seqs = [cx.SyncOutput(has_more=chunk.has_more).SerializeToString()], [0]
+    return pages, last_seqs, start < len(stored) or chunk.has_more
+
+
+def _fitted(user_id: int, stored: list[StoredMessage], profiles: Mapping[int, User]) -> list[cx.Message]:
+    """The first of these messages that fit one SyncOutput together, each with its sender's
     current profile; one too large for a frame (stored before sizes were checked) as the
     stand-in of `fit_for_sync`."""
     messages: list[cx.Message] = []
-    has_more = page.has_more
     size = 2  # the has_more field
-    for stored in page.messages:
-        row = stored.row
-        message = message_pb(stored, sender_pb(row.sender_type, row.sender_id, page.profiles.get(row.sender_id)))
+    for one in stored:
+        row = one.row
+        message = message_pb(one, sender_pb(row.sender_type, row.sender_id, profiles.get(row.sender_id)))
         if (fitted := fit_for_sync(message)) is not message:
-            _log.warning("sync_message_too_large", user_id=user_id, seq=stored.seq, size=message.ByteSize())
+            _log.warning("sync_message_too_large", user_id=user_id, seq=one.seq, size=message.ByteSize())
             message = fitted
         cost = message.ByteSize() + 4  # field tag + length prefix
         if messages and size + cost > SYNC_BUDGET:
-            has_more = True
             break
         messages.append(message)
         size += cost
-    return messages, has_more
+    return messages
 
 
 class ProtobufMessages:

@@ -12,7 +12,7 @@ from grpc import aio
 from gim.internal.logic.devices import DeviceStore
 from gim.internal.logic.edge import pb_values
 from gim.internal.logic.edge.business_client import UserClient
-from gim.internal.logic.edge.message_encoding import sync_page
+from gim.internal.logic.edge.message_encoding import sync_page, sync_pages
 from gim.internal.logic.edge.previous_connections import PreviousConnections
 from gim.internal.logic.friends import FriendService
 from gim.internal.logic.groups import GroupService
@@ -248,9 +248,13 @@ class LogicIntServicer(int_grpc.LogicIntServicer):
         return results
 
     async def Sync(self, request: int_.SyncReq, context: Context) -> int_.SyncResp:
-        messages, has_more = sync_page(
-            request.user_id, await self.sync.sync(request.user_id, request.seq, exact=request.exact)
-        )
+        if request.pages < 0:
+            raise bad_request("pages must not be negative")
+        chunk = await self.sync.sync(request.user_id, request.seq, exact=request.exact, pages=request.pages)
+        if request.pages:  # connect reads ahead: the pages as its client will ask for them
+            pages, last_seqs, has_more = sync_pages(request.user_id, chunk, self.sync.page_size)
+            return int_.SyncResp(pages=pages, page_last_seqs=last_seqs, has_more=has_more)
+        messages, has_more = sync_page(request.user_id, chunk)
         return int_.SyncResp(messages=messages, has_more=has_more)
 
     async def MessageACK(self, request: int_.MessageACKReq, context: Context) -> int_.MessageACKResp:
