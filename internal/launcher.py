@@ -34,10 +34,14 @@ from typing import IO, Self
 
 from gim.pkg import config, log
 from gim.pkg.redis_client import free_port
+from gim.pkg.service import SHUTDOWN_LIMIT
 
 _log = log.get("launcher")
 
 SERVICES = ("business", "logic", "connect")  # start order; stopped in reverse
+# A node ends by itself within SHUTDOWN_LIMIT of SIGTERM (logging what was still pending
+# if its graceful stop overran); the launcher kills it only if it has not, a little later.
+STOP_TIMEOUT = SHUTDOWN_LIMIT + 5.0
 LISTENERS = {"business": ("int", "ext"), "logic": ("int", "ext"), "connect": ("int", "tcp", "ws")}
 
 
@@ -269,7 +273,7 @@ class Launcher:
                 task.cancel()
         return waits[next(iter(done))]
 
-    async def stop(self, timeout: float = 15.0) -> None:
+    async def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM connect nodes, then logic, then business (each group together);
         whatever does not exit within `timeout` is killed."""
         for service in reversed(SERVICES):

@@ -4,12 +4,14 @@ idle eviction, acks at close, shutdown."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+import contextlib
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
 
 from gim.client.connection import LongConnection
+from gim.internal.connect import server as connect_server
 from gim.pkg.errors import Code
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.schema import device as device_table
@@ -135,3 +137,76 @@ async def test_stop_refuses_sign_in_closes_sessions_and_marks_devices_offline(
     assert node.stats() == {"connections": 0, "signed_in": 0, "rooms": 0, "room_members": 0}
     for device in (tcp_device, ws_device, late_device):
         assert (await device_row(engine, device.device_id))[0] == 0
+
+
+async def test_stop_with_hundreds_of_connections_some_just_gone_marks_every_device_offline(
+    cluster, conns, connect_node, engine
+) -> None:  # type: ignore[no-untyped-def]
+    """A node's stop with 300 connections, the last 100 of which the clients dropped just
+    before (their Offline calls to logic still in flight, written together): every
+    connection ends, and every device is offline."""
+    node = await connect_node()
+    devices = [d for creds in await asyncio.gather(*(cluster.new_user(devices=5) for _ in range(60))) for d in creds]
+    opened = await asyncio.gather(
+        *(conns.open("ws" if i % 3 == 2 else "tcp", d, server=node) for i, d in enumerate(devices))
+    )
+    assert node.stats()["signed_in"] == 300
+    for conn in opened[200:]:
+        conn._abort()
+    await node.stop(1.0)
+    for conn in opened:
+        await closed(conn)
+    assert node.stats() == {"connections": 0, "signed_in": 0, "rooms": 0, "room_members": 0}
+    ids = [d.device_id for d in devices]
+    async with engine.connect() as db:
+        online = await db.scalar(
+            sa.select(sa.func.count()).where(device_table.c.id.in_(ids), device_table.c.status != 0)
+        )
+    assert online == 0
+
+
+async def test_offline_calls_written_together_each_only_for_its_own_connection(
+    cluster: Cluster, conns: Conns, engine: AsyncEngine
+) -> None:
+    """Concurrent Offline calls go in one transaction; each marks its device offline only
+    if it names the device's current connection (user and client address)."""
+    first, second = await cluster.new_user(devices=2)
+    for device in (first, second):
+        await conns.open("tcp", device)
+    await cluster.connect.settle()
+    addr = {d.device_id: (await device_row(engine, d.device_id))[2] for d in (first, second)}
+    devices = cluster.logic.devices
+    changed = await asyncio.gather(
+        devices.set_offline(first.device_id, first.user_id, "127.0.0.1:1"),  # an older connection
+        devices.set_offline(second.device_id, second.user_id + 1, addr[second.device_id]),  # not its user
+        devices.set_offline(first.device_id, first.user_id, addr[first.device_id]),
+        devices.set_offline(first.device_id, first.user_id, addr[first.device_id]),  # already done
+    )
+    assert changed == [False, False, True, False]
+    assert (await device_row(engine, first.device_id))[0] == 0
+    assert (await device_row(engine, second.device_id))[0] == 1
+
+
+async def test_stop_aborts_a_websocket_that_never_answers_the_close(
+    connect_node: ConnectNodes, monkeypatch: pytest.MonkeyPatch, log_events: list[dict[str, Any]]
+) -> None:
+    """A WebSocket client that never answers the closing handshake does not hold the stop
+    past its budget: the connection is aborted."""
+    monkeypatch.setattr(connect_server, "STOP_BUDGET", 0.5)
+    node = await connect_node()  # close_timeout 5 s: more than the budget
+    reader, writer = await asyncio.open_connection("127.0.0.1", node.ws_port)
+    writer.write(
+        b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    try:
+        async with asyncio.timeout(30):  # a hang guard, not a measure
+            await node.stop(1.0)
+            with contextlib.suppress(ConnectionResetError):
+                while await reader.read(65536):  # the close frame, then the end
+                    pass
+    finally:
+        writer.close()
+    (aborted,) = [e for e in log_events if e["event"] == "ws_close_aborted"]
+    assert aborted["connections"] == 1

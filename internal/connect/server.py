@@ -24,6 +24,10 @@ from gim.pkg.security import Security
 
 _log = log.get("connect")
 
+# seconds stop() takes at most, every wait included: under the process's shutdown limit
+# (service.SHUTDOWN_LIMIT), so a node with many connections still ends by itself
+STOP_BUDGET = 10.0
+
 
 class ConnectServer:
     """Built from its dependencies; `start()` listens, `stop()` shuts down gracefully."""
@@ -179,10 +183,27 @@ class ConnectServer:
         ServerStop goes last so that a sign-in racing with the shutdown cannot leave a
         device online here: sign-ins already at logic are waited for (bounded), later
         ones are refused, and ServerStop marks every device of this node offline.
+
+        Every wait is bounded, and all of them together by STOP_BUDGET (under the
+        process's own shutdown limit): a WebSocket still closing then is aborted, and
+        background work still running (calls to logic) is left to be cancelled.
         """
         if self.stopped or self.context is None:
             return
         self.stopped = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_BUDGET
+        phases: dict[str, float] = {}
+
+        def left(bound: float) -> float:
+            return max(0.0, min(bound, deadline - loop.time()))
+
+        def phase(name: str, began: float) -> float:
+            now = loop.time()
+            phases[name] = round(now - began, 3)
+            return now
+
+        began = loop.time()
         await self.health.drain()  # NOT_SERVING, still serving everything for drain_seconds
         self.context.stopping = True
         for chore in self._chores:
@@ -191,35 +212,56 @@ class ConnectServer:
             self._tcp.close()
         if self._ws is not None:
             self._ws.close(close_connections=False)
-        await self.context.sign_ins_done(self.config.rpc_timeout + 1.0)
+        began = phase("drain", began)
+        await self.context.sign_ins_done(left(self.config.rpc_timeout + 1.0))
+        began = phase("sign_ins", began)
         sessions = list(self.registry.connections)
         for session in sessions:
             session.close("server shutting down")
+        began = phase("close", began)
         _log.info("connect_stopping", closed=len(sessions))
         try:
             await rpc.call(
                 self.context.logic.ServerStop,
                 logic_int_pb2.ServerStopReq(conn_addr=self.context.conn_addr),
-                self.config.rpc_timeout,
+                left(self.config.rpc_timeout),
             )
         except Exception as exc:  # logic may already be gone; devices then time out
-            _log.warning("server_stop_failed", error=str(exc))
+            _log.warning("server_stop_failed", error=str(exc) or type(exc).__name__)
+        began = phase("server_stop", began)
         if self._redis is not None:
             try:
-                await nodes.leave(self._redis, self.config.redis_prefix, self.context.conn_addr)
-            except RedisError as exc:  # the key expires by itself
-                _log.warning("node_leave_failed", error=str(exc))
+                async with asyncio.timeout(left(self.config.rpc_timeout)):
+                    await nodes.leave(self._redis, self.config.redis_prefix, self.context.conn_addr)
+            except (RedisError, TimeoutError) as exc:  # the key expires by itself
+                _log.warning("node_leave_failed", error=str(exc) or type(exc).__name__)
             await self._redis.aclose()
         if self.broadcasts is not None:
             await self.broadcasts.stop()
+        began = phase("leave", began)
         if self._ws is not None:
-            await self._ws.wait_closed()
-        await self._grpc.stop(grace)
+            await self._ws_closed(left(self.config.close_timeout))
+        began = phase("ws_closed", began)
+        await self._grpc.stop(left(grace))
         if self.context.tasks:
-            await asyncio.wait(self.context.tasks, timeout=grace)
+            await asyncio.wait(self.context.tasks, timeout=left(grace))
+        phase("tasks", began)
         await self._logic_channel.close()
         self._restore_handler()
-        _log.info("connect_stopped")
+        _log.info("connect_stopped", seconds=phases, tasks_left=len(self.context.tasks))
+
+    async def _ws_closed(self, timeout: float) -> None:
+        """Wait (bounded) for the WebSocket connections' closing handshakes and handlers;
+        then abort those still open."""
+        assert self._ws is not None
+        try:
+            async with asyncio.timeout(timeout):
+                await self._ws.wait_closed()
+        except TimeoutError:
+            still = list(self._ws.all_connections)  # `connections` leaves out those closing
+            _log.warning("ws_close_aborted", connections=len(still))
+            for connection in still:
+                connection.transport.abort()
 
 
 def _observe(registry: Registry) -> None:

@@ -72,6 +72,13 @@ class _SignIn:
     client_addr: str
 
 
+@dataclasses.dataclass(frozen=True)
+class _SignOut:
+    device_id: int
+    user_id: int
+    client_addr: str
+
+
 _c = device_table.c
 _NOT_FOUND = "device {} not found"
 _SET_ONLINE = (
@@ -97,6 +104,7 @@ class DeviceStore:
         self._engine = engine
         self._cache = cache
         self._sign_ins: Batcher[_SignIn, Connection | None] = Batcher("sign_ins", self._set_online_batch, 500, 4)
+        self._sign_outs: Batcher[_SignOut, bool] = Batcher("sign_outs", self._set_offline_batch, 500, 2)
         self._decoded = Decoded(_online_devices)
 
     async def register(self, type_: int, **texts: str) -> int:
@@ -194,21 +202,31 @@ class DeviceStore:
         return results
 
     async def set_offline(self, device_id: int, user_id: int, client_addr: str) -> bool:
-        """Mark offline only if this is still the connection the device last signed in with."""
+        """Mark offline only if this is still the connection the device last signed in with.
+        Concurrent ones (a crowd of clients gone at once) are written together, one
+        transaction a batch."""
+        return await self._sign_outs.submit(_SignOut(device_id, user_id, client_addr))
+
+    async def _set_offline_batch(self, batch: list[_SignOut]) -> list[bool | BaseException]:
+        query = (
+            sa.select(_c.id, _c.user_id, _c.client_addr)
+            .where(_c.id.in_({s.device_id for s in batch}), _c.status == DEVICE_ONLINE)
+            .with_for_update()  # the connection cannot change before this transaction writes
+        )
         async with self._engine.begin() as conn:
-            result = await conn.execute(
-                device_table.update()
-                .where(
-                    device_table.c.id == device_id,
-                    device_table.c.user_id == user_id,
-                    device_table.c.client_addr == client_addr,
-                    device_table.c.status == DEVICE_ONLINE,
-                )
-                .values(status=DEVICE_OFFLINE)
-            )
-        if result.rowcount:
-            await self._cache.invalidate(KIND_ONLINE, [user_id])
-        return bool(result.rowcount)
+            online = {int(row[0]): (int(row[1]), str(row[2])) for row in await conn.execute(query)}
+            changed: list[bool | BaseException] = []
+            gone: dict[int, int] = {}  # device -> user, going offline now
+            for s in batch:  # in order: a device twice in one batch goes offline once
+                match = online.get(s.device_id) == (s.user_id, s.client_addr)
+                if match:
+                    gone[s.device_id] = online.pop(s.device_id)[0]
+                changed.append(match)
+            if gone:
+                await conn.execute(device_table.update().where(_c.id.in_(sorted(gone))).values(status=DEVICE_OFFLINE))
+        if gone:
+            await self._cache.invalidate(KIND_ONLINE, set(gone.values()))
+        return changed
 
     async def of_user(self, user_id: int) -> list[Device]:
         """The devices the user owns, in registration order."""
