@@ -58,8 +58,9 @@ class TryAgainError(RefusedError):
     """A sign-in answered 10001: the node is stopping or cannot reach logic; clients retry."""
 
 
-# The failures of a connect or sign-in that a client retries (as the SDK's RETRYABLE)
-RETRYABLE = (OSError, TimeoutError, TryAgainError)
+# The failures of a connect or sign-in that a client retries (as the SDK's RETRYABLE;
+# WsClosed: a WebSocket handshake refused, say 429 or 503, or closed by the server)
+RETRYABLE = (OSError, TimeoutError, client_framing.WsClosed, TryAgainError)
 
 
 @dataclasses.dataclass(frozen=True)

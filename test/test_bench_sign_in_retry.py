@@ -18,7 +18,8 @@ from gim.pkg.protocol.packets import parse_input
 
 class SignInServer:
     """Answers sign-ins by token: "reset-once" resets the device's first connection,
-    "busy" is always answered 10001, "bad" 10000, anything else 0."""
+    "busy" is always answered 10001, "bad" 10000, anything else 0; a WebSocket handshake
+    gets HTTP 503."""
 
     def __init__(self) -> None:
         self.attempts: Counter[int] = Counter()  # device id -> sign-ins received
@@ -26,6 +27,9 @@ class SignInServer:
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         decoder = FrameDecoder()
         while data := await reader.read(65536):
+            if data.startswith(b"GET "):  # a WebSocket handshake: as a node stopping answers it
+                writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+                break
             for body in decoder.feed(data):
                 packet = parse_input(body)
                 if packet.type != cx.PT_SIGN_IN:
@@ -55,20 +59,29 @@ async def test_failed_sign_ins_are_retried_and_each_device_counted_once() -> Non
     live = server.sockets[0].getsockname()[1]
     fleet = Fleet()
     # device i starts at endpoint i % 2 and moves to the next one on each retry
-    endpoints = [["127.0.0.1", closed_port(), "", 0, "", ""], ["127.0.0.1", live, "", 0, "", ""]]
+    closed = closed_port()
+    endpoints = [
+        ["127.0.0.1", closed, "127.0.0.1", closed, f"ws://127.0.0.1:{closed}/ws", ""],
+        ["127.0.0.1", live, "127.0.0.1", live, f"ws://127.0.0.1:{live}/ws", ""],
+    ]
     devices = [
         [1, 1, "ok"],  # refused at the closed port, then signed in: 1 retry
         [2, 2, "reset-once"],  # reset, refused, signed in: 2 retries
         [3, 3, "busy"],  # refused, 10001, refused: failed after 3 attempts
         [4, 4, "bad"],  # 10000 at its first attempt: not retried
+        [5, 5, "ok"],  # over WebSocket: refused, 503, refused: failed after 3 attempts
     ]
-    cmd = {"devices": devices, "endpoints": endpoints, "retry": {"attempts": 3, "backoff_initial": 0.01}}
+    cmd = {
+        "devices": devices, "endpoints": endpoints, "ws_every": 5,
+        "retry": {"attempts": 3, "backoff_initial": 0.01},
+    }  # fmt: skip
     try:
         answer, clients = await _open(fleet, {"op": "open", **cmd})
         assert [c.device.device_id for c in clients] == [1, 2]
-        assert (answer["signed"], answer["failed"], answer["retries"]) == (2, 2, 5)
-        assert answer["reasons"] == {"ConnectionRefusedError": 1, "10000 no": 1}
-        assert sum(answer["retry_reasons"].values()) == 5 and answer["retry_reasons"]["10001 no"] == 1
+        assert (answer["signed"], answer["failed"], answer["retries"]) == (2, 3, 7)
+        assert answer["reasons"] == {"ConnectionRefusedError": 2, "10000 no": 1}
+        retried = answer["retry_reasons"]
+        assert sum(retried.values()) == 7 and retried["10001 no"] == 1 and retried["WsClosed"] == 1
         assert fake.attempts == {1: 1, 2: 2, 3: 1, 4: 1}
         assert fleet.clients == clients  # the failed attempts' clients are not kept
     finally:
