@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -132,6 +132,68 @@ def through_primary_key(query: sa.Select[Any], table: sa.Table) -> sa.Select[Any
     """`query` reading `table` through its primary key (MySQL: FORCE INDEX (PRIMARY), so a
     locking read locks the rows asked for, not a scan of the whole small table)."""
     return query.with_hint(table, "FORCE INDEX (PRIMARY)", dialect_name="mysql")
+
+
+SCRIPT_BYTES = 1 << 20  # one multi-statement query of `insert_rows`, about at most
+
+
+async def insert_rows(
+    conn: AsyncConnection, rows_by_insert: Mapping[sa.Insert, list[tuple[Any, ...]]], columns: Sequence[str]
+) -> None:
+    """Rows into several tables: one multi-row INSERT per table, each row a tuple in
+    `columns` order. On MySQL (asyncmy) the INSERTs go together as one multi-statement
+    query (up to about SCRIPT_BYTES each): one round trip instead of one per table, which
+    is most of the time of a group message's rows spread over the message tables; the
+    values escaped by the driver (text protocol). Elsewhere, one statement per table."""
+    if conn.dialect.driver != "asyncmy":
+        for insert, rows in rows_by_insert.items():
+            await conn.exec_driver_sql(driver_sql(conn, insert, columns), rows)
+        return
+    row_marks = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    scripts: list[tuple[list[str], list[Any]]] = [([], [])]
+    size = 0
+    for insert, rows in rows_by_insert.items():
+        head, found, tail = driver_sql(conn, insert, columns).partition("VALUES " + row_marks)
+        if not found or tail:
+            raise ValueError(f"{insert} is not a plain INSERT ... VALUES")
+        for chunk in _chunks_of_size(rows, SCRIPT_BYTES):
+            if size and size + chunk[0] > SCRIPT_BYTES:
+                scripts.append(([], []))
+                size = 0
+            statements, params = scripts[-1]
+            statements.append(head + "VALUES " + ", ".join([row_marks] * len(chunk[1])))
+            params.extend(value for row in chunk[1] for value in row)
+            size += chunk[0]
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert driver is not None, "a connection in a transaction has its driver connection"
+    async with driver.cursor() as cursor:
+        for statements, params in scripts:
+            query = cursor.mogrify("; ".join(statements), params)  # text: a multi-statement query is not preparable
+            try:
+                await cursor.execute(query)
+                while await cursor.nextset():  # each statement's outcome; an error raises here
+                    pass
+            except conn.dialect.loaded_dbapi.Error as exc:
+                raise sa.exc.DBAPIError.instance(
+                    query[:200], None, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+                ) from exc
+
+
+def _chunks_of_size(rows: list[tuple[Any, ...]], limit: int) -> list[tuple[int, list[tuple[Any, ...]]]]:
+    """`rows` cut into runs of about `limit` bytes at most (a row alone may be larger): (bytes, rows)."""
+    chunks: list[tuple[int, list[tuple[Any, ...]]]] = []
+    run: list[tuple[Any, ...]] = []
+    size = 0
+    for row in rows:
+        cost = 8 * len(row) + sum(len(v) for v in row if isinstance(v, (bytes, str)))
+        if run and size + cost > limit:
+            chunks.append((size, run))
+            run, size = [], 0
+        run.append(row)
+        size += cost
+    if run:
+        chunks.append((size, run))
+    return chunks
 
 
 STATEMENT_CACHE = 32  # prepared statements per MySQL connection (40 connections a process)

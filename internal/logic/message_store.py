@@ -318,11 +318,12 @@ class MessageStore:
     async def _insert(
         self, conn: AsyncConnection, sends: list[tuple[_Pending, dict[int, int], set[tuple[int, int]]]]
     ) -> None:
-        """One multi-row INSERT per shard, its rows as plain tuples: a group message is
-        hundreds of rows, and this runs while the seq rows are locked. The sender's copy of
+        """One multi-row INSERT per shard, its rows as plain tuples, all in one round trip on
+        MySQL (`db.insert_rows`): a group message is hundreds of rows over every message
+        table, and this runs while the seq rows are locked. The sender's copy of
         a send that may be retried carries its request_id in `sender_request_id` (unique
         per sender), unless an older message holds that key (`taken`)."""
-        by_shard: dict[sa.Table, list[tuple[object, ...]]] = defaultdict(list)
+        by_shard: dict[sa.Insert, list[tuple[Any, ...]]] = defaultdict(list)
         for pending, seqs, taken in sends:
             row = pending.row
             common = (
@@ -340,9 +341,8 @@ class MessageStore:
             keyed = _may_be_retry(pending) and _unique_key(pending) not in taken
             for user_id, seq in seqs.items():
                 key = row.request_id if keyed and user_id == row.sender_id else None
-                by_shard[self._shards.table_for(user_id)].append((user_id, seq, *common, key))
-        for table, rows in by_shard.items():
-            await conn.exec_driver_sql(db.driver_sql(conn, self._inserts[table], _INSERT_COLUMNS), rows)
+                by_shard[self._inserts[self._shards.table_for(user_id)]].append((user_id, seq, *common, key))
+        await db.insert_rows(conn, by_shard, _INSERT_COLUMNS)
 
     async def after(self, user_id: int, seq: int, limit: int) -> list[StoredMessage]:
         """The user's messages with seq greater than `seq`, in seq order, at most `limit`:
