@@ -97,8 +97,9 @@ def signed_in(max_seq: int | None = 5, synced: bool = True) -> Connection:
     call = only(conn.data_received(sign_in_frame(), now=1.0), SignIn)
     conn.answered(call, Answered(max_seq))
     if synced:
-        sync = only(conn.data_received(sync_frame(0), now=1.0), Sync)
-        conn.answered(sync, Answered(sync_answer([])))
+        actions = conn.data_received(sync_frame(0), now=1.0)
+        if max_seq != 0:  # (a user without messages is answered by connect itself)
+            conn.answered(only(actions, Sync), Answered(sync_answer([])))
     return conn
 
 
@@ -361,6 +362,29 @@ def test_pushes_during_a_sync_with_more_pages_wait_for_the_last_page() -> None:
     call = only(conn.data_received(sync_frame(1), 2.0), Sync)
     actions = conn.answered(call, Answered(sync_answer([2])))
     assert [o.type for o in sent(actions)] == [cx.PT_SYNC, cx.PT_MESSAGE] and pushed_seqs(actions) == [3]
+
+
+def test_a_first_sync_that_has_everything_is_answered_without_logic() -> None:
+    """After sign-in, a client that already has the user's highest seq (or a user without
+    messages syncing from 0) is told "nothing more" at once; what comes next is pushed."""
+    conn = signed_in(max_seq=0, synced=False)
+    actions = conn.data_received(sync_frame(0), 2.0)
+    assert [a for a in actions if isinstance(a, Sync)] == []
+    (answer,) = sent(actions)
+    assert (answer.type, answer.code, cx.SyncOutput.FromString(answer.data)) == (cx.PT_SYNC, 0, cx.SyncOutput())
+    assert pushed_seqs(conn.push_stored(1, message_send(1))) == [1]
+    conn = signed_in(max_seq=5, synced=False)
+    assert [o.type for o in sent(conn.data_received(sync_frame(5), 2.0))] == [cx.PT_SYNC]
+    assert only(conn.data_received(sync_frame(5, request_id=3), 2.0), Sync).seq == 5, "only the first sync"
+
+
+def test_a_first_sync_that_lacks_something_goes_to_logic() -> None:
+    for max_seq, seq in [(5, 0), (5, 4)]:
+        conn = signed_in(max_seq=max_seq, synced=False)
+        assert only(conn.data_received(sync_frame(seq), 2.0), Sync).seq == seq
+    conn = signed_in(max_seq=5, synced=False)
+    conn.push_stored(6, message_send(6))  # stored since the sign-in: logic answers with it
+    assert only(conn.data_received(sync_frame(5), 2.0), Sync).seq == 5
 
 
 def test_a_sync_that_does_not_parse_holds_no_push() -> None:

@@ -408,6 +408,11 @@ class Connection:
                 order.asking = False
                 self._write_pushes(out, order.stop_syncing())
             raise
+        if order is not None and order.has_all_after(sync.seq):  # nothing to ask logic for
+            order.asking = False
+            self._reply(out, packet)  # an empty SyncOutput: no messages, has_more false
+            self._write_pushes(out, order.synced(0, more=False))
+            return
         if order is not None:
             order.syncing = order.asking = True  # pushes wait for the answer (see push_order.py)
         self._ask(out, Sync(self.user_id, self.device_id, sync.seq), packet)

@@ -97,6 +97,14 @@ class PushOrder:
         self.syncing = more
         return [] if more else self._release()
 
+    def has_all_after(self, seq: int) -> bool:
+        """Whether a client syncing from `seq` already has every message of its user: this
+        is its first sync since sign-in, nothing came since (nothing held: every push waits
+        for that sync), and `seq` reaches `last`, the user's highest seq at sign-in (0, which
+        asks "after the highest ack", only when the user has no message at all). What is
+        stored later is pushed to the device, in order, as after any sync answer."""
+        return not self.started and not self.held and (seq >= self.last > 0 or self.last == 0)
+
     def stop_syncing(self) -> list[bytes]:
         """The client did not ask for the next page after all: held pushes that follow go."""
         self.syncing = False
