@@ -277,7 +277,7 @@ def test_acks_merge_while_one_is_with_logic_and_are_never_answered() -> None:
     conn = signed_in()
     first = only(conn.data_received(ack_frame(3), 2.0), Ack)
     assert (first.user_id, first.device_id, first.device_ack) == (USER, DEVICE, 3)
-    assert conn.data_received(ack_frame(5) + ack_frame(4) + ack_frame(5), 2.0) == [], "queued once, merged"
+    assert conn.data_received(ack_frame(5) + ack_frame(4) + ack_frame(5), 2.0) == [], "merged into one waiting"
     second = only(conn.answered(first, Answered()), Ack)
     assert second.device_ack == 5, "only the highest counts"
     actions = conn.answered(second, Refused(Code.BAD_REQUEST, "bad ack"))
@@ -478,14 +478,34 @@ def test_close_replace_and_transport_gone() -> None:
     assert connected().transport_closed("lost") == [StopTimer(Timer.SIGN_IN), Ended("lost", 0, 0, False)]
 
 
-def test_waiting_acks_still_reach_logic_after_the_close() -> None:
+def test_an_ack_does_not_wait_for_a_request_with_logic_nor_holds_one_up() -> None:
+    """A client acks a page of its sync and asks for the next at once: the sync goes to
+    logic without waiting for the ack's answer, and an ack goes while a sync is with logic."""
     conn = signed_in()
-    sync = only(conn.data_received(sync_frame(0), 2.0), Sync)
-    conn.data_received(frame(cx.PT_HEARTBEAT) + ack_frame(8), 2.0)
+    actions = conn.data_received(ack_frame(3) + sync_frame(3), 2.0)
+    assert [type(a) for a in actions if isinstance(a, (Ack, Sync))] == [Ack, Sync]
+    ack, sync = only(actions, Ack), only(actions, Sync)
+    assert sent(conn.data_received(frame(cx.PT_HEARTBEAT, 7), 2.0)) == [], "the heartbeat waits behind the sync"
+    assert conn.data_received(ack_frame(4), 2.0) == [], "merged behind the ack with logic"
+    assert only(conn.answered(ack, Answered()), Ack).device_ack == 4
+    assert [o.type for o in sent(conn.answered(sync, Answered(sync_answer([]))))] == [cx.PT_SYNC, cx.PT_HEARTBEAT]
+
+
+def test_a_waiting_ack_still_reaches_logic_after_the_close() -> None:
+    conn = signed_in()
+    first = only(conn.data_received(ack_frame(7), 2.0), Ack)
+    conn.data_received(ack_frame(8), 2.0)
     conn.transport_closed()
-    actions = conn.answered(sync, Answered(sync_answer([])))
+    actions = conn.answered(first, Answered())
     assert sent(actions) == [], "nothing is written to a closed connection"
     assert only(actions, Ack).device_ack == 8
+
+
+def test_an_ack_that_fails_unexpectedly_is_dropped_and_the_connection_stays() -> None:
+    conn = signed_in()
+    ack = only(conn.data_received(ack_frame(7), 2.0), Ack)
+    actions = conn.answered(ack, Failed("RuntimeError()"))
+    assert only(actions, Log).event == "ack_dropped" and conn.signed_in
 
 
 def test_a_client_that_stops_paging_gets_its_held_pushes_at_the_next_fill() -> None:

@@ -14,10 +14,13 @@ States (`State`):
         +--- deadline, error, close, transport gone ---> CLOSED | REPLACED
 
 Packets of one connection are handled in order. One request at a time is with logic
-(a sign-in, a sync, an ack, a room subscription); packets arriving meanwhile wait in the
-inbox (at most INBOX_LIMIT: past it the client is a flood and is closed). A heartbeat
-with nothing waiting is answered at once; acks waiting in the inbox merge into one (only
-the highest counts). Once closed, waiting acks still go to logic; nothing else does.
+(a sign-in, a sync, a room subscription); packets arriving meanwhile wait in the inbox
+(at most INBOX_LIMIT: past it the client is a flood and is closed). A heartbeat with
+nothing waiting is answered at once. Acks, which are never answered, go beside them
+(a client acks each page of a sync before asking for the next: the next page does not
+wait for the ack): one ack at a time with logic, those arriving meanwhile merged into one
+waiting (only the highest counts). Once closed, a waiting ack still goes to logic;
+nothing else does.
 
 Pushes of stored messages pass the device's `PushOrder` (push_order.py): in seq order,
 held while the client syncs, and a gap (a push ahead of its turn) is fetched from logic
@@ -122,7 +125,7 @@ class Connection:
     # tens of thousands per process: no __dict__, no inbox until packets queue up
     __slots__ = (
         "state", "user_id", "device_id", "room_id", "order", "last_active", "_decoder", "_sign_in_timeout",
-        "_inbox", "_request", "_ack", "_gap", "_fill", "_fill_pages", "_fill_wanted",
+        "_inbox", "_request", "_acking", "_ack", "_gap", "_fill", "_fill_pages", "_fill_wanted",
     )  # fmt: skip
 
     def __init__(self, sign_in_timeout: float, decoder: FrameDecoder | None = None, now: float = 0.0) -> None:
@@ -137,7 +140,8 @@ class Connection:
         self._sign_in_timeout = sign_in_timeout
         self._inbox: deque[cx.Input] | None = None
         self._request: tuple[Call, cx.Input] | None = None  # the packet whose call is with logic
-        self._ack: cx.MessageACK | None = None  # the highest ack waiting in the inbox
+        self._acking: Ack | None = None  # the ack with logic
+        self._ack: cx.MessageACK | None = None  # the highest ack waiting for it
         self._gap = _GAP_NONE
         self._fill: Sync | None = None  # the gap fill's call with logic
         self._fill_pages = 0
@@ -194,6 +198,12 @@ class Connection:
         out: list[Action] = []
         if call is self._fill:
             self._fill_answered(out, outcome)
+        elif call is self._acking:
+            self._acking = None
+            if not isinstance(outcome, Answered):
+                self._ack_dropped(out, _kind(outcome), _reason(outcome))
+            if self._ack is not None and self.device_id:
+                self._send_ack(out, self._ack)
         elif self._request is not None and call is self._request[0]:
             packet = self._request[1]
             self._request = None
@@ -205,9 +215,6 @@ class Connection:
                 self._signed_in(out, call, packet, outcome)
             elif isinstance(call, Sync):
                 self._synced(out, packet, outcome)
-            elif isinstance(call, Ack):
-                if not isinstance(outcome, Answered):
-                    self._ack_dropped(out, _kind(outcome), _reason(outcome))
             elif isinstance(outcome, Answered):  # SubscribeRoom
                 self._reply(out, packet)
             else:
@@ -297,8 +304,9 @@ class Connection:
         if packet.type == cx.PT_HEARTBEAT and signed_in and self._request is None:
             self._reply(out, packet)
             return
-        if packet.type == cx.PT_MESSAGE and signed_in and not self._queue_ack(out, packet.data):
-            return  # merged into the ack already waiting (or not an ack at all)
+        if packet.type == cx.PT_MESSAGE and signed_in:
+            self._take_ack(out, packet.data)
+            return
         if self._inbox is None:
             self._inbox = deque()
         if len(self._inbox) >= INBOX_LIMIT:
@@ -338,8 +346,8 @@ class Connection:
             self._reply(out, packet, code=Code.BAD_REQUEST, message="already signed in")
         elif packet.type == cx.PT_SYNC:
             self._sync(out, packet)
-        elif packet.type == cx.PT_MESSAGE:
-            self._send_ack(out, packet)
+        elif packet.type == cx.PT_MESSAGE:  # sent while signing in
+            self._take_ack(out, packet.data)
         elif packet.type == cx.PT_SUBSCRIBE_ROOM:
             self._subscribe_room(out, packet)
 
@@ -439,33 +447,26 @@ class Connection:
             highest = answer.messages[-1].seq if answer.messages else 0
             self._write_pushes(out, order.synced(highest, answer.has_more))
 
-    def _queue_ack(self, out: list[Action], data: bytes) -> bool:
-        """An ack arrived: True to queue it; False when it went into the ack already
-        waiting in the inbox (clients ack every push and only the highest counts, so a
-        slow logic never makes a client's acks fill the inbox) or is not an ack."""
+    def _take_ack(self, out: list[Action], data: bytes) -> None:
+        """An ack: to logic now, or merged into the one waiting while another is with logic
+        (clients ack every push and only the highest counts, so a slow logic never makes a
+        client's acks pile up). An ack is never answered (as in 2021: clients take every
+        downstream PT_MESSAGE for a push), not even when it fails: a lost ack is corrected
+        by the device's next ack or sync, so a failure is only logged (summarised)."""
         try:
             ack = parse_data(cx.MessageACK, data)
         except PacketError as exc:
             self._ack_dropped(out, type(exc).__name__, str(exc))
-            return False
-        if self._ack is None:
-            self._ack = ack
-            return True
-        if ack.device_ack > self._ack.device_ack:
-            self._ack = ack
-        return False
-
-    def _send_ack(self, out: list[Action], packet: cx.Input) -> None:
-        """Pass the waiting ack on to logic. An ack is never answered (as in 2021: clients
-        take every downstream PT_MESSAGE for a push), not even when it fails: a lost ack is
-        corrected by the device's next ack or sync, so a failure is only logged
-        (summarised)."""
-        try:
-            ack, self._ack = self._ack or parse_data(cx.MessageACK, packet.data), None
-        except PacketError as exc:
-            self._ack_dropped(out, type(exc).__name__, str(exc))
             return
-        self._ask(out, Ack(self.user_id, self.device_id, ack.device_ack, ack.receive_time), packet)
+        if self._acking is None:
+            self._send_ack(out, ack)
+        elif self._ack is None or ack.device_ack > self._ack.device_ack:
+            self._ack = ack
+
+    def _send_ack(self, out: list[Action], ack: cx.MessageACK) -> None:
+        self._ack = None
+        self._acking = Ack(self.user_id, self.device_id, ack.device_ack, ack.receive_time)
+        out.append(self._acking)
 
     def _ack_dropped(self, out: list[Action], kind: str, reason: str) -> None:
         fields = {"kind": kind, "reason": reason, "device_id": self.device_id}
