@@ -175,7 +175,7 @@ class ConnectConfig(BaseConfig):
     limit_exempt: str = "127.0.0.0/8,::1"  # client addresses no per-address limit applies to
     metrics_listen: str = "127.0.0.1:9101"  # Prometheus /metrics over HTTP ('' = off)
     reuse_port: bool = False  # SO_REUSEPORT on tcp_listen and ws_listen: workers share them
-    sync_read_ahead: int = 4  # sync pages asked of logic beyond the one a client asks for (0: none)
+    sync_read_ahead: int = 9  # sync pages asked of logic beyond the one a client asks for (0: none)
     sync_read_ahead_bytes: int = 64 << 20  # pages held for syncing clients, all together, at most
 
     @property
