@@ -378,6 +378,16 @@ def test_a_first_sync_that_has_everything_is_answered_without_logic() -> None:
     assert only(conn.data_received(sync_frame(5, request_id=3), 2.0), Sync).seq == 5, "only the first sync"
 
 
+def test_a_push_missed_while_signing_in_sends_the_first_sync_to_logic() -> None:
+    """A push for the device reached the node before this connection took the device: the
+    client may lack it, so its first sync goes to logic even from the user's highest seq."""
+    conn = connected()
+    call = only(conn.data_received(sign_in_frame(), now=1.0), SignIn)
+    conn.missed_push()
+    conn.answered(call, Answered(5))
+    assert only(conn.data_received(sync_frame(5), 2.0), Sync).seq == 5
+
+
 def test_a_first_sync_that_lacks_something_goes_to_logic() -> None:
     for max_seq, seq in [(5, 0), (5, 4)]:
         conn = signed_in(max_seq=max_seq, synced=False)
@@ -489,6 +499,20 @@ def test_an_ack_does_not_wait_for_a_request_with_logic_nor_holds_one_up() -> Non
     assert conn.data_received(ack_frame(4), 2.0) == [], "merged behind the ack with logic"
     assert only(conn.answered(ack, Answered()), Ack).device_ack == 4
     assert [o.type for o in sent(conn.answered(sync, Answered(sync_answer([]))))] == [cx.PT_SYNC, cx.PT_HEARTBEAT]
+
+
+def test_a_sync_from_0_waits_for_the_acks_sent_before_it() -> None:
+    """From 0 is "after the highest ack": a client that acks a page and syncs from 0 again
+    gets the page after it, not the same one."""
+    conn = signed_in()
+    first = only(conn.data_received(ack_frame(3), 2.0), Ack)
+    assert conn.data_received(ack_frame(4) + sync_frame(0, request_id=9), 2.0) == []
+    second = only(conn.answered(first, Answered()), Ack)
+    assert second.device_ack == 4
+    sync = only(conn.answered(second, Answered()), Sync)
+    assert sync.seq == 0
+    (answer,) = sent(conn.answered(sync, Answered(sync_answer([]))))
+    assert (answer.type, answer.request_id) == (cx.PT_SYNC, 9)
 
 
 def test_a_waiting_ack_still_reaches_logic_after_the_close() -> None:

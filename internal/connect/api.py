@@ -25,6 +25,9 @@ class ConnectIntServicer(connect_int_pb2_grpc.ConnectIntServicer):
         """Queue the message on the device's connection; False if this node has none, or
         none signed in as the user the message is for."""
         session = self.registry.get(request.device_id)
+        arriving = self.registry.arriving.get(request.device_id)
+        if arriving is not None and arriving is not session:  # not bound yet: it may lack this one
+            arriving.missed_push()
         if session is None:
             return False
         if request.user_id and request.user_id != session.user_id:  # 0: an older logic, which does not say

@@ -13,6 +13,7 @@ class Registry:
         self._by_device: dict[int, Session] = {}
         self._rooms: dict[int, set[Session]] = {}
         self.connections: set[Session] = set()  # every open session, signed in or not
+        self.arriving: dict[int, Session] = {}  # devices signing in here now -> that connection
 
     def __len__(self) -> int:
         return len(self._by_device)

@@ -168,6 +168,11 @@ class Session:
         """A message stored for this device's user with `seq` (see Connection.push_stored)."""
         self._execute(self.machine.push_stored(seq, message_send))
 
+    def missed_push(self) -> None:
+        """A push for this device reached the node while this connection was signing in
+        (before it was bound): see `Connection.missed_push`."""
+        self.machine.missed_push()
+
     def push_encoded(self, out: Encoded) -> None:
         """An Output encoded once for many connections (room and push-all broadcasts)."""
         if not self.machine.closed:
@@ -290,19 +295,25 @@ class Session:
         logic recorded last."""
         try:
             async with self.context.signing_in(call.device_id):
-                if self.machine.closed:  # the client left while waiting for the device's previous sign-in
-                    outcome: Outcome = Failed("closed before logic was asked")
-                else:
-                    req = logic_int_pb2.ConnSignInReq(
-                        user_id=call.user_id,
-                        device_id=call.device_id,
-                        token=call.token,
-                        conn_addr=self.context.conn_addr,
-                        client_addr=self.client_addr,
-                    )
-                    outcome = await self._outcome(call, self.context.sign_ins.sign_in(req))
-                    metrics.CONNECT_SIGN_INS.labels(metrics.sign_in_result(outcome)).inc()
-                self._answered(call, outcome)
+                arriving = self.context.registry.arriving
+                arriving[call.device_id] = self  # until bound (or not): pushes meanwhile are noted
+                try:
+                    if self.machine.closed:  # the client left while waiting for the device's previous sign-in
+                        outcome: Outcome = Failed("closed before logic was asked")
+                    else:
+                        req = logic_int_pb2.ConnSignInReq(
+                            user_id=call.user_id,
+                            device_id=call.device_id,
+                            token=call.token,
+                            conn_addr=self.context.conn_addr,
+                            client_addr=self.client_addr,
+                        )
+                        outcome = await self._outcome(call, self.context.sign_ins.sign_in(req))
+                        metrics.CONNECT_SIGN_INS.labels(metrics.sign_in_result(outcome)).inc()
+                    self._answered(call, outcome)
+                finally:
+                    if arriving.get(call.device_id) is self:
+                        del arriving[call.device_id]
         except ShuttingDown:
             self._answered(call, NodeStopping())
         finally:

@@ -125,7 +125,7 @@ class Connection:
     # tens of thousands per process: no __dict__, no inbox until packets queue up
     __slots__ = (
         "state", "user_id", "device_id", "room_id", "order", "last_active", "_decoder", "_sign_in_timeout",
-        "_inbox", "_request", "_acking", "_ack", "_gap", "_fill", "_fill_pages", "_fill_wanted",
+        "_inbox", "_request", "_acking", "_ack", "_gap", "_fill", "_fill_pages", "_fill_wanted", "_missed_push",
     )  # fmt: skip
 
     def __init__(self, sign_in_timeout: float, decoder: FrameDecoder | None = None, now: float = 0.0) -> None:
@@ -146,6 +146,7 @@ class Connection:
         self._fill: Sync | None = None  # the gap fill's call with logic
         self._fill_pages = 0
         self._fill_wanted = 0
+        self._missed_push = False  # a push for the device came while this was signing in
 
     @property
     def closed(self) -> bool:
@@ -204,6 +205,12 @@ class Connection:
                 self._ack_dropped(out, _kind(outcome), _reason(outcome))
             if self._ack is not None and self.device_id:
                 self._send_ack(out, self._ack)
+            if self._request is not None and self._request[0] is call:  # a sync from 0 waits for the acks
+                packet = self._request[1]
+                self._request = None if self._acking is None else (self._acking, packet)
+                if self._request is None and not self.closed:
+                    self._sync(out, packet)
+                    self._next(out)
         elif self._request is not None and call is self._request[0]:
             packet = self._request[1]
             self._request = None
@@ -258,6 +265,12 @@ class Connection:
             return out
         self._write_pushes(out, ready)
         return out
+
+    def missed_push(self) -> None:
+        """A push for this device reached the node while this connection was signing in,
+        before it took the device: its client's first sync goes to logic, which has that
+        message (connect answers "nothing more" itself only when nothing can be missing)."""
+        self._missed_push = True
 
     def push_encoded(self, encoded: Encoded) -> list[Action]:
         """An Output encoded once for many connections (room and push-all broadcasts)."""
@@ -416,7 +429,11 @@ class Connection:
                 order.asking = False
                 self._write_pushes(out, order.stop_syncing())
             raise
-        if order is not None and order.has_all_after(sync.seq):  # nothing to ask logic for
+        if sync.seq == 0 and self._acking is not None:
+            # from 0 is "after the highest ack": the acks the client sent before count
+            self._request = (self._acking, packet)
+            return
+        if order is not None and not self._missed_push and order.has_all_after(sync.seq):  # nothing to ask logic for
             order.asking = False
             self._reply(out, packet)  # an empty SyncOutput: no messages, has_more false
             self._write_pushes(out, order.synced(0, more=False))
