@@ -55,31 +55,43 @@ async def test_the_last_page_before_the_end_is_never_held() -> None:
     aheads.hold(1, answer([[1, 2], [3, 4], [5]], has_more=False), now=0.0)
     assert await aheads.take(1, 2, now=0.0) == page_of(3, 4)
     assert await aheads.take(1, 4, now=0.0) is None
-    assert aheads.due(1) == 0
+    assert aheads.due(1, 0.0) == 0
     assert (len(aheads), aheads.bytes) == (0, 0)
 
 
-async def test_old_pages_and_a_full_node_are_not_served() -> None:
+async def test_old_pages_are_not_served() -> None:
     aheads = ReadAheads(max_bytes=1 << 20)
     aheads.hold(1, answer([[1], [2], [3]], has_more=True), now=0.0)
     assert await aheads.take(1, 1, now=HOLD_SECONDS + 0.1) is None
     assert aheads.bytes == 0
-    small = ReadAheads(max_bytes=1)
-    small.hold(1, answer([[1], [2], [3], [4]], has_more=True), now=0.0)
-    assert not small.has_room()
-    assert small.due(1) == 0, "beyond the node's bound nothing more is asked ahead"
-    small.drop(1)
-    assert small.has_room()
+
+
+async def test_a_node_holds_no_more_than_its_bound() -> None:
+    """Many clients asking at once each get their first page; what is held stops at the
+    node's bound, and a client that stopped paging does not keep it full beyond HOLD_SECONDS."""
+    pages = answer([[1], [2], [3], [4]], has_more=True)
+    bound = 2 * len(page_of(2))
+    aheads = ReadAheads(max_bytes=bound)
+    assert aheads.hold(1, pages, now=0.0) == page_of(1)
+    assert aheads.bytes == 2 * len(page_of(2)), "two of the three following pages fit"
+    assert aheads.hold(2, pages, now=0.0) == page_of(1), "answered, nothing held"
+    assert aheads.bytes == bound and not aheads.has_room(1.0) and aheads.due(1, 1.0) == 0
+    assert await aheads.take(1, 1, now=1.0) == page_of(2)
+    assert await aheads.take(1, 2, now=1.0) == page_of(3)
+    assert await aheads.take(1, 3, now=1.0) is None, "not held: asked of logic"
+    aheads.hold(3, pages, now=0.0)
+    assert aheads.has_room(HOLD_SECONDS + 1), "expired pages make room"
+    assert (len(aheads), aheads.bytes) == (0, 0)
 
 
 async def test_the_following_pages_are_asked_for_while_the_client_reads() -> None:
     aheads = ReadAheads(max_bytes=1 << 20)
     aheads.hold(1, answer([[1], [2], [3], [4]], has_more=True), now=0.0)
-    assert aheads.due(1) == 0, "three pages held: not yet"
+    assert aheads.due(1, 0.0) == 0, "three pages held: not yet"
     assert await aheads.take(1, 1, now=0.0) == page_of(2)
-    after = aheads.due(1)
+    after = aheads.due(1, 0.0)
     assert after == 4, "two left: the pages after the last held one"
-    assert aheads.due(1) == 0, "asked once"
+    assert aheads.due(1, 0.0) == 0, "asked once"
     assert await aheads.take(1, 2, now=0.0) == page_of(3)
     assert await aheads.take(1, 3, now=0.0) == page_of(4)
     waiting = asyncio.create_task(aheads.take(1, 4, now=0.0))  # the client is faster than logic
@@ -95,7 +107,7 @@ async def test_the_following_pages_are_asked_for_while_the_client_reads() -> Non
 async def test_a_failed_ask_sends_the_waiting_sync_to_logic() -> None:
     aheads = ReadAheads(max_bytes=1 << 20)
     aheads.hold(1, answer([[1], [2]], has_more=True), now=0.0)
-    after = aheads.due(1)
+    after = aheads.due(1, 0.0)
     assert after == 2
     assert await aheads.take(1, 1, now=0.0) == page_of(2)
     waiting = asyncio.create_task(aheads.take(1, 2, now=0.0))

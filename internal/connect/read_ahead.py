@@ -47,8 +47,13 @@ class ReadAheads:
         self._held: dict[int, _Held] = {}
         metrics.live("gim_connect_read_ahead_bytes", "sync pages held for syncing clients, bytes", self, _bytes)
 
-    def has_room(self) -> bool:
-        """Whether a connection may have pages read ahead now."""
+    def has_room(self, now: float) -> bool:
+        """Whether a connection may have pages read ahead now (when the node holds its
+        bound, pages held past HOLD_SECONDS are dropped first: a client that stopped paging
+        must not keep read-ahead off for everybody)."""
+        if self.bytes >= self.max_bytes:
+            for conn_id in [c for c, held in self._held.items() if now >= held.until and held.asking is None]:
+                self.drop(conn_id)
         return self.bytes < self.max_bytes
 
     async def take(self, conn_id: int, seq: int, now: float) -> bytes | None:
@@ -78,13 +83,13 @@ class ReadAheads:
         self._add(conn_id, held, resp.pages[1:], resp.page_last_seqs, resp.has_more, now)
         return resp.pages[0]
 
-    def due(self, conn_id: int) -> int:
+    def due(self, conn_id: int, now: float) -> int:
         """The seq from which the following pages should be asked for now (0: not now);
         `held` must be told how that went (`extend` or `failed`)."""
         held = self._held.get(conn_id)
         if held is None or held.asking is not None or not held.more_after or len(held.pages) > LOW:
             return 0
-        if not self.has_room():
+        if not self.has_room(now):
             return 0
         held.asking = asyncio.get_running_loop().create_future()
         return held.more_after
@@ -123,10 +128,14 @@ class ReadAheads:
         following = list(zip(starts, pages, strict=False))
         if following and not has_more:
             following.pop()  # nothing after it: asked again, with what was stored meanwhile
-        held.pages.extend(following)
         held.more_after = starts[len(pages)] if has_more and len(starts) > len(pages) else 0
+        for after, page in following:
+            if self.bytes + len(page) > self.max_bytes:  # the node's bound: the rest is asked again
+                held.more_after = after
+                break
+            held.pages.append((after, page))
+            self.bytes += len(page)
         held.until = now + HOLD_SECONDS
-        self.bytes += sum(len(page) for _, page in following)
         if not held.pages and held.asking is None:
             del self._held[conn_id]
 

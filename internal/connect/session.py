@@ -379,7 +379,10 @@ class Session:
             metrics.CONNECT_SYNC_PAGES.labels("read_ahead").inc()
             self._read_further(call)
             return page
-        pages = 1 + context.config.sync_read_ahead if not call.fill and ahead.has_room() else 0
+        if self.machine.closed:  # gone while this waited for pages being read ahead: nobody to ask for
+            return b""
+        ahead_pages = context.config.sync_read_ahead
+        pages = 1 + ahead_pages if ahead_pages and not call.fill and ahead.has_room(loop.time()) else 0
         req = logic_int_pb2.SyncReq(
             user_id=call.user_id, device_id=call.device_id, seq=call.seq, exact=call.fill, pages=pages
         )
@@ -405,7 +408,7 @@ class Session:
 
     def _read_further(self, call: Sync) -> None:
         """Ask for the pages after those held, if few are left, while the client reads them."""
-        after = self.context.read_aheads.due(self.conn_id)
+        after = self.context.read_aheads.due(self.conn_id, asyncio.get_running_loop().time())
         if after:
             self.context.spawn(self._ask_further(call, after))
 
@@ -418,16 +421,17 @@ class Session:
             exact=True,
             pages=1 + self.context.config.sync_read_ahead,
         )
+        extended = False
         try:
             resp = await self._sync_resp(req)
+            if resp.pages and not self.machine.closed:
+                ahead.extend(self.conn_id, after, resp, asyncio.get_running_loop().time())
+                extended = True
         except Exception as exc:  # the client's PT_SYNC for these pages goes to logic instead
             self.log.info("read_ahead_failed", seq=after, error=str(exc))
-            ahead.failed(self.conn_id, after)
-            return
-        if resp.pages and not self.machine.closed:
-            ahead.extend(self.conn_id, after, resp, asyncio.get_running_loop().time())
-        else:
-            ahead.failed(self.conn_id, after)
+        finally:
+            if not extended:  # failed, cancelled, or nothing: a PT_SYNC waiting for these goes to logic
+                ahead.failed(self.conn_id, after)
 
     async def _offline(self, user_id: int, device_id: int) -> None:
         req = logic_int_pb2.OfflineReq(user_id=user_id, device_id=device_id, client_addr=self.client_addr)
