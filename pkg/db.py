@@ -141,51 +141,73 @@ async def insert_rows(
     conn: AsyncConnection, rows_by_insert: Mapping[sa.Insert, list[tuple[Any, ...]]], columns: Sequence[str]
 ) -> None:
     """Rows into several tables: one multi-row INSERT per table, each row a tuple in
-    `columns` order. On MySQL (asyncmy) the INSERTs go together as one multi-statement
-    query (up to about SCRIPT_BYTES each): one round trip instead of one per table, which
-    is most of the time of a group message's rows spread over the message tables; the
-    values escaped by the driver (text protocol). Elsewhere, one statement per table."""
+    `columns` order; no rows, no statement. On MySQL (asyncmy) the INSERTs go together as
+    one multi-statement query (up to about SCRIPT_BYTES each): one round trip instead of
+    one per table, which is most of the time of a group message's rows spread over the
+    message tables. Its values are written into the text (`_literal`: bytes and strings as
+    hex, safe whatever the session's sql_mode). Elsewhere, one statement per table."""
+    rows_by_insert = {insert: rows for insert, rows in rows_by_insert.items() if rows}
     if conn.dialect.driver != "asyncmy":
         for insert, rows in rows_by_insert.items():
             await conn.exec_driver_sql(driver_sql(conn, insert, columns), rows)
         return
-    row_marks = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    scripts: list[tuple[list[str], list[Any]]] = [([], [])]
-    size = 0
-    for insert, rows in rows_by_insert.items():
-        head, found, tail = driver_sql(conn, insert, columns).partition("VALUES " + row_marks)
-        if not found or tail:
-            raise ValueError(f"{insert} is not a plain INSERT ... VALUES")
-        for chunk in _chunks_of_size(rows, SCRIPT_BYTES):
-            if size and size + chunk[0] > SCRIPT_BYTES:
-                scripts.append(([], []))
-                size = 0
-            statements, params = scripts[-1]
-            statements.append(head + "VALUES " + ", ".join([row_marks] * len(chunk[1])))
-            params.extend(value for row in chunk[1] for value in row)
-            size += chunk[0]
     driver = (await conn.get_raw_connection()).driver_connection
     assert driver is not None, "a connection in a transaction has its driver connection"
+    row_marks = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    scripts: list[list[tuple[str, str]]] = []  # each statement: (with placeholders, with values)
+    size = 0
+    for insert, rows in rows_by_insert.items():
+        template = driver_sql(conn, insert, columns)
+        head, found, tail = template.partition("VALUES " + row_marks)
+        if not found or tail:
+            raise ValueError(f"{insert} is not a plain INSERT ... VALUES")
+        for cost, chunk in _chunks_of_size(rows, SCRIPT_BYTES):
+            if not scripts or (size and size + cost > SCRIPT_BYTES):
+                scripts.append([])
+                size = 0
+            values = ", ".join("(" + ", ".join([_literal(driver, v) for v in row]) + ")" for row in chunk)
+            scripts[-1].append((template, head + "VALUES " + values))
+            size += cost
     async with driver.cursor() as cursor:
-        for statements, params in scripts:
-            query = cursor.mogrify("; ".join(statements), params)  # text: a multi-statement query is not preparable
+        for script in scripts:
+            done = 0
             try:
-                await cursor.execute(query)
+                # text protocol: a multi-statement query is not preparable
+                await cursor.execute("; ".join(sql for _, sql in script))
+                done = 1
                 while await cursor.nextset():  # each statement's outcome; an error raises here
-                    pass
+                    done += 1
             except conn.dialect.loaded_dbapi.Error as exc:
+                # the statement that failed as written, without its values (user content)
                 raise sa.exc.DBAPIError.instance(
-                    query[:200], None, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+                    script[min(done, len(script) - 1)][0],
+                    None,
+                    exc,
+                    conn.dialect.loaded_dbapi.Error,
+                    dialect=conn.dialect,
                 ) from exc
 
 
+def _literal(driver: Any, value: Any) -> str:
+    """`value` as a MySQL literal. Bytes and strings as hex (X'..', a string with its
+    character set): the driver escapes bytes with backslashes even when the session's
+    sql_mode has NO_BACKSLASH_ESCAPES, where content could end the literal early."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "X'" + bytes(value).hex() + "'"
+    if isinstance(value, str):
+        return "_utf8mb4 X'" + value.encode().hex() + "'"
+    if value is None or isinstance(value, int):
+        return "NULL" if value is None else str(int(value))
+    return str(driver.literal(value))  # numbers, dates: no quotes to escape
+
+
 def _chunks_of_size(rows: list[tuple[Any, ...]], limit: int) -> list[tuple[int, list[tuple[Any, ...]]]]:
-    """`rows` cut into runs of about `limit` bytes at most (a row alone may be larger): (bytes, rows)."""
+    """`rows` cut into runs of about `limit` bytes of SQL at most (a row alone may be larger): (bytes, rows)."""
     chunks: list[tuple[int, list[tuple[Any, ...]]]] = []
     run: list[tuple[Any, ...]] = []
     size = 0
     for row in rows:
-        cost = 8 * len(row) + sum(len(v) for v in row if isinstance(v, (bytes, str)))
+        cost = 12 * len(row) + 2 * sum(len(v) for v in row if isinstance(v, (bytes, str)))  # hex: 2 a byte
         if run and size + cost > limit:
             chunks.append((size, run))
             run, size = [], 0
