@@ -155,6 +155,7 @@ async def insert_rows(
     assert driver is not None, "a connection in a transaction has its driver connection"
     row_marks = "(" + ", ".join(["%s"] * len(columns)) + ")"
     scripts: list[list[tuple[str, str]]] = []  # each statement: (with placeholders, with values)
+    seen: dict[int, str] = {}  # id of a bytes or str value -> its literal (a group message's rows share them)
     size = 0
     for insert, rows in rows_by_insert.items():
         template = driver_sql(conn, insert, columns)
@@ -165,7 +166,7 @@ async def insert_rows(
             if not scripts or (size and size + cost > SCRIPT_BYTES):
                 scripts.append([])
                 size = 0
-            values = ", ".join("(" + ", ".join([_literal(driver, v) for v in row]) + ")" for row in chunk)
+            values = ", ".join("(" + ", ".join([_literal(driver, v, seen) for v in row]) + ")" for row in chunk)
             scripts[-1].append((template, head + "VALUES " + values))
             size += cost
     async with driver.cursor() as cursor:
@@ -188,17 +189,27 @@ async def insert_rows(
                 ) from exc
 
 
-def _literal(driver: Any, value: Any) -> str:
+def _literal(driver: Any, value: Any, seen: dict[int, str]) -> str:
     """`value` as a MySQL literal. Bytes and strings as hex (X'..', a string with its
     character set): the driver escapes bytes with backslashes even when the session's
-    sql_mode has NO_BACKSLASH_ESCAPES, where content could end the literal early."""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return "X'" + bytes(value).hex() + "'"
-    if isinstance(value, str):
-        return "_utf8mb4 X'" + value.encode().hex() + "'"
-    if value is None or isinstance(value, int):
-        return "NULL" if value is None else str(int(value))
-    return str(driver.literal(value))  # numbers, dates: no quotes to escape
+    sql_mode has NO_BACKSLASH_ESCAPES, where content could end the literal early. `seen`:
+    the literals of bytes and strings already written in this call (all alive), by id."""
+    if type(value) is int:
+        return str(value)
+    if value is None:
+        return "NULL"
+    if isinstance(value, (bytes, bytearray, memoryview, str)):
+        literal = seen.get(id(value))
+        if literal is None:
+            if isinstance(value, str):
+                literal = "_utf8mb4 X'" + value.encode().hex() + "'"
+            else:
+                literal = "X'" + bytes(value).hex() + "'"
+            seen[id(value)] = literal
+        return literal
+    if isinstance(value, int):
+        return str(int(value))
+    return str(driver.literal(value))  # other numbers, dates: no quotes to escape
 
 
 def _chunks_of_size(rows: list[tuple[Any, ...]], limit: int) -> list[tuple[int, list[tuple[Any, ...]]]]:
