@@ -210,3 +210,20 @@ async def test_stop_aborts_a_websocket_that_never_answers_the_close(
         writer.close()
     (aborted,) = [e for e in log_events if e["event"] == "ws_close_aborted"]
     assert aborted["connections"] == 1
+
+
+async def test_stop_keeps_time_for_server_stop_when_a_sign_in_never_ends(
+    cluster: Cluster, conns: Conns, connect_node: ConnectNodes, engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sign-in still at logic (one that never ends) does not take the whole stop budget:
+    ServerStop keeps its reserve and marks the node's devices offline. The budget is the
+    reserve here, so the wait for sign-ins gets nothing."""
+    monkeypatch.setattr(connect_server, "STOP_BUDGET", connect_server.SERVER_STOP_RESERVE)
+    node = await connect_node()  # rpc_timeout 5 s: the reserve is SERVER_STOP_RESERVE
+    device, stuck = await cluster.new_user(devices=2)
+    await conns.open("tcp", device, server=node)
+    assert (await device_row(engine, device.device_id))[0] == 1
+    async with contextlib.AsyncExitStack() as sign_in:
+        await sign_in.enter_async_context(node.context.signing_in(stuck.device_id))  # as a sign-in at logic
+        await node.stop(1.0)
+    assert (await device_row(engine, device.device_id))[0] == 0

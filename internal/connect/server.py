@@ -27,6 +27,9 @@ _log = log.get("connect")
 # seconds stop() takes at most, every wait included: under the process's shutdown limit
 # (service.SHUTDOWN_LIMIT), so a node with many connections still ends by itself
 STOP_BUDGET = 10.0
+# of which ServerStop keeps this much (at most rpc_timeout) whatever the waits before it
+# took: without it, the node's devices stay online at a dead address until they time out
+SERVER_STOP_RESERVE = 3.0
 
 
 class ConnectServer:
@@ -185,8 +188,9 @@ class ConnectServer:
         ones are refused, and ServerStop marks every device of this node offline.
 
         Every wait is bounded, and all of them together by STOP_BUDGET (under the
-        process's own shutdown limit): a WebSocket still closing then is aborted, and
-        background work still running (calls to logic) is left to be cancelled.
+        process's own shutdown limit), the waits before ServerStop so that it keeps
+        SERVER_STOP_RESERVE: a WebSocket still closing then is aborted, and background
+        work still running (calls to logic) is left to be cancelled.
         """
         if self.stopped or self.context is None:
             return
@@ -195,8 +199,10 @@ class ConnectServer:
         deadline = loop.time() + STOP_BUDGET
         phases: dict[str, float] = {}
 
-        def left(bound: float) -> float:
-            return max(0.0, min(bound, deadline - loop.time()))
+        reserve = min(self.config.rpc_timeout, SERVER_STOP_RESERVE)
+
+        def left(bound: float, keep: float = 0.0) -> float:
+            return max(0.0, min(bound, deadline - keep - loop.time()))
 
         def phase(name: str, began: float) -> float:
             now = loop.time()
@@ -204,7 +210,9 @@ class ConnectServer:
             return now
 
         began = loop.time()
-        await self.health.drain()  # NOT_SERVING, still serving everything for drain_seconds
+        # NOT_SERVING, still serving everything for drain_seconds: at most 5 s (config), so
+        # within what the reserve leaves; the wait for sign-ins gets the rest of that
+        await self.health.drain()
         self.context.stopping = True
         for chore in self._chores:
             chore.cancel()
@@ -213,7 +221,7 @@ class ConnectServer:
         if self._ws is not None:
             self._ws.close(close_connections=False)
         began = phase("drain", began)
-        await self.context.sign_ins_done(left(self.config.rpc_timeout + 1.0))
+        await self.context.sign_ins_done(left(self.config.rpc_timeout + 1.0, reserve))
         began = phase("sign_ins", began)
         sessions = list(self.registry.connections)
         for session in sessions:
