@@ -1,5 +1,6 @@
-"""Batched acks through real gRPC: LogicInt.MessageACKs, connect's merging of concurrent
-acks (`Acks`) into few calls, and the one-by-one fallback for a logic without it."""
+"""Batched calls through real gRPC: LogicInt.MessageACKs and LogicInt.Offlines, connect's
+merging of concurrent acks (`result_calls`) into few calls, and the one-by-one fallback
+for a logic without it."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from grpc import aio
 
-from gim.internal.connect.acks import Acks
+from gim.internal.connect import result_calls
 from gim.pkg import rpc
 from gim.pkg.errors import GIM_CODE_KEY, Code, GimError, grpc_status
 from gim.pkg.pb import logic_int_pb2 as li
 from gim.pkg.pb import logic_int_pb2_grpc as li_grpc
-from gim.pkg.schema import device_ack
+from gim.pkg.schema import device, device_ack
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -64,14 +65,14 @@ class _CountingLogic(li_grpc.LogicIntServicer):
 
 
 @contextlib.asynccontextmanager
-async def _acks_via(servicer: _CountingLogic) -> AsyncIterator[Acks]:
+async def _acks_via(servicer: _CountingLogic) -> AsyncIterator[result_calls.Results[li.MessageACKReq]]:
     server = aio.server()
     li_grpc.add_LogicIntServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     channel = rpc.channel(f"127.0.0.1:{port}", private=True)
     try:
-        yield Acks(li_grpc.LogicIntStub(channel), TIMEOUT)
+        yield result_calls.acks(li_grpc.LogicIntStub(channel), TIMEOUT)
     finally:
         await channel.close()
         await server.stop(0)
@@ -86,13 +87,15 @@ async def _stored(cluster: Cluster, engine: AsyncEngine, user_id: int) -> dict[i
     return {int(device_id): int(seq) for device_id, seq in rows}
 
 
-async def _ack_all(acks: Acks, logic: _CountingLogic, user_id: int) -> list[BaseException | None]:
+async def _ack_all(
+    acks: result_calls.Results[li.MessageACKReq], logic: _CountingLogic, user_id: int
+) -> list[BaseException | None]:
     """Every device of `user_id` acks at once (one a bad ack), while the first call is held."""
     reqs = [li.MessageACKReq(user_id=user_id, device_id=d, device_ack=d * 10) for d in range(1, DEVICES + 1)]
     reqs.append(li.MessageACKReq(user_id=user_id, device_id=DEVICES + 1, device_ack=-1))
-    first = asyncio.create_task(acks.ack(reqs[0]))
+    first = asyncio.create_task(acks.done(reqs[0]))
     await asyncio.wait_for(logic.arrived.wait(), TIMEOUT)
-    rest = [asyncio.create_task(acks.ack(r)) for r in reqs[1:]]
+    rest = [asyncio.create_task(acks.done(r)) for r in reqs[1:]]
     await asyncio.sleep(0)  # let them queue behind the held call (no timing: they are queued once started)
     logic.release.set()
     return list(await asyncio.gather(first, *rest, return_exceptions=True))
@@ -115,8 +118,31 @@ async def test_a_logic_without_message_acks_gets_them_one_by_one(cluster: Cluste
     logic = _CountingLogic(cluster.logic_int, batched=False)
     async with _acks_via(logic) as acks:
         outcomes = await _ack_all(acks, logic, user_id)
-        assert await acks.ack(li.MessageACKReq(user_id=user_id, device_id=1, device_ack=11)) is None
+        assert await acks.done(li.MessageACKReq(user_id=user_id, device_id=1, device_ack=11)) is None
     assert outcomes[:-1] == [None] * DEVICES
     assert isinstance(outcomes[-1], GimError) and outcomes[-1].code == Code.BAD_REQUEST
     assert logic.sizes == [1] * (DEVICES + 2), "one MessageACK per ack"
     assert await _stored(cluster, engine, user_id) == {1: 11} | {d: d * 10 for d in range(2, DEVICES + 1)}
+
+
+async def test_offlines_mark_each_connection_offline_alone(cluster: Cluster, engine: AsyncEngine) -> None:
+    """A crowd of connections gone at once, in one call: each device goes offline only if
+    it is still signed in with the connection named."""
+    (first, second) = await cluster.new_user(devices=2)
+    sign_ins = [
+        li.ConnSignInReq(user_id=c.user_id, device_id=c.device_id, token=c.token, conn_addr="127.0.0.1:1", client_addr=f"peer#{i}")
+        for i, c in enumerate((first, second))
+    ]  # fmt: skip
+    signed = await cluster.logic_int.ConnSignIns(li.ConnSignInsReq(sign_ins=sign_ins))
+    assert [r.code for r in signed.results] == [0, 0]
+    gone = [
+        li.OfflineReq(user_id=first.user_id, device_id=first.device_id, client_addr="peer#0"),
+        li.OfflineReq(user_id=second.user_id, device_id=second.device_id, client_addr="an older connection"),
+    ]
+    resp = await cluster.logic_int.Offlines(li.OfflinesReq(offlines=gone))
+    assert [r.code for r in resp.results] == [0, 0]
+    c = device.c
+    async with engine.connect() as conn:
+        rows = await conn.execute(sa.select(c.id, c.status).where(c.id.in_([first.device_id, second.device_id])))
+        status = {int(i): int(s) for i, s in rows}
+    assert status == {first.device_id: 0, second.device_id: 1}, "only the connection still signed in there"

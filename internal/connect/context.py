@@ -8,14 +8,14 @@ import dataclasses
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
-from gim.internal.connect.acks import Acks
+from gim.internal.connect import result_calls
 from gim.internal.connect.pending import PendingByAddress
 from gim.internal.connect.read_ahead import ReadAheads
 from gim.internal.connect.registry import Registry
 from gim.internal.connect.sign_ins import SignIns
 from gim.pkg import log
 from gim.pkg.config import ConnectConfig
-from gim.pkg.pb import logic_int_pb2_grpc
+from gim.pkg.pb import logic_int_pb2, logic_int_pb2_grpc
 from gim.pkg.ratelimit import networks
 
 _log = log.get("connect")
@@ -45,14 +45,16 @@ class ConnectContext:
     ack_failures: log.Summary = dataclasses.field(default_factory=lambda: log.Summary(_log))
 
     sign_ins: SignIns = dataclasses.field(init=False)
-    acks: Acks = dataclasses.field(init=False)
+    acks: result_calls.Results[logic_int_pb2.MessageACKReq] = dataclasses.field(init=False)
+    offlines: result_calls.Results[logic_int_pb2.OfflineReq] = dataclasses.field(init=False)
     pending: PendingByAddress = dataclasses.field(init=False)  # connections not signed in, per address
     read_aheads: ReadAheads = dataclasses.field(init=False)  # sync pages held for the next PT_SYNCs
 
     def __post_init__(self) -> None:
         self._no_sign_ins.set()
         self.sign_ins = SignIns(self.logic, self.config.rpc_timeout)
-        self.acks = Acks(self.logic, self.config.rpc_timeout)
+        self.acks = result_calls.acks(self.logic, self.config.rpc_timeout)
+        self.offlines = result_calls.offlines(self.logic, self.config.rpc_timeout)
         self.pending = PendingByAddress(self.config.max_pending_per_address, networks(self.config.limit_exempt))
         self.read_aheads = ReadAheads(self.config.sync_read_ahead_bytes)
 

@@ -354,7 +354,7 @@ class Session:
                 device_ack=call.device_ack,
                 receive_time=call.receive_time,
             )
-            await context.acks.ack(ack)
+            await context.acks.done(ack)
             return None
         sub = logic_int_pb2.SubscribeRoomReq(
             user_id=call.user_id,
@@ -436,6 +436,6 @@ class Session:
     async def _offline(self, user_id: int, device_id: int) -> None:
         req = logic_int_pb2.OfflineReq(user_id=user_id, device_id=device_id, client_addr=self.client_addr)
         try:
-            await self._call(self.context.logic.Offline, req)
+            await self.context.offlines.done(req)  # merged with the node's other connections gone
         except (GimError, aio.AioRpcError) as exc:
             self.log.warning("offline_failed", error=str(exc))

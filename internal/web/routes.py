@@ -33,7 +33,17 @@ SERVICES: tuple[tuple[ServiceDescriptor, str, str], ...] = (
 BACKEND_METHODS = frozenset({"SendMessage", "PushRoom", "PushAll", "GetDevice", "ClaimDevice", "ReleaseDevice"})
 # LogicInt methods only connect nodes call: gRPC only
 CONNECT_METHODS = frozenset(
-    {"ConnSignIn", "ConnSignIns", "Sync", "MessageACK", "MessageACKs", "Offline", "SubscribeRoom", "ServerStop"}
+    {
+        "ConnSignIn",
+        "ConnSignIns",
+        "Sync",
+        "MessageACK",
+        "MessageACKs",
+        "Offline",
+        "Offlines",
+        "SubscribeRoom",
+        "ServerStop",
+    }
 )
 # the calls that need no identity headers
 ANONYMOUS = frozenset({"LogicExt.RegisterDevice", "UserExt.SignIn"})

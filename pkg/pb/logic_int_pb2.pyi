@@ -126,6 +126,18 @@ class OfflineResp(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class OfflinesReq(_message.Message):
+    __slots__ = ("offlines",)
+    OFFLINES_FIELD_NUMBER: _ClassVar[int]
+    offlines: _containers.RepeatedCompositeFieldContainer[OfflineReq]
+    def __init__(self, offlines: _Optional[_Iterable[_Union[OfflineReq, _Mapping]]] = ...) -> None: ...
+
+class OfflinesResp(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[AckResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[AckResult, _Mapping]]] = ...) -> None: ...
+
 class SubscribeRoomReq(_message.Message):
     __slots__ = ("user_id", "device_id", "room_id", "seq", "conn_addr")
     USER_ID_FIELD_NUMBER: _ClassVar[int]

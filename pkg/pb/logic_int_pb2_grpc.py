@@ -65,6 +65,11 @@ class LogicIntStub:
                 request_serializer=logic__int__pb2.OfflineReq.SerializeToString,
                 response_deserializer=logic__int__pb2.OfflineResp.FromString,
                 _registered_method=True)
+        self.Offlines = channel.unary_unary(
+                '/pb.LogicInt/Offlines',
+                request_serializer=logic__int__pb2.OfflinesReq.SerializeToString,
+                response_deserializer=logic__int__pb2.OfflinesResp.FromString,
+                _registered_method=True)
         self.SubscribeRoom = channel.unary_unary(
                 '/pb.LogicInt/SubscribeRoom',
                 request_serializer=logic__int__pb2.SubscribeRoomReq.SerializeToString,
@@ -148,6 +153,15 @@ class LogicIntServicer:
 
     def Offline(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Offlines(self, request, context):
+        """Not in the original contract: the connections of one connect node gone at once (a
+        crowd of clients dropped by a network blip) in one call. Each is marked offline, or
+        fails, alone, as Offline would.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -239,6 +253,11 @@ def add_LogicIntServicer_to_server(servicer, server):
                     servicer.Offline,
                     request_deserializer=logic__int__pb2.OfflineReq.FromString,
                     response_serializer=logic__int__pb2.OfflineResp.SerializeToString,
+            ),
+            'Offlines': grpc.unary_unary_rpc_method_handler(
+                    servicer.Offlines,
+                    request_deserializer=logic__int__pb2.OfflinesReq.FromString,
+                    response_serializer=logic__int__pb2.OfflinesResp.SerializeToString,
             ),
             'SubscribeRoom': grpc.unary_unary_rpc_method_handler(
                     servicer.SubscribeRoom,
@@ -443,6 +462,33 @@ class LogicInt:
             '/pb.LogicInt/Offline',
             logic__int__pb2.OfflineReq.SerializeToString,
             logic__int__pb2.OfflineResp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Offlines(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pb.LogicInt/Offlines',
+            logic__int__pb2.OfflinesReq.SerializeToString,
+            logic__int__pb2.OfflinesResp.FromString,
             options,
             channel_credentials,
             insecure,

@@ -32,6 +32,7 @@ Context = aio.ServicerContext[Any, Any]
 
 MAX_SIGN_INS = 1000  # sign-ins in one ConnSignIns call, at most
 MAX_ACKS = 1000  # acks in one MessageACKs call, at most
+MAX_OFFLINES = 1000  # connections in one Offlines call, at most
 _log = log.get("logic")
 
 
@@ -268,23 +269,31 @@ class LogicIntServicer(int_grpc.LogicIntServicer):
             *(self.sync.ack(a.user_id, a.device_id, a.device_ack) for a in request.acks), return_exceptions=True
         )
         return int_.MessageACKsResp(
-            results=[self._ack_result(a, o) for a, o in zip(request.acks, outcomes, strict=True)]
+            results=[_item_result("ack", a.device_id, o) for a, o in zip(request.acks, outcomes, strict=True)]
         )
-
-    @staticmethod
-    def _ack_result(ack: int_.MessageACKReq, outcome: object) -> int_.AckResult:
-        """One ack's result: stored, refused (its gim code), or failed (the database: it may come again)."""
-        if isinstance(outcome, GimError):
-            return result_pb(int_.AckResult, outcome)
-        if isinstance(outcome, BaseException):
-            _log.error("ack_failed", device_id=ack.device_id, error=repr(outcome))
-            return result_pb(int_.AckResult, unavailable("ack"))
-        return int_.AckResult()
 
     async def Offline(self, request: int_.OfflineReq, context: Context) -> int_.OfflineResp:
         changed = await self.devices.set_offline(request.device_id, request.user_id, request.client_addr)
         _log.info("device_offline", device_id=request.device_id, user_id=request.user_id, changed=changed)
         return int_.OfflineResp()
+
+    async def Offlines(self, request: int_.OfflinesReq, context: Context) -> int_.OfflinesResp:
+        if len(request.offlines) > MAX_OFFLINES:
+            raise bad_request(f"at most {MAX_OFFLINES} offlines in one call")
+        outcomes = await asyncio.gather(
+            *(self.devices.set_offline(o.device_id, o.user_id, o.client_addr) for o in request.offlines),
+            return_exceptions=True,
+        )
+        changed = sum(1 for o in outcomes if o is True)
+        _log.info(
+            "devices_offline",
+            devices=len(outcomes),
+            changed=changed,
+            device_ids=[o.device_id for o in request.offlines][:20],
+        )
+        return int_.OfflinesResp(
+            results=[_item_result("offline", o.device_id, r) for o, r in zip(request.offlines, outcomes, strict=True)]
+        )
 
     async def SendMessage(self, request: ext.SendMessageReq, context: Context) -> ext.SendMessageResp:
         request_id = rpc.request_id_of(context)
@@ -321,3 +330,14 @@ class LogicIntServicer(int_grpc.LogicIntServicer):
     async def SubscribeRoom(self, request: int_.SubscribeRoomReq, context: Context) -> int_.SubscribeRoomResp:
         await self.rooms.subscribe(request.user_id, request.device_id, request.room_id, request.seq, request.conn_addr)
         return int_.SubscribeRoomResp()
+
+
+def _item_result(what: str, device_id: int, outcome: object) -> int_.AckResult:
+    """One item's result in a batch call: done, refused (its gim code), or failed (the
+    database: it may come again)."""
+    if isinstance(outcome, GimError):
+        return result_pb(int_.AckResult, outcome)
+    if isinstance(outcome, BaseException):
+        _log.error(f"{what}_failed", device_id=device_id, error=repr(outcome))
+        return result_pb(int_.AckResult, unavailable(what))
+    return int_.AckResult()
