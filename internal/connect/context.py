@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gim.internal.connect import result_calls
 from gim.internal.connect.pending import PendingByAddress
@@ -17,6 +17,9 @@ from gim.pkg import log
 from gim.pkg.config import ConnectConfig
 from gim.pkg.pb import logic_int_pb2, logic_int_pb2_grpc
 from gim.pkg.ratelimit import networks
+
+if TYPE_CHECKING:
+    from gim.internal.connect.session import Session
 
 _log = log.get("connect")
 
@@ -65,11 +68,13 @@ class ConnectContext:
         return task
 
     @contextlib.asynccontextmanager
-    async def signing_in(self, device_id: int) -> AsyncIterator[None]:
+    async def signing_in(self, device_id: int, connection: Session | None = None) -> AsyncIterator[None]:
         """One sign-in of a device at a time on this node, none once stopping.
 
         Serializing per device makes "ConnSignIn at logic, then bind here" atomic, so
-        that the device's connection here is always the one logic recorded last.
+        that the device's connection here is always the one logic recorded last. While it
+        signs in, `connection` is the device's arriving one (`Registry.arriving`): a push
+        for the device meanwhile is noted on it.
         """
         if self.stopping:
             raise ShuttingDown
@@ -81,7 +86,14 @@ class ConnectContext:
             async with lock:
                 if self.stopping:
                     raise ShuttingDown
-                yield
+                if connection is None:
+                    yield
+                    return
+                self.registry.arriving[device_id] = connection
+                try:
+                    yield
+                finally:
+                    del self.registry.arriving[device_id]
         finally:
             users[0] -= 1
             if not users[0]:

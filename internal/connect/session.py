@@ -294,26 +294,20 @@ class Session:
         node (`ConnectContext.signing_in`): the device's connection here is always the one
         logic recorded last."""
         try:
-            async with self.context.signing_in(call.device_id):
-                arriving = self.context.registry.arriving
-                arriving[call.device_id] = self  # until bound (or not): pushes meanwhile are noted
-                try:
-                    if self.machine.closed:  # the client left while waiting for the device's previous sign-in
-                        outcome: Outcome = Failed("closed before logic was asked")
-                    else:
-                        req = logic_int_pb2.ConnSignInReq(
-                            user_id=call.user_id,
-                            device_id=call.device_id,
-                            token=call.token,
-                            conn_addr=self.context.conn_addr,
-                            client_addr=self.client_addr,
-                        )
-                        outcome = await self._outcome(call, self.context.sign_ins.sign_in(req))
-                        metrics.CONNECT_SIGN_INS.labels(metrics.sign_in_result(outcome)).inc()
-                    self._answered(call, outcome)
-                finally:
-                    if arriving.get(call.device_id) is self:
-                        del arriving[call.device_id]
+            async with self.context.signing_in(call.device_id, self):  # pushes meanwhile are noted on it
+                if self.machine.closed:  # the client left while waiting for the device's previous sign-in
+                    outcome: Outcome = Failed("closed before logic was asked")
+                else:
+                    req = logic_int_pb2.ConnSignInReq(
+                        user_id=call.user_id,
+                        device_id=call.device_id,
+                        token=call.token,
+                        conn_addr=self.context.conn_addr,
+                        client_addr=self.client_addr,
+                    )
+                    outcome = await self._outcome(call, self.context.sign_ins.sign_in(req))
+                    metrics.CONNECT_SIGN_INS.labels(metrics.sign_in_result(outcome)).inc()
+                self._answered(call, outcome)
         except ShuttingDown:
             self._answered(call, NodeStopping())
         finally:
