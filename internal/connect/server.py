@@ -17,6 +17,7 @@ from gim.internal.connect.api import ConnectIntServicer
 from gim.internal.connect.broadcast import BroadcastSubscriber
 from gim.internal.connect.context import ConnectContext
 from gim.internal.connect.registry import Registry
+from gim.internal.connect.sockets import Listener
 from gim.pkg import health, log, metrics, nodes, redis_client, rpc
 from gim.pkg.config import ConnectConfig, split_host_port
 from gim.pkg.pb import connect_int_pb2_grpc, logic_int_pb2, logic_int_pb2_grpc
@@ -46,7 +47,7 @@ class ConnectServer:
         self.health.serve(self._grpc, ["pb.ConnectInt"])
         _observe(self.registry)
         self.context: ConnectContext | None = None
-        self._tcp: asyncio.Server | None = None
+        self._tcp: asyncio.Server | Listener | None = None
         self._ws: WsServer | None = None
         self.tcp_port = self.ws_port = self.int_port = 0
         self.broadcasts: BroadcastSubscriber | None = None

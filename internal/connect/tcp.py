@@ -1,4 +1,5 @@
-"""TCP long connections: an `asyncio.Protocol` per connection, no task per connection."""
+"""TCP long connections: an `asyncio.Protocol` per connection, no task per connection;
+plain TCP on gim's own slim transports (sockets.py), TLS on asyncio's."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import ssl
 
 from gim.internal.connect.context import ConnectContext
 from gim.internal.connect.session import Session
+from gim.internal.connect.sockets import Listener, listening_sockets
 from gim.pkg import log, metrics
 from gim.pkg.protocol.frames import FrameDecoder, FrameError
 from gim.pkg.protocol.packets import Encoded
@@ -38,10 +40,11 @@ class TcpConnection(asyncio.Protocol):
     """The asyncio side of one TCP connection: bytes read go to its `Session`, which
     frames and handles them; what the session sends is written here."""
 
-    __slots__ = ("context", "_transport", "_abort_timer", "session")  # one per connection
+    __slots__ = ("context", "_transport", "_abort_timer", "session", "peer")  # one per connection
 
     def __init__(self, context: ConnectContext) -> None:
         self.context = context
+        self.peer = ""  # "ip:port" of the client, kept: the socket forgets it once closed
         self._transport: asyncio.Transport | None = None
         self._abort_timer: asyncio.TimerHandle | None = None
         self.session: Session | None = None
@@ -49,6 +52,7 @@ class TcpConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        self.peer = _addr(transport.get_extra_info("peername"))
         host = host_of(self.peer)
         if not self.context.pending.admit(host):  # too many connections not signed in from there
             transport.abort()
@@ -58,11 +62,6 @@ class TcpConnection(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         decoder = CountedDecoder(self.context.config.max_body_bytes)
         self.session = Session(self, self.context, pending=host, decoder=decoder)
-
-    @property
-    def peer(self) -> str:
-        """ "ip:port" of the client, built when asked (the transport keeps the address)."""
-        return _addr(self._transport.get_extra_info("peername")) if self._transport is not None else ""
 
     def data_received(self, data: bytes) -> None:
         if self.session is None:  # refused at accept
@@ -117,10 +116,15 @@ class TcpConnection(asyncio.Protocol):
 ACCEPT_BATCH = 64
 
 
-async def serve(context: ConnectContext, host: str, port: int, tls: ssl.SSLContext | None = None) -> asyncio.Server:
+async def serve(
+    context: ConnectContext, host: str, port: int, tls: ssl.SSLContext | None = None
+) -> asyncio.Server | Listener:
     """Listen for long connections; with `tls`, each speaks TLS (the same framing inside)
     and must finish its handshake within the sign-in deadline."""
     loop = asyncio.get_running_loop()
+    if tls is None:
+        sockets = listening_sockets(host, port, backlog=ACCEPT_BATCH, reuse_port=context.config.reuse_port)
+        return Listener(loop, sockets, lambda: TcpConnection(context), batch=ACCEPT_BATCH)
     return await loop.create_server(
         lambda: TcpConnection(context),
         host,
@@ -129,5 +133,5 @@ async def serve(context: ConnectContext, host: str, port: int, tls: ssl.SSLConte
         reuse_address=True,
         reuse_port=context.config.reuse_port or None,  # workers share the port
         ssl=tls,
-        ssl_handshake_timeout=context.config.sign_in_timeout if tls else None,
+        ssl_handshake_timeout=context.config.sign_in_timeout,
     )

@@ -1,0 +1,230 @@
+"""Plain TCP on the event loop's selector, without asyncio's transports.
+
+asyncio's socket transport costs about 1.3 KiB a connection (an instance dict, the
+socket's name and peer name kept as extra info, a weak reference, an accept task) where
+a long connection needs a socket, a read callback and, only while the client reads
+slowly, a write buffer. `Listener` accepts in batches and gives each accepted socket a
+`SocketTransport` (about 0.1 KiB) that reads and writes it from the loop's own
+`add_reader`/`add_writer` callbacks, for an `asyncio.Protocol` as asyncio would.
+
+TLS listeners keep asyncio's transports (`loop.create_server`): TLS needs its buffers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from collections.abc import Callable
+
+from gim.pkg import log
+
+_log = log.get("connect")
+
+READ_SIZE = 256 * 1024  # bytes read per ready socket at most (asyncio's figure)
+# errors that mean "the process or the system is out of descriptors or memory": the
+# listening socket pauses for ACCEPT_PAUSE seconds instead of failing every accept
+_OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+ACCEPT_PAUSE = 1.0
+
+
+class SocketTransport(asyncio.Transport):
+    """One accepted, non-blocking socket and its protocol.
+
+    Writes go straight to the socket; what it does not take waits in a buffer (made
+    only then) written when the socket is writable. `close()` writes that buffer first;
+    `abort()` does not. The protocol's `connection_lost` comes once, on the next loop
+    iteration, as with asyncio's transports."""
+
+    __slots__ = ("_loop", "_sock", "_protocol", "_buffer", "_closing", "_lost")  # one per connection
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, protocol: asyncio.Protocol) -> None:
+        # asyncio.BaseTransport.__init__ is not called: its extra-info dict is what is saved
+        self._loop = loop
+        self._sock = sock
+        self._protocol = protocol
+        self._buffer: bytearray | None = None  # only while the socket does not take everything
+        self._closing = False
+        self._lost = False
+        protocol.connection_made(self)
+        if not self._closing:
+            loop.add_reader(sock, self._read_ready)
+
+    # -- asyncio.Transport --------------------------------------------------------
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        if name == "socket":
+            return self._sock
+        if name == "peername" and not self._lost:
+            try:
+                return self._sock.getpeername()
+            except OSError:
+                return default
+        return default
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def get_write_buffer_size(self) -> int:
+        return len(self._buffer) if self._buffer is not None else 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closing:
+            return
+        if self._buffer is not None:  # earlier bytes wait: these go after them
+            self._buffer += data
+            return
+        try:
+            sent = self._sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self._lose(exc)
+            return
+        if sent < len(data):
+            self._buffer = bytearray(memoryview(data)[sent:])
+            self._loop.add_writer(self._sock, self._write_ready)
+
+    def close(self) -> None:
+        """Stop reading; once the buffer is written, close."""
+        if self._closing:
+            return
+        self._closing = True
+        self._loop.remove_reader(self._sock)
+        if self._buffer is None:
+            self._lose(None)
+
+    def abort(self) -> None:
+        self._closing = True
+        self._lose(None)
+
+    # -- the loop's callbacks -----------------------------------------------------
+
+    def _read_ready(self) -> None:
+        try:
+            data = self._sock.recv(READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._closing = True
+            self._lose(exc)
+            return
+        if data:
+            try:
+                self._protocol.data_received(data)
+            except Exception:  # a bug: this connection goes, the node stays
+                _log.exception("data_received_failed")
+                self.abort()
+        elif not self._protocol.eof_received():  # the client closed its side: close ours
+            self.close()
+
+    def _write_ready(self) -> None:
+        buffer = self._buffer
+        assert buffer is not None
+        try:
+            sent = self._sock.send(buffer)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._closing = True
+            self._lose(exc)
+            return
+        del buffer[:sent]
+        if not buffer:
+            self._buffer = None
+            self._loop.remove_writer(self._sock)
+            if self._closing:
+                self._lose(None)
+
+    def _lose(self, exc: Exception | None) -> None:
+        """Unregister and close the socket; the protocol hears of it once, on the next
+        loop iteration."""
+        if self._lost:
+            return
+        self._lost = True
+        self._closing = True
+        self._buffer = None
+        self._loop.remove_reader(self._sock)
+        self._loop.remove_writer(self._sock)
+        self._sock.close()
+        self._loop.call_soon(self._protocol.connection_lost, exc)
+
+
+class Listener:
+    """Listening sockets whose accepted connections get a `SocketTransport` and a
+    protocol from `protocol_factory`; at most `batch` accepts per socket per loop
+    iteration, so that a burst of clients cannot starve the connections already open."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sockets: list[socket.socket],
+        protocol_factory: Callable[[], asyncio.Protocol],
+        batch: int,
+    ) -> None:
+        self._loop = loop
+        self.sockets = sockets
+        self._factory = protocol_factory
+        self._batch = batch
+        self._paused: dict[socket.socket, asyncio.TimerHandle] = {}
+        self._closed = False
+        for sock in sockets:
+            loop.add_reader(sock, self._accept, sock)
+
+    def close(self) -> None:
+        """Stop accepting (connections already accepted are left open)."""
+        if self._closed:
+            return
+        self._closed = True
+        for sock in self.sockets:
+            if sock in self._paused:
+                self._paused.pop(sock).cancel()
+            else:
+                self._loop.remove_reader(sock)
+            sock.close()
+
+    def _accept(self, listening: socket.socket) -> None:
+        for _ in range(self._batch):
+            try:
+                sock, _addr = listening.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:  # the client gave up while queued
+                continue
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_RESOURCES:
+                    raise
+                _log.warning("accept_failed", error=str(exc), paused_seconds=ACCEPT_PAUSE)
+                self._loop.remove_reader(listening)
+                self._paused[listening] = self._loop.call_later(ACCEPT_PAUSE, self._resume, listening)
+                return
+            sock.setblocking(False)
+            SocketTransport(self._loop, sock, self._factory())
+
+    def _resume(self, listening: socket.socket) -> None:
+        del self._paused[listening]
+        self._loop.add_reader(listening, self._accept, listening)
+
+
+def listening_sockets(host: str, port: int, *, backlog: int, reuse_port: bool) -> list[socket.socket]:
+    """Non-blocking listening sockets on every address `host` resolves to (all of them
+    for an empty host), as `loop.create_server` binds them."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:  # an IPv4 address has its own socket
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(backlog)
+            sock.setblocking(False)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
