@@ -12,10 +12,9 @@ import sys
 from typing import Any
 
 import pytest
-from gimtest.waiting import until
 
-from gim.internal.connect import sockets
 from gim.internal.connect.sockets import Listener, SocketTransport, listening_sockets
+from gimtest.waiting import until
 
 
 class Recorder(asyncio.Protocol):
