@@ -36,19 +36,22 @@ class SocketTransport(asyncio.Transport):
     `abort()` does not. The protocol's `connection_lost` comes once, on the next loop
     iteration, as with asyncio's transports."""
 
-    __slots__ = ("_loop", "_sock", "_protocol", "_buffer", "_closing", "_lost")  # one per connection
+    __slots__ = ("_loop", "_sock", "_fd", "_protocol", "_buffer", "_closing", "_lost")  # one per connection
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, protocol: asyncio.Protocol) -> None:
         # asyncio.BaseTransport.__init__ is not called: its extra-info dict is what is saved
         self._loop = loop
         self._sock = sock
+        # the loop is given the descriptor, not the socket: its look-ups would format the
+        # socket's repr (two system calls) for each one that is not registered yet
+        self._fd = sock.fileno()
         self._protocol = protocol
         self._buffer: bytearray | None = None  # only while the socket does not take everything
         self._closing = False
         self._lost = False
         protocol.connection_made(self)
         if not self._closing:
-            loop.add_reader(sock, self._read_ready)
+            loop.add_reader(self._fd, self._read_ready)
 
     # -- asyncio.Transport --------------------------------------------------------
 
@@ -83,14 +86,14 @@ class SocketTransport(asyncio.Transport):
             return
         if sent < len(data):
             self._buffer = bytearray(memoryview(data)[sent:])
-            self._loop.add_writer(self._sock, self._write_ready)
+            self._loop.add_writer(self._fd, self._write_ready)
 
     def close(self) -> None:
         """Stop reading; once the buffer is written, close."""
         if self._closing:
             return
         self._closing = True
-        self._loop.remove_reader(self._sock)
+        self._loop.remove_reader(self._fd)
         if self._buffer is None:
             self._lose(None)
 
@@ -132,7 +135,7 @@ class SocketTransport(asyncio.Transport):
         del buffer[:sent]
         if not buffer:
             self._buffer = None
-            self._loop.remove_writer(self._sock)
+            self._loop.remove_writer(self._fd)
             if self._closing:
                 self._lose(None)
 
@@ -144,8 +147,8 @@ class SocketTransport(asyncio.Transport):
         self._lost = True
         self._closing = True
         self._buffer = None
-        self._loop.remove_reader(self._sock)
-        self._loop.remove_writer(self._sock)
+        self._loop.remove_reader(self._fd)
+        self._loop.remove_writer(self._fd)
         self._sock.close()
         self._loop.call_soon(self._protocol.connection_lost, exc)
 
