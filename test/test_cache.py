@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
-from gim.pkg.cache import Cache
+from gim.pkg.cache import GEN_TTL, INVALIDATE_CHUNK, Cache
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_ext_pb2 as lx
 from gim.pkg.pb import user_ext_pb2 as ux
@@ -77,6 +77,40 @@ async def test_a_read_racing_a_write_does_not_refill_stale_data(redis: Redis, st
     assert await cache.load("thing", [1], fresh_loader) == {1: b"new"}, "the stale value was not cached"
     assert await cache.load("thing", [1], fresh_loader) == {1: b"new"}
     assert loads == [[1], [1]], "the fresh value was cached: the third load read nothing"
+
+
+async def test_an_invalidation_of_more_entries_than_one_call_takes_reaches_each(redis: Redis, storage: Storage) -> None:
+    """Generations bumped (with their time to live) and values deleted, past one script
+    call's chunk; other entries untouched."""
+    prefix = f"{storage.redis_prefix}{uuid.uuid4().hex}:"
+    cache = Cache(redis, prefix, ttl=60)
+    ids = list(range(1, INVALIDATE_CHUNK + 3))
+    everything = [*ids, 0]
+
+    async def loader(wanted: list[int]) -> dict[int, bytes]:
+        return {i: b"v%d" % i for i in wanted}
+
+    assert await cache.load("thing", everything, loader) == {i: b"v%d" % i for i in everything}
+    cached = await redis.keys(f"{prefix}*")
+    assert len(cached) == len(everything), "every value was filled"
+    await cache.invalidate("thing", ids)
+    left = {key.decode() for key in await redis.keys(f"{prefix}*")}
+    generations = [key for key in left if key.endswith(":gen")]
+    assert len(generations) == len(ids), "one generation per invalidated entry"
+    ttls = [await redis.ttl(key) for key in generations[:5]]
+    assert all(0 < ttl <= GEN_TTL for ttl in ttls), ttls
+    assert {key for key in left if key not in generations} == {
+        key.decode() for key in cached if key.decode().endswith(":0")
+    }, "only the entry not invalidated keeps its value"
+
+    seen: list[list[int]] = []
+
+    async def counting(wanted: list[int]) -> dict[int, bytes]:
+        seen.append(sorted(wanted))
+        return await loader(wanted)
+
+    await cache.load("thing", everything, counting)
+    assert seen == [ids], "the invalidated entries are read again, the other from the cache"
 
 
 def test_decoded_values_are_decoded_once_per_distinct_bytes() -> None:
