@@ -78,6 +78,7 @@ _c = device_ack.c
 _RAISE = db.upsert(device_ack, ("user_id", "device_id"), lambda p: {"seq": p.greatest(_c.seq, p.new.seq)})
 
 Acks = dict[int, dict[int, int]]  # user -> device -> seq
+Ack = tuple[int, int, int]  # (user, device, seq)
 
 
 class AckStore:
@@ -87,7 +88,8 @@ class AckStore:
         self._prefix = prefix
         self._raise = redis.register_script(_RAISE_ACKS)
         self._fill = redis.register_script(_FILL_ACKS)
-        self._acks: Batcher[tuple[int, int, int], None] = Batcher("acks", self._raise_batch, ACK_BATCH, 1)
+        # each request a list of (user, device, seq): one MessageACKs call's acks go as one
+        self._acks: Batcher[list[Ack], None] = Batcher("acks", self._raise_batch, ACK_BATCH, 1, size=len)
         self._reads: Batcher[int, dict[int, int]] = Batcher("ack_reads", self._read_batch, READ_BATCH, READ_CALLS)
         self._outage = RedisOutage("acks")
         self._unwritten: Acks = {}  # not yet in the database
@@ -98,12 +100,19 @@ class AckStore:
         return f"{self._prefix}ack:{user_id}"
 
     async def ack(self, user_id: int, device_id: int, seq: int) -> None:
-        _raise_in(self._unwritten, user_id, device_id, seq)
+        await self.ack_many([(user_id, device_id, seq)])
+
+    async def ack_many(self, acks: list[Ack]) -> None:
+        """Raise each (user, device, seq): in Redis together with the acks that come
+        meanwhile, in the database by the next flush."""
+        for user_id, device_id, seq in acks:
+            _raise_in(self._unwritten, user_id, device_id, seq)
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
-        await self._acks.submit((user_id, device_id, seq))
+        await self._acks.submit(acks)
 
-    async def _raise_batch(self, acks: list[tuple[int, int, int]]) -> list[None | BaseException]:
+    async def _raise_batch(self, requests: list[list[Ack]]) -> list[None | BaseException]:
+        acks = [ack for request in requests for ack in request]
         try:
             await self._raise(
                 keys=[self._key(u) for u, _, _ in acks], args=[ACK_TTL, *(x for _, d, s in acks for x in (d, s))]
@@ -114,7 +123,7 @@ class AckStore:
                 _raise_in(self._unraised, user_id, device_id, seq)
         else:
             self._outage.ok()
-        return [None] * len(acks)
+        return [None] * len(requests)
 
     async def highest(self, user_id: int) -> int:
         """The highest seq any of the user's devices has acknowledged."""
@@ -210,7 +219,7 @@ class AckStore:
             _log.warning("acks_not_written", devices=len(rows) - written, error=str(exc) or type(exc).__name__)
         if self._unraised:
             unraised, self._unraised = self._unraised, {}
-            await self._raise_batch([(u, d, s) for u, by_device in unraised.items() for d, s in by_device.items()])
+            await self._raise_batch([[(u, d, s) for u, by_device in unraised.items() for d, s in by_device.items()]])
 
     async def close(self) -> None:
         """Stop the write-behind and write what is left."""

@@ -3,12 +3,12 @@ seq it has, page by page, and acknowledges what it got."""
 
 from __future__ import annotations
 
-from gim.internal.logic.acks import AckStore
+from gim.internal.logic.acks import Ack, AckStore
 from gim.internal.logic.message_store import MessageStore
 from gim.internal.logic.ports import Profiles
 from gim.internal.logic.values import SenderType, SyncPage
 from gim.pkg import metrics
-from gim.pkg.errors import bad_request
+from gim.pkg.errors import GimError, bad_request
 
 MAX_PAGES = 20  # pages read ahead in one Sync, at most
 
@@ -40,6 +40,13 @@ class MessageSync:
         if seq < 0:
             raise bad_request("device_ack must not be negative")
         await self.acks.ack(user_id, device_id, seq)
+
+    async def ack_many(self, acks: list[Ack]) -> list[GimError | None]:
+        """Each (user, device, seq) acknowledged, all together; a negative seq is refused
+        (its GimError in its place), the rest are raised."""
+        refused = [bad_request("device_ack must not be negative") if seq < 0 else None for _, _, seq in acks]
+        await self.acks.ack_many([ack for ack, error in zip(acks, refused, strict=True) if error is None])
+        return refused
 
     async def max_seqs(self, user_ids: list[int]) -> dict[int, int]:
         """Each user's highest seq (committed): where connect starts a device's push order."""

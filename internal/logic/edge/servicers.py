@@ -265,9 +265,11 @@ class LogicIntServicer(int_grpc.LogicIntServicer):
     async def MessageACKs(self, request: int_.MessageACKsReq, context: Context) -> int_.MessageACKsResp:
         if len(request.acks) > MAX_ACKS:
             raise bad_request(f"at most {MAX_ACKS} acks in one call")
-        outcomes = await asyncio.gather(
-            *(self.sync.ack(a.user_id, a.device_id, a.device_ack) for a in request.acks), return_exceptions=True
-        )
+        outcomes: list[BaseException | None]
+        try:
+            outcomes = [*await self.sync.ack_many([(a.user_id, a.device_id, a.device_ack) for a in request.acks])]
+        except Exception as exc:  # each fails alike
+            outcomes = [exc] * len(request.acks)
         return int_.MessageACKsResp(
             results=[_item_result("ack", a.device_id, o) for a, o in zip(request.acks, outcomes, strict=True)]
         )
