@@ -62,6 +62,11 @@ class Batcher(Generic[T, R]):
         """Nothing queued and nothing being handled."""
         return not self._queue and self._workers == 0
 
+    @property
+    def workers(self) -> set[asyncio.Task[None]]:
+        """The tasks handling batches now (a copy)."""
+        return set(self._tasks)
+
     async def submit(self, request: T) -> R:
         return await self.enqueue(request)
 

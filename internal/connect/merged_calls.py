@@ -36,6 +36,15 @@ class MergedCalls(Generic[Req, R]):
     async def submit(self, req: Req) -> R:
         return await self._batcher.submit(req)
 
+    @property
+    def workers(self) -> set[asyncio.Task[None]]:
+        """The tasks asking logic now."""
+        return self._batcher.workers
+
+    def enqueue(self, req: Req) -> asyncio.Future[R]:
+        """`submit` without a coroutine: the future holds the answer."""
+        return self._batcher.enqueue(req)
+
     async def _many(self, reqs: list[Req]) -> list[R | BaseException]:
         raise NotImplementedError
 

@@ -106,12 +106,13 @@ class ConnectServer:
         )
 
     async def settle(self, timeout: float = 10.0) -> None:
-        """Wait (bounded) for background work in flight: packets, offline calls, closes."""
+        """Wait (bounded) for background work in flight: packets, acks, offline calls, closes."""
         assert self.context is not None
-        while self.context.tasks:
-            done, _ = await asyncio.wait(set(self.context.tasks), timeout=timeout)
+        while busy := self.context.tasks | self.context.acks.workers:
+            done, _ = await asyncio.wait(busy, timeout=timeout)
             if not done:
                 raise TimeoutError("connect background tasks did not finish")
+            await asyncio.sleep(0)  # the callbacks of what they answered (an ack's next one)
 
     def stats(self) -> dict[str, int]:
         """Live connections (all, signed in), rooms with local members, room memberships."""
@@ -252,8 +253,8 @@ class ConnectServer:
             await self._ws_closed(left(self.config.close_timeout))
         began = phase("ws_closed", began)
         await self._grpc.stop(left(grace))
-        if self.context.tasks:
-            await asyncio.wait(self.context.tasks, timeout=left(grace))
+        if busy := self.context.tasks | self.context.acks.workers:  # acks have no task of their own
+            await asyncio.wait(busy, timeout=left(grace))
         phase("tasks", began)
         await self._logic_channel.close()
         self._restore_handler()

@@ -199,7 +199,9 @@ class Session:
         for action in actions:
             if type(action) is Send:  # most of them
                 self.transport.send(action.out)
-            elif isinstance(action, (Sync, Ack, SubscribeRoom)):
+            elif type(action) is Ack:  # one per message received: no task
+                self._ack(action)
+            elif isinstance(action, (Sync, SubscribeRoom)):
                 self.context.spawn(self._ask(action))
             elif isinstance(action, SignIn):
                 self._sign_in = self.context.spawn(self._sign_in_at_logic(action))
@@ -285,7 +287,7 @@ class Session:
     async def _call(self, method: Any, request: Any) -> Any:
         return await rpc.call(method, request, self.context.config.rpc_timeout, wait_for_ready=True)
 
-    async def _ask(self, call: Sync | Ack | SubscribeRoom) -> None:
+    async def _ask(self, call: Sync | SubscribeRoom) -> None:
         outcome = await self._outcome(call, self._perform(call))
         self._answered(call, outcome)
 
@@ -326,30 +328,43 @@ class Session:
         """How awaiting logic's `answer` to `call` went."""
         try:
             return Answered(await answer)
-        except GimError as exc:
-            return Refused(int(exc.code), exc.message)
-        except aio.AioRpcError as exc:
-            return Unreachable(exc.code().name, exc.details() or "")
         except asyncio.CancelledError:
             self._execute(self.machine.answered(call, Failed("cancelled")))
             raise
         except Exception as exc:
-            self.log.exception("packet_failed")
-            return Failed(repr(exc))
+            return self._failure(exc)
 
-    async def _perform(self, call: Sync | Ack | SubscribeRoom) -> bytes | None:
+    def _failure(self, exc: BaseException) -> Outcome:
+        if isinstance(exc, GimError):
+            return Refused(int(exc.code), exc.message)
+        if isinstance(exc, aio.AioRpcError):
+            return Unreachable(exc.code().name, exc.details() or "")
+        self.log.error("packet_failed", exc_info=exc)
+        return Failed(repr(exc))
+
+    def _ack(self, call: Ack) -> None:
+        """The ack to logic in the node's merged MessageACKs calls; the machine hears how
+        it went from the call's future (a task per ack costs more than the ack)."""
+        req = logic_int_pb2.MessageACKReq(
+            user_id=call.user_id, device_id=call.device_id, device_ack=call.device_ack, receive_time=call.receive_time
+        )
+        try:
+            answer = self.context.acks.enqueue(req)
+        except Exception as exc:  # the node is stopping (BatcherClosed)
+            self._answered(call, self._failure(exc))
+            return
+        answer.add_done_callback(lambda done: self._answered(call, self._settled(done)))
+
+    def _settled(self, answer: asyncio.Future[Any]) -> Outcome:
+        if answer.cancelled():
+            return Failed("cancelled")
+        exc = answer.exception()
+        return Answered(answer.result()) if exc is None else self._failure(exc)
+
+    async def _perform(self, call: Sync | SubscribeRoom) -> bytes | None:
         context = self.context
         if isinstance(call, Sync):
             return await self._sync(call)
-        if isinstance(call, Ack):
-            ack = logic_int_pb2.MessageACKReq(
-                user_id=call.user_id,
-                device_id=call.device_id,
-                device_ack=call.device_ack,
-                receive_time=call.receive_time,
-            )
-            await context.acks.done(ack)
-            return None
         sub = logic_int_pb2.SubscribeRoomReq(
             user_id=call.user_id,
             device_id=call.device_id,
