@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -251,12 +253,42 @@ def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
             "isolation_level": "READ COMMITTED",
         }
         options.update(kwargs)
-        return create_async_engine(parsed, pool_pre_ping=True, **options)
+        engine = create_async_engine(parsed, **options)
+        _ping_when_idle(engine)
+        return engine
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(parsed, connect_args={"timeout": 30}, **kwargs)
     _serialize_sqlite_writers(engine)
     return engine
+
+
+# A pooled MySQL connection unused for this long is pinged before it is handed out; one
+# that fails is replaced (the server restarted, or dropped it). One used more recently is
+# not: a ping is a round trip per transaction, most of the database's share of a send
+# under load. If the server went away meanwhile, the first statement fails and the whole
+# pool is renewed (SQLAlchemy's handling of a disconnect); sends retry it.
+IDLE_BEFORE_PING = 1.0
+_IDLE_SINCE = "gim_idle_since"
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    pool, dialect = engine.sync_engine.pool, engine.sync_engine.dialect
+
+    @event.listens_for(pool, "checkin")
+    def _checkin(dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        since = record.info.get(_IDLE_SINCE)
+        if since is None or time.monotonic() - since < IDLE_BEFORE_PING:
+            return  # just made, or just used
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # the pool tries another connection (3 times at most)
+            raise sa_exc.DisconnectionError(f"a pooled connection failed its ping: {exc}") from exc
 
 
 def _serialize_sqlite_writers(engine: AsyncEngine) -> None:
