@@ -106,7 +106,7 @@ CONNECT_WRITE_BUFFER_DROPS = Counter(
 )  # fmt: skip
 CONNECT_EVICTIONS = Counter("gim_connect_evictions_total", "connections closed after the idle timeout")
 CONNECT_SYNC_PAGES = Counter(
-    "gim_connect_sync_pages_total", "sync answers given to clients, by where they came from (logic, read_ahead)",
+    "gim_connect_sync_pages_total", "sync answers given to clients, by where they came from (logic, read_ahead, connect: nothing to fetch)",
     ["source"],
 )  # fmt: skip
 CONNECT_PUSHES = Counter(

@@ -123,6 +123,7 @@ async def test_every_node_counts_a_sign_in_and_a_send(storage: Any, tmp_path: Pa
         assert value(scrapes.after["connect-1"], "gim_connect_connections", transport="tcp", state="signed_in") == 1
         assert scrapes.moved("connect-1", "gim_connect_pushes_total", outcome="delivered") == 1
         assert scrapes.moved("connect-1", "gim_connect_sign_ins_total", result="ok") == 1
+        assert scrapes.moved("connect-1", "gim_connect_sync_pages_total", source="connect") == 1
         frames = "gim_connect_frames_total"
         assert scrapes.moved("connect-1", frames, transport="tcp", direction="in") == 2  # sign-in, sync
         assert scrapes.moved("connect-1", frames, transport="tcp", direction="out") == 3  # their answers, the push

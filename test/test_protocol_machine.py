@@ -29,6 +29,7 @@ from gim.pkg.protocol.actions import (
     StopTimer,
     SubscribeRoom,
     Sync,
+    SyncedHere,
     Timer,
     Unreachable,
 )
@@ -386,6 +387,13 @@ def test_a_push_missed_while_signing_in_sends_the_first_sync_to_logic() -> None:
     conn.missed_push()
     conn.answered(call, Answered(5))
     assert only(conn.data_received(sync_frame(5), 2.0), Sync).seq == 5
+
+
+def test_a_first_sync_with_nothing_after_it_is_answered_here_and_counted() -> None:
+    conn = signed_in(max_seq=5, synced=False)
+    actions = conn.data_received(sync_frame(5), 2.0)
+    assert not [a for a in actions if isinstance(a, Sync)], "logic is not asked"
+    assert len([a for a in actions if isinstance(a, SyncedHere)]) == 1
 
 
 def test_a_first_sync_that_lacks_something_goes_to_logic() -> None:

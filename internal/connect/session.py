@@ -43,6 +43,7 @@ from gim.pkg.protocol.actions import (
     StopTimer,
     SubscribeRoom,
     Sync,
+    SyncedHere,
     Timer,
     Unreachable,
 )
@@ -225,6 +226,8 @@ class Session:
                 self._ended(action)
             elif isinstance(action, MarkOffline):
                 self.context.spawn(self._offline(action.user_id, action.device_id))
+            elif isinstance(action, SyncedHere):
+                metrics.CONNECT_SYNC_PAGES.labels("connect").inc()
 
     def _start_timer(self, action: StartTimer) -> None:
         self._stop_timer(action.timer)

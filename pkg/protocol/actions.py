@@ -96,6 +96,12 @@ class Log:
     summarised: bool = False
 
 
+@dataclasses.dataclass(slots=True)
+class SyncedHere:
+    """A client's sync answered by the connection itself (nothing after its seq: see
+    `PushOrder.has_all_after`), not by logic: for the node's metrics."""
+
+
 # -- calls to logic (compared by identity: each is answered once) ----------------------
 
 
@@ -141,7 +147,7 @@ class SubscribeRoom:
 
 
 Call = SignIn | Sync | Ack | SubscribeRoom
-Action = Send | CloseTransport | StartTimer | StopTimer | Bind | SetRoom | Ended | MarkOffline | Log | Call
+Action = Send | CloseTransport | StartTimer | StopTimer | Bind | SetRoom | Ended | MarkOffline | Log | SyncedHere | Call
 
 
 # -- how a call went ----------------------------------------------------------------

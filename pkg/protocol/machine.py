@@ -57,6 +57,7 @@ from gim.pkg.protocol.actions import (
     StopTimer,
     SubscribeRoom,
     Sync,
+    SyncedHere,
     Timer,
     Unreachable,
 )
@@ -436,6 +437,7 @@ class Connection:
         if order is not None and not self._missed_push and order.has_all_after(sync.seq):  # nothing to ask logic for
             order.asking = False
             self._reply(out, packet)  # an empty SyncOutput: no messages, has_more false
+            out.append(SyncedHere())
             self._write_pushes(out, order.synced(0, more=False))
             return
         if order is not None:
