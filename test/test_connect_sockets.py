@@ -160,13 +160,12 @@ async def main():
     sockets.ACCEPT_PAUSE = 0.05
     accepted = []
     listening = sockets.listening_sockets("127.0.0.1", 0, backlog=64, reuse_port=False)
-    listener = sockets.Listener(asyncio.get_running_loop(), listening, lambda: asyncio.Protocol(), batch=64)
+    def protocol():
+        accepted.append(1)
+        return asyncio.Protocol()
+
+    listener = sockets.Listener(asyncio.get_running_loop(), listening, protocol, batch=64)
     port = listening[0].getsockname()[1]
-    original = sockets.SocketTransport.__init__
-    def made(self, loop, sock, protocol):
-        accepted.append(sock.fileno())
-        original(self, loop, sock, protocol)
-    sockets.SocketTransport.__init__ = made
     clients = [socket.socket() for _ in range(4)]  # their descriptors exist before the limit
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     with structlog.testing.capture_logs() as events:
@@ -203,3 +202,123 @@ async def test_out_of_descriptors_pauses_accepting_and_then_accepts_the_rest() -
     assert result["after"] == 4, "all are accepted once descriptors are free"
     assert "Too many open files" in result["events"][0]["error"]
     assert result["events"][0]["paused_seconds"] == 0.05
+
+
+class Faulty(Recorder):
+    """A protocol with a bug where asked (`fail_in`), or that keeps its side open at EOF."""
+
+    def __init__(self, fail_in: str = "", keep_open: bool = False) -> None:
+        super().__init__()
+        self.fail_in = fail_in
+        self.keep_open = keep_open
+        self.eofs = 0
+        self.peername: object = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.peername = transport.get_extra_info("peername")
+        if self.fail_in == "connection_made":
+            raise RuntimeError("bug in connection_made")
+
+    def data_received(self, data: bytes) -> None:
+        if self.fail_in == "data_received":
+            raise RuntimeError("bug in data_received")
+        super().data_received(data)
+
+    def eof_received(self) -> bool:
+        self.eofs += 1
+        return self.keep_open
+
+
+async def _listening(protocols: list[Any], make: Any) -> Listener:
+    def factory() -> asyncio.Protocol:
+        protocols.append(make())
+        return protocols[-1]
+
+    return Listener(
+        asyncio.get_running_loop(), listening_sockets("127.0.0.1", 0, backlog=8, reuse_port=False), factory, 8
+    )
+
+
+async def test_a_protocol_bug_closes_its_connection_only(log_events: list[dict[str, Any]]) -> None:
+    """A raise in connection_made or data_received closes that connection (its protocol
+    told why); a raise in the protocol factory drops that client; the listener goes on."""
+    protocols: list[Faulty] = []
+    kinds = iter(["connection_made", "data_received", "factory", ""])
+
+    def make() -> Faulty:
+        kind = next(kinds)
+        if kind == "factory":
+            raise RuntimeError("bug in the factory")
+        return Faulty(fail_in=kind)
+
+    listener = await _listening(protocols, make)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await _client(port)  # connection_made raises
+        assert await asyncio.wait_for(reader.read(), 10) == b"", "closed at once"
+        await until(lambda: len(protocols) == 1 and len(protocols[0].lost) == 1)
+        assert isinstance(protocols[0].lost[0], RuntimeError)
+        writer.close()
+
+        reader, writer = await _client(port)  # data_received raises
+        writer.write(b"x")
+        assert await asyncio.wait_for(reader.read(), 10) == b""
+        await until(lambda: len(protocols) == 2 and len(protocols[1].lost) == 1)
+        assert isinstance(protocols[1].lost[0], RuntimeError)
+        writer.close()
+
+        reader, writer = await _client(port)  # the factory raises
+        assert await asyncio.wait_for(reader.read(), 10) == b""
+        writer.close()
+
+        reader, writer = await _client(port)  # a sound one
+        writer.write(b"fine")
+        await until(lambda: len(protocols) == 3 and bytes(protocols[2].received) == b"fine")
+        assert protocols[2].peername == writer.get_extra_info("sockname"), "the address accept() gave"
+        writer.close()
+        events = [e["event"] for e in log_events]
+        assert {"connection_made_failed", "data_received_failed", "protocol_factory_failed"} <= set(events)
+    finally:
+        listener.close()
+        for p in protocols:
+            if p.transport is not None:
+                p.transport.abort()
+
+
+async def test_a_protocol_that_keeps_its_side_open_at_eof_is_not_woken_again() -> None:
+    protocols: list[Faulty] = []
+    listener = await _listening(protocols, lambda: Faulty(keep_open=True))
+    try:
+        reader, writer = await _client(listener.sockets[0].getsockname()[1])
+        await until(lambda: len(protocols) == 1)
+        writer.write_eof()  # the client's side ends; the server may still write
+        await until(lambda: protocols[0].eofs == 1)
+        for _ in range(50):  # loop iterations in which a readable EOF would be reported again
+            await asyncio.sleep(0)
+        assert protocols[0].eofs == 1
+        transport = protocols[0].transport
+        assert transport is not None
+        transport.write(b"still here")
+        transport.close()
+        assert await asyncio.wait_for(reader.read(), 10) == b"still here"
+        await until(lambda: protocols[0].lost == [None])
+        writer.close()
+    finally:
+        listener.close()
+
+
+def test_a_port_in_use_is_named_in_the_error() -> None:
+    taken = listening_sockets("127.0.0.1", 0, backlog=8, reuse_port=False)
+    port = taken[0].getsockname()[1]
+    try:
+        with pytest.raises(OSError, match=f"cannot listen on \\('127.0.0.1', {port}\\)"):
+            listening_sockets("127.0.0.1", port, backlog=8, reuse_port=False)
+        shared = listening_sockets("127.0.0.1", 0, backlog=8, reuse_port=True)
+        again = listening_sockets("127.0.0.1", shared[0].getsockname()[1], backlog=8, reuse_port=True)
+        assert again[0].getsockname() == shared[0].getsockname(), "workers share a port with SO_REUSEPORT"
+        for sock in (*shared, *again):
+            sock.close()
+    finally:
+        for sock in taken:
+            sock.close()

@@ -253,8 +253,10 @@ class ConnectServer:
             await self._ws_closed(left(self.config.close_timeout))
         began = phase("ws_closed", began)
         await self._grpc.stop(left(grace))
-        if busy := self.context.tasks | self.context.acks.workers:  # acks have no task of their own
+        # acks have no task of their own: their calls' workers, and the acks those answers let go
+        while (busy := self.context.tasks | self.context.acks.workers) and left(grace) > 0:
             await asyncio.wait(busy, timeout=left(grace))
+            await asyncio.sleep(0)
         phase("tasks", began)
         await self._logic_channel.close()
         self._restore_handler()

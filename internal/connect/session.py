@@ -19,6 +19,7 @@ from grpc import aio
 
 from gim.internal.connect.context import ConnectContext, ShuttingDown
 from gim.pkg import log, metrics, rpc
+from gim.pkg.batcher import BatcherClosed
 from gim.pkg.errors import GimError
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import logic_int_pb2
@@ -338,6 +339,8 @@ class Session:
             return self._failure(exc)
 
     def _failure(self, exc: BaseException) -> Outcome:
+        if isinstance(exc, (BatcherClosed, asyncio.CancelledError)):  # the node is stopping
+            return Failed("cancelled")
         if isinstance(exc, GimError):
             return Refused(int(exc.code), exc.message)
         if isinstance(exc, aio.AioRpcError):
@@ -353,8 +356,8 @@ class Session:
         )
         try:
             answer = self.context.acks.enqueue(req)
-        except Exception as exc:  # the node is stopping (BatcherClosed)
-            self._answered(call, self._failure(exc))
+        except BatcherClosed as exc:  # later, not inside the `_execute` that asks
+            asyncio.get_running_loop().call_soon(self._answered, call, self._failure(exc))
             return
         answer.add_done_callback(lambda done: self._answered(call, self._settled(done)))
 

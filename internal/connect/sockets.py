@@ -16,6 +16,7 @@ import asyncio
 import errno
 import socket
 from collections.abc import Callable
+from typing import Any
 
 from gim.pkg import log
 
@@ -36,9 +37,22 @@ class SocketTransport(asyncio.Transport):
     `abort()` does not. The protocol's `connection_lost` comes once, on the next loop
     iteration, as with asyncio's transports."""
 
-    __slots__ = ("_loop", "_sock", "_fd", "_protocol", "_buffer", "_closing", "_lost")  # one per connection
+    __slots__ = (
+        "_loop",
+        "_sock",
+        "_fd",
+        "_protocol",
+        "_buffer",
+        "_closing",
+        "_lost",
+        "_peername",
+    )  # one per connection
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, protocol: asyncio.Protocol) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, protocol: asyncio.Protocol, peername: object = None
+    ) -> None:
+        """`peername`: the client's address as accept() gave it, kept only while the
+        protocol's `connection_made` runs (a protocol that needs it keeps it)."""
         # asyncio.BaseTransport.__init__ is not called: its extra-info dict is what is saved
         self._loop = loop
         self._sock = sock
@@ -49,7 +63,13 @@ class SocketTransport(asyncio.Transport):
         self._buffer: bytearray | None = None  # only while the socket does not take everything
         self._closing = False
         self._lost = False
-        protocol.connection_made(self)
+        self._peername = peername
+        try:
+            protocol.connection_made(self)
+        except Exception as exc:  # a bug: this connection goes (its protocol hears why), the node stays
+            _log.exception("connection_made_failed")
+            self._lose(exc)
+        self._peername = None
         if not self._closing:
             loop.add_reader(self._fd, self._read_ready)
 
@@ -58,6 +78,8 @@ class SocketTransport(asyncio.Transport):
     def get_extra_info(self, name: str, default: object = None) -> object:
         if name == "socket":
             return self._sock
+        if name == "peername" and self._peername is not None:
+            return self._peername
         if name == "peername" and not self._lost:
             try:
                 return self._sock.getpeername()
@@ -77,13 +99,10 @@ class SocketTransport(asyncio.Transport):
         if self._buffer is not None:  # earlier bytes wait: these go after them
             self._buffer += data
             return
-        try:
-            sent = self._sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError as exc:
-            self._lose(exc)
+        sent = self._attempt(self._sock.send, data)
+        if self._lost:
             return
+        sent = sent or 0  # None: it would block
         if sent < len(data):
             self._buffer = bytearray(memoryview(data)[sent:])
             self._loop.add_writer(self._fd, self._write_ready)
@@ -98,39 +117,41 @@ class SocketTransport(asyncio.Transport):
             self._lose(None)
 
     def abort(self) -> None:
-        self._closing = True
         self._lose(None)
 
     # -- the loop's callbacks -----------------------------------------------------
 
-    def _read_ready(self) -> None:
+    def _attempt(self, operation: Callable[[Any], Any], argument: object) -> Any:
+        """`operation(argument)` on the socket: None if it would block; on an error the
+        connection is lost (with that error) and None is returned."""
         try:
-            data = self._sock.recv(READ_SIZE)
+            return operation(argument)
         except (BlockingIOError, InterruptedError):
-            return
+            return None
         except OSError as exc:
-            self._closing = True
             self._lose(exc)
+            return None
+
+    def _read_ready(self) -> None:
+        data = self._attempt(self._sock.recv, READ_SIZE)
+        if data is None:
             return
         if data:
             try:
                 self._protocol.data_received(data)
-            except Exception:  # a bug: this connection goes, the node stays
+            except Exception as exc:  # a bug: this connection goes (its protocol hears why), the node stays
                 _log.exception("data_received_failed")
-                self.abort()
-        elif not self._protocol.eof_received():  # the client closed its side: close ours
+                self._lose(exc)
+        elif self._protocol.eof_received():  # the client closed its side; the protocol keeps ours open
+            self._loop.remove_reader(self._fd)
+        else:
             self.close()
 
     def _write_ready(self) -> None:
         buffer = self._buffer
         assert buffer is not None
-        try:
-            sent = self._sock.send(buffer)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self._closing = True
-            self._lose(exc)
+        sent = self._attempt(self._sock.send, buffer)
+        if sent is None:
             return
         del buffer[:sent]
         if not buffer:
@@ -189,7 +210,7 @@ class Listener:
     def _accept(self, listening: socket.socket) -> None:
         for _ in range(self._batch):
             try:
-                sock, _addr = listening.accept()
+                sock, addr = listening.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except ConnectionAbortedError:  # the client gave up while queued
@@ -202,7 +223,13 @@ class Listener:
                 self._paused[listening] = self._loop.call_later(ACCEPT_PAUSE, self._resume, listening)
                 return
             sock.setblocking(False)
-            SocketTransport(self._loop, sock, self._factory())
+            try:
+                protocol = self._factory()
+            except Exception:  # a bug: this client goes, the node stays
+                _log.exception("protocol_factory_failed")
+                sock.close()
+                continue
+            SocketTransport(self._loop, sock, protocol, addr)
 
     def _resume(self, listening: socket.socket) -> None:
         del self._paused[listening]
@@ -216,16 +243,25 @@ def listening_sockets(host: str, port: int, *, backlog: int, reuse_port: bool) -
     sockets: list[socket.socket] = []
     try:
         for family, kind, proto, _, address in dict.fromkeys(infos):
-            sock = socket.socket(family, kind, proto)
+            try:
+                sock = socket.socket(family, kind, proto)
+            except OSError:  # a family this host cannot use (IPv6 turned off): the others serve
+                _log.warning("listen_family_unavailable", family=family.name, address=str(address))
+                continue
             sockets.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if reuse_port:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:  # an IPv4 address has its own socket
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(address)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                raise OSError(exc.errno, f"cannot listen on {address}: {exc.strerror}") from exc
             sock.listen(backlog)
             sock.setblocking(False)
+        if not sockets:
+            raise OSError(f"no address of {host!r} can be listened on here")
     except OSError:
         for sock in sockets:
             sock.close()

@@ -45,7 +45,8 @@ class MessageSync:
         """Each (user, device, seq) acknowledged, all together; a negative seq is refused
         (its GimError in its place), the rest are raised."""
         refused = [bad_request("device_ack must not be negative") if seq < 0 else None for _, _, seq in acks]
-        await self.acks.ack_many([ack for ack, error in zip(acks, refused, strict=True) if error is None])
+        if valid := [ack for ack, error in zip(acks, refused, strict=True) if error is None]:
+            await self.acks.ack_many(valid)
         return refused
 
     async def max_seqs(self, user_ids: list[int]) -> dict[int, int]:
