@@ -13,7 +13,7 @@ from grpc import aio
 
 from gim.bench import ceilings, messages
 from gim.bench.fleet import Device, Fleet
-from gim.bench.report import Report, cpu_seconds, ms_percentiles, progress, rss_kib
+from gim.bench.report import Report, cpu_before, cpu_per, ms_percentiles, progress, rss_kib
 from gim.bench.services import Deployment, Storage, StorageOptions, credentials, current_seqs, deployment, storage
 from gim.bench.spread import Spread
 from gim.pkg.pb import connect_ext_pb2 as cx
@@ -160,13 +160,13 @@ async def run_single_on(
         spread = Spread(dep) if reuse_port else None
         if spread is not None:
             await spread.start()
-        cpu = {pid: cpu_seconds([pid]) for pid in [*dep.pids("logic"), *dep.pids("connect")]}
+        cpu = cpu_before(dep.pids, ("logic", "connect"))
         start = time.perf_counter()
         seqs, failures = await _sends(sends, p.messages, tags, timeout=90)
         elapsed = time.perf_counter() - start
         await fleet.wait_count(len(seqs), DRAIN_TIMEOUT)
         delivered_at = time.perf_counter()
-        _cpu_per_send(rep, dep, cpu, len(seqs))
+        cpu_per(rep, dep.pids, cpu, len(seqs), "send")
         rep.results["sends_per_s"] = round(len(seqs) / elapsed)
         rep.results["deliveries_per_s"] = round(fleet.delivered / (delivered_at - start))
         rep.results.update(ms_percentiles(fleet.latencies, "latency"))
@@ -190,16 +190,6 @@ async def run_single_on(
         fleet.close()
     rep.set_ratio("sends_per_rpc", "sends_per_s", "rpc_calls_per_s")
     return rep
-
-
-def _cpu_per_send(rep: Report, dep: Deployment, before: dict[int, float], sends: int, unit: str = "send") -> None:
-    """`<service>_cpu_ms_per_<unit>`: the CPU the nodes used from `before` until now, per
-    send (or page) (nodes started here only): steadier than a rate when the machine is shared."""
-    for service in ("logic", "connect"):
-        pids = [pid for pid in dep.pids(service) if pid in before]
-        if pids and sends:
-            used = cpu_seconds(pids) - sum(before[pid] for pid in pids)
-            rep.results[f"{service}_cpu_ms_per_{unit}"] = round(used / sends * 1000, 3)
 
 
 async def _expect_all(
@@ -248,7 +238,7 @@ async def run_group(opts: StorageOptions, p: GroupParams) -> Report:
                 return go
 
             per_sender = -(-p.messages // p.senders)
-            cpu = {pid: cpu_seconds([pid]) for pid in [*dep.pids("logic"), *dep.pids("connect")]}
+            cpu = cpu_before(dep.pids, ("logic", "connect"))
             start = time.perf_counter()
             seqs, failures = await _sends([timed(s) for s in senders], per_sender, tags, timeout=90)
             stored_at = time.perf_counter()
@@ -256,7 +246,7 @@ async def run_group(opts: StorageOptions, p: GroupParams) -> Report:
             await _expect_all(store, fleet, devices, base, own)
             await fleet.wait_delivered(DRAIN_TIMEOUT)
             done_at = time.perf_counter()
-            _cpu_per_send(rep, dep, cpu, len(seqs))
+            cpu_per(rep, dep.pids, cpu, len(seqs), "send")
             rep.results["sends_per_s"] = round(len(seqs) / (stored_at - start), 1)
             rep.results.update(ms_percentiles(answers, "answer"))
             rep.results["stored_rows_per_s"] = round(len(seqs) * p.members / (stored_at - start))
@@ -296,12 +286,12 @@ async def run_sync(opts: StorageOptions, p: SyncParams) -> Report:
         fleet.accounting.expect(device.device_id, range(1, p.messages + 1))
         fleet.accounting.sent = p.messages
         progress(f"{p.messages} stored messages; signing in and syncing from seq 0")
-        cpu = {pid: cpu_seconds([pid]) for pid in [*dep.pids("logic"), *dep.pids("connect")]}
+        cpu = cpu_before(dep.pids, ("logic", "connect"))
         start = time.perf_counter()
         await fleet.open([device], dep.endpoints())
         await fleet.wait_delivered(90)
         elapsed = time.perf_counter() - start
-        _cpu_per_send(rep, dep, cpu, fleet.sync_pages, "page")
+        cpu_per(rep, dep.pids, cpu, fleet.sync_pages, "page")
         rep.results["messages_per_s"] = round(fleet.accounting.delivered_count() / elapsed)
         rep.results["pages"] = fleet.sync_pages
         rep.results["page_ms"] = round(elapsed / max(fleet.sync_pages, 1) * 1000, 2)

@@ -17,9 +17,13 @@ import dataclasses
 from collections import Counter
 
 from gim.bench.accounting import Summary
-from gim.bench.report import Report, ms_percentiles, progress, rss_kib
+from gim.bench.report import Report, cpu_before, cpu_per, ms_percentiles, progress, rss_kib
 from gim.bench.services import StorageOptions, deployment, storage
 from gim.bench.worker import WorkerPool
+
+# the nodes whose CPU a sign-in costs (`<service>_cpu_ms_per_sign_in`; with the database and
+# Redis, the load generator is what else shares the machine)
+SIGN_IN_SERVICES = ("business", "logic", "connect")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +45,7 @@ async def run_conn(opts: StorageOptions, p: ConnParams) -> Report:
         devices = await dep.seed(p.devices)
         pids = dep.pids("connect")
         rss_before = sum(map(rss_kib, pids))
+        cpu = cpu_before(dep.pids, SIGN_IN_SERVICES)
         nodes = len(dep.endpoints())
         progress(f"{p.devices} devices over {nodes} connect node(s), {workers} load-generator process(es)")
         async with WorkerPool(workers) as pool:
@@ -60,6 +65,7 @@ async def run_conn(opts: StorageOptions, p: ConnParams) -> Report:
             signed = sum(o["signed"] for o in opened)
             ramp = max(o["end"] for o in opened) - min(o["start"] for o in opened)
             rss_after = sum(map(rss_kib, pids))
+            cpu_per(rep, dep.pids, cpu, signed, "sign_in", SIGN_IN_SERVICES)
             progress(f"{signed} signed in over {ramp:.1f} s")
             squeezed = []
             if p.heartbeat_spread > 0:

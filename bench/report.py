@@ -8,7 +8,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,29 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def cpu_before(pids_of: Callable[[str], list[int]], services: Iterable[str]) -> dict[int, float]:
+    """Each node's CPU seconds so far, for `cpu_per`."""
+    return {pid: cpu_seconds([pid]) for service in services for pid in pids_of(service)}
+
+
+def cpu_per(
+    rep: Report,
+    pids_of: Callable[[str], list[int]],
+    before: dict[int, float],
+    count: int,
+    unit: str,
+    services: Iterable[str] = ("logic", "connect"),
+) -> None:
+    """`<service>_cpu_ms_per_<unit>`: the CPU each service's nodes used from `before`
+    (`cpu_before`) until now, per `count` units of work (nodes started here only): steadier
+    than a rate when the machine is shared."""
+    for service in services:
+        pids = [pid for pid in pids_of(service) if pid in before]
+        if pids and count:
+            used = cpu_seconds(pids) - sum(before[pid] for pid in pids)
+            rep.results[f"{service}_cpu_ms_per_{unit}"] = round(used / count * 1000, 3)
 
 
 def cpu_seconds(pids: Iterable[int]) -> float:

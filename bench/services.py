@@ -232,7 +232,10 @@ async def deployment(
     env = {**os.environ, "PYTHONPATH": store.node_code} if store.node_code else None
     async with Launcher(specs, log_dir=store.folder, env=env) as launcher:
         connects = [(node.addr("tcp"), node.addr("ws")) for node in launcher.of("connect")]
-        pids = {service: [n.pid for n in launcher.of(service) if n.pid is not None] for service in ("logic", "connect")}
+        pids = {
+            service: [n.pid for n in launcher.of(service) if n.pid is not None]
+            for service in ("business", "logic", "connect")
+        }
         logic_ext = ",".join(dict.fromkeys(launcher.addrs("logic", "ext")))  # workers: one address
         callers = CALLERS_PER_WORKER * logic if reuse_port and logic > 1 else 0
         deployed = Deployment(store, logic_ext, launcher.addrs("business", "ext")[0], connects, pids, callers)

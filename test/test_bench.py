@@ -139,6 +139,7 @@ async def test_conn_over_two_nodes_and_two_workers() -> None:
     check(rep)
     assert rep.results["signed_in"] == 30 and rep.results["sign_in_failed"] == 0
     assert rep.results["sign_in_retries"] >= 0
+    assert all(rep.results[f"{s}_cpu_ms_per_sign_in"] >= 0 for s in ("business", "logic", "connect"))
     assert rep.results["heartbeats"] == 60 and rep.results["heartbeats_lost"] == 0
     assert rep.results["heartbeat_rtt_p99_ms"] > 0 and rep.results["squeezed_heartbeat_rtt_p99_ms"] > 0
     assert rep.accounting.sent == 30 + 60 + 30 == rep.accounting.delivered
