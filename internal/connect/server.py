@@ -107,12 +107,17 @@ class ConnectServer:
 
     async def settle(self, timeout: float = 10.0) -> None:
         """Wait (bounded) for background work in flight: packets, acks, offline calls, closes."""
-        assert self.context is not None
-        while busy := self.context.tasks | self.context.acks.workers:
+        while busy := self._background():
             done, _ = await asyncio.wait(busy, timeout=timeout)
             if not done:
                 raise TimeoutError("connect background tasks did not finish")
             await asyncio.sleep(0)  # the callbacks of what they answered (an ack's next one)
+
+    def _background(self) -> set[asyncio.Task[Any]]:
+        """The node's work in flight: its tasks, and the workers of the merged ack calls
+        (an ack has no task of its own)."""
+        assert self.context is not None
+        return self.context.tasks | self.context.acks.workers
 
     def stats(self) -> dict[str, int]:
         """Live connections (all, signed in), rooms with local members, room memberships."""
@@ -253,10 +258,9 @@ class ConnectServer:
             await self._ws_closed(left(self.config.close_timeout))
         began = phase("ws_closed", began)
         await self._grpc.stop(left(grace))
-        # acks have no task of their own: their calls' workers, and the acks those answers let go
-        while (busy := self.context.tasks | self.context.acks.workers) and left(grace) > 0:
+        while (busy := self._background()) and left(grace) > 0:
             await asyncio.wait(busy, timeout=left(grace))
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # the callbacks of what they answered (an ack's next one)
         phase("tasks", began)
         await self._logic_channel.close()
         self._restore_handler()

@@ -339,7 +339,7 @@ class Session:
             return self._failure(exc)
 
     def _failure(self, exc: BaseException) -> Outcome:
-        if isinstance(exc, (BatcherClosed, asyncio.CancelledError)):  # the node is stopping
+        if isinstance(exc, BatcherClosed):  # the node is stopping: its call was cancelled
             return Failed("cancelled")
         if isinstance(exc, GimError):
             return Refused(int(exc.code), exc.message)
@@ -354,11 +354,7 @@ class Session:
         req = logic_int_pb2.MessageACKReq(
             user_id=call.user_id, device_id=call.device_id, device_ack=call.device_ack, receive_time=call.receive_time
         )
-        try:
-            answer = self.context.acks.enqueue(req)
-        except BatcherClosed as exc:  # later, not inside the `_execute` that asks
-            asyncio.get_running_loop().call_soon(self._answered, call, self._failure(exc))
-            return
+        answer = self.context.acks.enqueue(req)
         answer.add_done_callback(lambda done: self._answered(call, self._settled(done)))
 
     def _settled(self, answer: asyncio.Future[Any]) -> Outcome:
