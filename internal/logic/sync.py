@@ -37,9 +37,9 @@ class MessageSync:
         return SyncPage(page, await self._profiles.get_many(sorted(senders)), has_more)
 
     async def ack(self, user_id: int, device_id: int, seq: int) -> None:
-        if seq < 0:
-            raise bad_request("device_ack must not be negative")
-        await self.acks.ack(user_id, device_id, seq)
+        (refused,) = await self.ack_many([(user_id, device_id, seq)])
+        if refused is not None:
+            raise refused
 
     async def ack_many(self, acks: list[Ack]) -> list[GimError | None]:
         """Each (user, device, seq) acknowledged, all together; a negative seq is refused
