@@ -166,7 +166,7 @@ async def run_single_on(
         elapsed = time.perf_counter() - start
         await fleet.wait_count(len(seqs), DRAIN_TIMEOUT)
         delivered_at = time.perf_counter()
-        cpu_per(rep, dep.pids, cpu, len(seqs), "send")
+        cpu_per(rep, cpu, len(seqs), "send")
         rep.results["sends_per_s"] = round(len(seqs) / elapsed)
         rep.results["deliveries_per_s"] = round(fleet.delivered / (delivered_at - start))
         rep.results.update(ms_percentiles(fleet.latencies, "latency"))
@@ -246,7 +246,7 @@ async def run_group(opts: StorageOptions, p: GroupParams) -> Report:
             await _expect_all(store, fleet, devices, base, own)
             await fleet.wait_delivered(DRAIN_TIMEOUT)
             done_at = time.perf_counter()
-            cpu_per(rep, dep.pids, cpu, len(seqs), "send")
+            cpu_per(rep, cpu, len(seqs), "send")
             rep.results["sends_per_s"] = round(len(seqs) / (stored_at - start), 1)
             rep.results.update(ms_percentiles(answers, "answer"))
             rep.results["stored_rows_per_s"] = round(len(seqs) * p.members / (stored_at - start))
@@ -291,7 +291,7 @@ async def run_sync(opts: StorageOptions, p: SyncParams) -> Report:
         await fleet.open([device], dep.endpoints())
         await fleet.wait_delivered(90)
         elapsed = time.perf_counter() - start
-        cpu_per(rep, dep.pids, cpu, fleet.sync_pages, "page")
+        cpu_per(rep, cpu, fleet.sync_pages, "page")
         rep.results["messages_per_s"] = round(fleet.accounting.delivered_count() / elapsed)
         rep.results["pages"] = fleet.sync_pages
         rep.results["page_ms"] = round(elapsed / max(fleet.sync_pages, 1) * 1000, 2)

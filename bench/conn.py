@@ -65,7 +65,7 @@ async def run_conn(opts: StorageOptions, p: ConnParams) -> Report:
             signed = sum(o["signed"] for o in opened)
             ramp = max(o["end"] for o in opened) - min(o["start"] for o in opened)
             rss_after = sum(map(rss_kib, pids))
-            cpu_per(rep, dep.pids, cpu, signed, "sign_in", SIGN_IN_SERVICES)
+            cpu_per(rep, cpu, signed, "sign_in")
             progress(f"{signed} signed in over {ramp:.1f} s")
             squeezed = []
             if p.heartbeat_spread > 0:

@@ -40,26 +40,18 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def cpu_before(pids_of: Callable[[str], list[int]], services: Iterable[str]) -> dict[int, float]:
-    """Each node's CPU seconds so far, for `cpu_per`."""
-    return {pid: cpu_seconds([pid]) for service in services for pid in pids_of(service)}
+def cpu_before(pids_of: Callable[[str], list[int]], services: Iterable[str]) -> dict[str, dict[int, float]]:
+    """Each service's nodes (those started here) and their CPU seconds so far, for `cpu_per`."""
+    return {service: {pid: cpu_seconds([pid]) for pid in pids_of(service)} for service in services}
 
 
-def cpu_per(
-    rep: Report,
-    pids_of: Callable[[str], list[int]],
-    before: dict[int, float],
-    count: int,
-    unit: str,
-    services: Iterable[str] = ("logic", "connect"),
-) -> None:
-    """`<service>_cpu_ms_per_<unit>`: the CPU each service's nodes used from `before`
-    (`cpu_before`) until now, per `count` units of work (nodes started here only): steadier
-    than a rate when the machine is shared."""
-    for service in services:
-        pids = [pid for pid in pids_of(service) if pid in before]
-        if pids and count:
-            used = cpu_seconds(pids) - sum(before[pid] for pid in pids)
+def cpu_per(rep: Report, before: dict[str, dict[int, float]], count: int, unit: str) -> None:
+    """`<service>_cpu_ms_per_<unit>`: the CPU each service's nodes in `before`
+    (`cpu_before`) used since, per `count` units of work: steadier than a rate when the
+    machine is shared."""
+    for service, nodes in before.items():
+        if nodes and count:
+            used = cpu_seconds(nodes) - sum(nodes.values())
             rep.results[f"{service}_cpu_ms_per_{unit}"] = round(used / count * 1000, 3)
 
 
