@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import gc
 from collections.abc import Collection, Iterable
 from pathlib import Path
 
@@ -30,9 +31,25 @@ LOGIC = Path(__file__).resolve().parent.parent / "internal" / "logic"
 EDGES = {"server.py"}
 
 
+def _parse(path: Path) -> ast.Module:
+    """CPython 3.11 keeps one AST-building depth counter per interpreter: a collection that runs
+    a finalizer which formats a traceback (3.11 parses the failing line for its carets) in the
+    middle of this parse moves the counter and the parse fails with "AST constructor recursion
+    depth mismatch" (python/cpython#106905). With the collector paused, no Python code runs
+    until the tree is built."""
+    source = path.read_text()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return ast.parse(source)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _imports(path: Path) -> set[str]:
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(_parse(path)):
         if isinstance(node, ast.ImportFrom) and node.module:
             found.add(node.module)
             found.update(f"{node.module}.{alias.name}" for alias in node.names)
