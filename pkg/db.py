@@ -140,14 +140,20 @@ SCRIPT_BYTES = 1 << 20  # one multi-statement query of `insert_rows`, about at m
 
 
 async def insert_rows(
-    conn: AsyncConnection, rows_by_insert: Mapping[sa.Insert, list[tuple[Any, ...]]], columns: Sequence[str]
+    conn: AsyncConnection,
+    rows_by_insert: Mapping[sa.Insert, list[tuple[Any, ...]]],
+    columns: Sequence[str],
+    shared: slice | None = None,
 ) -> None:
     """Rows into several tables: one multi-row INSERT per table, each row a tuple in
     `columns` order; no rows, no statement. On MySQL (asyncmy) the INSERTs go together as
     one multi-statement query (up to about SCRIPT_BYTES each): one round trip instead of
     one per table, which is most of the time of a group message's rows spread over the
     message tables. Its values are written into the text (`_literal`: bytes and strings as
-    hex, safe whatever the session's sql_mode). Elsewhere, one statement per table."""
+    hex, safe whatever the session's sql_mode). The values at `shared` (a slice with a start
+    and a stop; hashable values) repeat from row to row and are written once for each
+    distinct run of them: a group message's hundreds of rows differ only in the user, its
+    seq and the sender's request key. Elsewhere, one statement per table."""
     rows_by_insert = {insert: rows for insert, rows in rows_by_insert.items() if rows}
     if conn.dialect.driver != "asyncmy":
         for insert, rows in rows_by_insert.items():
@@ -156,23 +162,39 @@ async def insert_rows(
     driver = (await conn.get_raw_connection()).driver_connection
     assert driver is not None, "a connection in a transaction has its driver connection"
     row_marks = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    scripts: list[list[tuple[str, str]]] = []  # each statement: (with placeholders, with values)
-    seen: dict[int, str] = {}  # id of a bytes or str value -> its literal (a group message's rows share them)
+    scripts: list[list[tuple[str, str]]] = [[]]  # each statement: (with placeholders, with values)
     size = 0
+    own_head, own_tail = (slice(shared.start), slice(shared.stop, None)) if shared else (slice(None), slice(0))
+    literals_of: dict[tuple[Any, ...], str] = {}  # shared values -> their literals
     for insert, rows in rows_by_insert.items():
         template = driver_sql(conn, insert, columns)
-        head, found, tail = template.partition("VALUES " + row_marks)
-        if not found or tail:
+        head, found, rest = template.partition("VALUES " + row_marks)
+        if not found or rest:
             raise ValueError(f"{insert} is not a plain INSERT ... VALUES")
-        for cost, chunk in _chunks_of_size(rows, SCRIPT_BYTES):
-            if not scripts or (size and size + cost > SCRIPT_BYTES):
+        values: list[str] = []
+        for row in rows:
+            parts = [_literal(driver, v) for v in row[own_head]]
+            if shared:
+                repeated = row[shared]
+                literals = literals_of.get(repeated)
+                if literals is None:
+                    literals = literals_of[repeated] = ", ".join([_literal(driver, v) for v in repeated])
+                parts.append(literals)
+            parts += [_literal(driver, v) for v in row[own_tail]]
+            text = "(" + ", ".join(parts) + ")"
+            if size and size + len(text) > SCRIPT_BYTES:  # this script is full: the next one
+                if values:
+                    scripts[-1].append((template, head + "VALUES " + ", ".join(values)))
+                    values = []
                 scripts.append([])
                 size = 0
-            values = ", ".join("(" + ", ".join([_literal(driver, v, seen) for v in row]) + ")" for row in chunk)
-            scripts[-1].append((template, head + "VALUES " + values))
-            size += cost
+            values.append(text)
+            size += len(text) + 2
+        scripts[-1].append((template, head + "VALUES " + ", ".join(values)))
     async with driver.cursor() as cursor:
         for script in scripts:
+            if not script:  # no rows at all
+                continue
             done = 0
             try:
                 # text protocol: a multi-statement query is not preparable
@@ -191,44 +213,21 @@ async def insert_rows(
                 ) from exc
 
 
-def _literal(driver: Any, value: Any, seen: dict[int, str]) -> str:
+def _literal(driver: Any, value: Any) -> str:
     """`value` as a MySQL literal. Bytes and strings as hex (X'..', a string with its
     character set): the driver escapes bytes with backslashes even when the session's
-    sql_mode has NO_BACKSLASH_ESCAPES, where content could end the literal early. `seen`:
-    the literals of bytes and strings already written in this call (all alive), by id."""
+    sql_mode has NO_BACKSLASH_ESCAPES, where content could end the literal early."""
     if type(value) is int:
         return str(value)
     if value is None:
         return "NULL"
-    if isinstance(value, (bytes, bytearray, memoryview, str)):
-        literal = seen.get(id(value))
-        if literal is None:
-            if isinstance(value, str):
-                literal = "_utf8mb4 X'" + value.encode().hex() + "'"
-            else:
-                literal = "X'" + bytes(value).hex() + "'"
-            seen[id(value)] = literal
-        return literal
+    if isinstance(value, str):
+        return "_utf8mb4 X'" + value.encode().hex() + "'"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "X'" + bytes(value).hex() + "'"
     if isinstance(value, int):
         return str(int(value))
     return str(driver.literal(value))  # other numbers, dates: no quotes to escape
-
-
-def _chunks_of_size(rows: list[tuple[Any, ...]], limit: int) -> list[tuple[int, list[tuple[Any, ...]]]]:
-    """`rows` cut into runs of about `limit` bytes of SQL at most (a row alone may be larger): (bytes, rows)."""
-    chunks: list[tuple[int, list[tuple[Any, ...]]]] = []
-    run: list[tuple[Any, ...]] = []
-    size = 0
-    for row in rows:
-        cost = 12 * len(row) + 2 * sum(len(v) for v in row if isinstance(v, (bytes, str)))  # hex: 2 a byte
-        if run and size + cost > limit:
-            chunks.append((size, run))
-            run, size = [], 0
-        run.append(row)
-        size += cost
-    if run:
-        chunks.append((size, run))
-    return chunks
 
 
 STATEMENT_CACHE = 32  # prepared statements per MySQL connection (40 connections a process)

@@ -138,3 +138,22 @@ async def test_no_rows_run_nothing(engine: AsyncEngine) -> None:
         sa.event.remove(engine.sync_engine, "before_cursor_execute", count)
     assert int(after) - int(before) == 1, "only the second count"
     assert [s for s in sent if "INSERT" in s.upper()] == []
+
+
+async def test_shared_values_are_written_once_per_distinct_run(engine: AsyncEngine) -> None:
+    """`shared`: the rows of two messages interleaved, each row with its own user, seq and
+    last column around its message's values: every row comes back with its own values."""
+    shards = MessageShards(SHARDS)
+    user = random.randrange(10**12, 10**13)
+    table = shards.table_for(user)
+    contents = [HARD_BYTES, b"second"]
+    rows = [(user, i + 1, 0, 1, user, 1, user, f"{i % 2}", 1, contents[i % 2], 1, 10 + i) for i in range(6)]
+    async with engine.begin() as conn:
+        await db.insert_rows(conn, {table.insert(): rows}, COLUMNS, shared=slice(2, -1))
+    async with engine.connect() as conn:
+        query = sa.select(table.c.seq, table.c.to_user_ids, table.c.content, table.c.status)
+        found = [
+            (int(s), str(t), bytes(c), int(st))
+            for s, t, c, st in await conn.execute(query.where(table.c.user_id == user).order_by(table.c.seq))
+        ]
+    assert found == [(i + 1, f"{i % 2}", contents[i % 2], 10 + i) for i in range(6)]

@@ -59,6 +59,7 @@ _INSERT_COLUMNS = (
     "user_id", "seq", "request_id", "sender_type", "sender_id", "receiver_type", "receiver_id",
     "to_user_ids", "type", "content", "send_time", "status", "sender_request_id",
 )  # fmt: skip
+_ONE_MESSAGE = slice(2, -1)  # the columns whose values are the message's, the same in all its rows
 
 BATCH_ROWS = 5000  # message rows of one transaction, at most (a larger send goes alone)
 RETRY_WINDOW = 1000  # a retried send is looked for among the sender's last this many messages
@@ -342,7 +343,7 @@ class MessageStore:
             for user_id, seq in seqs.items():
                 key = row.request_id if keyed and user_id == row.sender_id else None
                 by_shard[self._inserts[self._shards.table_for(user_id)]].append((user_id, seq, *common, key))
-        await db.insert_rows(conn, by_shard, _INSERT_COLUMNS)
+        await db.insert_rows(conn, by_shard, _INSERT_COLUMNS, shared=_ONE_MESSAGE)
 
     async def after(self, user_id: int, seq: int, limit: int) -> list[StoredMessage]:
         """The user's messages with seq greater than `seq`, in seq order, at most `limit`:
