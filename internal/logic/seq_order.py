@@ -45,12 +45,9 @@ class SeqOrder:
     async def turn(self, job: _Job, seqs: Mapping[Any, int]) -> None:
         mine = job.seqs = {k: v for k, v in seqs.items() if v}  # seq 0 (not stored): no order
         job.known.set_result(None)
-        others: dict[int, _Job] = {}  # the jobs sharing a key, each once
-        for key in mine:
-            for other in self._jobs[key]:
-                others[id(other)] = other
-        others.pop(id(job), None)
-        for other in others.values():
+        others: set[_Job] = set().union(*[self._jobs[key] for key in mine])  # the jobs sharing a key
+        others.discard(job)
+        for other in others:
             # shielded: a send whose caller gives up (its task cancelled) while waiting
             # here must not cancel the other send's futures, or that send's finish fails
             # and every later send sharing a key waits behind it for good
