@@ -1,6 +1,7 @@
 """Connect's own TCP transport and listener (internal/connect/sockets.py) on real
 loopback sockets: bytes written in order through a client that reads late, close after
-the buffer, one connection_lost, batches of accepts, and a pause when out of descriptors."""
+the buffer, one connection_lost, held writes sent once a connection, batches of accepts,
+and a pause when out of descriptors."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from gim.internal.connect.sockets import Listener, SocketTransport, listening_sockets
+from gim.internal.connect.sockets import Listener, SocketTransport, held_writes, listening_sockets
 from gimtest.waiting import until
 
 
@@ -37,6 +38,7 @@ class Recorder(asyncio.Protocol):
 class Server:
     def __init__(self, batch: int = 64) -> None:
         self.protocols: list[Recorder] = []
+        self.clients: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self.listener = Listener(
             asyncio.get_running_loop(),
             listening_sockets("127.0.0.1", 0, backlog=64, reuse_port=False),
@@ -55,6 +57,8 @@ async def server() -> Any:
     srv = Server()
     yield srv
     srv.listener.close()
+    for _, writer in srv.clients:
+        writer.close()
     for p in srv.protocols:
         if p.transport is not None:
             p.transport.abort()
@@ -124,6 +128,70 @@ async def test_abort_drops_the_buffer_and_a_reset_client_is_reported_once(server
     assert second.lost[0] is None or isinstance(second.lost[0], ConnectionResetError)
 
 
+class CountedSends:
+    """The transport's socket, counting its sends."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.sends = 0
+
+    def send(self, data: bytes) -> int:
+        self.sends += 1
+        return self.sock.send(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
+
+
+async def _connected(server: Server, count: int) -> list[tuple[asyncio.StreamReader, Recorder, CountedSends]]:
+    clients = [await _client(server.port) for _ in range(count)]
+    server.clients = clients  # the writers stay open
+    await until(lambda: len(server.protocols) == count)
+    found = []
+    for (reader, _), proto in zip(clients, server.protocols, strict=True):
+        assert proto.transport is not None
+        counted = proto.transport._sock = CountedSends(proto.transport._sock)  # type: ignore[assignment]
+        found.append((reader, proto, counted))
+    return found
+
+
+async def test_held_writes_go_out_at_the_end_of_the_block_in_one_send_a_connection(server: Server) -> None:
+    (reader_a, a, sends_a), (reader_b, b, sends_b) = await _connected(server, 2)
+    assert a.transport is not None and b.transport is not None
+    with held_writes():
+        for i in range(5):
+            a.transport.write(b"a%d," % i)
+            b.transport.write(b"b%d," % i)
+            with held_writes():  # nested: part of the outer block
+                a.transport.write(b"n%d," % i)
+        assert (sends_a.sends, sends_b.sends) == (0, 0)
+        assert a.transport.get_write_buffer_size() == 0, "held bytes are not a slow client's backlog"
+    assert (sends_a.sends, sends_b.sends) == (1, 1)
+    assert await reader_a.readexactly(30) == b"".join(b"a%d,n%d," % (i, i) for i in range(5))
+    assert await reader_b.readexactly(15) == b"b0,b1,b2,b3,b4,"
+    a.transport.write(b"later")  # outside a block: at once
+    assert sends_a.sends == 2
+    assert await reader_a.readexactly(5) == b"later"
+
+
+async def test_held_writes_after_a_backlog_close_and_abort_inside_a_block(server: Server) -> None:
+    (reader_a, a, _), (reader_b, b, _), (reader_c, c, _) = await _connected(server, 3)
+    assert a.transport is not None and b.transport is not None and c.transport is not None
+    backlog = os.urandom(8 * 1024 * 1024)  # more than the socket takes: a buffer
+    a.transport.write(backlog)
+    assert a.transport.get_write_buffer_size() > 0
+    with held_writes():
+        a.transport.write(b"after the backlog")
+        b.transport.write(b"last words")
+        b.transport.close()  # closes once what is held is written
+        c.transport.write(b"never sent")
+        c.transport.abort()
+    assert await asyncio.wait_for(reader_a.readexactly(len(backlog) + 17), 30) == backlog + b"after the backlog"
+    assert await asyncio.wait_for(reader_b.read(), 30) == b"last words"  # then the end
+    assert await asyncio.wait_for(reader_c.read(), 30) == b""
+    await until(lambda: b.lost == [None] and c.lost == [None])
+
+
 async def test_the_peer_name_is_the_clients_address(server: Server) -> None:
     _, writer = await _client(server.port)
     await until(lambda: len(server.protocols) == 1)
@@ -148,6 +216,8 @@ async def test_a_burst_is_accepted_in_batches_and_close_stops_accepting() -> Non
         await until(lambda: all(p.lost == [None] for p in srv.protocols))
     finally:
         srv.listener.close()
+    for _, writer in srv.clients:
+        writer.close()
 
 
 # Run in a process of its own: lowering the descriptor limit would fail whatever else

@@ -8,6 +8,7 @@ from grpc import aio
 
 from gim.internal.connect.registry import Registry
 from gim.internal.connect.session import Session
+from gim.internal.connect.sockets import held_writes
 from gim.pkg import log, metrics
 from gim.pkg.pb import connect_ext_pb2 as cx
 from gim.pkg.pb import connect_int_pb2, connect_int_pb2_grpc
@@ -62,7 +63,8 @@ class ConnectIntServicer(connect_int_pb2_grpc.ConnectIntServicer):
         self, request: connect_int_pb2.DeliverMessagesReq, context: aio.ServicerContext[Any, Any]
     ) -> connect_int_pb2.DeliverMessagesResp:
         """Push each message, in order, to its device; list the devices this node does not hold."""
-        absent = [m.device_id for m in request.messages if not self._push(m)]
+        with held_writes():  # a device's messages in this batch: one send
+            absent = [m.device_id for m in request.messages if not self._push(m)]
         metrics.CONNECT_PUSHES.labels("delivered").inc(len(request.messages) - len(absent))
         metrics.CONNECT_PUSHES.labels("no_connection").inc(len(absent))
         if absent:

@@ -13,9 +13,10 @@ TLS listeners keep asyncio's transports (`loop.create_server`): TLS needs its bu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from gim.pkg import log
@@ -27,6 +28,28 @@ READ_SIZE = 256 * 1024  # bytes read per ready socket at most (asyncio's figure)
 # listening socket pauses for ACCEPT_PAUSE seconds instead of failing every accept
 _OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 ACCEPT_PAUSE = 1.0
+
+_holding: list[SocketTransport] | None = None  # inside `held_writes`: the connections written to
+
+
+@contextlib.contextmanager
+def held_writes() -> Iterator[None]:
+    """What is written to a `SocketTransport` inside the block is sent at its end, one
+    send per connection: a batch of pushes holding several messages for one device costs
+    one system call for that device, not one a message. The block must not await (one
+    loop, one thread); a nested block joins the outer one."""
+    global _holding
+    if _holding is not None:
+        yield
+        return
+    held: list[SocketTransport] = []
+    _holding = held
+    try:
+        yield
+    finally:
+        _holding = None
+        for transport in held:
+            transport._write_held()
 
 
 class SocketTransport(asyncio.Transport):
@@ -43,6 +66,7 @@ class SocketTransport(asyncio.Transport):
         "_fd",
         "_protocol",
         "_buffer",
+        "_held",
         "_closing",
         "_lost",
         "_peername",
@@ -61,6 +85,7 @@ class SocketTransport(asyncio.Transport):
         self._fd = sock.fileno()
         self._protocol = protocol
         self._buffer: bytearray | None = None  # only while the socket does not take everything
+        self._held: bytearray | None = None  # only inside `held_writes`
         self._closing = False
         self._lost = False
         self._peername = peername
@@ -91,6 +116,7 @@ class SocketTransport(asyncio.Transport):
         return self._closing
 
     def get_write_buffer_size(self) -> int:
+        """The bytes the client has not taken yet (not those held: they go out at once)."""
         return len(self._buffer) if self._buffer is not None else 0
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -98,22 +124,21 @@ class SocketTransport(asyncio.Transport):
             return
         if self._buffer is not None:  # earlier bytes wait: these go after them
             self._buffer += data
-            return
-        sent = self._attempt(self._sock.send, data)
-        if self._lost:
-            return
-        sent = sent or 0  # None: it would block
-        if sent < len(data):
-            self._buffer = bytearray(memoryview(data)[sent:])
-            self._loop.add_writer(self._fd, self._write_ready)
+        elif self._held is not None:
+            self._held += data
+        elif _holding is not None:
+            self._held = bytearray(data)
+            _holding.append(self)
+        else:
+            self._send(data)
 
     def close(self) -> None:
-        """Stop reading; once the buffer is written, close."""
+        """Stop reading; once the buffer (and what is held) is written, close."""
         if self._closing:
             return
         self._closing = True
         self._loop.remove_reader(self._fd)
-        if self._buffer is None:
+        if self._buffer is None and self._held is None:
             self._lose(None)
 
     def abort(self) -> None:
@@ -147,6 +172,24 @@ class SocketTransport(asyncio.Transport):
         else:
             self.close()
 
+    def _send(self, data: bytes | bytearray | memoryview) -> None:
+        """Send what the socket takes now; the rest waits in the buffer until it is
+        writable. A closing transport whose bytes are all sent is closed."""
+        sent = self._attempt(self._sock.send, data)
+        if self._lost:
+            return
+        sent = sent or 0  # None: it would block
+        if sent < len(data):
+            self._buffer = bytearray(memoryview(data)[sent:])
+            self._loop.add_writer(self._fd, self._write_ready)
+        elif self._closing:
+            self._lose(None)
+
+    def _write_held(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and not self._lost:
+            self._send(held)
+
     def _write_ready(self) -> None:
         buffer = self._buffer
         assert buffer is not None
@@ -167,7 +210,7 @@ class SocketTransport(asyncio.Transport):
             return
         self._lost = True
         self._closing = True
-        self._buffer = None
+        self._buffer = self._held = None
         self._loop.remove_reader(self._fd)
         self._loop.remove_writer(self._fd)
         self._sock.close()
