@@ -194,8 +194,7 @@ class Supervisor:
             stopped.cancel()
             if not task.done():
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await asyncio.wait([task])  # its end; a cancellation of this call still propagates
         return None if task.cancelled() else task.result()
 
     async def _start(self) -> bool:

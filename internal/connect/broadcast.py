@@ -61,8 +61,7 @@ class BroadcastSubscriber:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait([self._task])  # its end; a cancellation of stop() itself still ends stop()
         await self._redis.aclose()
 
     async def _run(self) -> None:
