@@ -155,6 +155,8 @@ async def insert_rows(
     distinct run of them: a group message's hundreds of rows differ only in the user, its
     seq and the sender's request key. Elsewhere, one statement per table."""
     rows_by_insert = {insert: rows for insert, rows in rows_by_insert.items() if rows}
+    if not rows_by_insert:
+        return
     if conn.dialect.driver != "asyncmy":
         for insert, rows in rows_by_insert.items():
             await conn.exec_driver_sql(driver_sql(conn, insert, columns), rows)
@@ -164,7 +166,9 @@ async def insert_rows(
     row_marks = "(" + ", ".join(["%s"] * len(columns)) + ")"
     scripts: list[list[tuple[str, str]]] = [[]]  # each statement: (with placeholders, with values)
     size = 0
-    own_head, own_tail = (slice(shared.start), slice(shared.stop, None)) if shared else (slice(None), slice(0))
+    own_head, own_tail = (
+        (slice(shared.start), slice(shared.stop, None)) if shared is not None else (slice(None), slice(0))
+    )
     literals_of: dict[tuple[Any, ...], str] = {}  # shared values -> their literals
     for insert, rows in rows_by_insert.items():
         template = driver_sql(conn, insert, columns)
@@ -174,7 +178,7 @@ async def insert_rows(
         values: list[str] = []
         for row in rows:
             parts = [_literal(driver, v) for v in row[own_head]]
-            if shared:
+            if shared is not None:
                 repeated = row[shared]
                 literals = literals_of.get(repeated)
                 if literals is None:
@@ -193,8 +197,6 @@ async def insert_rows(
         scripts[-1].append((template, head + "VALUES " + ", ".join(values)))
     async with driver.cursor() as cursor:
         for script in scripts:
-            if not script:  # no rows at all
-                continue
             done = 0
             try:
                 # text protocol: a multi-statement query is not preparable

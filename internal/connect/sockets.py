@@ -187,7 +187,7 @@ class SocketTransport(asyncio.Transport):
 
     def _write_held(self) -> None:
         held, self._held = self._held, None
-        if held is not None and not self._lost:
+        if held is not None:  # None: lost meanwhile (`_lose` drops what is held)
             self._send(held)
 
     def _write_ready(self) -> None:
