@@ -40,19 +40,50 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def cpu_before(pids_of: Callable[[str], list[int]], services: Iterable[str]) -> dict[str, dict[int, float]]:
-    """Each service's nodes (those started here) and their CPU seconds so far, for `cpu_per`."""
-    return {service: {pid: cpu_seconds([pid]) for pid in pids_of(service)} for service in services}
+@dataclasses.dataclass
+class CpuMark:
+    """The CPU used so far by each service's nodes (those started here) and by the whole
+    machine, when a measured phase starts (`cpu_before`, then `cpu_per`)."""
+
+    nodes: dict[str, dict[int, float]]  # service -> pid -> CPU seconds
+    machine: float  # busy CPU seconds of all cores
+    at: float  # time.monotonic()
 
 
-def cpu_per(rep: Report, before: dict[str, dict[int, float]], count: int, unit: str) -> None:
-    """`<service>_cpu_ms_per_<unit>`: the CPU each service's nodes in `before`
-    (`cpu_before`) used since, per `count` units of work: steadier than a rate when the
-    machine is shared."""
-    for service, nodes in before.items():
-        if nodes and count:
+def cpu_before(pids_of: Callable[[str], list[int]], services: Iterable[str]) -> CpuMark:
+    nodes = {service: {pid: cpu_seconds([pid]) for pid in pids_of(service)} for service in services}
+    return CpuMark(nodes, machine_busy_seconds(), time.monotonic())
+
+
+def cpu_per(rep: Report, before: CpuMark, count: int, unit: str) -> None:
+    """`<service>_cpu_ms_per_<unit>`: the CPU each service's nodes in `before` used since,
+    per `count` units of work: steadier than a rate when the machine is shared.
+
+    `machine_cpu_ms_per_<unit>` is the same for every process on the machine (the load
+    generator, the database, Redis and any neighbour included) and `machine_busy` the
+    share of all cores they kept busy: work that costs C ms of machine CPU cannot go
+    faster than one unit every C / cores ms here, whatever its latency elsewhere."""
+    if not count:
+        return
+    for service, nodes in before.nodes.items():
+        if nodes:
             used = cpu_seconds(nodes) - sum(nodes.values())
             rep.results[f"{service}_cpu_ms_per_{unit}"] = round(used / count * 1000, 3)
+    busy, elapsed = machine_busy_seconds() - before.machine, time.monotonic() - before.at
+    if busy > 0 and elapsed > 0:
+        rep.results[f"machine_cpu_ms_per_{unit}"] = round(busy / count * 1000, 3)
+        rep.results["machine_busy"] = round(busy / (elapsed * (os.cpu_count() or 1)), 3)
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores have spent busy since boot (Linux /proc/stat: user, nice,
+    system, irq, softirq, steal); 0 where there is no /proc."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pids: Iterable[int]) -> float:

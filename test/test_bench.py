@@ -106,6 +106,9 @@ async def test_single() -> None:
     check(rep)
     assert rep.accounting.sent == 3 * 3 + 9 and "sends_per_rpc" in rep.ratio
     assert rep.results["logic_cpu_ms_per_send"] > 0 and rep.results["connect_cpu_ms_per_send"] >= 0
+    # the whole machine's CPU holds logic's, and the load generator's, database's, ...
+    assert rep.results["machine_cpu_ms_per_send"] >= rep.results["logic_cpu_ms_per_send"]
+    assert rep.results["machine_busy"] > 0
 
 
 async def test_group() -> None:
