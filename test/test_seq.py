@@ -74,6 +74,10 @@ async def test_group_sized_store_allocates_one_seq_per_member(engine: AsyncEngin
     assert first == dict.fromkeys(members, 1)
     for member in members:
         assert sorted([second[member], third[member]]) == [2, 3]
+    # what a batch of sign-ins asks: several users at once, one twice, one without messages
+    highest = await store.max_seqs([*members[:3], members[0], base - 1])
+    assert highest == {members[0]: 3, members[1]: 3, members[2]: 3, base - 1: 0}
+    assert await store.max_seqs([]) == {}
 
 
 async def test_a_send_the_database_refuses_fails_alone(engine: AsyncEngine) -> None:

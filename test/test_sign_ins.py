@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any
 
 from grpc import aio
 
 from gim.internal.connect.sign_ins import SignIns
 from gim.internal.logic.edge.business_client import UserClient
+from gim.internal.logic.edge.previous_connections import PreviousConnections
+from gim.internal.logic.edge.servicers import LogicIntServicer
 from gim.pkg import rpc
 from gim.pkg.cache import Cache
 from gim.pkg.errors import BAD_TOKEN, GIM_CODE_KEY, Code, GimError, grpc_status
@@ -168,3 +170,55 @@ async def test_a_logic_without_conn_sign_ins_gets_one_call_each() -> None:
         else:
             raise AssertionError("a bad token must be refused")
     assert logic.sizes == [1, 1]
+
+
+class _HeldBusiness(ui_grpc.UserIntServicer):
+    """Passes AuthMany on to the cluster's business, counting the sizes asked; the first
+    call waits for `release`."""
+
+    def __init__(self, business: ui_grpc.UserIntStub) -> None:
+        self.business = business
+        self.sizes: list[int] = []
+        self.arrived = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def AuthMany(self, request: ui.AuthManyReq, context: Any) -> ui.AuthManyResp:
+        self.sizes.append(len(request.auths))
+        self.arrived.set()
+        await self.release.wait()
+        resp: ui.AuthManyResp = await rpc.call(self.business.AuthMany, request, TIMEOUT)
+        return resp
+
+
+async def test_sign_in_calls_of_several_nodes_go_to_business_together(cluster: Cluster) -> None:
+    """ConnSignIns calls that come while another is being handled (each connect node sends
+    its own) are checked in one AuthMany, and each call is answered in its own order."""
+    users = [creds for (creds,) in [await cluster.new_user() for _ in range(5)]]
+    business = _HeldBusiness(cluster.user_int)
+    async with serving(ui_grpc.add_UserIntServicer_to_server, business) as channel:
+        client = UserClient(ui_grpc.UserIntStub(channel), TIMEOUT, Cache(cluster.logic._redis, "t:", 60))
+        logic = cluster.logic
+        servicer = LogicIntServicer(
+            logic.devices, logic.messages, logic.sync, client, logic.rooms, PreviousConnections(logic.deliverer)
+        )
+
+        def call(node: str, *who: tuple[int, str]) -> Awaitable[li.ConnSignInsResp]:
+            reqs = [
+                li.ConnSignInReq(user_id=users[i].user_id, device_id=users[i].device_id, token=token, conn_addr=node, client_addr=f"c{i}")
+                for i, token in who
+            ]  # fmt: skip
+            return servicer.ConnSignIns(li.ConnSignInsReq(sign_ins=reqs), None)  # type: ignore[arg-type]  # no context used
+
+        first = asyncio.ensure_future(call("127.0.0.1:2", (0, users[0].token)))
+        await business.arrived.wait()  # the first call is with business, and held there
+        second = asyncio.ensure_future(call("127.0.0.1:3", (1, users[1].token), (2, "wrong")))
+        third = asyncio.ensure_future(call("127.0.0.1:4", (3, users[3].token), (4, users[4].token)))
+        await asyncio.sleep(0)  # both queue behind the first (no timing: queued once started)
+        business.release.set()
+        answers = [[(r.code, r.HasField("max_seq")) for r in (await c).results] for c in (first, second, third)]
+    assert answers == [[(0, True)], [(0, True), (Code.UNAUTHORIZED, False)], [(0, True), (0, True)]]
+    assert business.sizes == [1, 4], "the two calls that waited went to business as one"
+    for i in (0, 1, 3, 4):
+        assert {d.device_id for d in await logic.devices.online([users[i].user_id])} == {users[i].device_id}
+    for node in ("127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4"):
+        await rpc.call(cluster.logic_int.ServerStop, li.ServerStopReq(conn_addr=node), TIMEOUT)

@@ -33,18 +33,19 @@ async def allocate(conn: AsyncConnection, object_type: int, counts: Mapping[int,
         return await _allocate(conn, object_type, counts)
 
 
-_READ_BACK: dict[tuple[str, int], str] = {}  # (parameter mark, owners) -> SQL
+_SELECT: dict[tuple[str, int], str] = {}  # (parameter mark, owners) -> SQL
 
 
-def _read_back_sql(conn: AsyncConnection, owners: int) -> str:
-    """`_of` for this many owners as driver SQL, written once per size: the read-back runs
-    on every send, and building and compiling a select each time showed in profiles."""
+def _select_sql(conn: AsyncConnection, owners: int) -> str:
+    """`_of` for this many owners as driver SQL, written once per size: it runs on every
+    send (the read-back) and every batch of sign-ins (`current`), and building and
+    compiling a select each time showed in profiles."""
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    sql = _READ_BACK.get((mark, owners))
+    sql = _SELECT.get((mark, owners))
     if sql is None:
-        if len(_READ_BACK) > 4096:  # sizes are group sizes: a bound, never reached in practice
-            _READ_BACK.clear()
-        sql = _READ_BACK[(mark, owners)] = (
+        if len(_SELECT) > 4096:  # sizes are group and batch sizes: a bound, never reached in practice
+            _SELECT.clear()
+        sql = _SELECT[(mark, owners)] = (
             f"SELECT object_id, seq FROM {seq_table.name} WHERE object_type = {mark} "
             f"AND object_id IN ({', '.join([mark] * owners)})"
         )
@@ -85,7 +86,7 @@ async def _allocate(conn: AsyncConnection, object_type: int, counts: Mapping[int
         await conn.exec_driver_sql(sql, [(object_type, o, counts[o]) for o in owners])
         # the upsert holds these rows locked: a plain read sees this transaction's values
         # (a locking read would scan a small table whole and wait on other owners' rows)
-        result = await conn.exec_driver_sql(_read_back_sql(conn, len(owners)), (object_type, *owners))
+        result = await conn.exec_driver_sql(_select_sql(conn, len(owners)), (object_type, *owners))
     highest = {int(owner): int(value) for owner, value in cast("Iterable[tuple[int, int]]", result)}
     assert len(highest) == len(owners), "every owner gets its seqs"
     return highest
@@ -101,7 +102,11 @@ async def lock(conn: AsyncConnection, object_type: int, owners: list[int]) -> di
 async def current(engine: AsyncEngine, object_type: int, owners: list[int]) -> dict[int, int]:
     """Each owner's highest seq (committed), 0 for one that has none yet."""
     highest = dict.fromkeys(owners, 0)
+    if not highest:
+        return highest
+    wanted = sorted(highest)
     async with db.reading(engine) as conn:
-        for owner, value in await conn.execute(_of(object_type, sorted(set(owners)))):
+        rows = await conn.exec_driver_sql(_select_sql(conn, len(wanted)), (object_type, *wanted))
+        for owner, value in cast("Iterable[tuple[int, int]]", rows):
             highest[int(owner)] = int(value)
     return highest

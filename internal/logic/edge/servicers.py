@@ -5,6 +5,7 @@ answers become responses; nothing below these imports protobuf."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 from grpc import aio
@@ -22,6 +23,7 @@ from gim.internal.logic.sending import MessageSending
 from gim.internal.logic.sync import MessageSync
 from gim.internal.logic.values import BUSINESS, Author, ReceiverType, SenderType
 from gim.pkg import log, rpc
+from gim.pkg.batcher import Batcher
 from gim.pkg.errors import GimError, bad_request, result_pb, unauthorized, unavailable
 from gim.pkg.pb import logic_ext_pb2 as ext
 from gim.pkg.pb import logic_ext_pb2_grpc as ext_grpc
@@ -29,8 +31,10 @@ from gim.pkg.pb import logic_int_pb2 as int_
 from gim.pkg.pb import logic_int_pb2_grpc as int_grpc
 
 Context = aio.ServicerContext[Any, Any]
+SignedIn = tuple[GimError | None, int | None]  # a sign-in: why it failed, or the user's highest seq (None: unknown)
 
-MAX_SIGN_INS = 1000  # sign-ins in one ConnSignIns call, at most
+MAX_SIGN_INS = 1000  # sign-ins in one ConnSignIns call, at most (and in one merged batch of calls)
+SIGN_IN_BATCHES = 2  # merged batches of sign-in calls being handled at once
 MAX_ACKS = 1000  # acks in one MessageACKs call, at most
 MAX_OFFLINES = 1000  # connections in one Offlines call, at most
 _log = log.get("logic")
@@ -185,25 +189,39 @@ class LogicIntServicer(int_grpc.LogicIntServicer):
         self.users = users
         self.rooms = rooms
         self.previous = previous
+        # Sign-in calls that come while others are being handled (each connect node sends
+        # its own, a crowd signs in on every node at once) go together: one AuthMany to
+        # business, one seq read and, through DeviceStore, one device transaction for all.
+        self._sign_ins: Batcher[list[int_.ConnSignInReq], list[SignedIn]] = Batcher(
+            "conn_sign_ins", self._sign_in_calls, MAX_SIGN_INS, SIGN_IN_BATCHES, size=len
+        )
 
     async def ConnSignIn(self, request: int_.ConnSignInReq, context: Context) -> int_.ConnSignInResp:
-        error = (await self._sign_in([request]))[0]
+        ((error, highest),) = await self._sign_ins.submit([request])
         if error is not None:
             raise error
-        highest = (await self._max_seqs([request])).get(request.user_id)
         return int_.ConnSignInResp() if highest is None else int_.ConnSignInResp(max_seq=highest)
 
     async def ConnSignIns(self, request: int_.ConnSignInsReq, context: Context) -> int_.ConnSignInsResp:
         if len(request.sign_ins) > MAX_SIGN_INS:
             raise bad_request(f"at most {MAX_SIGN_INS} sign-ins in one call")
-        reqs = list(request.sign_ins)
+        results = []
+        for error, highest in await self._sign_ins.submit(list(request.sign_ins)):
+            result = result_pb(int_.SignInResult, error)
+            if error is None and highest is not None:
+                result.max_seq = highest
+            results.append(result)
+        return int_.ConnSignInsResp(results=results)
+
+    async def _sign_in_calls(self, calls: list[list[int_.ConnSignInReq]]) -> list[list[SignedIn] | BaseException]:
+        """The sign-ins of several calls, all together; each call's answers in its order:
+        why it failed, or the user's highest seq (read once the device is online)."""
+        reqs = [r for call in calls for r in call]
         errors = await self._sign_in(reqs)
         highest = await self._max_seqs([r for r, e in zip(reqs, errors, strict=True) if e is None])
-        results = [result_pb(int_.SignInResult, e) for e in errors]
-        for req, result in zip(reqs, results, strict=True):
-            if not result.code and req.user_id in highest:
-                result.max_seq = highest[req.user_id]
-        return int_.ConnSignInsResp(results=results)
+        answers = [(e, None if e is not None else highest.get(r.user_id)) for r, e in zip(reqs, errors, strict=True)]
+        ends = list(itertools.accumulate(len(call) for call in calls))
+        return [answers[end - len(call) : end] for call, end in zip(calls, ends, strict=True)]
 
     async def _max_seqs(self, signed_in: list[int_.ConnSignInReq]) -> dict[int, int]:
         """The users' highest seqs, where connect starts ordering the devices' pushes; none
