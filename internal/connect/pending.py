@@ -15,6 +15,8 @@ from gim.pkg.ratelimit import Networks, is_exempt
 
 _log = log.get("connect")
 
+EXEMPT_MEMO = 10_000  # client hosts whose exemption is remembered (then all are forgotten at once)
+
 
 class PendingByAddress:
     def __init__(self, cap: int, exempt: Networks) -> None:
@@ -22,12 +24,21 @@ class PendingByAddress:
         self._exempt = exempt
         self._counts: dict[str, int] = {}
         self._refusals = log.Summary(_log)
+        # host -> exempt: parsing each new connection's address showed in sign-in profiles
+        self._exempt_hosts: dict[str, bool] = {}
 
     def count(self, host: str) -> int:
         return self._counts.get(host, 0)
 
     def _capped(self, host: str) -> bool:
-        return bool(self.cap) and not is_exempt(host, self._exempt)
+        if not self.cap:
+            return False
+        exempt = self._exempt_hosts.get(host)
+        if exempt is None:
+            if len(self._exempt_hosts) >= EXEMPT_MEMO:
+                self._exempt_hosts.clear()
+            exempt = self._exempt_hosts[host] = is_exempt(host, self._exempt)
+        return not exempt
 
     def full(self, host: str) -> bool:
         """Whether a new connection from `host` would be refused (logged if so)."""
