@@ -10,7 +10,7 @@ import time
 
 from gim.bench import ceilings, messages
 from gim.bench.fleet import QUIET, Device, Endpoint, Fleet
-from gim.bench.report import Report, ms_percentiles, progress
+from gim.bench.report import Report, cpu_before, cpu_per, ms_percentiles, progress
 from gim.bench.services import StorageOptions, credentials, deployment, storage
 from gim.bench.spread import Spread
 from gim.pkg.pb import connect_ext_pb2 as cx
@@ -66,6 +66,7 @@ async def run_room(
         if spread is not None:
             await spread.start()
         loop = asyncio.get_running_loop()
+        cpu = cpu_before(dep.pids, ("logic", "connect"))
         start = time.perf_counter()
         begin = loop.time()
         failures = 0
@@ -78,6 +79,7 @@ async def run_room(
                     failures += 1
         pushed = time.perf_counter()
         await fleet.wait_delivered(DRAIN_TIMEOUT)
+        cpu_per(rep, cpu, p.pushes, "push")  # a push: one delivery to each subscriber
         rep.results["pushes_per_s"] = round(p.pushes / (pushed - start), 1)
         rep.results["deliveries_per_s"] = round(fleet.delivered / (time.perf_counter() - start))
         rep.results.update(ms_percentiles(fleet.latencies, "latency"))

@@ -121,6 +121,7 @@ async def test_room() -> None:
     rep = await run_room(OPTS, RoomParams(subscribers=10, pushes=4, rate=50))
     check(rep)
     assert rep.accounting.delivered == 40 and "deliveries_per_socket" in rep.ratio
+    assert rep.results["machine_cpu_ms_per_push"] >= rep.results["connect_cpu_ms_per_push"] >= 0
 
 
 async def test_cluster_single() -> None:
