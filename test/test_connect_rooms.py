@@ -7,13 +7,16 @@ import random
 from typing import TYPE_CHECKING
 
 import pytest
+from redis import Redis as SyncRedis
 
 from gim.client.connection import LongConnection
 from gim.pkg import broadcast, rpc
 from gim.pkg.errors import Code, GimError
 from gim.pkg.pb import connect_ext_pb2 as cx
+from gim.pkg.pb import connect_int_pb2 as ci
 from gim.pkg.pb import logic_ext_pb2 as lx
 from gim.pkg.pb import logic_int_pb2 as li
+from gimtest.sockets import count_sends
 
 if TYPE_CHECKING:
     from typing import Any
@@ -205,3 +208,35 @@ async def test_send_message_to_a_room_is_a_room_push(cluster: Cluster, conns: Co
         text("to the room"),
     )
     assert await message_rows() == before
+
+
+async def test_broadcasts_received_together_go_to_a_connection_in_one_send(cluster: Cluster, conns: Conns) -> None:
+    """A node behind on a busy room pushes what it has received together: each TCP
+    connection gets them in order, in one send."""
+    room = new_room()
+    (creds,) = await cluster.new_user()
+    conn = await conns.open("tcp", creds)
+    await subscribe(conn, room)
+    session = cluster.connect.registry.get(creds.device_id)
+    assert session is not None
+    sends = count_sends(session.transport._transport)  # type: ignore[attr-defined]  # a TcpConnection's
+    channel = broadcast.room_channel(cluster.storage.redis_prefix)
+    payloads = [
+        ci.PushRoomMsg(
+            room_id=room,
+            message_send=cx.MessageSend(message=cx.Message(receiver_type=cx.RT_ROOM, receiver_id=room, seq=k, message_content=text(f"r{k}"))),
+        ).SerializeToString()
+        for k in (1, 2, 3)
+    ]  # fmt: skip
+    # Published while this process's event loop (connect's too) is held by a blocking
+    # client: the three are with connect's subscriber before it reads any of them. The
+    # PING comes back after Redis has written them (an earlier round of its loop).
+    with SyncRedis.from_url(cluster.storage.redis_url) as publisher:
+        with publisher.pipeline(transaction=False) as pipe:
+            for payload in payloads:
+                pipe.publish(channel, payload)
+            assert pipe.execute() == [1, 1, 1]
+        assert publisher.ping()
+    got = [await conn.next_message() for _ in payloads]
+    assert [m.message_content for m in got] == [text("r1"), text("r2"), text("r3")]
+    assert sends.sends == 1

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from gim.internal.connect.sockets import Listener, SocketTransport, held_writes, listening_sockets
+from gimtest.sockets import CountedSends
 from gimtest.waiting import until
 
 
@@ -126,21 +127,6 @@ async def test_abort_drops_the_buffer_and_a_reset_client_is_reported_once(server
     sock.close()
     await until(lambda: len(second.lost) == 1)
     assert second.lost[0] is None or isinstance(second.lost[0], ConnectionResetError)
-
-
-class CountedSends:
-    """The transport's socket, counting its sends."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.sends = 0
-
-    def send(self, data: bytes) -> int:
-        self.sends += 1
-        return self.sock.send(data)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.sock, name)
 
 
 async def _connected(server: Server, count: int) -> list[tuple[asyncio.StreamReader, Recorder, CountedSends]]:

@@ -2,7 +2,9 @@
 
 Each payload is decoded once and its Output encoded once; the same bytes are handed to
 every target connection without awaiting any of them (a transport only queues), so a
-slow connection never delays the others. If Redis drops the subscription, it is logged
+slow connection never delays the others. Broadcasts already received together (a busy
+room, a node behind) are pushed together: one send per connection for all of them
+(`sockets.held_writes`). If Redis drops the subscription, it is logged
 and made again with a growing delay; messages published meanwhile are lost (rooms are
 not synced offline; a subscriber may re-subscribe with its last seq to get the kept
 ones replayed).
@@ -12,13 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 import redis.asyncio as aioredis
 from google.protobuf.message import DecodeError
+from redis.asyncio.client import PubSub
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from gim.internal.connect.registry import Registry
+from gim.internal.connect.sockets import held_writes
 from gim.pkg import broadcast, log
 from gim.pkg.limits import FRAME_MAX
 from gim.pkg.pb import connect_ext_pb2 as cx
@@ -28,6 +33,7 @@ from gim.pkg.protocol.packets import Encoded, output
 _log = log.get("broadcast")
 
 RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
+BATCH = 64  # broadcasts already received that are pushed together, at most
 
 
 class BroadcastSubscriber:
@@ -75,9 +81,8 @@ class BroadcastSubscriber:
                     self.subscriptions += 1
                     self._changed.notify_all()
                 _log.info("broadcast_subscribed", times=self.subscriptions)
-                async for message in pubsub.listen():
-                    if message["type"] == "message":
-                        self.dispatch(message["channel"], message["data"])
+                while True:
+                    self.dispatch_all(await _received(pubsub))
             except (aioredis.RedisError, OSError) as exc:
                 _log.warning("broadcast_disconnected", error=str(exc))
             except Exception:  # a bug, not Redis: keep the node's broadcasts alive anyway
@@ -87,6 +92,13 @@ class BroadcastSubscriber:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves PubSub.aclose unannotated
             await asyncio.sleep(RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)])
             failures += 1
+
+    def dispatch_all(self, messages: list[dict[str, Any]]) -> None:
+        """Push each pub/sub message in order; a connection's pushes go in one send."""
+        with held_writes():
+            for message in messages:
+                if message["type"] == "message":
+                    self.dispatch(message["channel"], message["data"])
 
     def dispatch(self, channel: bytes, data: bytes) -> int:
         """Push one payload to its local targets; returns how many connections got it."""
@@ -110,3 +122,16 @@ class BroadcastSubscriber:
         for session in targets:
             session.push_encoded(out)
         return len(targets)
+
+
+async def _received(pubsub: PubSub) -> list[dict[str, Any]]:
+    """The next message, waited for, and those already received after it (up to BATCH):
+    `get_message` with no wait reads only what the client holds, and is safe to stop
+    midway (redis-py's parser keeps a partial reply for the next read)."""
+    first = None
+    while first is None:  # None: a subscription confirmation (ignored), not a message
+        first = await pubsub.get_message(timeout=None)
+    batch = [first]
+    while len(batch) < BATCH and (more := await pubsub.get_message(timeout=0.0)) is not None:
+        batch.append(more)
+    return batch
