@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from gim.internal.connect.sockets import Listener, SocketTransport, held_writes, listening_sockets
-from gimtest.sockets import CountedSends
+from gimtest.sockets import CountedSends, count_sends
 from gimtest.waiting import until
 
 
@@ -136,7 +136,7 @@ async def _connected(server: Server, count: int) -> list[tuple[asyncio.StreamRea
     found = []
     for (reader, _), proto in zip(clients, server.protocols, strict=True):
         assert proto.transport is not None
-        counted = proto.transport._sock = CountedSends(proto.transport._sock)  # type: ignore[assignment]
+        counted = count_sends(proto.transport)
         found.append((reader, proto, counted))
     return found
 
