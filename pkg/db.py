@@ -252,15 +252,10 @@ def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
             # node's store transaction (seq rows, message rows) deadlocked another's.
             # Everything that must not race takes row locks (FOR UPDATE, upserts).
             "isolation_level": "READ COMMITTED",
-            # A connection coming back is rolled back only if the server says a
-            # transaction is open on it (`_reset_when_in_transaction`), not after every
-            # commit: one round trip less per transaction.
-            "pool_reset_on_return": None,
         }
         options.update(kwargs)
         engine = create_async_engine(parsed, **options)
         _ping_when_idle(engine)
-        _reset_when_in_transaction(engine)
         return engine
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -295,22 +290,6 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
             dialect.do_ping(dbapi_connection)
         except Exception as exc:  # the pool tries another connection (3 times at most)
             raise sa_exc.DisconnectionError(f"a pooled connection failed its ping: {exc}") from exc
-
-
-def _reset_when_in_transaction(engine: AsyncEngine) -> None:
-    """SQLAlchemy's pool rolls back every connection that comes back, even one whose
-    transaction it has just committed (a `ROLLBACK` round trip after each `COMMIT`).
-    Here only a connection the server reports as inside a transaction is rolled back (the
-    status flag of its last reply, kept by asyncmy); a rollback that fails invalidates the
-    connection, as the pool's own would."""
-
-    @event.listens_for(engine.sync_engine.pool, "reset")
-    def _reset(dbapi_connection: Any, record: Any, state: Any) -> None:
-        if state.terminate_only or not state.asyncio_safe:
-            return  # the pool closes it instead
-        if state.transaction_was_reset or not dbapi_connection.driver_connection.get_transaction_status():
-            return
-        dbapi_connection.rollback()
 
 
 def _serialize_sqlite_writers(engine: AsyncEngine) -> None:
