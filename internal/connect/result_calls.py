@@ -16,10 +16,11 @@ from gim.pkg.errors import errors_of
 from gim.pkg.pb import logic_int_pb2, logic_int_pb2_grpc
 
 BATCH = 500  # requests in one call, at most (logic takes 1,000)
-# Calls in flight at once. One: what arrives while it is on its way goes in the next, so
-# a 200-member group send's acks cost logic about 2 calls, not 3 or 4 (with 4 in flight,
-# each carried a few). Nothing waits on these answers but the acking connection's next
-# ack, which folds into the highest meanwhile.
+# Calls in flight at once, for acks and offlines alike. One: what arrives while it is on
+# its way goes in the next, so a 200-member group send's acks cost logic about 2 calls,
+# not 3 or 4 (with 4 in flight, each carried a few). Nothing waits on these answers but
+# the acking connection's next ack, which folds into the highest meanwhile, or a
+# connection already gone.
 CALLS = 1
 
 Req = TypeVar("Req")
