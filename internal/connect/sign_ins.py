@@ -12,7 +12,11 @@ from gim.pkg.errors import errors_of
 from gim.pkg.pb import logic_int_pb2, logic_int_pb2_grpc
 
 BATCH = 200  # sign-ins in one call, at most
-CALLS = 4  # calls in flight at once
+# Calls in flight at once. One: the sign-ins that arrive while it is on its way go in the
+# next, so a crowd costs each node's gRPC client and logic's server fewer, larger calls
+# (100,000 devices signing in over six nodes: 1.21 x the rate of four in flight, 0.83 x the
+# machine's CPU a sign-in). A sign-in waits at most for the call on its way, then its own.
+CALLS = 1
 
 
 class SignIns(MergedCalls[logic_int_pb2.ConnSignInReq, int | None]):
