@@ -216,8 +216,9 @@ async def test_sign_in_calls_of_several_nodes_go_to_business_together(cluster: C
         first = asyncio.ensure_future(call("127.0.0.1:2", (0, users[0].token)))
         await business.arrived.wait()  # the first call is with business, and held there
         second = asyncio.ensure_future(call("127.0.0.1:3", (1, users[1].token), (2, "wrong")))
+        await asyncio.sleep(0)  # queued behind the first (no timing: queued once started)
         third = asyncio.ensure_future(call("127.0.0.1:4", (3, users[3].token), (4, users[4].token)))
-        await asyncio.sleep(0)  # both queue behind the first (no timing: queued once started)
+        await asyncio.sleep(0)  # one batch at a time: it waits with the second, not beside the first
         business.release.set()
         answers = [[(r.code, r.HasField("max_seq")) for r in (await c).results] for c in (first, second, third)]
     assert answers == [[(0, True)], [(0, True), (Code.UNAUTHORIZED, False)], [(0, True), (0, True)]]

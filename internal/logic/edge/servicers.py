@@ -34,7 +34,11 @@ Context = aio.ServicerContext[Any, Any]
 SignedIn = tuple[GimError | None, int | None]  # a sign-in: why it failed, or the user's highest seq (None: unknown)
 
 MAX_SIGN_INS = 1000  # sign-ins in one ConnSignIns call, at most (and in one merged batch of calls)
-SIGN_IN_BATCHES = 2  # merged batches of sign-in calls being handled at once
+# Merged batches of sign-in calls being handled at once. One: calls that come meanwhile
+# wait and go together, so six connect nodes signing in a crowd cost business and the
+# database fewer, larger batches (16,000 over six nodes: 1.12 x the rate of two at once,
+# logic's CPU a sign-in 0.68 x, business's 0.57 x).
+SIGN_IN_BATCHES = 1
 MAX_ACKS = 1000  # acks in one MessageACKs call, at most
 MAX_OFFLINES = 1000  # connections in one Offlines call, at most
 _log = log.get("logic")
