@@ -15,13 +15,10 @@ from gim.pkg import rpc
 from gim.pkg.errors import errors_of
 from gim.pkg.pb import logic_int_pb2, logic_int_pb2_grpc
 
-BATCH = 500  # requests in one call, at most (logic takes 1,000)
-# Calls in flight at once, for acks and offlines alike. One: what arrives while it is on
-# its way goes in the next, so a 200-member group send's acks cost logic about 2 calls,
-# not 3 or 4 (with 4 in flight, each carried a few). Nothing waits on these answers but
-# the acking connection's next ack, which folds into the highest meanwhile, or a
-# connection already gone.
-CALLS = 1
+# Requests in one call, at most (logic takes 1,000); one call on its way at a time
+# (merged_calls). Nothing waits on these answers but the acking connection's next ack,
+# which folds into the highest meanwhile, or a connection already gone.
+BATCH = 500
 
 Req = TypeVar("Req")
 
@@ -34,7 +31,7 @@ class Results(MergedCalls[Req, None], Generic[Req]):
     ) -> None:
         """`many`, `one`: the stub's batch call (named `method`) and single call; `wrap`
         makes the batch request of the requests."""
-        super().__init__(name, method, BATCH, CALLS)
+        super().__init__(name, method, BATCH)
         self._many_call, self._one_call, self._wrap, self._timeout = many, one, wrap, timeout
 
     async def done(self, req: Req) -> None:

@@ -11,17 +11,12 @@ from gim.pkg import rpc
 from gim.pkg.errors import errors_of
 from gim.pkg.pb import logic_int_pb2, logic_int_pb2_grpc
 
-BATCH = 200  # sign-ins in one call, at most
-# Calls in flight at once. One: the sign-ins that arrive while it is on its way go in the
-# next, so a crowd costs each node's gRPC client and logic's server fewer, larger calls
-# (100,000 devices signing in over six nodes: 1.21 x the rate of four in flight, 0.83 x the
-# machine's CPU a sign-in). A sign-in waits at most for the call on its way, then its own.
-CALLS = 1
+BATCH = 200  # sign-ins in one call, at most (one call on its way at a time: merged_calls)
 
 
 class SignIns(MergedCalls[logic_int_pb2.ConnSignInReq, int | None]):
     def __init__(self, logic: logic_int_pb2_grpc.LogicIntStub, timeout: float) -> None:
-        super().__init__("sign_ins", "ConnSignIns", BATCH, CALLS)
+        super().__init__("sign_ins", "ConnSignIns", BATCH)
         self._logic = logic
         self._timeout = timeout
 
