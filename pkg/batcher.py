@@ -2,7 +2,11 @@
 
 Requests that arrive while earlier batches are being handled wait and go together in the
 next one, so batches grow with the load and cost nothing when it is light (a lone request
-is handled at once). A batch is all or nothing: when its handler raises, its requests are
+is handled at once). With a `spacing`, a batch starts no sooner than that after the
+previous one started, unless a full batch is waiting: when each batch costs much whatever
+its size and requests come in a steady stream, fewer, fuller batches, for a wait of at
+most `spacing` under load (a request that finds the batcher quiet still goes at once).
+A batch is all or nothing: when its handler raises, its requests are
 handled one by one, so that one bad request fails alone.
 
 Every caller is answered, whatever happens: a handler that returns the wrong number of
@@ -14,6 +18,7 @@ with `BatcherClosed` and refuses new requests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
@@ -39,16 +44,27 @@ class BatchMismatch(Exception):
 
 class Batcher(Generic[T, R]):
     def __init__(
-        self, name: str, handler: Handler[T, R], max_batch: int, workers: int, size: Callable[[T], int] = lambda _: 1
+        self,
+        name: str,
+        handler: Handler[T, R],
+        max_batch: int,
+        workers: int,
+        size: Callable[[T], int] = lambda _: 1,
+        spacing: float = 0.0,
     ) -> None:
-        """`max_batch` bounds the sum of `size(request)` of one batch (one request at least)."""
+        """`max_batch` bounds the sum of `size(request)` of one batch (one request at least);
+        `spacing`: seconds from one batch's start to the next's, at least (see above)."""
         self._name = name
         self._handler = handler
         self._max_batch = max_batch
         self._size = size
         self._max_workers = workers
+        self._spacing = spacing
+        self._last_start = float("-inf")  # loop time a batch last started (with a spacing)
+        self._full: asyncio.Future[None] | None = None  # set once a full batch waits out a spacing
         self._workers = 0
         self._queue: deque[tuple[T, asyncio.Future[R]]] = deque()
+        self._queued = 0  # the sum of size(request) of the queue
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -78,6 +94,9 @@ class Batcher(Generic[T, R]):
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[R] = loop.create_future()
         self._queue.append((request, answer))
+        self._queued += self._size(request)
+        if self._full is not None and self._queued >= self._max_batch and not self._full.done():
+            self._full.set_result(None)
         if self._workers < self._max_workers:
             self._workers += 1
             task = loop.create_task(self._work())
@@ -89,11 +108,14 @@ class Batcher(Generic[T, R]):
         batch: list[tuple[T, asyncio.Future[R]]] = []
         try:
             while self._queue:
+                if self._spacing > 0:
+                    await self._space()
                 first = self._queue.popleft()
                 batch, total = [first], self._size(first[0])
                 while self._queue and total + self._size(self._queue[0][0]) <= self._max_batch:
                     batch.append(self._queue.popleft())
                     total += self._size(batch[-1][0])
+                self._queued -= total
                 results = await self._results([request for request, _ in batch])
                 for (_, answer), result in zip(batch, results, strict=True):
                     _settle(answer, result)
@@ -105,6 +127,19 @@ class Batcher(Generic[T, R]):
             raise
         finally:
             self._workers -= 1
+
+    async def _space(self) -> None:
+        """Until `spacing` after the last batch's start, or a full batch waits."""
+        loop = asyncio.get_running_loop()
+        wait = self._last_start + self._spacing - loop.time()
+        if wait > 0 and self._queued < self._max_batch:
+            self._full = loop.create_future()
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full, wait)
+            finally:
+                self._full = None
+        self._last_start = loop.time()
 
     async def _results(self, requests: list[T]) -> list[R | BaseException]:
         """The handler's answers to `requests`, one each, in order."""
@@ -126,6 +161,7 @@ class Batcher(Generic[T, R]):
         """Refuse new requests, fail those still queued with `BatcherClosed`, stop the
         workers (a batch being handled fails with `BatcherClosed` too) and wait for them."""
         self._closed = True
+        self._queued = 0
         while self._queue:
             _, answer = self._queue.popleft()
             _settle(answer, BatcherClosed(f"{self._name} is closed"))

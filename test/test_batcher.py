@@ -72,3 +72,52 @@ async def test_a_cancelled_handler_settles_its_callers_and_close_fails_the_queue
     else:
         raise AssertionError("a closed batcher takes no new request")
     assert batcher.idle
+
+
+async def test_with_a_spacing_a_lone_request_goes_at_once_and_later_ones_wait_until_a_batch_is_full() -> None:
+    """Spacing (an hour here: it never runs out in this test): the first request is handled
+    at once; those after it wait together until a full batch waits, then go as one, and
+    what is left waits again; close() fails what still waits."""
+    batches: list[list[int]] = []
+    handled = asyncio.Event()
+
+    async def handle(parts: list[int]) -> list[int | BaseException]:
+        batches.append(parts)
+        handled.set()
+        return parts
+
+    batcher: Batcher[int, int] = Batcher("test", handle, max_batch=3, workers=1, spacing=3600)
+    assert await batcher.submit(1) == 1, "a request that finds the batcher quiet goes at once"
+    waiting = [batcher.enqueue(n) for n in (2, 3)]
+    for _ in range(20):  # the worker has every chance to run
+        await asyncio.sleep(0)
+    assert batches == [[1]] and not any(w.done() for w in waiting), "two of three: they wait"
+    handled.clear()
+    waiting += [batcher.enqueue(n) for n in (4, 5)]  # 2, 3, 4 make a full batch
+    await handled.wait()
+    assert await asyncio.gather(*waiting[:3]) == [2, 3, 4]
+    assert batches == [[1], [2, 3, 4]]
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not waiting[3].done(), "the one left waits out the spacing again"
+    await batcher.close()
+    assert isinstance(waiting[3].exception(), BatcherClosed)
+
+
+async def test_without_a_spacing_the_next_batch_starts_as_soon_as_one_ends() -> None:
+    release = asyncio.Event()
+    batches: list[list[int]] = []
+
+    async def handle(parts: list[int]) -> list[int | BaseException]:
+        batches.append(parts)
+        if len(batches) == 1:
+            await release.wait()
+        return parts
+
+    batcher: Batcher[int, int] = Batcher("test", handle, max_batch=10, workers=1)
+    first = batcher.enqueue(1)
+    await asyncio.sleep(0)
+    later = [batcher.enqueue(n) for n in (2, 3)]
+    release.set()
+    assert await asyncio.gather(first, *later) == [1, 2, 3]
+    assert batches == [[1], [2, 3]]
