@@ -2,10 +2,11 @@
 
 Requests that arrive while earlier batches are being handled wait and go together in the
 next one, so batches grow with the load and cost nothing when it is light (a lone request
-is handled at once). With a `spacing`, a batch starts no sooner than that after the
-previous one started, unless a full batch is waiting: when each batch costs much whatever
-its size and requests come in a steady stream, fewer, fuller batches, for a wait of at
-most `spacing` under load (a request that finds the batcher quiet still goes at once).
+is handled at once). With a `spacing`, under load (requests already waited when the
+previous batch ended) a batch starts no sooner than that after the previous one started,
+unless a full batch is waiting: where each batch costs much whatever its size, fewer,
+fuller batches for a wait of at most `spacing`. A request that finds the batcher quiet,
+or a caller whose requests come one after another, never waits.
 A batch is all or nothing: when its handler raises, its requests are
 handled one by one, so that one bad request fails alone.
 
@@ -106,10 +107,12 @@ class Batcher(Generic[T, R]):
 
     async def _work(self) -> None:
         batch: list[tuple[T, asyncio.Future[R]]] = []
+        loaded = False  # requests waited when this worker's last batch ended
         try:
             while self._queue:
                 if self._spacing > 0:
-                    await self._space()
+                    await self._space(loaded)
+                loaded = True
                 first = self._queue.popleft()
                 batch, total = [first], self._size(first[0])
                 while self._queue and total + self._size(self._queue[0][0]) <= self._max_batch:
@@ -128,11 +131,11 @@ class Batcher(Generic[T, R]):
         finally:
             self._workers -= 1
 
-    async def _space(self) -> None:
-        """Until `spacing` after the last batch's start, or a full batch waits."""
+    async def _space(self, loaded: bool) -> None:
+        """Under load, until `spacing` after the last batch's start or a full batch waits."""
         loop = asyncio.get_running_loop()
         wait = self._last_start + self._spacing - loop.time()
-        if wait > 0 and self._queued < self._max_batch:
+        if loaded and wait > 0 and self._queued < self._max_batch:
             self._full = loop.create_future()
             try:
                 with contextlib.suppress(TimeoutError):

@@ -57,6 +57,11 @@ INVALIDATE_CHUNK = 1000  # entries per script call at most (Redis runs a script 
 
 GEN_TTL = 86400  # far longer than any database read between a reader's look and fill
 MGET_KEYS = 2000  # keys of the concurrent reads that go together in one MGET, at most
+# Once reads come concurrently, an MGET starts this long after the previous one at the
+# soonest (`Batcher` spacing): each command costs the client about the same whatever its
+# keys, and every send reads profiles and routes, so without a pause a busy logic sent
+# about one small MGET a send.
+READ_SPACING = 0.005
 MAX_OWED = 100_000  # invalidations kept while Redis is unreachable (past that: dropped)
 
 Loader = Callable[[list[int]], Awaitable[dict[int, bytes]]]
@@ -96,7 +101,9 @@ class Cache:
         self._fill = redis.register_script(_FILL)
         self._invalidate_script = redis.register_script(_INVALIDATE)
         # reads that come while one is on its way go together in the next MGET
-        self._reads: Batcher[list[str], list[bytes | None]] = Batcher("cache_reads", self._mget, MGET_KEYS, 1, size=len)
+        self._reads: Batcher[list[str], list[bytes | None]] = Batcher(
+            "cache_reads", self._mget, MGET_KEYS, 1, size=len, spacing=READ_SPACING
+        )
         self._outage = RedisOutage("cache")
         self._owed: set[tuple[str, int]] = set()  # invalidations Redis did not take
 

@@ -74,21 +74,26 @@ async def test_a_cancelled_handler_settles_its_callers_and_close_fails_the_queue
     assert batcher.idle
 
 
-async def test_with_a_spacing_a_lone_request_goes_at_once_and_later_ones_wait_until_a_batch_is_full() -> None:
-    """Spacing (an hour here: it never runs out in this test): the first request is handled
-    at once; those after it wait together until a full batch waits, then go as one, and
-    what is left waits again; close() fails what still waits."""
+async def test_with_a_spacing_requests_that_waited_for_a_batch_wait_until_a_full_one() -> None:
+    """Spacing (an hour here: it never runs out in this test): the first request goes at
+    once; those that come while it is handled wait on after it, together, until a full
+    batch waits, then go as one; what is left waits again; close() fails it."""
     batches: list[list[int]] = []
     handled = asyncio.Event()
+    release = asyncio.Event()
 
     async def handle(parts: list[int]) -> list[int | BaseException]:
         batches.append(parts)
         handled.set()
+        await release.wait()
         return parts
 
     batcher: Batcher[int, int] = Batcher("test", handle, max_batch=3, workers=1, spacing=3600)
-    assert await batcher.submit(1) == 1, "a request that finds the batcher quiet goes at once"
-    waiting = [batcher.enqueue(n) for n in (2, 3)]
+    first = batcher.enqueue(1)
+    await handled.wait()
+    waiting = [batcher.enqueue(n) for n in (2, 3)]  # come while the first is handled
+    release.set()
+    assert await first == 1, "a quiet batcher: at once"
     for _ in range(20):  # the worker has every chance to run
         await asyncio.sleep(0)
     assert batches == [[1]] and not any(w.done() for w in waiting), "two of three: they wait"
@@ -102,6 +107,20 @@ async def test_with_a_spacing_a_lone_request_goes_at_once_and_later_ones_wait_un
     assert not waiting[3].done(), "the one left waits out the spacing again"
     await batcher.close()
     assert isinstance(waiting[3].exception(), BatcherClosed)
+
+
+async def test_with_a_spacing_requests_one_after_another_never_wait() -> None:
+    batches: list[list[int]] = []
+
+    async def handle(parts: list[int]) -> list[int | BaseException]:
+        batches.append(parts)
+        return parts
+
+    batcher: Batcher[int, int] = Batcher("test", handle, max_batch=3, workers=1, spacing=3600)
+    async with asyncio.timeout(30):  # a wait for the spacing would hang here
+        for n in range(1, 6):
+            assert await batcher.submit(n) == n
+    assert batches == [[1], [2], [3], [4], [5]]
 
 
 async def test_without_a_spacing_the_next_batch_starts_as_soon_as_one_ends() -> None:

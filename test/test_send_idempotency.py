@@ -96,6 +96,9 @@ async def test_a_first_attempt_costs_no_look_up(cluster) -> None:  # type: ignor
 
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         # the store's tables (not cached look-ups, not the acks written behind meanwhile)
+        # (an ack upsert ends "ON DUPLICATE KEY UPDATE seq = ...": not a statement on seq)
+        if "device_ack" in statement:
+            return
         if re.search(r"\b(INTO|FROM|UPDATE)\s+(seq|message_\d+)\b", statement, re.IGNORECASE):
             statements.append(re.sub(r"\s+", " ", statement).strip())
 
