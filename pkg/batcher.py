@@ -2,11 +2,13 @@
 
 Requests that arrive while earlier batches are being handled wait and go together in the
 next one, so batches grow with the load and cost nothing when it is light (a lone request
-is handled at once). With a `spacing`, under load (requests already waited when the
-previous batch ended) a batch starts no sooner than that after the previous one started,
-unless a full batch is waiting: where each batch costs much whatever its size, fewer,
-fuller batches for a wait of at most `spacing`. A request that finds the batcher quiet,
-or a caller whose requests come one after another, never waits.
+is handled at once). With a `spacing`, under load (the previous batch held more than one
+request, or requests already waited when it ended) a batch starts no sooner than that
+after the previous one started, unless a full batch is waiting: where each batch costs
+much whatever its size, fewer, fuller batches for a wait of at most `spacing`. A request
+that finds the batcher quiet never waits, nor, unless `space_lone`, a caller whose
+requests come one after another (`space_lone`: for callers that each keep one request
+on its way and fill the next meanwhile, as connect nodes do with their sign-in calls).
 A batch is all or nothing: when its handler raises, its requests are
 handled one by one, so that one bad request fails alone.
 
@@ -52,6 +54,7 @@ class Batcher(Generic[T, R]):
         workers: int,
         size: Callable[[T], int] = lambda _: 1,
         spacing: float = 0.0,
+        space_lone: bool = False,
     ) -> None:
         """`max_batch` bounds the sum of `size(request)` of one batch (one request at least);
         `spacing`: seconds from one batch's start to the next's, at least (see above)."""
@@ -61,7 +64,9 @@ class Batcher(Generic[T, R]):
         self._size = size
         self._max_workers = workers
         self._spacing = spacing
+        self._space_lone = space_lone
         self._last_start = float("-inf")  # loop time a batch last started (with a spacing)
+        self._last_count = 0  # requests in that batch
         self._full: asyncio.Future[None] | None = None  # set once a full batch waits out a spacing
         self._workers = 0
         self._queue: deque[tuple[T, asyncio.Future[R]]] = deque()
@@ -107,11 +112,11 @@ class Batcher(Generic[T, R]):
 
     async def _work(self) -> None:
         batch: list[tuple[T, asyncio.Future[R]]] = []
-        loaded = False  # requests waited when this worker's last batch ended
+        loaded = False  # the last batch held several requests, or others waited as it ended
         try:
             while self._queue:
                 if self._spacing > 0:
-                    await self._space(loaded)
+                    await self._space(loaded or self._last_count > 1 or self._space_lone)
                 loaded = True
                 first = self._queue.popleft()
                 batch, total = [first], self._size(first[0])
@@ -119,6 +124,7 @@ class Batcher(Generic[T, R]):
                     batch.append(self._queue.popleft())
                     total += self._size(batch[-1][0])
                 self._queued -= total
+                self._last_count = len(batch)
                 results = await self._results([request for request, _ in batch])
                 for (_, answer), result in zip(batch, results, strict=True):
                     _settle(answer, result)

@@ -140,3 +140,21 @@ async def test_without_a_spacing_the_next_batch_starts_as_soon_as_one_ends() -> 
     release.set()
     assert await asyncio.gather(first, *later) == [1, 2, 3]
     assert batches == [[1], [2, 3]]
+
+
+async def test_with_space_lone_requests_one_after_another_wait_too() -> None:
+    batches: list[list[int]] = []
+
+    async def handle(parts: list[int]) -> list[int | BaseException]:
+        batches.append(parts)
+        return parts
+
+    batcher: Batcher[int, int] = Batcher("test", handle, max_batch=3, workers=1, spacing=3600, space_lone=True)
+    assert await batcher.submit(1) == 1, "a quiet batcher: at once"
+    second = batcher.enqueue(2)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not second.done(), "the next request waits out the spacing, though nobody else waited"
+    rest = [batcher.enqueue(n) for n in (3, 4)]  # a full batch: it goes
+    assert await asyncio.gather(second, *rest) == [2, 3, 4]
+    assert batches == [[1], [2, 3, 4]]
