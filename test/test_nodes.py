@@ -158,11 +158,12 @@ async def test_deliveries_keep_their_order_when_a_node_channel_fails(monkeypatch
 def test_a_node_s_deliveries_are_cut_into_bounded_calls() -> None:
     from gim.internal.logic.edge.connect_client import LANE_UNITS, _chunks, _units
 
-    small = [bytes([i % 256]) * 10 for i in range(2500)]
+    small = [bytes([i % 256]) * 10 for i in range(2 * LANE_UNITS + 500)]
     chunks = _chunks(small, False)
     assert [c.count for c in chunks] == [LANE_UNITS, LANE_UNITS, 500]
     assert b"".join(c.data for c in chunks) == b"".join(small), "in order, nothing lost"
-    large = [b"x" * 60_000] * 40  # 40 pushes of 60 KB: about 2.3 MiB
+    large = [b"x" * 60_000] * 150  # 150 pushes of 60 KB: about 8.6 MiB, more than one call takes
     chunks = _chunks(large, True)
-    assert all(_units(c) <= LANE_UNITS and c.suspect for c in chunks) and sum(c.count for c in chunks) == 40
+    assert len(chunks) > 1 and all(_units(c) <= LANE_UNITS and c.suspect for c in chunks)
+    assert sum(c.count for c in chunks) == 150
     assert len(_chunks([b"y" * 2_000_000], False)) == 1, "one delivery larger than the bound still goes, alone"

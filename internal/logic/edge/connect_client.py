@@ -27,7 +27,14 @@ TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grp
 SUSPECT_TIMEOUT = 1.0
 # Most one DeliverMessages call carries, in deliveries or KiB (whichever is more): a
 # connect node serves it in one go, and gRPC takes 4 MiB at most.
-LANE_UNITS = 1000
+LANE_UNITS = 4000
+# Under load, a lane's next call starts this long after its previous one at the soonest
+# (`Batcher` spacing; a lone sender's pushes never wait): a call, and each device's
+# share of it (connect writes a device's pushes of one call in one send), costs much the
+# same for one send's deliveries as for several. With LANE_UNITS 1000 and no spacing a
+# call carried two sends to a 500-member group at most; with these, up to eight: 500 x
+# 10 1.23 x the deliveries/s, connect's CPU a send 0.72 x, single chat 1.13 x.
+LANE_SPACING = 0.02
 # A node that fails for a transient reason (restarting, overloaded, a network blip) is
 # tried again with growing pauses for this long, as long as it shows signs of life.
 RETRY_FOR = 30.0
@@ -157,7 +164,9 @@ class Deliverer:
                 delivered = await self._to_node(conn_addr, merged)
                 return [p.count if delivered else 0 for p in parts]
 
-            lane = self._lanes[conn_addr] = Batcher(f"deliver:{conn_addr}", call, LANE_UNITS, 1, size=_units)
+            lane = self._lanes[conn_addr] = Batcher(
+                f"deliver:{conn_addr}", call, LANE_UNITS, 1, size=_units, spacing=LANE_SPACING
+            )
         return lane
 
     async def _to_node(self, conn_addr: str, chunk: _Chunk) -> int:
