@@ -69,8 +69,8 @@ class Batcher(Generic[T, R]):
         self._last_count = 0  # requests in that batch
         self._full: asyncio.Future[None] | None = None  # set once a full batch waits out a spacing
         self._workers = 0
-        self._queue: deque[tuple[T, asyncio.Future[R]]] = deque()
-        self._queued = 0  # the sum of size(request) of the queue
+        self._queue: deque[tuple[T, asyncio.Future[R], int]] = deque()  # (request, answer, size)
+        self._queued = 0  # the sum of the queue's sizes
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -99,8 +99,9 @@ class Batcher(Generic[T, R]):
             raise BatcherClosed(f"{self._name} is closed")
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[R] = loop.create_future()
-        self._queue.append((request, answer))
-        self._queued += self._size(request)
+        size = self._size(request)
+        self._queue.append((request, answer, size))
+        self._queued += size
         if self._full is not None and self._queued >= self._max_batch and not self._full.done():
             self._full.set_result(None)
         if self._workers < self._max_workers:
@@ -111,34 +112,36 @@ class Batcher(Generic[T, R]):
         return answer
 
     async def _work(self) -> None:
-        batch: list[tuple[T, asyncio.Future[R]]] = []
-        loaded = False  # the last batch held several requests, or others waited as it ended
+        batch: list[tuple[T, asyncio.Future[R], int]] = []
+        continuing = False  # this worker handled a batch, and requests waited as it ended
         try:
             while self._queue:
                 if self._spacing > 0:
-                    await self._space(loaded or self._last_count > 1 or self._space_lone)
-                loaded = True
+                    await self._space(continuing)
+                continuing = True
                 first = self._queue.popleft()
-                batch, total = [first], self._size(first[0])
-                while self._queue and total + self._size(self._queue[0][0]) <= self._max_batch:
+                batch, total = [first], first[2]
+                while self._queue and total + self._queue[0][2] <= self._max_batch:
                     batch.append(self._queue.popleft())
-                    total += self._size(batch[-1][0])
+                    total += batch[-1][2]
                 self._queued -= total
                 self._last_count = len(batch)
-                results = await self._results([request for request, _ in batch])
-                for (_, answer), result in zip(batch, results, strict=True):
+                results = await self._results([request for request, _, _ in batch])
+                for (_, answer, _), result in zip(batch, results, strict=True):
                     _settle(answer, result)
                 batch = []
         except BaseException as exc:  # cancelled or worse: nobody of this batch waits forever
             failure = BatcherClosed(f"{self._name} stopped") if isinstance(exc, asyncio.CancelledError) else exc
-            for _, answer in batch:
+            for _, answer, _ in batch:
                 _settle(answer, failure)
             raise
         finally:
             self._workers -= 1
 
-    async def _space(self, loaded: bool) -> None:
-        """Under load, until `spacing` after the last batch's start or a full batch waits."""
+    async def _space(self, continuing: bool) -> None:
+        """Under load (see above), until `spacing` after the last batch's start or a full
+        batch waits."""
+        loaded = continuing or self._last_count > 1 or self._space_lone
         loop = asyncio.get_running_loop()
         wait = self._last_start + self._spacing - loop.time()
         if loaded and wait > 0 and self._queued < self._max_batch:
@@ -172,7 +175,7 @@ class Batcher(Generic[T, R]):
         self._closed = True
         self._queued = 0
         while self._queue:
-            _, answer = self._queue.popleft()
+            _, answer, _ = self._queue.popleft()
             _settle(answer, BatcherClosed(f"{self._name} is closed"))
         tasks = list(self._tasks)
         for task in tasks:

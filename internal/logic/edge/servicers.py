@@ -43,8 +43,8 @@ SIGN_IN_BATCHES = 1
 # soonest (unless MAX_SIGN_INS wait): each batch costs an AuthMany, a device transaction
 # and a seq read whatever its size, and each connect node sends its next call only once
 # its last is answered, so without a pause every batch took the one or two calls that
-# had come meanwhile (16,000 over six nodes: 1.45 x the rate, logic's CPU a sign-in
-# 0.32 x). A node's calls wait even when they come one after another (`space_lone`):
+# had come meanwhile (16,000 over six nodes: 1.47 x the rate, logic's CPU a sign-in
+# 0.37 x). A node's calls wait even when they come one after another (`space_lone`):
 # they carry whatever gathered meanwhile. A sign-in after a quiet spell goes at once.
 SIGN_IN_SPACING = 0.05
 MAX_ACKS = 1000  # acks in one MessageACKs call, at most
